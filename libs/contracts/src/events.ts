@@ -1,0 +1,171 @@
+import type { JobSpec, Priority } from './job-spec.schema';
+
+/**
+ * Job-stream events. Past tense, never renamed, never reshaped once published:
+ * a new shape is a new version with an upcaster (see upcasters.ts).
+ * Times are ISO-8601 strings; they come in with the command, never from a clock here.
+ */
+
+/** How an attempt was isolated on its executor. */
+export type SandboxKind = 'none' | 'cgroup-v1' | 'cgroup-v2' | 'ssh' | 'ssh-systemd';
+
+export interface ResourceUsage {
+  cpuMs: number;
+  maxRssBytes: number;
+}
+
+export interface JobSubmitted {
+  type: 'JobSubmitted';
+  data: {
+    jobId: string;
+    owner: string;
+    spec: JobSpec;
+    priority: Priority;
+    submittedAt: string;
+    idempotencyKey?: string;
+  };
+}
+export interface JobPackaged {
+  type: 'JobPackaged';
+  data: { bundleDigest: string; size: number; commit?: string; dataDigests?: Record<string, string>; packagedAt: string };
+}
+export interface JobPackagingFailed {
+  type: 'JobPackagingFailed';
+  data: { reason: string; failedAt: string };
+}
+export interface JobQueued {
+  type: 'JobQueued';
+  /** attempt: the number the next dispatch will carry (1 for the first). */
+  data: { attempt: number; priority: Priority; queuedAt: string };
+}
+export interface JobDispatched {
+  type: 'JobDispatched';
+  data: { attempt: number; executorId: string; dispatchedAt: string };
+}
+export interface JobStarted {
+  type: 'JobStarted';
+  data: { attempt: number; executorId: string; startedAt: string; sandbox: SandboxKind; sandboxNote?: string; pid?: number };
+}
+export interface JobCompleted {
+  type: 'JobCompleted';
+  data: {
+    attempt: number;
+    exitCode: number;
+    signal: string | null;
+    oomKilled: boolean;
+    durationMs: number;
+    finishedAt: string;
+    usage: ResourceUsage | null;
+    logBytes: number;
+    error?: string;
+  };
+}
+export interface JobTimedOut {
+  type: 'JobTimedOut';
+  data: { attempt: number; timeoutSeconds: number; finishedAt: string };
+}
+export interface JobCancelRequested {
+  type: 'JobCancelRequested';
+  data: { requestedBy: string; reason?: string; requestedAt: string };
+}
+export interface JobCancelled {
+  type: 'JobCancelled';
+  /** attempt is null when the job was cancelled before any attempt ran. */
+  data: {
+    attempt: number | null;
+    finishedAt: string;
+    exitCode?: number;
+    signal?: string | null;
+    usage?: ResourceUsage | null;
+    logBytes?: number;
+    forced?: boolean;
+  };
+}
+export interface JobLost {
+  type: 'JobLost';
+  data: { attempt: number; executorId: string; reason: string; lostAt: string };
+}
+export interface JobRetryScheduled {
+  type: 'JobRetryScheduled';
+  data: { nextAttempt: number; retryAt: string; reason: string };
+}
+export interface JobFailed {
+  type: 'JobFailed';
+  data: { attempt: number | null; reason: string; finishedAt: string };
+}
+export interface JobPurged {
+  type: 'JobPurged';
+  data: { purgedAt: string; by: string };
+}
+
+export type JobEvent =
+  | JobSubmitted
+  | JobPackaged
+  | JobPackagingFailed
+  | JobQueued
+  | JobDispatched
+  | JobStarted
+  | JobCompleted
+  | JobTimedOut
+  | JobCancelRequested
+  | JobCancelled
+  | JobLost
+  | JobRetryScheduled
+  | JobFailed
+  | JobPurged;
+
+export type JobEventType = JobEvent['type'];
+
+/** The current version of every event type; bump with an upcaster, never reshape. */
+export const EVENT_VERSIONS: Record<JobEventType, number> = {
+  JobSubmitted: 1,
+  JobPackaged: 1,
+  JobPackagingFailed: 1,
+  JobQueued: 1,
+  JobDispatched: 1,
+  JobStarted: 1,
+  JobCompleted: 1,
+  JobTimedOut: 1,
+  JobCancelRequested: 1,
+  JobCancelled: 1,
+  JobLost: 1,
+  JobRetryScheduled: 1,
+  JobFailed: 1,
+  JobPurged: 1,
+};
+
+export const JOB_EVENT_TYPES = Object.keys(EVENT_VERSIONS) as JobEventType[];
+export const isJobEventType = (t: string): t is JobEventType => Object.prototype.hasOwnProperty.call(EVENT_VERSIONS, t);
+
+/** Metadata every stored event carries beside its data. */
+export interface EventMetadata {
+  version: number;
+  jobId: string;
+  occurredAt: string;
+  actor: string;
+  causationId: string | null;
+  correlationId: string;
+}
+
+/** A job event as read back from the store, with its envelope. */
+export type StoredJobEvent<E extends JobEvent = JobEvent> = E & {
+  id: string;
+  streamRevision: number;
+  position: number;
+  metadata: EventMetadata;
+};
+
+/** The wire form on `jobline.evt.<jobId>.<type>` (JSON). */
+export interface JobEventMessage {
+  id: string;
+  type: JobEventType;
+  version: number;
+  jobId: string;
+  position: number;
+  streamRevision: number;
+  occurredAt: string;
+  actor: string;
+  causationId: string | null;
+  correlationId: string;
+  data: unknown;
+}

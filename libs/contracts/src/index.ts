@@ -1,0 +1,7 @@
+export * from './job-spec.schema';
+export * from './ids';
+export * from './events';
+export * from './job-view';
+export * from './subjects';
+export * from './messages';
+export * from './errors';

@@ -1,0 +1,31 @@
+import type { JobSpec, Priority } from './job-spec.schema';
+import type { ResourceUsage, SandboxKind } from './events';
+
+/** Public job status (DESIGN.md): pending → queued → running → a terminal one. */
+export type JobStatus = 'pending' | 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
+export const JOB_STATUSES: JobStatus[] = ['pending', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'];
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timed_out']);
+export const isTerminal = (s: JobStatus) => TERMINAL_STATUSES.has(s);
+
+/** What REST, gRPC and the CLI show of a job. */
+export interface JobView {
+  id: string;
+  owner: string;
+  status: JobStatus;
+  priority: Priority;
+  spec: JobSpec;
+  submittedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  attempt: number;
+  exitCode: number | null;
+  signal: string | null;
+  reason: string | null;
+  executor: string | null;
+  sandbox: SandboxKind | null;
+  bundleDigest: string | null;
+  usage: ResourceUsage | null;
+  logBytes: number;
+  cancelRequested: boolean;
+  purged: boolean;
+}

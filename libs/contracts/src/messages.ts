@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import { JobSpecSchema, type JobSpec } from './job-spec.schema';
+import { ExecutorIdSchema, JobIdSchema } from './ids';
+import type { ResourceUsage, SandboxKind } from './events';
+
+/** `jobline.cmd.<owner>.submit` payload. The client chooses the jobId; Nats-Msg-Id dedupes. */
+export const SubmitJobMessageSchema = z.strictObject({
+  jobId: JobIdSchema,
+  spec: JobSpecSchema,
+  idempotencyKey: z.string().min(1).max(255).optional(),
+  correlationId: z.string().min(1).max(128).optional(),
+});
+export type SubmitJobMessage = z.output<typeof SubmitJobMessageSchema>;
+
+/** `jobline.cmd.<owner>.cancel` payload. */
+export const CancelJobMessageSchema = z.strictObject({
+  jobId: JobIdSchema,
+  reason: z.string().max(1024).optional(),
+  correlationId: z.string().min(1).max(128).optional(),
+});
+export type CancelJobMessage = z.output<typeof CancelJobMessageSchema>;
+
+/** `jobline.work.<executorId>`: run one attempt. */
+export interface RunAttemptMessage {
+  kind: 'run';
+  jobId: string;
+  owner: string;
+  attempt: number;
+  spec: JobSpec;
+  bundleDigest: string | null;
+  dispatchedAt: string;
+}
+
+/** `jobline.ctl.<executorId>`: stop one attempt (cancel or timeout). */
+export interface StopAttemptMessage {
+  kind: 'stop';
+  jobId: string;
+  attempt: number;
+  reason: 'cancel' | 'timeout' | 'purge';
+}
+
+/** `jobline.report.<jobId>`: what an executor saw of an attempt. */
+export type AttemptReport =
+  | {
+      kind: 'started';
+      jobId: string;
+      attempt: number;
+      executorId: string;
+      startedAt: string;
+      sandbox: SandboxKind;
+      sandboxNote?: string;
+      pid?: number;
+    }
+  | {
+      kind: 'finished';
+      jobId: string;
+      attempt: number;
+      executorId: string;
+      exitCode: number;
+      signal: string | null;
+      oomKilled: boolean;
+      durationMs: number;
+      finishedAt: string;
+      usage: ResourceUsage | null;
+      logBytes: number;
+      /** Set when the attempt could not run at all (spawn failure, bad workdir...). */
+      error?: string;
+    };
+
+const Usage = z.strictObject({ cpuMs: z.number().min(0), maxRssBytes: z.number().min(0) }).nullable();
+
+export const AttemptReportSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('started'),
+    jobId: JobIdSchema,
+    attempt: z.number().int().min(1),
+    executorId: ExecutorIdSchema,
+    startedAt: z.string(),
+    sandbox: z.enum(['none', 'cgroup-v1', 'cgroup-v2', 'ssh', 'ssh-systemd']),
+    sandboxNote: z.string().optional(),
+    pid: z.number().int().optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('finished'),
+    jobId: JobIdSchema,
+    attempt: z.number().int().min(1),
+    executorId: ExecutorIdSchema,
+    exitCode: z.number().int(),
+    signal: z.string().nullable(),
+    oomKilled: z.boolean(),
+    durationMs: z.number().min(0),
+    finishedAt: z.string(),
+    usage: Usage,
+    logBytes: z.number().int().min(0),
+    error: z.string().optional(),
+  }),
+]);
+
+/** `jobline.hb.<executorId>` (core NATS). */
+export interface ExecutorHeartbeat {
+  executorId: string;
+  /** New on every start: a new instance means the old one's attempts are gone. */
+  instanceId: string;
+  kind: 'local' | 'ssh';
+  capacity: number;
+  running: { jobId: string; attempt: number }[];
+  labels: Record<string, string>;
+  sandbox: SandboxKind;
+  runtime: string;
+  startedAt: string;
+  sentAt: string;
+}
+
+export const ExecutorHeartbeatSchema = z.object({
+  executorId: ExecutorIdSchema,
+  instanceId: z.string().min(1).max(128),
+  kind: z.enum(['local', 'ssh']),
+  capacity: z.number().int().min(0),
+  running: z.array(z.object({ jobId: JobIdSchema, attempt: z.number().int().min(1) })),
+  labels: z.record(z.string(), z.string()),
+  sandbox: z.enum(['none', 'cgroup-v1', 'cgroup-v2', 'ssh', 'ssh-systemd']),
+  runtime: z.string(),
+  startedAt: z.string(),
+  sentAt: z.string(),
+});

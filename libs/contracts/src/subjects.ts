@@ -1,0 +1,63 @@
+/**
+ * NATS subjects and JetStream streams. Subject tokens are validated ids (owner,
+ * jobId, executorId), so none can smuggle a '.', '*' or '>' into a subject.
+ */
+export const subjects = {
+  /** Integrations submit here; the owner is the subject token (DESIGN.md). */
+  submit: (owner: string) => `jobline.cmd.${owner}.submit`,
+  cancel: (owner: string) => `jobline.cmd.${owner}.cancel`,
+  commandsAll: 'jobline.cmd.>',
+  /** Every stored event, in order per job. */
+  event: (jobId: string, type: string) => `jobline.evt.${jobId}.${type}`,
+  eventsOfJob: (jobId: string) => `jobline.evt.${jobId}.*`,
+  eventsAll: 'jobline.evt.>',
+  /** Log chunks: raw bytes, metadata in headers (see log-chunk.ts). */
+  logs: (jobId: string) => `jobline.logs.${jobId}`,
+  logsAll: 'jobline.logs.>',
+  /** Attempts handed to one executor (derived from JobDispatched by the relay). */
+  work: (executorId: string) => `jobline.work.${executorId}`,
+  workAll: 'jobline.work.>',
+  /** Stop orders for one executor (derived from JobCancelRequested / JobTimedOut). */
+  control: (executorId: string) => `jobline.ctl.${executorId}`,
+  controlAll: 'jobline.ctl.>',
+  /** Executor reports about attempts, per job so one job's reports stay in order. */
+  report: (jobId: string) => `jobline.report.${jobId}`,
+  reportsAll: 'jobline.report.>',
+  /** Executor heartbeats (core NATS, not persisted). */
+  heartbeat: (executorId: string) => `jobline.hb.${executorId}`,
+  heartbeatsAll: 'jobline.hb.*',
+} as const;
+
+/** Parses `jobline.cmd.<owner>.<verb>`; null when the subject is not one. */
+export function parseCommandSubject(subject: string): { owner: string; verb: string } | null {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || parts[0] !== 'jobline' || parts[1] !== 'cmd') return null;
+  return { owner: parts[2], verb: parts[3] };
+}
+
+export const STREAMS = {
+  commands: 'JOBLINE_CMD',
+  events: 'JOBLINE_EVT',
+  logs: 'JOBLINE_LOGS',
+  work: 'JOBLINE_WORK',
+  control: 'JOBLINE_CTL',
+  reports: 'JOBLINE_REPORTS',
+} as const;
+
+/** Headers of a log chunk message on `jobline.logs.<jobId>`. */
+export const LOG_HEADERS = {
+  attempt: 'Jobline-Attempt',
+  stream: 'Jobline-Stream',
+  offset: 'Jobline-Offset',
+} as const;
+
+export type LogStream = 'stdout' | 'stderr';
+
+/** A slice of an attempt's output. offset counts bytes of stdout and stderr together, per attempt. */
+export interface LogChunk {
+  jobId: string;
+  attempt: number;
+  stream: LogStream;
+  offset: number;
+  data: Uint8Array;
+}

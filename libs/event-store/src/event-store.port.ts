@@ -1,0 +1,84 @@
+/**
+ * The one port every event store adapter implements (SQLite embedded, EventStoreDB in
+ * production). Positions are global and strictly increasing across all streams; stream
+ * revisions start at 0 for a stream's first event.
+ */
+
+export type ExpectedRevision =
+  /** The stream must not exist yet. */
+  | 'no_stream'
+  /** Append whatever the stream holds. */
+  | 'any'
+  /** The stream's last revision must be exactly this. */
+  | number;
+
+export interface NewEvent {
+  /** Unique id (UUID); a retried append with the same ids is not duplicated by adapters that dedupe. */
+  id: string;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+}
+
+export interface RecordedEvent {
+  id: string;
+  streamId: string;
+  /** 0-based position within the stream. */
+  revision: number;
+  /** Global position in the store's log; strictly increasing in append order. */
+  position: number;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  /** When the store recorded it (ISO-8601). */
+  recordedAt: string;
+}
+
+export interface AppendResult {
+  /** Revision of the last event written (the next expected revision). */
+  nextExpectedRevision: number;
+  /** Global position of the last event written. */
+  position: number;
+}
+
+export interface ReadAllOptions {
+  /** Exclusive: events with position > fromPosition. Use -1 (or omit) for the start. */
+  after?: number;
+  maxCount?: number;
+}
+
+export interface Subscription extends AsyncIterable<RecordedEvent> {
+  close(): Promise<void>;
+}
+
+export interface EventStore {
+  /** Atomically appends all events, or throws WrongExpectedRevisionError and writes nothing. */
+  appendToStream(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult>;
+  /** Every event of a stream in revision order; [] when the stream does not exist. */
+  readStream(streamId: string): Promise<RecordedEvent[]>;
+  /** Events of all streams in position order, after a position, up to maxCount. */
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
+  /** Catch-up subscription: every event after `after`, then live ones as they are appended, in order. */
+  subscribeToAll(options?: { after?: number }): Subscription;
+  /** Position of the newest event, -1 when empty. */
+  headPosition(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class WrongExpectedRevisionError extends Error {
+  readonly code = 'wrong_expected_revision';
+  constructor(
+    readonly streamId: string,
+    readonly expected: ExpectedRevision,
+    readonly actual: number | 'no_stream',
+  ) {
+    super(`stream ${streamId}: expected revision ${String(expected)}, actual ${String(actual)}`);
+    this.name = 'WrongExpectedRevisionError';
+  }
+}
+
+/** Where a consumer of the store (projection, relay) has got to. */
+export interface CheckpointStore {
+  load(name: string): Promise<number>;
+  save(name: string, position: number): Promise<void>;
+}

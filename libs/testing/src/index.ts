@@ -1,0 +1,3 @@
+export * from './temp-dir';
+export { freePort } from '../../messaging/src/free-port';
+export { startNatsServer, findNatsServer, type RunningNatsServer } from '../../messaging/src/nats-server';
