@@ -5,3 +5,4 @@ export * from './job-view';
 export * from './subjects';
 export * from './messages';
 export * from './errors';
+export * from './event-codec';

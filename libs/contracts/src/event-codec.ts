@@ -1,0 +1,83 @@
+import { EVENT_VERSIONS, isJobEventType, type EventMetadata, type JobEvent, type StoredJobEvent, type JobEventMessage } from './events';
+
+/**
+ * How job events are written to and read from any event store. Reading goes through
+ * the upcasters, so old shapes are lifted to the current version and nothing
+ * downstream ever sees a superseded shape.
+ */
+
+/** Upcasters by type: version n → n+1. Empty while every event is at version 1. */
+const UPCASTERS: Partial<Record<JobEvent['type'], Record<number, (data: unknown) => unknown>>> = {};
+
+export interface EventEnvelopeInput {
+  id: string;
+  jobId: string;
+  occurredAt: string;
+  actor: string;
+  causationId: string | null;
+  correlationId: string;
+}
+
+/** The form an event store adapter appends (see libs/event-store NewEvent). */
+export function encodeJobEvent(event: JobEvent, env: EventEnvelopeInput): { id: string; type: string; data: unknown; metadata: Record<string, unknown> } {
+  const metadata: EventMetadata = {
+    version: EVENT_VERSIONS[event.type],
+    jobId: env.jobId,
+    occurredAt: env.occurredAt,
+    actor: env.actor,
+    causationId: env.causationId,
+    correlationId: env.correlationId,
+  };
+  return { id: env.id, type: event.type, data: event.data, metadata: metadata as unknown as Record<string, unknown> };
+}
+
+export interface RecordedLike {
+  id: string;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  revision: number;
+  position: number;
+}
+
+export class UnknownEventError extends Error {}
+
+/** Decodes (and upcasts) a stored record; throws UnknownEventError for a type this build does not know. */
+export function decodeJobEvent(rec: RecordedLike): StoredJobEvent {
+  if (!isJobEventType(rec.type)) throw new UnknownEventError(`unknown event type ${rec.type} at position ${rec.position}`);
+  const meta = rec.metadata as unknown as EventMetadata;
+  let version = Number(meta.version ?? 1);
+  let data = rec.data;
+  const ups = UPCASTERS[rec.type];
+  while (version < EVENT_VERSIONS[rec.type]) {
+    const up = ups?.[version];
+    if (!up) throw new UnknownEventError(`no upcaster for ${rec.type} v${version}`);
+    data = up(data);
+    version++;
+  }
+  return {
+    type: rec.type,
+    data,
+    id: rec.id,
+    streamRevision: rec.revision,
+    position: rec.position,
+    metadata: { ...meta, version },
+  } as StoredJobEvent;
+}
+
+/** The JSON published on `jobline.evt.<jobId>.<type>`. */
+export function toEventMessage(e: StoredJobEvent): JobEventMessage {
+  return {
+    id: e.id,
+    type: e.type,
+    version: e.metadata.version,
+    jobId: e.metadata.jobId,
+    position: e.position,
+    streamRevision: e.streamRevision,
+    occurredAt: e.metadata.occurredAt,
+    actor: e.metadata.actor,
+    causationId: e.metadata.causationId,
+    correlationId: e.metadata.correlationId,
+    data: e.data,
+  };
+}

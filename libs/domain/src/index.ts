@@ -1,0 +1,3 @@
+export * from './job.decider';
+export * from './job-view.projection';
+export * from './scheduling.policy';

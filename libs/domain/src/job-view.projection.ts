@@ -1,0 +1,98 @@
+import type { JobEvent, JobStatus, JobView } from '../../contracts/src';
+import type { JobPhase } from './job.decider';
+
+/** The public status of an internal phase (DESIGN.md: pending → queued → running → terminal). */
+export const publicStatus = (phase: JobPhase): JobStatus => {
+  switch (phase) {
+    case 'none':
+    case 'submitted':
+    case 'packaging':
+      return 'pending';
+    case 'queued':
+    case 'retry_wait':
+      return 'queued';
+    case 'dispatched':
+    case 'running':
+      return 'running';
+    case 'succeeded':
+    case 'failed':
+    case 'cancelled':
+    case 'timed_out':
+      return phase;
+  }
+};
+
+/**
+ * Folds one event into the read model every surface shows. Pure and total, so a
+ * replay from position 0 rebuilds exactly what the live projection holds.
+ */
+export function evolveJobView(view: JobView | null, event: JobEvent): JobView | null {
+  if (event.type === 'JobSubmitted') {
+    const d = event.data;
+    return {
+      id: d.jobId,
+      owner: d.owner,
+      status: 'pending',
+      priority: d.priority,
+      spec: d.spec,
+      submittedAt: d.submittedAt,
+      startedAt: null,
+      finishedAt: null,
+      attempt: 0,
+      exitCode: null,
+      signal: null,
+      reason: null,
+      executor: null,
+      sandbox: null,
+      bundleDigest: null,
+      usage: null,
+      logBytes: 0,
+      cancelRequested: false,
+      purged: false,
+    };
+  }
+  if (!view) return null;
+  switch (event.type) {
+    case 'JobPackaged':
+      return { ...view, bundleDigest: event.data.bundleDigest };
+    case 'JobPackagingFailed':
+      return { ...view, status: 'failed', reason: `packaging failed: ${event.data.reason}`, finishedAt: event.data.failedAt };
+    case 'JobQueued':
+      return { ...view, status: 'queued', attempt: event.data.attempt, priority: event.data.priority };
+    case 'JobDispatched':
+      return { ...view, status: 'running', attempt: event.data.attempt, executor: event.data.executorId };
+    case 'JobStarted':
+      return { ...view, status: 'running', startedAt: event.data.startedAt, sandbox: event.data.sandbox, exitCode: null, signal: null };
+    case 'JobCompleted': {
+      const d = event.data;
+      const ok = d.exitCode === 0;
+      const reason = ok ? null : (d.error ?? (d.oomKilled ? 'out of memory' : d.signal ? `killed by ${d.signal}` : `exit code ${d.exitCode}`));
+      return { ...view, status: ok ? 'succeeded' : 'failed', exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes, finishedAt: d.finishedAt, reason };
+    }
+    case 'JobTimedOut':
+      return { ...view, status: 'timed_out', finishedAt: event.data.finishedAt, reason: `timed out after ${event.data.timeoutSeconds}s` };
+    case 'JobCancelRequested':
+      return { ...view, cancelRequested: true };
+    case 'JobCancelled': {
+      const d = event.data;
+      return {
+        ...view,
+        status: 'cancelled',
+        finishedAt: d.finishedAt,
+        exitCode: d.exitCode ?? view.exitCode,
+        signal: d.signal ?? view.signal,
+        usage: d.usage ?? view.usage,
+        logBytes: d.logBytes ?? view.logBytes,
+        reason: d.forced ? 'cancelled (executor did not confirm the stop)' : 'cancelled',
+      };
+    }
+    case 'JobLost':
+      return { ...view, reason: `lost: ${event.data.reason}` };
+    case 'JobRetryScheduled':
+      return { ...view, status: 'queued', attempt: event.data.nextAttempt, finishedAt: null, executor: null };
+    case 'JobFailed':
+      return { ...view, status: 'failed', reason: event.data.reason, finishedAt: event.data.finishedAt };
+    case 'JobPurged':
+      return { ...view, purged: true, logBytes: 0 };
+  }
+}

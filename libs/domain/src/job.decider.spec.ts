@@ -1,0 +1,171 @@
+import { ConflictError, IllegalStateError, NotFoundError, StaleAttemptError, JobSpecSchema, type JobEvent } from '../../contracts/src';
+import { deciderSpec } from '../../testing/src/decider-spec';
+import { decide, evolve, initialState, fold, type JobCommand } from './job.decider';
+
+const given = deciderSpec<JobCommand, JobEvent, ReturnType<typeof initialState>>({ decide, evolve, initialState });
+
+const T0 = '2026-01-01T00:00:00.000Z';
+const T1 = '2026-01-01T00:00:01.000Z';
+const T2 = '2026-01-01T00:00:02.000Z';
+const jobId = '0b0c5a4e-58a8-4c38-9d3a-1e0f1c3e0001';
+const spec = JobSpecSchema.parse({ command: ['true'] });
+const retrying = JobSpecSchema.parse({ command: 'exit 1', retry: { maxAttempts: 2, backoffSeconds: 1 }, timeoutSeconds: 5 });
+
+const submitted = (s = spec): JobEvent => ({ type: 'JobSubmitted', data: { jobId, owner: 'alice', spec: s, priority: s.priority, submittedAt: T0 } });
+const queued = (attempt = 1): JobEvent => ({ type: 'JobQueued', data: { attempt, priority: 'normal', queuedAt: T0 } });
+const dispatched = (attempt = 1): JobEvent => ({ type: 'JobDispatched', data: { attempt, executorId: 'e1', dispatchedAt: T0 } });
+const started = (attempt = 1): JobEvent => ({ type: 'JobStarted', data: { attempt, executorId: 'e1', startedAt: T1, sandbox: 'none' } });
+const cancelRequested: JobEvent = { type: 'JobCancelRequested', data: { requestedBy: 'alice', requestedAt: T1 } };
+const finish = (attempt: number, exitCode: number, signal: string | null = null): JobCommand => ({
+  type: 'RecordFinished',
+  data: { attempt, exitCode, signal, oomKilled: false, durationMs: 5, finishedAt: T2, usage: null, logBytes: 3 },
+});
+const completed = (attempt: number, exitCode: number, signal: string | null = null): JobEvent => ({
+  type: 'JobCompleted',
+  data: { attempt, exitCode, signal, oomKilled: false, durationMs: 5, finishedAt: T2, usage: null, logBytes: 3 },
+});
+
+describe('job decider', () => {
+  describe('SubmitJob', () => {
+    it('records the submission and queues the first attempt', () =>
+      given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec, now: T0 } }).then([submitted(), queued()]));
+
+    it('waits for packaging when the job carries a source', () => {
+      const withSource = JobSpecSchema.parse({ command: ['make'], source: { archive: true } });
+      expect(given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec: withSource, now: T0 } }).events().map((e) => e.type)).toEqual(['JobSubmitted']);
+    });
+
+    it('keeps the idempotency key', () =>
+      expect(given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec, now: T0, idempotencyKey: 'k1' } }).events()[0]).toMatchObject({ data: { idempotencyKey: 'k1' } }));
+
+    it('ignores the same submission delivered again', () =>
+      given([submitted(), queued()]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec, now: T1 } }).thenNothing());
+
+    it('refuses another spec under an existing id', () =>
+      given([submitted()]).when({ type: 'SubmitJob', data: { jobId, owner: 'bob', spec, now: T1 } }).thenThrows(ConflictError));
+  });
+
+  describe('DispatchJob', () => {
+    it('dispatches the queued attempt', () =>
+      given([submitted(), queued()]).when({ type: 'DispatchJob', data: { attempt: 1, executorId: 'e1', now: T0 } }).then([dispatched()]));
+    it('refuses a job that is not queued', () =>
+      given([submitted(), queued(), dispatched()]).when({ type: 'DispatchJob', data: { attempt: 1, executorId: 'e2', now: T0 } }).thenThrows(IllegalStateError));
+    it('refuses another attempt than the queued one', () =>
+      given([submitted(), queued()]).when({ type: 'DispatchJob', data: { attempt: 2, executorId: 'e1', now: T0 } }).thenThrows(StaleAttemptError));
+    it('refuses an unknown job', () => given([]).when({ type: 'DispatchJob', data: { attempt: 1, executorId: 'e1', now: T0 } }).thenThrows(NotFoundError));
+  });
+
+  describe('RecordStarted', () => {
+    const start: JobCommand = { type: 'RecordStarted', data: { attempt: 1, executorId: 'e1', startedAt: T1, sandbox: 'none' } };
+    it('records the start of the dispatched attempt', () => given([submitted(), queued(), dispatched()]).when(start).then([started()]));
+    it('ignores the same report twice', () => given([submitted(), queued(), dispatched(), started()]).when(start).thenNothing());
+    it('fences a report from an older attempt', () =>
+      given([submitted(), queued(), dispatched(), { type: 'JobLost', data: { attempt: 1, executorId: 'e1', reason: 'x', lostAt: T1 } }, { type: 'JobRetryScheduled', data: { nextAttempt: 2, retryAt: T1, reason: 'x' } }, queued(2), dispatched(2)])
+        .when(start)
+        .thenThrows(StaleAttemptError));
+    it('refuses a start before dispatch', () => given([submitted(), queued()]).when(start).thenThrows(StaleAttemptError));
+  });
+
+  describe('RecordFinished', () => {
+    it('completes with exit code 0 (succeeded)', () => {
+      given([submitted(), queued(), dispatched(), started()]).when(finish(1, 0)).then([completed(1, 0)]);
+      expect(fold([submitted(), queued(), dispatched(), started(), completed(1, 0)]).phase).toBe('succeeded');
+    });
+    it('completes with a failure exit code (failed, no retry by default)', () => {
+      given([submitted(), queued(), dispatched(), started()]).when(finish(1, 3)).then([completed(1, 3)]);
+      expect(fold([submitted(), queued(), dispatched(), started(), completed(1, 3)]).phase).toBe('failed');
+    });
+    it('accepts a finish without a start report (the process never ran)', () =>
+      given([submitted(), queued(), dispatched()]).when(finish(1, 127)).then([completed(1, 127)]));
+    it('schedules a retry with exponential backoff while attempts remain', () =>
+      given([submitted(retrying), queued(), dispatched(), started()])
+        .when(finish(1, 1))
+        .then([completed(1, 1), { type: 'JobRetryScheduled', data: { nextAttempt: 2, retryAt: '2026-01-01T00:00:03.000Z', reason: 'exit code 1' } }]));
+    it('stops retrying at maxAttempts', () =>
+      given([submitted(retrying), queued(), dispatched(), started(), completed(1, 1), { type: 'JobRetryScheduled', data: { nextAttempt: 2, retryAt: T2, reason: '' } }, queued(2), dispatched(2), started(2)])
+        .when(finish(2, 1))
+        .then([completed(2, 1)]));
+    it('turns into a cancellation when one was requested', () =>
+      given([submitted(), queued(), dispatched(), started(), cancelRequested])
+        .when(finish(1, 143, 'SIGTERM'))
+        .then([{ type: 'JobCancelled', data: { attempt: 1, finishedAt: T2, exitCode: 143, signal: 'SIGTERM', usage: null, logBytes: 3 } }]));
+    it('never completes twice', () => given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when(finish(1, 0)).thenNothing());
+    it('fences a finish from a stale attempt', () =>
+      given([submitted(retrying), queued(), dispatched(), started(), completed(1, 1), { type: 'JobRetryScheduled', data: { nextAttempt: 2, retryAt: T2, reason: '' } }, queued(2), dispatched(2)])
+        .when(finish(1, 0))
+        .thenThrows(StaleAttemptError));
+    it('cannot change a job that timed out with a late finish of another attempt', () =>
+      given([submitted(), queued(), dispatched(), started(), { type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 1, finishedAt: T2 } }])
+        .when(finish(2, 0))
+        .thenThrows(StaleAttemptError));
+  });
+
+  describe('TimeOutJob', () => {
+    it('times out the running attempt', () =>
+      given([submitted(retrying), queued(), dispatched(), started()])
+        .when({ type: 'TimeOutJob', data: { attempt: 1, now: T2 } })
+        .then([{ type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 5, finishedAt: T2 } }]));
+    it('ignores a timeout after the job finished', () =>
+      given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when({ type: 'TimeOutJob', data: { attempt: 1, now: T2 } }).thenNothing());
+    it('refuses a timeout of a queued job', () => given([submitted(), queued()]).when({ type: 'TimeOutJob', data: { attempt: 1, now: T2 } }).thenThrows(StaleAttemptError));
+    it('a finish after the timeout changes nothing', () =>
+      given([submitted(), queued(), dispatched(), started(), { type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 1, finishedAt: T2 } }]).when(finish(1, 0)).thenNothing());
+  });
+
+  describe('RequestCancel', () => {
+    const cancel: JobCommand = { type: 'RequestCancel', data: { by: 'alice', now: T1 } };
+    it('cancels a queued job at once', () =>
+      given([submitted(), queued()]).when(cancel).then([cancelRequested, { type: 'JobCancelled', data: { attempt: null, finishedAt: T1 } }]));
+    it('asks the executor to stop a running job', () => given([submitted(), queued(), dispatched(), started()]).when(cancel).then([cancelRequested]));
+    it('is idempotent while the stop is pending', () => given([submitted(), queued(), dispatched(), started(), cancelRequested]).when(cancel).thenNothing());
+    it('refuses a finished job', () => given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when(cancel).thenThrows(IllegalStateError));
+    it('refuses an unknown job', () => given([]).when(cancel).thenThrows(NotFoundError));
+  });
+
+  describe('ForceCancel', () => {
+    it('closes a job whose executor never confirmed the stop', () =>
+      given([submitted(), queued(), dispatched(), started(), cancelRequested])
+        .when({ type: 'ForceCancel', data: { attempt: 1, now: T2 } })
+        .then([{ type: 'JobCancelled', data: { attempt: 1, finishedAt: T2, forced: true } }]));
+    it('needs a cancel request', () =>
+      given([submitted(), queued(), dispatched(), started()]).when({ type: 'ForceCancel', data: { attempt: 1, now: T2 } }).thenThrows(IllegalStateError));
+  });
+
+  describe('MarkLost', () => {
+    const lost: JobCommand = { type: 'MarkLost', data: { attempt: 1, executorId: 'e1', reason: 'executor restarted', now: T2 } };
+    const lostEvent: JobEvent = { type: 'JobLost', data: { attempt: 1, executorId: 'e1', reason: 'executor restarted', lostAt: T2 } };
+    it('fails the job when no retry is allowed', () =>
+      given([submitted(), queued(), dispatched(), started()])
+        .when(lost)
+        .then([lostEvent, { type: 'JobFailed', data: { attempt: 1, reason: 'executor e1 lost the attempt: executor restarted', finishedAt: T2 } }]));
+    it('schedules a retry when allowed', () =>
+      expect(given([submitted(retrying), queued(), dispatched()]).when(lost).events().map((e) => e.type)).toEqual(['JobLost', 'JobRetryScheduled']));
+    it('cancels when a cancel was pending', () =>
+      expect(given([submitted(), queued(), dispatched(), cancelRequested]).when(lost).events().map((e) => e.type)).toEqual(['JobLost', 'JobCancelled']));
+    it('fences a stale attempt', () => given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when(lost).thenThrows(StaleAttemptError));
+  });
+
+  describe('RequeueJob', () => {
+    const waiting = [submitted(retrying), queued(), dispatched(), started(), completed(1, 1), { type: 'JobRetryScheduled', data: { nextAttempt: 2, retryAt: T2, reason: '' } } as JobEvent];
+    it('queues the scheduled retry', () => given(waiting).when({ type: 'RequeueJob', data: { attempt: 2, now: T2 } }).then([{ type: 'JobQueued', data: { attempt: 2, priority: 'normal', queuedAt: T2 } }]));
+    it('refuses another attempt', () => given(waiting).when({ type: 'RequeueJob', data: { attempt: 3, now: T2 } }).thenThrows(StaleAttemptError));
+    it('refuses a job that is not waiting', () => given([submitted(), queued()]).when({ type: 'RequeueJob', data: { attempt: 1, now: T2 } }).thenThrows(IllegalStateError));
+  });
+
+  describe('packaging', () => {
+    const withSource = JobSpecSchema.parse({ command: ['make'], source: { archive: true } });
+    const sub: JobEvent = { type: 'JobSubmitted', data: { jobId, owner: 'alice', spec: withSource, priority: 'normal', submittedAt: T0 } };
+    it('queues once packaged', () =>
+      expect(given([sub]).when({ type: 'RecordPackaged', data: { bundleDigest: 'sha256:ab', size: 10, now: T1 } }).events().map((e) => e.type)).toEqual(['JobPackaged', 'JobQueued']));
+    it('fails when packaging fails', () =>
+      given([sub]).when({ type: 'RecordPackagingFailed', data: { reason: 'no such commit', now: T1 } }).then([{ type: 'JobPackagingFailed', data: { reason: 'no such commit', failedAt: T1 } }]));
+  });
+
+  describe('PurgeJob', () => {
+    it('purges a finished job once', () => {
+      given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when({ type: 'PurgeJob', data: { by: 'alice', now: T2 } }).then([{ type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } }]);
+      given([submitted(), queued(), dispatched(), started(), completed(1, 0), { type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } }]).when({ type: 'PurgeJob', data: { by: 'alice', now: T2 } }).thenNothing();
+    });
+    it('refuses a running job', () => given([submitted(), queued(), dispatched()]).when({ type: 'PurgeJob', data: { by: 'alice', now: T2 } }).thenThrows(IllegalStateError));
+  });
+});

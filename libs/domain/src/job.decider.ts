@@ -1,0 +1,303 @@
+import {
+  IllegalStateError,
+  NotFoundError,
+  StaleAttemptError,
+  ConflictError,
+  type JobEvent,
+  type JobSpec,
+  type Priority,
+  type ResourceUsage,
+  type SandboxKind,
+} from '../../contracts/src';
+
+/**
+ * The job aggregate: commands in, events out. Pure: time and ids come in with the
+ * command. The orchestrator is its only caller (load → fold → decide → append).
+ */
+
+export type JobPhase =
+  | 'none'
+  | 'submitted'
+  | 'packaging'
+  | 'queued'
+  | 'dispatched'
+  | 'running'
+  | 'retry_wait'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'timed_out';
+
+export const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(['succeeded', 'failed', 'cancelled', 'timed_out']);
+const ACTIVE_PHASES: ReadonlySet<JobPhase> = new Set(['dispatched', 'running']);
+
+export interface Job {
+  phase: JobPhase;
+  jobId: string | null;
+  owner: string | null;
+  spec: JobSpec | null;
+  priority: Priority;
+  idempotencyKey: string | null;
+  /** The current attempt: the one queued, dispatched or running; 0 before the first queue. */
+  attempt: number;
+  executorId: string | null;
+  cancelRequested: boolean;
+  bundleDigest: string | null;
+  purged: boolean;
+}
+
+export const initialState = (): Job => ({
+  phase: 'none',
+  jobId: null,
+  owner: null,
+  spec: null,
+  priority: 'normal',
+  idempotencyKey: null,
+  attempt: 0,
+  executorId: null,
+  cancelRequested: false,
+  bundleDigest: null,
+  purged: false,
+});
+
+export type JobCommand =
+  | { type: 'SubmitJob'; data: { jobId: string; owner: string; spec: JobSpec; now: string; idempotencyKey?: string } }
+  | { type: 'RecordPackaged'; data: { bundleDigest: string; size: number; commit?: string; dataDigests?: Record<string, string>; now: string } }
+  | { type: 'RecordPackagingFailed'; data: { reason: string; now: string } }
+  | { type: 'DispatchJob'; data: { attempt: number; executorId: string; now: string } }
+  | { type: 'RecordStarted'; data: { attempt: number; executorId: string; startedAt: string; sandbox: SandboxKind; sandboxNote?: string; pid?: number } }
+  | {
+      type: 'RecordFinished';
+      data: {
+        attempt: number;
+        exitCode: number;
+        signal: string | null;
+        oomKilled: boolean;
+        durationMs: number;
+        finishedAt: string;
+        usage: ResourceUsage | null;
+        logBytes: number;
+        error?: string;
+      };
+    }
+  | { type: 'TimeOutJob'; data: { attempt: number; now: string } }
+  | { type: 'RequestCancel'; data: { by: string; reason?: string; now: string } }
+  /** The executor did not confirm a stop in time: close the job anyway. */
+  | { type: 'ForceCancel'; data: { attempt: number; now: string } }
+  | { type: 'MarkLost'; data: { attempt: number; executorId: string; reason: string; now: string } }
+  | { type: 'RequeueJob'; data: { attempt: number; now: string } }
+  | { type: 'PurgeJob'; data: { by: string; now: string } };
+
+export const evolve = (job: Job, event: JobEvent): Job => {
+  switch (event.type) {
+    case 'JobSubmitted': {
+      const d = event.data;
+      return {
+        ...job,
+        phase: d.spec.source ? 'packaging' : 'submitted',
+        jobId: d.jobId,
+        owner: d.owner,
+        spec: d.spec,
+        priority: d.priority,
+        idempotencyKey: d.idempotencyKey ?? null,
+      };
+    }
+    case 'JobPackaged':
+      return { ...job, bundleDigest: event.data.bundleDigest };
+    case 'JobPackagingFailed':
+      return { ...job, phase: 'failed' };
+    case 'JobQueued':
+      return { ...job, phase: 'queued', attempt: event.data.attempt, priority: event.data.priority, executorId: null };
+    case 'JobDispatched':
+      return { ...job, phase: 'dispatched', attempt: event.data.attempt, executorId: event.data.executorId };
+    case 'JobStarted':
+      return { ...job, phase: 'running' };
+    case 'JobCompleted':
+      return { ...job, phase: event.data.exitCode === 0 ? 'succeeded' : 'failed' };
+    case 'JobTimedOut':
+      return { ...job, phase: 'timed_out' };
+    case 'JobCancelRequested':
+      return { ...job, cancelRequested: true };
+    case 'JobCancelled':
+      return { ...job, phase: 'cancelled' };
+    case 'JobLost':
+      return { ...job, phase: 'failed' };
+    case 'JobRetryScheduled':
+      return { ...job, phase: 'retry_wait', attempt: event.data.nextAttempt, executorId: null };
+    case 'JobFailed':
+      return { ...job, phase: 'failed' };
+    case 'JobPurged':
+      return { ...job, purged: true };
+    default:
+      return assertNever(event);
+  }
+};
+
+export const fold = (events: Iterable<JobEvent>, from: Job = initialState()): Job => {
+  let job = from;
+  for (const e of events) job = evolve(job, e);
+  return job;
+};
+
+export const decide = (command: JobCommand, job: Job): JobEvent[] => {
+  switch (command.type) {
+    case 'SubmitJob': {
+      const d = command.data;
+      if (job.phase !== 'none') {
+        // A re-delivered or re-sent submission of the same job is not an error; a different one is.
+        if (job.owner === d.owner && sameJson(job.spec, d.spec)) return [];
+        throw new ConflictError(`job ${d.jobId} already exists with another spec or owner`);
+      }
+      const submitted: JobEvent = {
+        type: 'JobSubmitted',
+        data: {
+          jobId: d.jobId,
+          owner: d.owner,
+          spec: d.spec,
+          priority: d.spec.priority,
+          submittedAt: d.now,
+          ...(d.idempotencyKey ? { idempotencyKey: d.idempotencyKey } : {}),
+        },
+      };
+      if (d.spec.source) return [submitted];
+      return [submitted, { type: 'JobQueued', data: { attempt: 1, priority: d.spec.priority, queuedAt: d.now } }];
+    }
+    case 'RecordPackaged': {
+      requireExists(job);
+      if (job.phase !== 'packaging') {
+        if (job.bundleDigest === command.data.bundleDigest) return [];
+        throw new IllegalStateError(`job is ${job.phase}, not packaging`);
+      }
+      const { now, ...rest } = command.data;
+      return [
+        { type: 'JobPackaged', data: { ...rest, packagedAt: now } },
+        { type: 'JobQueued', data: { attempt: 1, priority: job.priority, queuedAt: now } },
+      ];
+    }
+    case 'RecordPackagingFailed':
+      requireExists(job);
+      if (job.phase !== 'packaging') throw new IllegalStateError(`job is ${job.phase}, not packaging`);
+      return [{ type: 'JobPackagingFailed', data: { reason: command.data.reason, failedAt: command.data.now } }];
+    case 'DispatchJob': {
+      requireExists(job);
+      const d = command.data;
+      if (job.phase !== 'queued') throw new IllegalStateError(`job is ${job.phase}, not queued`);
+      if (d.attempt !== job.attempt) throw new StaleAttemptError(`attempt ${d.attempt} is not the queued attempt ${job.attempt}`);
+      return [{ type: 'JobDispatched', data: { attempt: d.attempt, executorId: d.executorId, dispatchedAt: d.now } }];
+    }
+    case 'RecordStarted': {
+      const d = command.data;
+      if (isDuplicateReport(job, d.attempt, 'running')) return [];
+      requireCurrentAttempt(job, d.attempt, ['dispatched']);
+      const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = d;
+      return [
+        {
+          type: 'JobStarted',
+          data: { attempt, executorId, startedAt, sandbox, ...(sandboxNote ? { sandboxNote } : {}), ...(pid !== undefined ? { pid } : {}) },
+        },
+      ];
+    }
+    case 'RecordFinished': {
+      const d = command.data;
+      if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) return [];
+      requireCurrentAttempt(job, d.attempt, ['dispatched', 'running']);
+      if (job.cancelRequested) {
+        return [
+          {
+            type: 'JobCancelled',
+            data: { attempt: d.attempt, finishedAt: d.finishedAt, exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes },
+          },
+        ];
+      }
+      const completed: JobEvent = { type: 'JobCompleted', data: { ...d } };
+      if (d.exitCode === 0) return [completed];
+      const why = d.error ?? (d.signal ? `killed by ${d.signal}` : `exit code ${d.exitCode}`);
+      return [completed, ...retryIfAllowed(job, d.finishedAt, why)];
+    }
+    case 'TimeOutJob': {
+      const d = command.data;
+      if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) return [];
+      requireCurrentAttempt(job, d.attempt, ['dispatched', 'running']);
+      return [{ type: 'JobTimedOut', data: { attempt: d.attempt, timeoutSeconds: job.spec?.timeoutSeconds ?? 0, finishedAt: d.now } }];
+    }
+    case 'RequestCancel': {
+      requireExists(job);
+      const d = command.data;
+      if (TERMINAL_PHASES.has(job.phase)) throw new IllegalStateError(`job already finished (${job.phase})`, { phase: job.phase });
+      if (job.cancelRequested) return [];
+      const requested: JobEvent = {
+        type: 'JobCancelRequested',
+        data: { requestedBy: d.by, requestedAt: d.now, ...(d.reason ? { reason: d.reason } : {}) },
+      };
+      if (ACTIVE_PHASES.has(job.phase)) return [requested];
+      return [requested, { type: 'JobCancelled', data: { attempt: null, finishedAt: d.now } }];
+    }
+    case 'ForceCancel': {
+      const d = command.data;
+      if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) return [];
+      requireCurrentAttempt(job, d.attempt, ['dispatched', 'running']);
+      if (!job.cancelRequested) throw new IllegalStateError('no cancellation was requested');
+      return [{ type: 'JobCancelled', data: { attempt: d.attempt, finishedAt: d.now, forced: true } }];
+    }
+    case 'MarkLost': {
+      const d = command.data;
+      requireCurrentAttempt(job, d.attempt, ['dispatched', 'running']);
+      const lost: JobEvent = { type: 'JobLost', data: { attempt: d.attempt, executorId: d.executorId, reason: d.reason, lostAt: d.now } };
+      if (job.cancelRequested) return [lost, { type: 'JobCancelled', data: { attempt: d.attempt, finishedAt: d.now } }];
+      const retry = retryIfAllowed(job, d.now, `lost: ${d.reason}`);
+      if (retry.length) return [lost, ...retry];
+      return [lost, { type: 'JobFailed', data: { attempt: d.attempt, reason: `executor ${d.executorId} lost the attempt: ${d.reason}`, finishedAt: d.now } }];
+    }
+    case 'RequeueJob': {
+      requireExists(job);
+      const d = command.data;
+      if (job.phase !== 'retry_wait') throw new IllegalStateError(`job is ${job.phase}, not waiting for a retry`);
+      if (d.attempt !== job.attempt) throw new StaleAttemptError(`attempt ${d.attempt} is not the scheduled retry ${job.attempt}`);
+      return [{ type: 'JobQueued', data: { attempt: d.attempt, priority: job.priority, queuedAt: d.now } }];
+    }
+    case 'PurgeJob':
+      requireExists(job);
+      if (!TERMINAL_PHASES.has(job.phase)) throw new IllegalStateError(`job is not finished (${job.phase})`, { phase: job.phase });
+      if (job.purged) return [];
+      return [{ type: 'JobPurged', data: { purgedAt: command.data.now, by: command.data.by } }];
+    default:
+      return assertNever(command);
+  }
+};
+
+/** A retry when the spec allows another attempt, else nothing (the caller's event is terminal). */
+function retryIfAllowed(job: Job, now: string, reason: string): JobEvent[] {
+  const retry = job.spec?.retry;
+  if (!retry || job.attempt >= retry.maxAttempts) return [];
+  const backoffMs = Math.round((retry.backoffSeconds ?? 0) * 1000 * 2 ** (job.attempt - 1));
+  const retryAt = new Date(Date.parse(now) + backoffMs).toISOString();
+  return [{ type: 'JobRetryScheduled', data: { nextAttempt: job.attempt + 1, retryAt, reason } }];
+}
+
+function requireExists(job: Job): void {
+  if (job.phase === 'none') throw new NotFoundError('job not found');
+}
+
+function requireCurrentAttempt(job: Job, attempt: number, phases: JobPhase[]): void {
+  requireExists(job);
+  if (attempt !== job.attempt || !phases.includes(job.phase)) {
+    throw new StaleAttemptError(`attempt ${attempt} is not current (job is ${job.phase} at attempt ${job.attempt})`, {
+      attempt,
+      currentAttempt: job.attempt,
+      phase: job.phase,
+    });
+  }
+}
+
+/** The same report delivered again (at-least-once bus): nothing new to record. */
+function isDuplicateReport(job: Job, attempt: number, phaseAfter: JobPhase): boolean {
+  return job.attempt === attempt && (job.phase === phaseAfter || TERMINAL_PHASES.has(job.phase));
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled: ${JSON.stringify(x)}`);
+}
