@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { tempDir, type TempDir } from '../../testing/src/temp-dir';
+import { describeEventStoreConformance } from './event-store.conformance';
+import { WrongExpectedRevisionError, type NewEvent, type RecordedEvent } from './event-store.port';
+import { SqliteCheckpointStore } from './sqlite.checkpoint-store';
+import { SqliteEventStore } from './sqlite.event-store';
+
+describeEventStoreConformance('SqliteEventStore', async () => {
+  const dir = tempDir('jobline-event-store-');
+  // A small batch makes the catch-up span many reads, which is where a gap would hide.
+  const store = new SqliteEventStore({ path: join(dir.path, 'events.db'), readBatchSize: 64 });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      dir.remove();
+    },
+  };
+});
+
+describe('SqliteEventStore on a file', () => {
+  let dir: TempDir;
+  let path: string;
+  const opened: Array<{ close(): Promise<void> }> = [];
+  const open = (options: { pollIntervalMs?: number } = {}): SqliteEventStore => {
+    const store = new SqliteEventStore({ path, ...options });
+    opened.push(store);
+    return store;
+  };
+
+  beforeEach(() => {
+    dir = tempDir('jobline-event-store-');
+    path = join(dir.path, 'nested', 'events.db');
+  });
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close();
+    dir.remove();
+  });
+
+  it('starts empty at head -1 and numbers the first event 1', async () => {
+    const store = open();
+    expect(await store.headPosition()).toBe(-1);
+    expect(await store.readAll()).toEqual([]);
+
+    expect(await store.appendToStream('job-1', [event('A')], 'no_stream')).toEqual({ nextExpectedRevision: 0, position: 1 });
+    expect(await store.readAll({ after: 0 })).toHaveLength(1);
+    expect(await store.headPosition()).toBe(1);
+  });
+
+  it('survives a reopen: data persists, positions and revisions continue', async () => {
+    const first = open();
+    const written = [event('A', { n: 1 }, { actor: 'alice' }), event('B', { n: 2 })];
+    await first.appendToStream('job-1', written, 'no_stream');
+    const before = await first.readAll();
+    await first.close();
+
+    const second = open();
+    expect(await second.readAll()).toEqual(before);
+    const next = await second.appendToStream('job-1', [event('C')], 1);
+    expect(next).toEqual({ nextExpectedRevision: 2, position: before[1].position + 1 });
+    await expect(second.appendToStream('job-1', [event('D')], 'no_stream')).rejects.toBeInstanceOf(WrongExpectedRevisionError);
+  });
+
+  it('a second instance on the same file, as another process would, sees appends through its subscription by polling', async () => {
+    const writer = open();
+    const reader = open({ pollIntervalMs: 10 });
+    await writer.appendToStream('job-1', [event('Before')], 'no_stream');
+    const subscription = reader.subscribeToAll();
+    const iterator = subscription[Symbol.asyncIterator]();
+    const seen = [(await iterator.next()).value as RecordedEvent];
+    // The reader is now idle and waiting, so only its poll of the file can notice these.
+    const pending = iterator.next();
+    for (let i = 0; i < 3; i++) await writer.appendToStream(`job-${i + 2}`, [event('Live'), event('Live')], 'no_stream');
+    await writer.appendToStream('job-1', [event('Last')], 0);
+
+    const timer = setTimeout(() => void subscription.close(), 20_000);
+    for (let next = await pending; !next.done; next = await iterator.next()) {
+      seen.push(next.value);
+      if (seen.length === 8) break;
+    }
+    clearTimeout(timer);
+    await subscription.close();
+
+    expect(seen.map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(seen.map((e) => e.type)).toEqual(['Before', 'Live', 'Live', 'Live', 'Live', 'Live', 'Live', 'Last']);
+  });
+
+  it('two instances appending to one stream with the same expected revision: exactly one wins', async () => {
+    const a = open();
+    const b = open();
+    await a.appendToStream('job-1', [event('Created')], 'no_stream');
+
+    const outcomes = await Promise.allSettled([
+      a.appendToStream('job-1', [event('FromA')], 0),
+      b.appendToStream('job-1', [event('FromB')], 0),
+    ]);
+
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(await b.readStream('job-1')).toHaveLength(2);
+  });
+
+  it('answers a retried append with the same event ids with the first result and writes nothing', async () => {
+    const store = open();
+    const batch = [event('A'), event('B')];
+    const first = await store.appendToStream('job-1', batch, 'no_stream');
+
+    expect(await store.appendToStream('job-1', batch, 'no_stream')).toEqual(first);
+    expect(await store.readAll()).toHaveLength(2);
+    await expect(store.appendToStream('job-2', [batch[0]], 'no_stream')).rejects.toThrow(/already recorded/);
+  });
+
+  it('writes nothing when an append fails midway', async () => {
+    const store = open();
+    const unserializable = event('Bad', { big: 1n });
+
+    await expect(store.appendToStream('job-1', [event('A'), unserializable], 'no_stream')).rejects.toThrow(TypeError);
+
+    expect(await store.readAll()).toEqual([]);
+    expect((await store.appendToStream('job-1', [event('A')], 'no_stream')).position).toBe(1);
+  });
+
+  it('close() ends every open subscription', async () => {
+    const store = open();
+    const iterators = [store.subscribeToAll(), store.subscribeToAll()].map((s) => s[Symbol.asyncIterator]());
+    const pending = iterators.map((it) => it.next());
+
+    await store.close();
+
+    expect(await Promise.all(pending)).toEqual([
+      { done: true, value: undefined },
+      { done: true, value: undefined },
+    ]);
+    await expect(store.appendToStream('job-1', [event('A')], 'any')).rejects.toThrow(/closed/);
+  });
+});
+
+describe('SqliteCheckpointStore', () => {
+  let dir: TempDir;
+  beforeEach(() => {
+    dir = tempDir('jobline-checkpoints-');
+  });
+  afterEach(() => dir.remove());
+
+  it('loads -1 when nothing was saved, then the last saved position, across a reopen', async () => {
+    const path = join(dir.path, 'checkpoints.db');
+    const first = new SqliteCheckpointStore({ path });
+    expect(await first.load('projection')).toBe(-1);
+    await first.save('projection', 10);
+    await first.save('projection', 42);
+    await first.save('relay', 7);
+    expect(await first.load('projection')).toBe(42);
+    await first.close();
+
+    const second = new SqliteCheckpointStore({ path });
+    expect([await second.load('projection'), await second.load('relay'), await second.load('other')]).toEqual([42, 7, -1]);
+    await second.close();
+  });
+
+  it('shares the event store database handle and leaves closing it to the store', async () => {
+    const store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
+    const checkpoints = new SqliteCheckpointStore({ db: store.database });
+    await checkpoints.save('relay', 3);
+    await checkpoints.close();
+
+    expect(await checkpoints.load('relay')).toBe(3);
+    await store.close();
+    expect(store.database.open).toBe(false);
+  });
+});
+
+function event(type: string, data: unknown = {}, metadata: Record<string, unknown> = {}): NewEvent {
+  return { id: randomUUID(), type, data, metadata };
+}

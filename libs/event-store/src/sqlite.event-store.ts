@@ -1,0 +1,340 @@
+import type { Statement } from 'better-sqlite3';
+import {
+  WrongExpectedRevisionError,
+  type AppendResult,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type ReadAllOptions,
+  type RecordedEvent,
+  type Subscription,
+} from './event-store.port';
+import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
+
+export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
+  /**
+   * How often a waiting subscription checks the file for events appended by OTHER
+   * processes (appends through this instance wake subscriptions at once). Default 50.
+   */
+  pollIntervalMs?: number;
+  /** Events read per query while a subscription catches up. Default 1000. */
+  readBatchSize?: number;
+}
+
+/*
+ * `position` is the rowid: SQLite has one writer at a time and assigns it inside the write
+ * transaction, so commits become visible in position order and a reader that has seen
+ * position p has seen everything below it. AUTOINCREMENT keeps a position from ever
+ * being reused. The unique (stream_id, revision) index is both the concurrency guard and
+ * the read path of a stream.
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (
+  position    INTEGER PRIMARY KEY AUTOINCREMENT,
+  id          TEXT    NOT NULL UNIQUE,
+  stream_id   TEXT    NOT NULL,
+  revision    INTEGER NOT NULL,
+  type        TEXT    NOT NULL,
+  data        TEXT    NOT NULL,
+  metadata    TEXT    NOT NULL,
+  recorded_at TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_stream_revision ON events (stream_id, revision);
+`;
+
+const COLUMNS = 'position, id, stream_id, revision, type, data, metadata, recorded_at';
+
+type EventRow = [
+  position: number,
+  id: string,
+  streamId: string,
+  revision: number,
+  type: string,
+  data: string,
+  metadata: string,
+  recordedAt: string,
+];
+
+type AnyStatement = Statement<unknown[], unknown>;
+
+/**
+ * The embedded event store: one SQLite file (WAL), shareable by several processes.
+ * Construct with `new SqliteEventStore({ path })`; the file and its schema are created
+ * on first use. Subscriptions see appends made through this instance immediately and
+ * appends made by other processes within `pollIntervalMs`.
+ */
+export class SqliteEventStore implements EventStore {
+  private readonly db: SqliteDatabase;
+  private readonly pollIntervalMs: number;
+  private readonly readBatchSize: number;
+  private readonly lastOfStream: AnyStatement;
+  private readonly findById: AnyStatement;
+  private readonly streamIdsFrom: AnyStatement;
+  private readonly insert: AnyStatement;
+  private readonly selectStream: AnyStatement;
+  private readonly selectAfter: AnyStatement;
+  private readonly selectHead: AnyStatement;
+  private readonly appendTx: ReturnType<SqliteDatabase['transaction']>;
+  private readonly subscriptions = new Set<SqliteSubscription>();
+  /** Subscriptions that found nothing new, with the resolver that wakes each one. */
+  private readonly waiting = new Map<SqliteSubscription, () => void>();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(options: SqliteEventStoreOptions) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 50;
+    this.readBatchSize = Math.max(1, options.readBatchSize ?? 1000);
+    this.db = openSqlite(options);
+    this.db.exec(SCHEMA);
+    this.lastOfStream = this.db
+      .prepare('SELECT revision, position FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1')
+      .raw();
+    this.findById = this.db.prepare('SELECT stream_id, revision FROM events WHERE id = ?').raw();
+    this.streamIdsFrom = this.db
+      .prepare('SELECT id, position FROM events WHERE stream_id = ? AND revision >= ? ORDER BY revision LIMIT ?')
+      .raw();
+    this.insert = this.db.prepare(
+      'INSERT INTO events (id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.selectStream = this.db.prepare(`SELECT ${COLUMNS} FROM events WHERE stream_id = ? ORDER BY revision`).raw();
+    this.selectAfter = this.db
+      .prepare(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`)
+      .raw();
+    this.selectHead = this.db.prepare('SELECT COALESCE(MAX(position), -1) FROM events').pluck();
+    this.appendTx = this.db.transaction(
+      (streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult =>
+        this.appendInTransaction(streamId, events, expected),
+    );
+  }
+
+  /**
+   * The underlying handle, for tables that must live beside the events (e.g. a
+   * SqliteCheckpointStore built with `{ db }`). Closed by `close()`.
+   */
+  get database(): SqliteDatabase {
+    return this.db;
+  }
+
+  async appendToStream(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
+    this.assertOpen();
+    // IMMEDIATE takes the write lock before reading the stream's revision, so another
+    // process cannot slip an append in between the check and the insert.
+    const result = this.appendTx.immediate(streamId, events, expected) as AppendResult;
+    if (events.length > 0) this.wake(result.position);
+    return result;
+  }
+
+  async readStream(streamId: string): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    return toRecordedEvents(this.selectStream.all(streamId) as EventRow[]);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const limit = options.maxCount === undefined ? -1 : Math.max(0, Math.trunc(options.maxCount));
+    if (limit === 0) return [];
+    return this.readAfter(options.after ?? -1, limit);
+  }
+
+  subscribeToAll(options: { after?: number } = {}): Subscription {
+    this.assertOpen();
+    const subscription = new SqliteSubscription(options.after ?? -1, this.readBatchSize, {
+      read: (after, limit) => this.readAfter(after, limit),
+      waitForAppend: (sub) => this.waitForAppend(sub),
+      release: (sub) => this.release(sub),
+    });
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async headPosition(): Promise<number> {
+    this.assertOpen();
+    return this.selectHead.get() as number;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const subscription of [...this.subscriptions]) subscription.end();
+    this.closed = true;
+    this.stopPolling();
+    this.db.close();
+  }
+
+  private appendInTransaction(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult {
+    const last = this.lastOfStream.get(streamId) as [revision: number, position: number] | undefined;
+    const current = last ? last[0] : -1;
+    if (events.length > 0) {
+      const retried = this.findRetriedAppend(streamId, events);
+      if (retried) return retried;
+    }
+    if (!revisionMatches(expected, current)) {
+      throw new WrongExpectedRevisionError(streamId, expected, last ? current : 'no_stream');
+    }
+    if (events.length === 0) return { nextExpectedRevision: current, position: last ? last[1] : -1 };
+    const recordedAt = new Date().toISOString();
+    let revision = current;
+    let position = -1;
+    for (const event of events) {
+      revision += 1;
+      const info = this.insert.run(
+        event.id,
+        streamId,
+        revision,
+        event.type,
+        toJson(event.data),
+        toJson(event.metadata ?? {}),
+        recordedAt,
+      );
+      position = Number(info.lastInsertRowid);
+    }
+    return { nextExpectedRevision: revision, position };
+  }
+
+  /**
+   * A writer that crashed or timed out after its commit retries with the same event ids;
+   * answering with the original result keeps the retry from failing or duplicating.
+   */
+  private findRetriedAppend(streamId: string, events: readonly NewEvent[]): AppendResult | undefined {
+    const hit = this.findById.get(events[0].id) as [streamId: string, revision: number] | undefined;
+    if (!hit) return undefined;
+    const [storedStream, fromRevision] = hit;
+    if (storedStream === streamId) {
+      const stored = this.streamIdsFrom.all(streamId, fromRevision, events.length) as [id: string, position: number][];
+      if (stored.length === events.length && stored.every(([id], i) => id === events[i].id)) {
+        return { nextExpectedRevision: fromRevision + events.length - 1, position: stored[stored.length - 1][1] };
+      }
+    }
+    throw new Error(`event ${events[0].id} is already recorded in stream ${storedStream} at revision ${fromRevision}`);
+  }
+
+  private readAfter(after: number, limit: number): RecordedEvent[] {
+    return toRecordedEvents(this.selectAfter.all(after, limit) as EventRow[]);
+  }
+
+  private waitForAppend(subscription: SqliteSubscription): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.set(subscription, resolve);
+      this.startPolling();
+    });
+  }
+
+  /** Wakes the waiting subscriptions that are behind `head`. */
+  private wake(head: number): void {
+    for (const [subscription, resolve] of this.waiting) {
+      if (subscription.cursor < head) {
+        this.waiting.delete(subscription);
+        resolve();
+      }
+    }
+    if (this.waiting.size === 0) this.stopPolling();
+  }
+
+  private release(subscription: SqliteSubscription): void {
+    this.subscriptions.delete(subscription);
+    const resolve = this.waiting.get(subscription);
+    this.waiting.delete(subscription);
+    resolve?.();
+    if (this.waiting.size === 0) this.stopPolling();
+  }
+
+  private startPolling(): void {
+    if (this.pollTimer || this.closed) return;
+    // Only runs while someone awaits an event, so an idle store costs nothing; reading the
+    // head (not PRAGMA data_version) means a commit that landed just before the timer
+    // started is not missed.
+    this.pollTimer = setInterval(() => {
+      if (!this.closed) this.wake(this.selectHead.get() as number);
+    }, this.pollIntervalMs);
+  }
+
+  private stopPolling(): void {
+    if (!this.pollTimer) return;
+    clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('SqliteEventStore is closed');
+  }
+}
+
+interface SubscriptionSource {
+  read(after: number, limit: number): RecordedEvent[];
+  waitForAppend(subscription: SqliteSubscription): Promise<void>;
+  release(subscription: SqliteSubscription): void;
+}
+
+/**
+ * Pull-based: it always reads the file from its own cursor, so catch-up and live are the
+ * same loop and an append racing the catch-up can neither be skipped nor delivered twice.
+ * One consumer per subscription.
+ */
+class SqliteSubscription implements Subscription {
+  private ended = false;
+
+  constructor(
+    /** Position of the last event handed out. */
+    public cursor: number,
+    private readonly batchSize: number,
+    private readonly source: SubscriptionSource,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<RecordedEvent, void, undefined> {
+    try {
+      while (!this.ended) {
+        const batch = this.source.read(this.cursor, this.batchSize);
+        if (batch.length === 0) {
+          await this.source.waitForAppend(this);
+          continue;
+        }
+        for (const event of batch) {
+          if (this.ended) return;
+          this.cursor = event.position;
+          yield event;
+        }
+      }
+    } finally {
+      this.end();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.end();
+  }
+
+  /** Ends iteration; a consumer awaiting the next event gets `done`. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.source.release(this);
+  }
+}
+
+function revisionMatches(expected: ExpectedRevision, current: number): boolean {
+  if (expected === 'any') return true;
+  if (expected === 'no_stream') return current === -1;
+  return expected === current;
+}
+
+function toJson(value: unknown): string {
+  // JSON.stringify(undefined) is undefined; the column is NOT NULL.
+  return JSON.stringify(value) ?? 'null';
+}
+
+function toRecordedEvents(rows: EventRow[]): RecordedEvent[] {
+  const events = new Array<RecordedEvent>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    events[i] = {
+      id: row[1],
+      streamId: row[2],
+      revision: row[3],
+      position: row[0],
+      type: row[4],
+      data: JSON.parse(row[5]),
+      metadata: JSON.parse(row[6]) as Record<string, unknown>,
+      recordedAt: row[7],
+    };
+  }
+  return events;
+}

@@ -1,0 +1,39 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+
+export interface ConnectNatsOptions {
+  /** One URL or several (a cluster), e.g. `nats://127.0.0.1:4222`. */
+  servers: string | string[];
+  /** Connection name shown by the server's monitoring (e.g. `jobline-orchestrator`). */
+  name: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** Anything else the NATS client accepts (TLS, timeouts...); wins over the defaults below. */
+  overrides?: Partial<NodeConnectionOptions>;
+}
+
+/**
+ * Defaults: reconnect forever (the bus may restart under a long-running service; giving up
+ * would leave a process that looks alive but does nothing), every 250 ms with a little jitter.
+ */
+export const NATS_CONNECTION_DEFAULTS = {
+  maxReconnectAttempts: -1,
+  reconnectTimeWait: 250,
+  reconnectJitter: 100,
+  pingInterval: 20_000,
+} satisfies Partial<NodeConnectionOptions>;
+
+/** Connects to NATS from Node (runtime-neutral code takes a NatsConnection instead). */
+export function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
+  const { servers, name, user, pass, token, overrides } = options;
+  return connect({
+    ...NATS_CONNECTION_DEFAULTS,
+    servers,
+    name,
+    ...(user !== undefined ? { user } : {}),
+    ...(pass !== undefined ? { pass } : {}),
+    ...(token !== undefined ? { token } : {}),
+    ...overrides,
+  });
+}

@@ -1,0 +1,109 @@
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { MsgHdrs } from '@nats-io/nats-core';
+import { LOG_HEADERS, STREAMS, subjects, type LogChunk } from '../../contracts/src';
+
+/** A log chunk as it goes on the bus: raw bytes, metadata in headers (fits JetStreamPublisher.publishMany). */
+export interface EncodedLogChunk {
+  subject: string;
+  payload: Uint8Array;
+  headers: Record<string, string>;
+}
+
+export function encodeLogChunk(chunk: LogChunk): EncodedLogChunk {
+  return {
+    subject: subjects.logs(chunk.jobId),
+    payload: chunk.data,
+    headers: {
+      [LOG_HEADERS.attempt]: String(chunk.attempt),
+      [LOG_HEADERS.stream]: chunk.stream,
+      [LOG_HEADERS.offset]: String(chunk.offset),
+    },
+  };
+}
+
+/** What decodeLogChunk needs of a message (a JsMsg, a StoredMsg with `header` mapped, or a core Msg). */
+export interface LogMessage {
+  subject: string;
+  data: Uint8Array;
+  headers?: Pick<MsgHdrs, 'get'> | undefined;
+}
+
+const LOGS_PREFIX = subjects.logs('');
+
+/** The chunk carried by a message on `jobline.logs.<jobId>`; null when the subject or any header is malformed. */
+export function decodeLogChunk(msg: LogMessage): LogChunk | null {
+  if (!msg.subject.startsWith(LOGS_PREFIX)) return null;
+  const jobId = msg.subject.slice(LOGS_PREFIX.length);
+  if (!jobId || /[.*> ]/.test(jobId)) return null;
+  const h = msg.headers;
+  if (!h) return null;
+  const attempt = parseNonNegativeInt(h.get(LOG_HEADERS.attempt));
+  const offset = parseNonNegativeInt(h.get(LOG_HEADERS.offset));
+  const stream = h.get(LOG_HEADERS.stream);
+  if (attempt === null || offset === null || (stream !== 'stdout' && stream !== 'stderr')) return null;
+  return { jobId, attempt, stream, offset, data: msg.data };
+}
+
+function parseNonNegativeInt(s: string | undefined): number | null {
+  if (!s || !/^\d{1,16}$/.test(s)) return null;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+export interface ReadLogChunksOptions {
+  /** Keep delivering live chunks until `signal` aborts (default false: end after what exists now). */
+  follow?: boolean;
+  signal?: AbortSignal;
+  /** Stream sequence to start from (default: the first chunk of the job still in the stream). */
+  startSeq?: number;
+  /**
+   * Messages requested from the server at a time (default 256). The client asks for more
+   * only as chunks are taken from the iterator, so memory stays bounded however long the log.
+   */
+  batch?: number;
+}
+
+/**
+ * A job's log chunks in stream order, through an ordered (ephemeral, client-checked)
+ * consumer filtered on the job's single subject, so it works on nats-server 2.9.
+ * Without follow it ends once it has delivered every chunk that existed when it started;
+ * with follow it ends when the signal aborts (or the consumer of the iterable stops).
+ * Malformed messages are skipped.
+ */
+export async function* readLogChunks(js: JetStreamClient, jobId: string, opts: ReadLogChunksOptions = {}): AsyncGenerator<LogChunk> {
+  const { follow = false, signal, startSeq, batch = 256 } = opts;
+  if (signal?.aborted) return;
+  const consumer = await js.consumers.get(STREAMS.logs, {
+    filter_subjects: subjects.logs(jobId),
+    opt_start_seq: startSeq && startSeq > 0 ? startSeq : 1,
+  });
+  try {
+    // Counted at creation, so chunks written while we read do not keep a non-follow read going.
+    let remaining = (await consumer.info(true)).num_pending;
+    if ((!follow && remaining === 0) || signal?.aborted) return;
+    const messages = await consumer.consume({ max_messages: batch });
+    const stop = () => void messages.close();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const m of messages) {
+        remaining--;
+        const chunk = decodeLogChunk(m);
+        if (chunk) yield chunk;
+        // pending === 0 also ends a read whose older chunks were purged or aged out meanwhile.
+        if (signal?.aborted || (!follow && (remaining <= 0 || m.info.pending === 0))) break;
+      }
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      await messages.close();
+    }
+  } finally {
+    // Ordered consumers would linger on the server for their inactive threshold otherwise.
+    await consumer.delete().catch(() => undefined);
+  }
+}
+
+/** Removes every chunk of a job from the logs stream; returns how many were purged. */
+export async function purgeLogs(jsm: JetStreamManager, jobId: string): Promise<number> {
+  const r = await jsm.streams.purge(STREAMS.logs, { filter: subjects.logs(jobId) });
+  return r.purged;
+}
