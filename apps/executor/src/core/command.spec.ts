@@ -1,0 +1,70 @@
+import { buildCommand, DEFAULT_PATH, shellQuote, stepsScript } from './command';
+
+describe('buildCommand', () => {
+  it('runs an argv array as is', () => {
+    expect(buildCommand({ command: ['echo', 'a b', '$HOME'] }).argv).toEqual(['echo', 'a b', '$HOME']);
+  });
+
+  it('runs a string with /bin/sh -c', () => {
+    expect(buildCommand({ command: 'echo hi | tr a-z A-Z' }).argv).toEqual(['/bin/sh', '-c', 'echo hi | tr a-z A-Z']);
+  });
+
+  it('runs steps as one shell script', () => {
+    const argv = buildCommand({ steps: [{ name: 'a', run: 'true' }] }).argv;
+    expect(argv.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    expect(argv[2]).toBe(stepsScript([{ name: 'a', run: 'true' }]));
+  });
+
+  it('refuses a spec with nothing to run', () => {
+    expect(() => buildCommand({})).toThrow(/neither command nor steps/);
+    expect(() => buildCommand({ command: [] })).toThrow(/name a program/);
+    expect(() => buildCommand({ command: '  ' })).toThrow(/empty/);
+  });
+
+  it('gives only a default PATH plus the spec env, the spec winning', () => {
+    expect(buildCommand({ command: 'true' }).env).toEqual({ PATH: DEFAULT_PATH });
+    expect(buildCommand({ command: 'true', env: { A: '1', PATH: '/opt/bin' } }).env).toEqual({ PATH: '/opt/bin', A: '1' });
+  });
+
+  it('does not let the spec empty PATH', () => {
+    expect(buildCommand({ command: 'true', env: { PATH: '' } }).env.PATH).toBe(DEFAULT_PATH);
+    expect(buildCommand({ command: 'true', env: { PATH: '   ' } }).env.PATH).toBe(DEFAULT_PATH);
+  });
+
+  it('passes the workdir through, relative', () => {
+    expect(buildCommand({ command: 'true', workdir: 'src/app' }).cwd).toBe('src/app');
+    expect(buildCommand({ command: 'true' }).cwd).toBeUndefined();
+  });
+});
+
+describe('stepsScript', () => {
+  it('prints a marker before each step on stderr and stops at the first failure', () => {
+    const script = stepsScript([
+      { name: 'build', run: 'make' },
+      { name: 'test', run: 'make test' },
+    ]);
+    expect(script).toBe(
+      [
+        `printf '%s\\n' '==> [1/2] build' >&2`,
+        `/bin/sh -c 'make' || exit $?`,
+        `printf '%s\\n' '==> [2/2] test' >&2`,
+        `/bin/sh -c 'make test' || exit $?`,
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('quotes names and scripts so nothing is interpreted by the wrapper', () => {
+    const script = stepsScript([{ name: "it's $(rm -rf /)", run: "echo 'quoted' \"$X\"" }]);
+    expect(script).toContain(`'==> [1/1] it'\\''s $(rm -rf /)'`);
+    expect(script).toContain(`/bin/sh -c 'echo '\\''quoted'\\'' "$X"'`);
+  });
+});
+
+describe('shellQuote', () => {
+  it('wraps in single quotes and escapes embedded ones', () => {
+    expect(shellQuote('plain')).toBe(`'plain'`);
+    expect(shellQuote(`a'b`)).toBe(`'a'\\''b'`);
+    expect(shellQuote('')).toBe(`''`);
+  });
+});

@@ -1,0 +1,161 @@
+import { LogBatcher, type OutChunk } from './log-batcher';
+
+/** A sink that records every publish and acks it when told (or at once). */
+function recordingSink(autoAck = true) {
+  const calls: OutChunk[] = [];
+  const acks: (() => void)[] = [];
+  const sink = (chunk: OutChunk) => {
+    calls.push(chunk);
+    if (autoAck) return Promise.resolve();
+    return new Promise<void>((resolve) => acks.push(resolve));
+  };
+  return { sink, calls, acks };
+}
+
+const bytes = (...values: number[]) => Uint8Array.from(values);
+const filled = (n: number, v: number) => new Uint8Array(n).fill(v);
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+describe('LogBatcher', () => {
+  it('coalesces small writes of one stream into one chunk after flushMs', async () => {
+    const { sink, calls } = recordingSink();
+    const b = new LogBatcher({ sink, flushMs: 5 });
+    b.write('stdout', bytes(1, 2));
+    b.write('stdout', bytes(3));
+    expect(calls).toHaveLength(0);
+    await until(() => calls.length === 1);
+    expect(calls[0]).toEqual({ stream: 'stdout', offset: 0, data: bytes(1, 2, 3) });
+  });
+
+  it('emits at once when a stream holds chunkBytes, never a chunk larger than that', () => {
+    const { sink, calls } = recordingSink();
+    const b = new LogBatcher({ sink, chunkBytes: 4, flushMs: 10_000 });
+    b.write('stdout', bytes(1, 2, 3));
+    expect(calls).toHaveLength(0);
+    b.write('stdout', bytes(4, 5, 6, 7, 8, 9, 10, 11, 12, 13));
+    expect(calls.map((c) => Array.from(c.data))).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+      [9, 10, 11, 12],
+      [13],
+    ]);
+    expect(calls.map((c) => c.offset)).toEqual([0, 4, 8, 12]);
+    return b.flush();
+  });
+
+  it('shares offsets between stdout and stderr, contiguous and in publish order', async () => {
+    const { sink, calls } = recordingSink();
+    const b = new LogBatcher({ sink, chunkBytes: 3, flushMs: 10_000 });
+    b.write('stdout', bytes(1, 2));
+    b.write('stderr', bytes(9, 9, 9, 9));
+    b.write('stdout', bytes(3));
+    await b.flush();
+    expect(calls.map((c) => [c.stream, c.offset, c.data.length])).toEqual([
+      ['stderr', 0, 3],
+      ['stderr', 3, 1],
+      ['stdout', 4, 3],
+    ]);
+    expect(b.bytes).toBe(7);
+  });
+
+  it('keeps every byte of binary output, whatever the write sizes', async () => {
+    const { sink, calls } = recordingSink();
+    const b = new LogBatcher({ sink, chunkBytes: 1000, flushMs: 1 });
+    const written: Record<'stdout' | 'stderr', Uint8Array[]> = { stdout: [], stderr: [] };
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 500; i++) {
+      const stream = rand() < 0.7 ? 'stdout' : 'stderr';
+      const data = new Uint8Array(Math.floor(rand() * 3000) + 1).map(() => Math.floor(rand() * 256));
+      written[stream].push(data);
+      b.write(stream, data);
+    }
+    await b.flush();
+    let next = 0;
+    for (const c of calls) {
+      expect(c.offset).toBe(next);
+      expect(c.data.length).toBeLessThanOrEqual(1000);
+      next += c.data.length;
+    }
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const got = concat(calls.filter((c) => c.stream === stream).map((c) => c.data));
+      expect(Buffer.from(got).equals(Buffer.from(concat(written[stream])))).toBe(true);
+    }
+    expect(b.bytes).toBe(next);
+  });
+
+  it('holds writers back while maxInFlight chunks await their ack', async () => {
+    const { sink, calls, acks } = recordingSink(false);
+    const b = new LogBatcher({ sink, chunkBytes: 2, maxInFlight: 2 });
+    expect(b.write('stdout', filled(2, 1))).toBeUndefined();
+    const held = b.write('stdout', filled(2, 2));
+    expect(held).toBeInstanceOf(Promise);
+    let released = false;
+    void held!.then(() => (released = true));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(released).toBe(false);
+    acks[0]();
+    await until(() => released);
+    acks[1]();
+    await b.flush();
+    expect(calls).toHaveLength(2);
+  });
+
+  it('resolves flush only when every chunk is acked', async () => {
+    const { sink, acks } = recordingSink(false);
+    const b = new LogBatcher({ sink, flushMs: 10_000 });
+    b.write('stdout', bytes(1));
+    b.write('stderr', bytes(2));
+    let flushed = false;
+    const f = b.flush().then(() => (flushed = true));
+    await until(() => acks.length === 2);
+    acks[1]();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(flushed).toBe(false);
+    acks[0]();
+    await f;
+    expect(flushed).toBe(true);
+  });
+
+  it('retries a failed publish with the same offset', async () => {
+    const offsets: number[] = [];
+    let failures = 1;
+    const sink = async (c: OutChunk) => {
+      offsets.push(c.offset);
+      if (failures-- > 0) throw new Error('503');
+    };
+    const b = new LogBatcher({ sink, retryDelayMs: 1 });
+    b.write('stdout', bytes(1, 2));
+    await b.flush();
+    expect(offsets).toEqual([0, 0]);
+  });
+
+  it('rejects flush when a chunk cannot be stored after its retries', async () => {
+    let tries = 0;
+    const sink = async () => {
+      tries++;
+      throw new Error('no responders');
+    };
+    const b = new LogBatcher({ sink, retries: 2, retryDelayMs: 1 });
+    b.write('stdout', bytes(1));
+    await expect(b.flush()).rejects.toThrow('no responders');
+    expect(tries).toBe(3);
+  });
+});

@@ -1,0 +1,190 @@
+import { headers } from '@nats-io/nats-core';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { LOG_HEADERS, subjects, type LogStream } from '../../../../libs/contracts/src';
+
+/** One slice of an attempt's output, ready to publish. */
+export interface OutChunk {
+  stream: LogStream;
+  /** Bytes of this attempt (stdout and stderr together) emitted before this chunk. */
+  offset: number;
+  data: Uint8Array;
+}
+
+/** Publishes one chunk; resolves once it is durably stored (e.g. the JetStream ack). */
+export type ChunkSink = (chunk: OutChunk) => Promise<unknown>;
+
+export interface LogBatcherOptions {
+  sink: ChunkSink;
+  /** A stream's buffer is emitted once it holds this many bytes; no chunk is larger (default 64 KiB, keep it below the server's max_payload). */
+  chunkBytes?: number;
+  /** Buffered output is emitted at the latest this long after it arrived (default 10 ms). */
+  flushMs?: number;
+  /** Chunks awaiting their ack before writers are held back (default 32): bounds memory to about maxInFlight × chunkBytes. */
+  maxInFlight?: number;
+  /** Extra tries of a chunk whose publish failed (default 3), spaced by retryDelayMs × try (default 100 ms). */
+  retries?: number;
+  retryDelayMs?: number;
+}
+
+export const LOG_BATCHER_DEFAULTS = { chunkBytes: 64 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
+
+interface Pending {
+  parts: Uint8Array[];
+  size: number;
+}
+
+/**
+ * Batches one attempt's stdout and stderr into chunks with byte offsets shared by both
+ * streams, emitted in order. Chunks are emitted (and so published) in offset order;
+ * a chunk that needs a retry may be stored after a later one, which its offset reveals.
+ * Binary-safe: bytes are never decoded.
+ */
+export class LogBatcher {
+  private readonly o: Required<Omit<LogBatcherOptions, 'sink'>> & { sink: ChunkSink };
+  private readonly pending: Record<LogStream, Pending> = { stdout: { parts: [], size: 0 }, stderr: { parts: [], size: 0 } };
+  private emitted = 0;
+  private inFlight = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private roomWaiters: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private failure: unknown;
+
+  constructor(options: LogBatcherOptions) {
+    this.o = { ...LOG_BATCHER_DEFAULTS, ...options };
+    if (!(this.o.chunkBytes > 0) || !(this.o.maxInFlight > 0)) throw new Error('chunkBytes and maxInFlight must be positive');
+  }
+
+  /** Bytes handed to the sink so far (after flush(): the attempt's whole output). */
+  get bytes(): number {
+    return this.emitted;
+  }
+
+  /**
+   * Buffers output. Returns a promise when too many chunks await their ack: a reader
+   * awaits it before reading more, so a fast producer is held back by the pipe.
+   */
+  write(stream: LogStream, data: Uint8Array): Promise<void> | undefined {
+    if (data.length > 0) {
+      const p = this.pending[stream];
+      p.parts.push(data);
+      p.size += data.length;
+      if (p.size >= this.o.chunkBytes) this.emit(stream);
+      else if (this.timer === undefined) this.timer = setTimeout(() => this.emitAll(), this.o.flushMs);
+    }
+    if (this.inFlight < this.o.maxInFlight) return undefined;
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Emits what is buffered; resolves once every chunk is stored, rejects if one could not be. */
+  flush(): Promise<void> {
+    this.emitAll();
+    const settled = this.inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    return settled.then(() => {
+      if (this.failure !== undefined) throw this.failure;
+    });
+  }
+
+  private emitAll(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.emit('stdout');
+    this.emit('stderr');
+  }
+
+  private emit(stream: LogStream): void {
+    const p = this.pending[stream];
+    if (p.size === 0) return;
+    const { parts, size } = p;
+    p.parts = [];
+    p.size = 0;
+    const max = this.o.chunkBytes;
+    if (parts.length === 1 && size <= max) {
+      this.send(stream, parts[0]);
+      return;
+    }
+    // Cut the buffered parts into chunks of at most chunkBytes, copying only across part boundaries.
+    let remaining = size;
+    let i = 0;
+    let at = 0;
+    while (remaining > 0) {
+      const len = Math.min(max, remaining);
+      const head = parts[i];
+      if (head.length - at >= len) {
+        this.send(stream, head.subarray(at, at + len));
+        at += len;
+      } else {
+        const out = new Uint8Array(len);
+        let filled = 0;
+        while (filled < len) {
+          const part = parts[i];
+          const n = Math.min(part.length - at, len - filled);
+          out.set(part.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (at === part.length) {
+            i++;
+            at = 0;
+          }
+        }
+        this.send(stream, out);
+      }
+      if (i < parts.length && at === parts[i].length) {
+        i++;
+        at = 0;
+      }
+      remaining -= len;
+    }
+  }
+
+  private send(stream: LogStream, data: Uint8Array): void {
+    const chunk: OutChunk = { stream, offset: this.emitted, data };
+    this.emitted += data.length;
+    this.inFlight++;
+    this.publish(chunk, 0).finally(() => this.settled());
+  }
+
+  private async publish(chunk: OutChunk, tries: number): Promise<void> {
+    try {
+      await this.o.sink(chunk);
+    } catch (err) {
+      if (tries >= this.o.retries) {
+        this.failure ??= err;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, this.o.retryDelayMs * (tries + 1)));
+      await this.publish(chunk, tries + 1);
+    }
+  }
+
+  private settled(): void {
+    this.inFlight--;
+    if (this.inFlight < this.o.maxInFlight && this.roomWaiters.length > 0) {
+      const waiters = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const w of waiters) w();
+    }
+    if (this.inFlight === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+}
+
+/**
+ * A sink publishing to `jobline.logs.<jobId>` with the chunk's metadata in headers.
+ * The message id makes a retried chunk that was in fact stored a no-op.
+ */
+export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number): ChunkSink {
+  const subject = subjects.logs(jobId);
+  const attemptText = String(attempt);
+  return (chunk) => {
+    const h = headers();
+    h.set(LOG_HEADERS.attempt, attemptText);
+    h.set(LOG_HEADERS.stream, chunk.stream);
+    h.set(LOG_HEADERS.offset, String(chunk.offset));
+    return js.publish(subject, chunk.data, { headers: h, msgID: `${jobId}.${attemptText}.${chunk.offset}` });
+  };
+}

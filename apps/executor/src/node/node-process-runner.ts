@@ -1,0 +1,281 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ResourceUsage } from '../../../../libs/contracts/src';
+import {
+  LaunchError,
+  type ExitStatus,
+  type LaunchRequest,
+  type ProcessRunner,
+  type RunningProcess,
+} from '../core/process-runner.port';
+import { hasEnvEntry, listProcesses, readStat, sampleUsage } from './proc-scan';
+
+/** Set on every launched process: how a leftover of a crashed executor is recognised as ours. */
+export const ATTEMPT_MARKER = 'JOBLINE_ATTEMPT';
+
+export interface NodeProcessRunnerOptions {
+  /** Holds one workspace per attempt plus running.json (created if missing). One per executor. */
+  workRoot: string;
+  /**
+   * After the main process exited, how long its pipes may stay open and silent before they
+   * are cut (default 200 ms): a process that escaped the group must not keep the attempt alive.
+   */
+  drainMs?: number;
+}
+
+const RUNNING_FILE = 'running.json';
+const ATTEMPT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+interface RunningRecord {
+  pgid: number;
+  startedAt: string;
+}
+
+/**
+ * Runs attempts as plain child processes, each in its own process group and workspace:
+ * no limits, no namespaces (kind 'none'). Stop and clean-up act on the process group,
+ * so a process that calls setsid() escapes them; only a cgroup runner closes that gap.
+ *
+ * Usage: Node cannot report a child's rusage and /proc of an exited process is gone, so
+ * exit statuses carry `usage: null`; stats() samples /proc/<pid> of the main process while it runs.
+ */
+export class NodeProcessRunner implements ProcessRunner {
+  readonly kind = 'none' as const;
+  readonly note = 'no sandbox: no cgroup limits or namespaces; the attempt runs in its own process group';
+  private readonly root: string;
+  private readonly drainMs: number;
+  private readonly records = new Map<string, RunningRecord>();
+
+  constructor(options: NodeProcessRunnerOptions) {
+    this.root = resolve(options.workRoot);
+    this.drainMs = options.drainMs ?? 200;
+    mkdirSync(this.root, { recursive: true });
+  }
+
+  async launch(req: LaunchRequest): Promise<RunningProcess> {
+    if (!ATTEMPT_ID.test(req.attemptId)) throw new LaunchError(`invalid attempt id ${JSON.stringify(req.attemptId)}`);
+    if (req.argv.length === 0) throw new LaunchError('empty command');
+    const workspace = join(this.root, req.attemptId);
+    const cwd = resolve(workspace, req.cwd ?? '.');
+    if (cwd !== workspace && !cwd.startsWith(workspace + sep)) throw new LaunchError(`workdir ${req.cwd} leaves the workspace`);
+    try {
+      mkdirSync(cwd, { recursive: true });
+    } catch (err) {
+      rmSync(workspace, { recursive: true, force: true });
+      throw new LaunchError(`cannot create workdir ${req.cwd}: ${(err as Error).message}`, 127, { cause: err });
+    }
+
+    const env = { HOME: workspace, ...req.env, [ATTEMPT_MARKER]: req.attemptId };
+    const child = spawn(req.argv[0], req.argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Listeners go on before the first await so an instant exit is not missed.
+    const attempt = new NodeAttempt(child, req.attemptId, this.drainMs, () => this.release(req.attemptId, workspace));
+    try {
+      await new Promise<void>((ok, fail) => {
+        child.once('spawn', ok);
+        child.once('error', fail);
+      });
+    } catch (err) {
+      rmSync(workspace, { recursive: true, force: true });
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'program not found' : e.code === 'EACCES' ? 'permission denied' : e.message;
+      throw new LaunchError(`cannot run ${JSON.stringify(req.argv[0])}: ${why}`, 127, { cause: err });
+    }
+    this.records.set(req.attemptId, { pgid: child.pid!, startedAt: new Date().toISOString() });
+    this.persist();
+    return attempt;
+  }
+
+  /**
+   * Kills the process groups a crashed predecessor left (recorded in running.json, each
+   * member verified by its JOBLINE_ATTEMPT marker, so a reused pid is never hit) and any
+   * process still carrying the marker of a leftover workspace; then removes the workspaces.
+   */
+  async cleanupLeftovers(): Promise<void> {
+    const recorded = this.readRecords();
+    const ids = new Set(Object.keys(recorded));
+    for (const name of readdirSync(this.root)) if (name !== RUNNING_FILE && !name.endsWith('.tmp')) ids.add(name);
+    for (const id of this.records.keys()) ids.delete(id);
+    if (ids.size > 0) {
+      const victims = new Set<number>();
+      const groups = new Set<number>();
+      for (const p of listProcesses()) {
+        if (p.pid === process.pid) continue;
+        for (const id of ids) {
+          if (!hasEnvEntry(p.pid, `${ATTEMPT_MARKER}=${id}`)) continue;
+          victims.add(p.pid);
+          if (recorded[id]?.pgid === p.pgid) groups.add(p.pgid);
+        }
+      }
+      for (const g of groups) killQuietly(-g, 'SIGKILL');
+      for (const pid of victims) killQuietly(pid, 'SIGKILL');
+      await until(() => [...victims].every((pid) => !processAlive(pid)), 2000);
+      for (const id of ids) rmSync(join(this.root, id), { recursive: true, force: true });
+    }
+    this.persist();
+  }
+
+  private release(attemptId: string, workspace: string): Promise<void> {
+    this.records.delete(attemptId);
+    this.persist();
+    return rm(workspace, { recursive: true, force: true });
+  }
+
+  private readRecords(): Record<string, RunningRecord> {
+    try {
+      const parsed = JSON.parse(readFileSync(join(this.root, RUNNING_FILE), 'utf8')) as { attempts?: Record<string, RunningRecord> };
+      return parsed.attempts ?? {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** Written on every launch and exit, atomically, so a crash leaves a usable file. */
+  private persist(): void {
+    const file = join(this.root, RUNNING_FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, attempts: Object.fromEntries(this.records) }));
+    renameSync(tmp, file);
+  }
+}
+
+class NodeAttempt implements RunningProcess {
+  readonly pid: number;
+  readonly stdout: AsyncIterable<Uint8Array>;
+  readonly stderr: AsyncIterable<Uint8Array>;
+  private readonly status: Promise<ExitStatus>;
+  private stopping: Promise<void> | undefined;
+  private exited = false;
+  private lastRead = 0;
+  private disposed: Promise<void> | undefined;
+
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly attemptId: string,
+    private readonly drainMs: number,
+    private readonly releaseFn: () => Promise<void>,
+  ) {
+    this.pid = child.pid ?? -1;
+    this.stdout = this.track(child.stdout!);
+    this.stderr = this.track(child.stderr!);
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+      child.once('exit', (code, signal) => done({ code, signal })),
+    );
+    this.status = exit.then((e) => this.settle(e.code, e.signal));
+    // A spawn failure emits 'error' and no 'exit'; launch() reports it, wait() is never called.
+    child.on('error', () => undefined);
+  }
+
+  wait(): Promise<ExitStatus> {
+    return this.status;
+  }
+
+  signal(sig: string): void {
+    killQuietly(-this.pid, sig as NodeJS.Signals);
+  }
+
+  shutdown(graceMs: number): Promise<void> {
+    this.stopping ??= this.terminate(graceMs);
+    return this.stopping;
+  }
+
+  async stats(): Promise<ResourceUsage | null> {
+    return this.exited ? null : sampleUsage(this.pid);
+  }
+
+  dispose(): Promise<void> {
+    this.disposed ??= this.releaseFn();
+    return this.disposed;
+  }
+
+  private async terminate(graceMs: number): Promise<void> {
+    killQuietly(-this.pid, 'SIGTERM');
+    await until(() => !groupAlive(this.pid), graceMs);
+    killQuietly(-this.pid, 'SIGKILL');
+    // Processes that left the group (setsid) still carry the marker in their environment.
+    const marker = `${ATTEMPT_MARKER}=${this.attemptId}`;
+    for (const p of listProcesses()) {
+      if (p.pid !== process.pid && p.pgid !== this.pid && hasEnvEntry(p.pid, marker)) killQuietly(p.pid, 'SIGKILL');
+    }
+    await until(() => !groupAlive(this.pid), 2000);
+  }
+
+  private async settle(code: number | null, signal: NodeJS.Signals | null): Promise<ExitStatus> {
+    this.exited = true;
+    // The attempt is over once its main process is: what it left behind in its group goes too
+    // (during a shutdown, the grace period decides instead).
+    if (this.stopping) await this.stopping;
+    else killQuietly(-this.pid, 'SIGKILL');
+    this.drain(this.child.stdout!);
+    this.drain(this.child.stderr!);
+    const signo = signal ? (osConstants.signals[signal] ?? 0) : 0;
+    return { exitCode: signal ? 128 + signo : (code ?? 0), signal, oomKilled: false, usage: null };
+  }
+
+  /** Cuts a pipe that stays open, with nothing buffered and nothing read, for drainMs after the exit. */
+  private drain(s: Readable): void {
+    if (s.readableEnded || s.destroyed) return;
+    const check = () => {
+      if (s.readableEnded || s.destroyed) return;
+      const quietFor = performance.now() - this.lastRead;
+      if (s.readableLength > 0 || quietFor < this.drainMs) {
+        setTimeout(check, Math.max(10, this.drainMs - quietFor));
+        return;
+      }
+      s.destroy();
+    };
+    setTimeout(check, this.drainMs);
+  }
+
+  private async *track(s: Readable): AsyncIterable<Uint8Array> {
+    try {
+      for await (const chunk of s) {
+        this.lastRead = performance.now();
+        yield chunk as Uint8Array;
+      }
+    } catch {
+      // destroy() by drain(): the output ends here.
+    }
+  }
+}
+
+function killQuietly(target: number, sig: NodeJS.Signals): void {
+  if (target === -1 || target === 1 || target === 0) return;
+  try {
+    process.kill(target, sig);
+  } catch {
+    // ESRCH: already gone.
+  }
+}
+
+/**
+ * Does any process of the group still run? Zombies do not count: orphans are reaped by
+ * init, which on some hosts takes seconds, and a zombie holds nothing but its pid.
+ */
+function groupAlive(pgid: number): boolean {
+  if (!exists(-pgid)) return false;
+  return listProcesses().some((p) => p.pgid === pgid && p.state !== 'Z');
+}
+
+function processAlive(pid: number): boolean {
+  const stat = readStat(pid);
+  return stat !== null && stat.state !== 'Z';
+}
+
+/** kill(target, 0): the cheap first test (zombies included). */
+function exists(target: number): boolean {
+  try {
+    process.kill(target, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
