@@ -315,7 +315,9 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
       case 'term':
         if (s.level === 'error') this.logger.error(`dropped ${where}: ${s.reason}`);
         else this.logger.warn(`rejected ${where}: ${s.reason}`);
-        msg.term(s.reason.slice(0, 256));
+        // A bare +TERM: nats-server before 2.10.4 does not recognise `+TERM <reason>` and
+        // would leave the message pending until its ack wait, then redeliver it. The reason is logged above.
+        msg.term();
         return;
     }
   }

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { STREAMS, type LogChunk } from '../../contracts/src';
 import { startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../testing/src';
 import { connectNats } from './connection';
-import { eventually } from './eventually.test-helper';
+import { eventually } from '../../testing/src/eventually';
 import { encodeLogChunk, purgeLogs, readLogChunks } from './logs';
 import { JetStreamPublisher } from './publisher';
 import { ensureStreams } from './streams';

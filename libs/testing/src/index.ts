@@ -2,3 +2,4 @@ export * from './temp-dir';
 export { freePort } from '../../messaging/src/free-port';
 export { startNatsServer, findNatsServer, type RunningNatsServer } from '../../messaging/src/nats-server';
 export * from './decider-spec';
+export { eventually } from './eventually';

@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import { decodeJobEvent, encodeJobEvent, jobStreamName, type JobEvent, type StoredJobEvent } from '../../../libs/contracts/src';
+import { decide, evolve, initialState, type Job, type JobCommand } from '../../../libs/domain/src';
+import { WrongExpectedRevisionError, type EventStore } from '../../../libs/event-store/src/event-store.port';
+import { KeyedMutex } from './keyed-mutex';
+
+export interface CommandMeta {
+  /** Who asked: an owner, 'executor:<id>', 'scheduler'. */
+  actor: string;
+  /** The message or event that caused this command. */
+  causationId: string | null;
+  correlationId: string;
+}
+
+export interface JobCommandHandlerOptions {
+  eventStore: EventStore;
+  /** Attempts on a concurrency conflict before giving up (default 10). */
+  maxConflictRetries?: number;
+  clock?: () => Date;
+}
+
+export interface HandledCommand {
+  /** The job after the command. */
+  job: Job;
+  /** What the command appended ([] when it changed nothing). */
+  events: JobEvent[];
+}
+
+/**
+ * The only writer of job streams: read the stream, fold, decide, append with the
+ * expected revision; retry on a conflict. Commands for one job run one at a time here,
+ * so conflicts only come from another orchestrator process.
+ */
+export class JobCommandHandler {
+  private readonly mutex = new KeyedMutex();
+  private readonly store: EventStore;
+  private readonly maxRetries: number;
+  readonly clock: () => Date;
+
+  constructor(options: JobCommandHandlerOptions) {
+    this.store = options.eventStore;
+    this.maxRetries = options.maxConflictRetries ?? 10;
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  execute(jobId: string, command: JobCommand, meta: CommandMeta): Promise<HandledCommand> {
+    return this.mutex.run(jobId, () => this.executeNow(jobId, command, meta));
+  }
+
+  /** The job as its stream has it now. */
+  async load(jobId: string): Promise<{ job: Job; revision: number; events: StoredJobEvent[] }> {
+    const recs = await this.store.readStream(jobStreamName(jobId));
+    const events = recs.map(decodeJobEvent);
+    let job = initialState();
+    for (const e of events) job = evolve(job, e);
+    return { job, revision: recs.length ? recs[recs.length - 1].revision : -1, events };
+  }
+
+  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta): Promise<HandledCommand> {
+    for (let attempt = 0; ; attempt++) {
+      const { job, revision } = await this.load(jobId);
+      const decided = decide(command, job);
+      if (decided.length === 0) return { job, events: [] };
+      const occurredAt = this.clock().toISOString();
+      const records = decided.map((e) =>
+        encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId: meta.causationId, correlationId: meta.correlationId }),
+      );
+      try {
+        await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);
+        let after = job;
+        for (const e of decided) after = evolve(after, e);
+        return { job: after, events: decided };
+      } catch (err) {
+        if (err instanceof WrongExpectedRevisionError && attempt < this.maxRetries) continue;
+        throw err;
+      }
+    }
+  }
+}

@@ -1,0 +1,198 @@
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { INestMicroservice } from '@nestjs/common';
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { STREAMS, decodeJobEvent, jobStreamName, subjects, type JobEvent, type JobEventMessage, type JobSpecInput } from '../../../libs/contracts/src';
+import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
+import { connectNats } from '../../../libs/messaging/src/connection';
+import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
+import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
+import { createOrchestratorApp } from './orchestrator.module';
+import type { Orchestrator } from './orchestrator';
+
+const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
+const quietExecutor = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+describe('orchestrator with a real nats-server, SQLite store and Node executor', () => {
+  let dir: TempDir;
+  let server: RunningNatsServer;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let store: SqliteEventStore;
+  let checkpoints: SqliteCheckpointStore;
+  let app: INestMicroservice;
+  let orchestrator: Orchestrator;
+  let executor: NodeExecutorHandle;
+  let publisher: JetStreamPublisher;
+
+  async function startOrchestrator() {
+    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, cancelConfirmMs: 5000 }));
+  }
+
+  beforeAll(async () => {
+    dir = tempDir();
+    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
+    nc = await connectNats({ servers: server.url, name: 'orchestrator-test' });
+    jsm = await jetstreamManager(nc);
+    publisher = new JetStreamPublisher(jetstream(nc));
+    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
+    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
+    await startOrchestrator();
+    executor = await startNodeExecutor({ nc, executorId: 'solo', capacity: 1, workRoot: join(dir.path, 'work'), graceMs: 500, heartbeatMs: 200, logger: quietExecutor });
+  });
+
+  afterAll(async () => {
+    await executor?.stop();
+    await app?.close();
+    await orchestrator?.stop();
+    await nc?.drain();
+    await store?.close();
+    await checkpoints?.close();
+    await server?.stop();
+    dir?.remove();
+  });
+
+  async function submit(spec: JobSpecInput, owner = 'alice', jobId: string = randomUUID()): Promise<string> {
+    await publisher.publish(subjects.submit(owner), { jobId, spec }, { msgId: jobId });
+    return jobId;
+  }
+  async function history(jobId: string): Promise<JobEvent[]> {
+    return (await store.readStream(jobStreamName(jobId))).map((r) => decodeJobEvent(r));
+  }
+  const types = async (jobId: string) => (await history(jobId)).map((e) => e.type);
+  const TERMINAL = ['JobCompleted', 'JobFailed', 'JobCancelled', 'JobTimedOut'];
+  async function finished(jobId: string, timeoutMs = 20_000): Promise<JobEvent[]> {
+    return eventually(async () => {
+      const h = await history(jobId);
+      return h.some((e) => TERMINAL.includes(e.type)) ? h : undefined;
+    }, timeoutMs, `job ${jobId} to finish`);
+  }
+  async function busMessages(jobId: string): Promise<JobEventMessage[]> {
+    const out: JobEventMessage[] = [];
+    const consumer = await jetstream(nc).consumers.get(STREAMS.events, { filter_subjects: `jobline.evt.${jobId}.>` });
+    const pending = (await consumer.info(true)).num_pending;
+    if (pending === 0) return out;
+    const msgs = await consumer.consume();
+    for await (const m of msgs) {
+      out.push(m.json<JobEventMessage>());
+      if (m.info.pending === 0) break;
+    }
+    await consumer.delete().catch(() => undefined);
+    return out;
+  }
+
+  it('runs a failing job to failed, records each step in order and relays each event once, in order', async () => {
+    const jobId = await submit({ command: "sh -c 'echo hello; echo oops >&2; exit 3'" });
+    const events = await finished(jobId);
+    expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+    expect(events.some((e) => e.type === 'JobFailed')).toBe(false);
+    const completed = events.find((e) => e.type === 'JobCompleted');
+    expect(completed?.data).toMatchObject({ attempt: 1, exitCode: 3 });
+
+    const relayed = await eventually(async () => {
+      const m = await busMessages(jobId);
+      return m.length === events.length ? m : undefined;
+    }, 10_000, 'every event relayed');
+    expect(relayed.map((m) => m.type)).toEqual(events.map((e) => e.type));
+    expect(relayed.map((m) => m.id)).toEqual((await store.readStream(jobStreamName(jobId))).map((r) => r.id));
+    const positions = relayed.map((m) => m.position);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+    expect(new Set(positions).size).toBe(positions.length);
+  });
+
+  it('a duplicate submit (same Nats-Msg-Id, or a re-sent jobId past dedupe) records one job', async () => {
+    const jobId = randomUUID();
+    await submit({ command: 'true' }, 'alice', jobId);
+    await submit({ command: 'true' }, 'alice', jobId);
+    // A different message id with the same jobId is past JetStream's dedupe: the decider ignores it.
+    await publisher.publish(subjects.submit('alice'), { jobId, spec: { command: 'true' } }, { msgId: `${jobId}-again` });
+    await finished(jobId);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await types(jobId)).filter((t) => t === 'JobSubmitted')).toHaveLength(1);
+  });
+
+  it('terminates a malformed command without writing anything, and keeps consuming', async () => {
+    const before = await store.headPosition();
+    const bad = randomUUID();
+    await publisher.publish(subjects.submit('alice'), { jobId: bad, spec: { command: '' } }, { msgId: bad });
+    await publisher.publish(subjects.submit('alice'), { jobId: 'not-a-uuid', spec: { command: 'true' } }, { msgId: randomUUID() });
+    await publisher.publish(subjects.submit('alice'), 'not json at all', { msgId: randomUUID() });
+    const good = await submit({ command: 'true' });
+    await finished(good);
+    expect(await history(bad)).toEqual([]);
+    const after = (await store.readAll({ after: before })).map((r) => r.streamId);
+    expect(new Set(after)).toEqual(new Set([jobStreamName(good)]));
+    // Nothing left un-acked for redelivery.
+    await eventually(async () => {
+      const ci = await jsm.consumers.info(STREAMS.commands, 'orchestrator-submit');
+      return ci.num_ack_pending === 0;
+    }, 10_000, 'acks');
+  });
+
+  it('cancels a running job: the process is stopped and the job ends cancelled', async () => {
+    const jobId = await submit({ command: ['sleep', '300'] });
+    await eventually(async () => (await types(jobId)).includes('JobStarted'), 10_000, 'start');
+    await publisher.publish(subjects.cancel('alice'), { jobId }, { msgId: randomUUID() });
+    const events = await finished(jobId, 10_000);
+    expect(events.map((e) => e.type).slice(-2)).toEqual(['JobCancelRequested', 'JobCancelled']);
+    expect(executor.executor.running).toEqual([]);
+    expect(spawnSync('pgrep', ['-fx', 'sleep 300']).stdout.toString()).toBe('');
+  });
+
+  it("ignores a cancel on another owner's subject", async () => {
+    const jobId = await submit({ command: ['sleep', '1'] });
+    await publisher.publish(subjects.cancel('mallory'), { jobId }, { msgId: randomUUID() });
+    const events = await finished(jobId);
+    expect(events.map((e) => e.type)).not.toContain('JobCancelRequested');
+    expect(events.at(-1)?.type).toBe('JobCompleted');
+  });
+
+  it('times out a job that runs past timeoutSeconds', async () => {
+    const jobId = await submit({ command: ['sleep', '30'], timeoutSeconds: 1 });
+    const events = await finished(jobId, 15_000);
+    expect(events.at(-1)?.type).toBe('JobTimedOut');
+  });
+
+  it('with one slot, starts every high-priority job before any later-submitted low one', async () => {
+    // A blocker holds the slot while the queue fills, so the order is the scheduler's, not the arrival's.
+    const blocker = await submit({ command: ['sleep', '1'] });
+    await eventually(async () => (await types(blocker)).includes('JobStarted'), 10_000, 'blocker start');
+    const jobs: { id: string; priority: 'low' | 'normal' | 'high'; n: number }[] = [];
+    for (let n = 0; n < 60; n++) {
+      const priority = (['low', 'normal', 'high'] as const)[n % 3];
+      jobs.push({ id: await submit({ command: 'true', priority }), priority, n });
+    }
+    const starts = new Map<string, number>();
+    await eventually(async () => {
+      for (const j of jobs) {
+        if (starts.has(j.id)) continue;
+        const started = (await history(j.id)).find((e) => e.type === 'JobStarted');
+        if (started) starts.set(j.id, (await store.readStream(jobStreamName(j.id))).find((r) => r.type === 'JobStarted')!.position);
+      }
+      return starts.size === jobs.length;
+    }, 60_000, 'all 60 jobs to start');
+    const order = [...jobs].sort((a, b) => starts.get(a.id)! - starts.get(b.id)!);
+    const rank = { high: 0, normal: 1, low: 2 };
+    for (let i = 1; i < order.length; i++) {
+      const [a, b] = [order[i - 1], order[i]];
+      expect(rank[a.priority] < rank[b.priority] || (a.priority === b.priority && a.n < b.n)).toBe(true);
+    }
+    for (const j of jobs) expect((await finished(j.id)).at(-1)?.type).toBe('JobCompleted');
+  });
+
+  it('after an orchestrator restart, relays only what it had not relayed and keeps scheduling', async () => {
+    const first = await submit({ command: 'true' });
+    await finished(first);
+    await eventually(async () => (await busMessages(first)).length === 5, 10_000, 'first relayed');
+    await app.close();
+    await orchestrator.stop();
+    const whileDown = await submit({ command: 'echo later' });
+    await startOrchestrator();
+    await finished(whileDown);
+    await eventually(async () => (await busMessages(whileDown)).length === 5, 10_000, 'second relayed');
+    expect((await busMessages(first)).map((m) => m.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+  });
+});

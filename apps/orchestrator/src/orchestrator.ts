@@ -1,0 +1,147 @@
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/nats-core';
+import {
+  AttemptReportSchema,
+  CancelJobMessageSchema,
+  ExecutorHeartbeatSchema,
+  OwnerSchema,
+  SubmitJobMessageSchema,
+  ValidationError,
+  parseWith,
+  subjects,
+  type AttemptReport,
+} from '../../../libs/contracts/src';
+import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
+import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { JobCommandHandler, type HandledCommand } from './job-command.handler';
+import type { Logger } from './logger';
+import { Relay } from './relay';
+import { Scheduler } from './scheduler';
+
+export interface OrchestratorOptions {
+  eventStore: EventStore;
+  checkpoints: CheckpointStore;
+  nc: NatsConnection;
+  logger: Logger;
+  /** An executor silent this long has lost its attempts (default 10 s). */
+  leaseMs?: number;
+  /** Time an executor has to confirm a cancel before the job is closed anyway (default 30 s). */
+  cancelConfirmMs?: number;
+  clock?: () => Date;
+}
+
+/**
+ * The orchestrator's core, host-neutral: the Nest microservice (commands.controller.ts)
+ * and `jobline dev` both drive it. Incoming messages are validated here, once.
+ */
+export class Orchestrator {
+  readonly handler: JobCommandHandler;
+  readonly relay: Relay;
+  readonly scheduler: Scheduler;
+  private heartbeats: NatsSubscription | null = null;
+
+  constructor(private readonly o: OrchestratorOptions) {
+    this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock });
+    this.relay = new Relay({
+      eventStore: o.eventStore,
+      checkpoints: o.checkpoints,
+      publisher: new JetStreamPublisher(jetstream(o.nc)),
+      jobs: this.handler,
+      logger: o.logger,
+    });
+    this.scheduler = new Scheduler({
+      eventStore: o.eventStore,
+      handler: this.handler,
+      logger: o.logger,
+      leaseMs: o.leaseMs,
+      cancelConfirmMs: o.cancelConfirmMs,
+      clock: o.clock,
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.relay.start();
+    this.heartbeats = this.o.nc.subscribe(subjects.heartbeatsAll, {
+      callback: (err, msg) => {
+        if (err) return;
+        const hb = parseWith(ExecutorHeartbeatSchema, safeJson(msg.data));
+        if (hb.ok) this.scheduler.onHeartbeat(hb.value);
+        else this.o.logger.warn(`orchestrator: ignored a malformed heartbeat on ${msg.subject}`);
+      },
+    });
+    await this.scheduler.start();
+    this.o.logger.log('orchestrator: relay and scheduler running');
+  }
+
+  async stop(): Promise<void> {
+    this.heartbeats?.unsubscribe();
+    await this.scheduler.stop();
+    await this.relay.stop();
+  }
+
+  /** `jobline.cmd.<owner>.submit` */
+  submit(owner: string, payload: unknown): Promise<HandledCommand> {
+    const who = this.validOwner(owner);
+    const msg = parseWith(SubmitJobMessageSchema, payload);
+    if (!msg.ok) throw new ValidationError('invalid submit command', msg.issues);
+    const { jobId, spec, idempotencyKey, correlationId } = msg.value;
+    return this.handler.execute(
+      jobId,
+      { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } },
+      { actor: who, causationId: null, correlationId: correlationId ?? jobId },
+    );
+  }
+
+  /** `jobline.cmd.<owner>.cancel`: an owner can only cancel its own jobs. */
+  async cancel(owner: string, payload: unknown, opts: { admin?: boolean } = {}): Promise<HandledCommand> {
+    const who = this.validOwner(owner);
+    const msg = parseWith(CancelJobMessageSchema, payload);
+    if (!msg.ok) throw new ValidationError('invalid cancel command', msg.issues);
+    const { jobId, reason, correlationId } = msg.value;
+    const { job } = await this.handler.load(jobId);
+    if (job.phase === 'none' || (!opts.admin && job.owner !== who)) {
+      throw new ValidationError(`no job ${jobId} for owner ${who}`);
+    }
+    return this.handler.execute(
+      jobId,
+      { type: 'RequestCancel', data: { by: who, now: this.now(), ...(reason ? { reason } : {}) } },
+      { actor: who, causationId: null, correlationId: correlationId ?? jobId },
+    );
+  }
+
+  /** `jobline.report.<jobId>`: an executor's account of an attempt. */
+  report(payload: unknown, causationId: string | null = null): Promise<HandledCommand> {
+    const parsed = parseWith(AttemptReportSchema, payload);
+    if (!parsed.ok) throw new ValidationError('invalid attempt report', parsed.issues);
+    const r: AttemptReport = parsed.value;
+    const meta = { actor: `executor:${r.executorId}`, causationId, correlationId: r.jobId };
+    if (r.kind === 'started') {
+      const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
+      return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, meta);
+    }
+    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, error } = r;
+    return this.handler.execute(
+      r.jobId,
+      { type: 'RecordFinished', data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(error ? { error } : {}) } },
+      meta,
+    );
+  }
+
+  private validOwner(owner: string): string {
+    const ok = OwnerSchema.safeParse(owner);
+    if (!ok.success) throw new ValidationError(`invalid owner ${JSON.stringify(owner)}`);
+    return ok.data;
+  }
+
+  private now(): string {
+    return (this.o.clock?.() ?? new Date()).toISOString();
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,181 @@
+import {
+  JOB_STREAM_PREFIX,
+  decodeJobEvent,
+  subjects,
+  toEventMessage,
+  type RunAttemptMessage,
+  type StopAttemptMessage,
+  type StoredJobEvent,
+} from '../../../libs/contracts/src';
+import type { CheckpointStore, EventStore, RecordedEvent, Subscription } from '../../../libs/event-store/src/event-store.port';
+import type { JetStreamPublisher, PublishItem } from '../../../libs/messaging/src/publisher';
+import type { JobCommandHandler } from './job-command.handler';
+import type { Logger } from './logger';
+
+export interface RelayOptions {
+  eventStore: EventStore;
+  checkpoints: CheckpointStore;
+  publisher: JetStreamPublisher;
+  /** Reads a job's current state for the messages derived from an event. */
+  jobs: Pick<JobCommandHandler, 'load'>;
+  logger: Logger;
+  /** Checkpoint name (default 'relay'). */
+  name?: string;
+  /** Most events per publish batch (default 512). */
+  batchSize?: number;
+  /** Pause after a failed publish before trying again (default 500 ms). */
+  retryDelayMs?: number;
+}
+
+/**
+ * Store first, bus second: publishes every stored job event to
+ * `jobline.evt.<jobId>.<type>` in store order, with the event id as Nats-Msg-Id, so a
+ * re-publish after a crash is dropped by JetStream's dedupe. It also derives the
+ * executor-facing messages (run on JobDispatched, stop on cancel/timeout/lost) from the
+ * stored events, so nobody acts on a state change before it is recorded.
+ */
+export class Relay {
+  private subscription: Subscription | null = null;
+  private loop: Promise<void> | null = null;
+  private position = -1;
+  private stopped = false;
+  private readonly name: string;
+  private readonly batchSize: number;
+  private readonly retryDelayMs: number;
+  private readonly waiters: { position: number; resolve: () => void }[] = [];
+
+  constructor(private readonly o: RelayOptions) {
+    this.name = o.name ?? 'relay';
+    this.batchSize = o.batchSize ?? 512;
+    this.retryDelayMs = o.retryDelayMs ?? 500;
+  }
+
+  /** The last position published and checkpointed. */
+  get publishedPosition(): number {
+    return this.position;
+  }
+
+  async start(): Promise<void> {
+    this.position = await this.o.checkpoints.load(this.name);
+    this.subscription = this.o.eventStore.subscribeToAll({ after: this.position });
+    this.loop = this.run(this.subscription);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.subscription?.close();
+    await this.loop;
+  }
+
+  /** Resolves once everything up to `position` is on the bus. */
+  waitFor(position: number): Promise<void> {
+    if (this.position >= position) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ position, resolve }));
+  }
+
+  private async run(sub: Subscription): Promise<void> {
+    const buffer: RecordedEvent[] = [];
+    const iterator = sub[Symbol.asyncIterator]();
+    let pendingNext: Promise<IteratorResult<RecordedEvent>> | null = null;
+    for (;;) {
+      // Take what is there; publish as soon as nothing more arrives at once.
+      const next: Promise<IteratorResult<RecordedEvent>> = pendingNext ?? iterator.next();
+      pendingNext = null;
+      let result: IteratorResult<RecordedEvent> | 'idle';
+      if (buffer.length === 0) result = await next;
+      else {
+        result = await Promise.race([next, new Promise<'idle'>((r) => setImmediate(() => r('idle')))]);
+        if (result === 'idle') pendingNext = next;
+      }
+      if (result !== 'idle' && !result.done) buffer.push(result.value);
+      const ended = result !== 'idle' && result.done;
+      if (buffer.length && (result === 'idle' || ended || buffer.length >= this.batchSize)) {
+        const batch = buffer.splice(0, buffer.length);
+        await this.publishBatch(batch);
+      }
+      if (ended) return;
+    }
+  }
+
+  private async publishBatch(batch: RecordedEvent[]): Promise<void> {
+    for (;;) {
+      try {
+        const items: PublishItem[] = [];
+        for (const rec of batch) {
+          if (!rec.streamId.startsWith(JOB_STREAM_PREFIX)) continue;
+          const event = decodeJobEvent(rec);
+          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload: toEventMessage(event), msgId: event.id });
+          const derived = await this.derive(event);
+          if (derived) items.push(derived);
+        }
+        await this.o.publisher.publishMany(items);
+        this.position = batch[batch.length - 1].position;
+        await this.o.checkpoints.save(this.name, this.position);
+        this.wake();
+        return;
+      } catch (err) {
+        if (this.stopped) return;
+        this.o.logger.warn(`relay: publishing ${batch.length} events failed, retrying: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, this.retryDelayMs));
+      }
+    }
+  }
+
+  /** The executor message an event implies, if the job is still in the state that implies it. */
+  private async derive(event: StoredJobEvent): Promise<PublishItem | null> {
+    switch (event.type) {
+      case 'JobDispatched': {
+        const { job } = await this.o.jobs.load(event.metadata.jobId);
+        // After a long outage the dispatch may be history: never send a stale run order.
+        if (job.attempt !== event.data.attempt || (job.phase !== 'dispatched' && job.phase !== 'running')) return null;
+        if (job.cancelRequested) return null;
+        const msg: RunAttemptMessage = {
+          kind: 'run',
+          jobId: event.metadata.jobId,
+          owner: job.owner!,
+          attempt: event.data.attempt,
+          spec: job.spec!,
+          bundleDigest: job.bundleDigest,
+          dispatchedAt: event.data.dispatchedAt,
+        };
+        return { subject: subjects.work(event.data.executorId), payload: msg, msgId: `${event.id}:run` };
+      }
+      case 'JobCancelRequested':
+      case 'JobTimedOut':
+      case 'JobLost': {
+        const { events } = await this.o.jobs.load(event.metadata.jobId);
+        const dispatch = lastDispatchBefore(events, event.streamRevision);
+        if (!dispatch) return null;
+        const msg: StopAttemptMessage = {
+          kind: 'stop',
+          jobId: event.metadata.jobId,
+          attempt: dispatch.data.attempt,
+          reason: event.type === 'JobTimedOut' ? 'timeout' : 'cancel',
+        };
+        return { subject: subjects.control(dispatch.data.executorId), payload: msg, msgId: `${event.id}:stop` };
+      }
+      default:
+        return null;
+    }
+  }
+
+  private wake(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      if (this.waiters[i].position <= this.position) {
+        this.waiters[i].resolve();
+        this.waiters.splice(i, 1);
+      }
+    }
+  }
+}
+
+/** The dispatch of the attempt that was current when the event at `revision` was recorded. */
+function lastDispatchBefore(events: StoredJobEvent[], revision: number) {
+  let dispatch: Extract<StoredJobEvent, { type: 'JobDispatched' }> | null = null;
+  for (const e of events) {
+    if (e.streamRevision >= revision) break;
+    if (e.type === 'JobDispatched') dispatch = e as Extract<StoredJobEvent, { type: 'JobDispatched' }>;
+    if (e.type === 'JobRetryScheduled' || e.type === 'JobQueued') dispatch = null;
+  }
+  return dispatch;
+}

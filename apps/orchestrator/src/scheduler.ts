@@ -1,0 +1,389 @@
+import {
+  JOB_STREAM_PREFIX,
+  JoblineError,
+  decodeJobEvent,
+  type ExecutorHeartbeat,
+  type JobSpec,
+  type Priority,
+  type StoredJobEvent,
+} from '../../../libs/contracts/src';
+import { ReadyQueue, type JobCommand } from '../../../libs/domain/src';
+import type { EventStore, Subscription } from '../../../libs/event-store/src/event-store.port';
+import type { CommandMeta, JobCommandHandler } from './job-command.handler';
+import type { Logger } from './logger';
+
+export interface SchedulerOptions {
+  eventStore: EventStore;
+  handler: JobCommandHandler;
+  logger: Logger;
+  /** An executor silent for this long is gone and its attempts are lost (default 10 s). */
+  leaseMs?: number;
+  /** After a cancel request, how long the executor has to confirm the stop (default 30 s). */
+  cancelConfirmMs?: number;
+  /** How often liveness is checked (default 1 s). */
+  tickMs?: number;
+  clock?: () => Date;
+}
+
+interface TrackedJob {
+  jobId: string;
+  spec: JobSpec;
+  priority: Priority;
+  phase: 'pending' | 'queued' | 'dispatched' | 'running' | 'retry_wait';
+  attempt: number;
+  executorId: string | null;
+  dispatchedAtMs: number;
+  cancelRequested: boolean;
+  timer: ReturnType<typeof setTimeout> | null;
+  /** The attempt already reported lost (so liveness ticks do not repeat it). */
+  lostAttempt: number;
+}
+
+interface ExecutorState {
+  id: string;
+  heartbeat: ExecutorHeartbeat;
+  lastSeenMs: number;
+  /** Jobs dispatched (or being dispatched) to it and not finished. */
+  assigned: Set<string>;
+  alive: boolean;
+}
+
+export interface ExecutorSummary {
+  id: string;
+  alive: boolean;
+  capacity: number;
+  assigned: number;
+  lastSeenAt: string;
+}
+
+const SCHEDULER: CommandMeta = { actor: 'scheduler', causationId: null, correlationId: 'scheduler' };
+
+/**
+ * Decides what runs where and when, from the store's history and executor heartbeats:
+ * priority order (high, normal, low; FIFO within each), executor capacity, timeouts,
+ * retry back-offs, cancel confirmation and lost executors. Its state is rebuilt from
+ * position 0 at start; every decision goes through the command handler, so the store
+ * stays the only truth. Run one scheduler per store.
+ */
+export class Scheduler {
+  private readonly jobs = new Map<string, TrackedJob>();
+  private readonly ready = new ReadyQueue();
+  private readonly executors = new Map<string, ExecutorState>();
+  private subscription: Subscription | null = null;
+  private loop: Promise<void> | null = null;
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private caughtUp = false;
+  private startedAtMs = 0;
+  private pumpScheduled = false;
+  private readonly leaseMs: number;
+  private readonly cancelConfirmMs: number;
+  private readonly clock: () => Date;
+  private readonly caughtUpWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: SchedulerOptions) {
+    this.leaseMs = o.leaseMs ?? 10_000;
+    this.cancelConfirmMs = o.cancelConfirmMs ?? 30_000;
+    this.clock = o.clock ?? (() => new Date());
+  }
+
+  async start(): Promise<void> {
+    this.startedAtMs = this.now();
+    const head = await this.o.eventStore.headPosition();
+    if (head < 0) this.markCaughtUp();
+    this.subscription = this.o.eventStore.subscribeToAll({ after: -1 });
+    this.loop = this.consume(this.subscription, head);
+    this.ticker = setInterval(() => this.tick(), this.o.tickMs ?? 1000);
+    this.ticker.unref?.();
+    await new Promise<void>((resolve) => (this.caughtUp ? resolve() : this.caughtUpWaiters.push(resolve)));
+  }
+
+  async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    for (const j of this.jobs.values()) if (j.timer) clearTimeout(j.timer);
+    await this.subscription?.close();
+    await this.loop;
+  }
+
+  onHeartbeat(hb: ExecutorHeartbeat): void {
+    const known = this.executors.get(hb.executorId);
+    const state: ExecutorState = known ?? { id: hb.executorId, heartbeat: hb, lastSeenMs: 0, assigned: new Set(), alive: true };
+    const restarted = !known || known.heartbeat.instanceId !== hb.instanceId;
+    state.heartbeat = hb;
+    state.lastSeenMs = this.now();
+    state.alive = true;
+    this.executors.set(hb.executorId, state);
+    if (restarted) this.reclaimFromRestartedExecutor(state);
+    this.schedulePump();
+  }
+
+  executorSummaries(): ExecutorSummary[] {
+    return [...this.executors.values()].map((e) => ({
+      id: e.id,
+      alive: e.alive,
+      capacity: e.heartbeat.capacity,
+      assigned: e.assigned.size,
+      lastSeenAt: new Date(e.lastSeenMs).toISOString(),
+    }));
+  }
+
+  get queuedCount(): number {
+    return this.ready.size;
+  }
+
+  // ---- history ---------------------------------------------------------------------
+
+  private async consume(sub: Subscription, head: number): Promise<void> {
+    for await (const rec of sub) {
+      if (rec.streamId.startsWith(JOB_STREAM_PREFIX)) {
+        try {
+          this.apply(decodeJobEvent(rec));
+        } catch (err) {
+          this.o.logger.error(`scheduler: cannot apply event at ${rec.position}: ${(err as Error).message}`);
+        }
+      }
+      if (!this.caughtUp && rec.position >= head) this.markCaughtUp();
+    }
+  }
+
+  private markCaughtUp(): void {
+    this.caughtUp = true;
+    for (const w of this.caughtUpWaiters.splice(0)) w();
+    // Timers of jobs found running are armed now that the whole history is known.
+    for (const j of this.jobs.values()) if (j.phase === 'running' && !j.timer && j.spec.timeoutSeconds) this.armTimeout(j, this.now());
+    this.schedulePump();
+  }
+
+  private apply(e: StoredJobEvent): void {
+    const jobId = e.metadata.jobId;
+    if (e.type === 'JobSubmitted') {
+      this.jobs.set(jobId, {
+        jobId,
+        spec: e.data.spec,
+        priority: e.data.priority,
+        phase: 'pending',
+        attempt: 0,
+        executorId: null,
+        dispatchedAtMs: 0,
+        cancelRequested: false,
+        timer: null,
+        lostAttempt: 0,
+      });
+      return;
+    }
+    const job = this.jobs.get(jobId);
+    if (!job) return;
+    switch (e.type) {
+      case 'JobQueued':
+        this.clearTimer(job);
+        job.phase = 'queued';
+        job.attempt = e.data.attempt;
+        job.priority = e.data.priority;
+        if (!job.cancelRequested) this.ready.push({ jobId, attempt: e.data.attempt, priority: e.data.priority, seq: e.position });
+        this.schedulePump();
+        return;
+      case 'JobDispatched':
+        this.ready.remove(jobId);
+        job.phase = 'dispatched';
+        job.attempt = e.data.attempt;
+        job.executorId = e.data.executorId;
+        job.dispatchedAtMs = Date.parse(e.data.dispatchedAt);
+        this.executor(e.data.executorId).assigned.add(jobId);
+        return;
+      case 'JobStarted':
+        job.phase = 'running';
+        if (job.spec.timeoutSeconds && this.caughtUp) this.armTimeout(job, Date.parse(e.data.startedAt));
+        else if (job.spec.timeoutSeconds) job.timer = null; // armed at catch-up
+        return;
+      case 'JobCancelRequested':
+        job.cancelRequested = true;
+        this.ready.remove(jobId);
+        if (job.phase === 'dispatched' || job.phase === 'running') {
+          const attempt = job.attempt;
+          this.clearTimer(job);
+          job.timer = setTimeout(() => this.command(jobId, { type: 'ForceCancel', data: { attempt, now: this.iso() } }), this.cancelConfirmMs);
+        }
+        return;
+      case 'JobRetryScheduled': {
+        this.release(job);
+        job.phase = 'retry_wait';
+        job.attempt = e.data.nextAttempt;
+        const attempt = e.data.nextAttempt;
+        const delay = Math.max(0, Date.parse(e.data.retryAt) - this.now());
+        job.timer = setTimeout(() => this.command(jobId, { type: 'RequeueJob', data: { attempt, now: this.iso() } }), delay);
+        return;
+      }
+      case 'JobCompleted':
+        this.release(job);
+        this.forget(job, e.data.exitCode !== 0 && this.mayRetry(job));
+        return;
+      case 'JobLost':
+        this.release(job);
+        this.forget(job, !job.cancelRequested && this.mayRetry(job));
+        return;
+      case 'JobTimedOut':
+      case 'JobCancelled':
+      case 'JobFailed':
+      case 'JobPackagingFailed':
+        this.release(job);
+        this.forget(job, false);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Drops a finished job; one whose retry follows in the same append stays, waiting for it. */
+  private forget(job: TrackedJob, retryFollows: boolean): void {
+    this.clearTimer(job);
+    this.ready.remove(job.jobId);
+    if (retryFollows) job.phase = 'pending';
+    else this.jobs.delete(job.jobId);
+  }
+
+  private mayRetry(job: TrackedJob): boolean {
+    return !!job.spec.retry && job.attempt < job.spec.retry.maxAttempts;
+  }
+
+  private release(job: TrackedJob): void {
+    if (job.executorId) {
+      this.executors.get(job.executorId)?.assigned.delete(job.jobId);
+      job.executorId = null;
+      this.schedulePump();
+    }
+  }
+
+  // ---- decisions -------------------------------------------------------------------
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.caughtUp) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Hands queued attempts to executors with free slots, best priority first. */
+  private pump(): void {
+    const skipped = [];
+    while (this.ready.size > 0) {
+      const candidates = [...this.executors.values()].filter((e) => e.alive && e.assigned.size < e.heartbeat.capacity);
+      if (candidates.length === 0) break;
+      const entry = this.ready.pop()!;
+      const job = this.jobs.get(entry.jobId);
+      if (!job || job.phase !== 'queued' || job.attempt !== entry.attempt) continue;
+      const target = pickExecutor(candidates, job.spec);
+      if (!target) {
+        skipped.push(entry);
+        continue;
+      }
+      target.assigned.add(job.jobId);
+      job.executorId = target.id;
+      job.phase = 'dispatched';
+      const attempt = entry.attempt;
+      void this.o.handler
+        .execute(job.jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, SCHEDULER)
+        .catch((err) => {
+          target.assigned.delete(job.jobId);
+          if (this.jobs.get(job.jobId) === job && job.executorId === target.id && job.phase === 'dispatched') {
+            job.executorId = null;
+            job.phase = 'queued';
+            if (!(err instanceof JoblineError)) {
+              this.o.logger.warn(`scheduler: dispatch of ${job.jobId} failed, will retry: ${(err as Error).message}`);
+              setTimeout(() => {
+                this.ready.push(entry);
+                this.schedulePump();
+              }, 200);
+            }
+          }
+          this.schedulePump();
+        });
+    }
+    for (const e of skipped) this.ready.push(e);
+  }
+
+  private armTimeout(job: TrackedJob, startedAtMs: number): void {
+    this.clearTimer(job);
+    const attempt = job.attempt;
+    const delay = Math.max(0, startedAtMs + job.spec.timeoutSeconds! * 1000 - this.now());
+    job.timer = setTimeout(() => this.command(job.jobId, { type: 'TimeOutJob', data: { attempt, now: this.iso() } }), delay);
+  }
+
+  private clearTimer(job: TrackedJob): void {
+    if (job.timer) clearTimeout(job.timer);
+    job.timer = null;
+  }
+
+  /** Liveness: an executor that stopped sending heartbeats has lost its attempts. */
+  private tick(): void {
+    if (!this.caughtUp) return;
+    const now = this.now();
+    for (const e of this.executors.values()) {
+      // Never heard from since this scheduler started: silent since the start.
+      const silentMs = now - (e.lastSeenMs || this.startedAtMs);
+      if (silentMs <= this.leaseMs) continue;
+      if (e.alive) this.o.logger.warn(`scheduler: executor ${e.id} missed its heartbeats for ${silentMs} ms`);
+      e.alive = false;
+      for (const jobId of e.assigned) this.markLost(jobId, e.id, e.lastSeenMs ? 'executor stopped sending heartbeats' : 'executor is not running');
+    }
+  }
+
+  /** A new instance of an executor does not hold the attempts its predecessor was given. */
+  private reclaimFromRestartedExecutor(e: ExecutorState): void {
+    const instanceStart = Date.parse(e.heartbeat.startedAt);
+    const running = new Set(e.heartbeat.running.map((r) => `${r.jobId}:${r.attempt}`));
+    for (const job of this.jobs.values()) {
+      if (job.executorId !== e.id || (job.phase !== 'dispatched' && job.phase !== 'running')) continue;
+      if (job.dispatchedAtMs < instanceStart && !running.has(`${job.jobId}:${job.attempt}`)) {
+        this.markLost(job.jobId, e.id, 'executor restarted');
+      } else {
+        e.assigned.add(job.jobId);
+      }
+    }
+  }
+
+  private markLost(jobId: string, executorId: string, reason: string): void {
+    const job = this.jobs.get(jobId);
+    if (!job || job.lostAttempt === job.attempt) return;
+    job.lostAttempt = job.attempt;
+    this.command(jobId, { type: 'MarkLost', data: { attempt: job.attempt, executorId, reason, now: this.iso() } });
+  }
+
+  private command(jobId: string, command: JobCommand): void {
+    void this.o.handler.execute(jobId, command, SCHEDULER).catch((err) => {
+      if (err instanceof JoblineError) this.o.logger.debug?.(`scheduler: ${command.type} for ${jobId} no longer applies: ${err.message}`);
+      else this.o.logger.error(`scheduler: ${command.type} for ${jobId} failed: ${(err as Error).message}`);
+    });
+  }
+
+  private executor(id: string): ExecutorState {
+    let e = this.executors.get(id);
+    if (!e) {
+      // Known from history only: not alive until it sends a heartbeat.
+      const hb: ExecutorHeartbeat = { executorId: id, instanceId: '', kind: 'local', capacity: 0, running: [], labels: {}, sandbox: 'none', runtime: '', startedAt: new Date(0).toISOString(), sentAt: new Date(0).toISOString() };
+      e = { id, heartbeat: hb, lastSeenMs: 0, assigned: new Set(), alive: false };
+      this.executors.set(id, e);
+    }
+    return e;
+  }
+
+  private now(): number {
+    return this.clock().getTime();
+  }
+  private iso(): string {
+    return this.clock().toISOString();
+  }
+}
+
+/** The executor with the most free slots among those the job's target allows. */
+function pickExecutor(candidates: ExecutorState[], spec: JobSpec): ExecutorState | undefined {
+  const t = spec.target;
+  let best: ExecutorState | undefined;
+  for (const e of candidates) {
+    if ((t?.executor ?? 'local') !== e.heartbeat.kind) continue;
+    if (t?.host && t.host !== e.id) continue;
+    if (t?.labels && !Object.entries(t.labels).every(([k, v]) => e.heartbeat.labels[k] === v)) continue;
+    if (!best || e.heartbeat.capacity - e.assigned.size > best.heartbeat.capacity - best.assigned.size) best = e;
+  }
+  return best;
+}
