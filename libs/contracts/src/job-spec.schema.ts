@@ -34,7 +34,8 @@ export const Command = z.union([
     .array(Arg)
     .min(1, 'command must not be empty')
     .max(SPEC_LIMITS.argvItems)
-    .refine((argv) => argv[0].trim().length > 0, 'command[0] must name a program'),
+    // zod runs refinements even after .min(1) failed: an empty argv must not reach argv[0].
+    .refine((argv) => argv.length === 0 || argv[0].trim().length > 0, 'command[0] must name a program'),
   z
     .string()
     .max(SPEC_LIMITS.scriptBytes)

@@ -3,3 +3,4 @@ export { SqliteEventStore, type SqliteEventStoreOptions } from './sqlite.event-s
 export { SqliteCheckpointStore, type SqliteCheckpointStoreOptions } from './sqlite.checkpoint-store';
 export { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
 export { EventStoreDbEventStore, type EventStoreDbEventStoreOptions } from './esdb.event-store';
+export { openEventStore, type OpenedEventStore } from './open-event-store';

@@ -67,6 +67,8 @@ const optionalString = <T extends z.ZodType<string>>(schema: T) =>
 
 const EnvSchema = z.object({
   JOBLINE_NATS_URL: optionalString(z.string().min(1)),
+  JOBLINE_NATS_USER: optionalString(z.string().min(1)),
+  JOBLINE_NATS_PASSWORD: optionalString(z.string().min(1)),
   JOBLINE_EXECUTOR_ID: optionalString(ExecutorIdSchema),
   JOBLINE_EXECUTOR_CAPACITY: optionalNumber(z.number().int().min(1).max(1024)),
   JOBLINE_WORK_ROOT: optionalString(z.string().min(1)),
@@ -75,6 +77,8 @@ const EnvSchema = z.object({
 
 export interface ExecutorConfig {
   natsUrl: string;
+  natsUser?: string;
+  natsPassword?: string;
   executorId: string;
   capacity: number;
   workRoot: string;
@@ -90,6 +94,8 @@ export function executorConfigFromEnv(env: Record<string, string | undefined>): 
   const e = r.data;
   return {
     natsUrl: e.JOBLINE_NATS_URL ?? 'nats://127.0.0.1:4222',
+    natsUser: e.JOBLINE_NATS_USER,
+    natsPassword: e.JOBLINE_NATS_PASSWORD,
     executorId: e.JOBLINE_EXECUTOR_ID ?? 'local',
     capacity: e.JOBLINE_EXECUTOR_CAPACITY ?? 4,
     workRoot: e.JOBLINE_WORK_ROOT ?? './.jobline/work',
@@ -107,7 +113,7 @@ export async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const nc = await connect({ servers: config.natsUrl, name: `jobline-executor-${config.executorId}` });
+  const nc = await connect({ servers: config.natsUrl.split(','), name: `jobline-executor-${config.executorId}`, user: config.natsUser, pass: config.natsPassword });
   const handle = await startNodeExecutor({ ...config, nc, logger });
   let stopping = false;
   const shutdown = async (signal: string) => {

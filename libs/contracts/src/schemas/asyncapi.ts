@@ -1,0 +1,282 @@
+import { JOB_EVENT_TYPES, EVENT_VERSIONS } from '../events';
+import { STREAMS } from '../subjects';
+import { EVENT_DATA_SCHEMAS } from './event-data.schemas';
+import { PAYLOAD_SCHEMA_NAMES, payloadJsonSchema, type JsonSchema, type PayloadSchemaName } from './json-schemas';
+
+/**
+ * The AsyncAPI 3.0 document of Jobline's NATS interface, built from the same zod
+ * schemas the services validate with. `write-asyncapi.ts` writes it to docs/asyncapi.json.
+ *
+ * It describes Jobline as one application: `receive` operations are what Jobline
+ * consumes (integrations publish there), `send` operations what it publishes. Channels
+ * tagged `internal` carry traffic between Jobline's own services (orchestrator ↔
+ * executors); they are documented so operators can reason about permissions and
+ * streams, not as an integration surface.
+ */
+
+export interface AsyncApiOptions {
+  /** info.version (default '1.0.0', the v1 contract). */
+  version?: string;
+  /** Servers to list (default: the docker-compose development server). */
+  servers?: Record<string, { host: string; protocol?: string; description?: string }>;
+}
+
+const SCHEMA_FORMAT = 'application/schema+json;version=draft-07';
+const ref = (path: string) => ({ $ref: path });
+const schemaRef = (name: PayloadSchemaName) => ref(`#/components/schemas/${name}`);
+
+interface ChannelSpec {
+  address: string;
+  title: string;
+  description: string;
+  parameters: Record<string, { description: string; enum?: string[] }>;
+  messages: string[];
+  stream: string | null;
+  tags: string[];
+}
+
+const owner = { description: 'Owner of the job: 1-64 of [A-Za-z0-9_-]. Set by the NATS user permissions, not by the payload.' };
+const jobId = { description: 'Job id: a lowercase UUID.' };
+const executorId = { description: 'Executor id: 1-64 of [A-Za-z0-9_-].' };
+
+const CHANNELS: Record<string, ChannelSpec> = {
+  submitJob: {
+    address: 'jobline.cmd.{owner}.submit',
+    title: 'Submit a job',
+    description:
+      'An integration submits a job for its owner. The client chooses the jobId; set Nats-Msg-Id (e.g. to the jobId) so a retried ' +
+      'publish within the duplicate window is stored once. Publish with JetStream to get an ack once the command is stored; ' +
+      'the outcome arrives as events (JobSubmitted, or nothing if the command was refused: see the service logs).',
+    parameters: { owner },
+    messages: ['SubmitJob'],
+    stream: STREAMS.commands,
+    tags: ['integration'],
+  },
+  cancelJob: {
+    address: 'jobline.cmd.{owner}.cancel',
+    title: 'Cancel a job',
+    description: "Ask to cancel one of the owner's jobs. Followed by JobCancelRequested and, once every process is gone, JobCancelled.",
+    parameters: { owner },
+    messages: ['CancelJob'],
+    stream: STREAMS.commands,
+    tags: ['integration'],
+  },
+  jobEvents: {
+    address: 'jobline.evt.{jobId}.{eventType}',
+    title: 'Job events',
+    description:
+      'Every event stored in a job stream, published after it is stored (store first, bus second), in order per job. ' +
+      'A re-publish after a crash carries the same Nats-Msg-Id and is deduplicated. Subscribe to jobline.evt.<jobId>.* for one job ' +
+      'or jobline.evt.> for all. Events are never reshaped: a new shape is a new version.',
+    parameters: { jobId, eventType: { description: 'The event type.', enum: [...JOB_EVENT_TYPES] } },
+    messages: [...JOB_EVENT_TYPES],
+    stream: STREAMS.events,
+    tags: ['integration'],
+  },
+  jobLogs: {
+    address: 'jobline.logs.{jobId}',
+    title: 'Job logs',
+    description:
+      "A job's output as chunks: raw bytes in the payload (binary-safe), attempt, stream and byte offset in headers. " +
+      'Offsets count stdout and stderr together and restart at 0 with each attempt; a reader resumes after (attempt, offset + length).',
+    parameters: { jobId },
+    messages: ['LogChunk'],
+    stream: STREAMS.logs,
+    tags: ['integration'],
+  },
+  attemptWork: {
+    address: 'jobline.work.{executorId}',
+    title: 'Work for an executor',
+    description: 'Internal. The orchestrator (its relay, from JobDispatched) hands one attempt to one executor; a work queue.',
+    parameters: { executorId },
+    messages: ['RunAttempt'],
+    stream: STREAMS.work,
+    tags: ['internal'],
+  },
+  attemptControl: {
+    address: 'jobline.ctl.{executorId}',
+    title: 'Stop orders for an executor',
+    description: 'Internal. The orchestrator tells an executor to stop an attempt (cancel, timeout, lost executor, purge).',
+    parameters: { executorId },
+    messages: ['StopAttempt'],
+    stream: STREAMS.control,
+    tags: ['internal'],
+  },
+  attemptReports: {
+    address: 'jobline.report.{jobId}',
+    title: 'Attempt reports',
+    description:
+      'Internal. Executors report that an attempt started or finished; one subject per job keeps its reports in order. ' +
+      'The orchestrator rejects a report naming an attempt that is no longer current (fencing).',
+    parameters: { jobId },
+    messages: ['AttemptReport'],
+    stream: STREAMS.reports,
+    tags: ['internal'],
+  },
+  executorHeartbeats: {
+    address: 'jobline.hb.{executorId}',
+    title: 'Executor heartbeats',
+    description:
+      'Internal, core NATS (not stored). Executors announce capacity and running attempts; an executor silent for the lease ' +
+      'time, or back with a new instanceId, has lost its attempts.',
+    parameters: { executorId },
+    messages: ['ExecutorHeartbeat'],
+    stream: null,
+    tags: ['internal'],
+  },
+};
+
+interface OperationSpec {
+  action: 'send' | 'receive';
+  channel: keyof typeof CHANNELS;
+  summary: string;
+}
+
+const OPERATIONS: Record<string, OperationSpec> = {
+  receiveSubmitJob: { action: 'receive', channel: 'submitJob', summary: 'Jobline takes submissions from integrations.' },
+  receiveCancelJob: { action: 'receive', channel: 'cancelJob', summary: 'Jobline takes cancellations from integrations.' },
+  sendJobEvents: { action: 'send', channel: 'jobEvents', summary: 'Jobline publishes every stored job event.' },
+  sendJobLogs: { action: 'send', channel: 'jobLogs', summary: 'Executors publish the output of running attempts.' },
+  sendAttemptWork: { action: 'send', channel: 'attemptWork', summary: 'The orchestrator dispatches attempts to executors.' },
+  sendAttemptControl: { action: 'send', channel: 'attemptControl', summary: 'The orchestrator orders executors to stop attempts.' },
+  receiveAttemptReports: { action: 'receive', channel: 'attemptReports', summary: 'The orchestrator records what executors report.' },
+  receiveExecutorHeartbeats: { action: 'receive', channel: 'executorHeartbeats', summary: 'The orchestrator tracks live executors.' },
+};
+
+const EXAMPLE_JOB_ID = '3f0c8a4e-2b9d-4c61-9a57-0d6e1b2f7c85';
+
+function messages(): Record<string, Record<string, unknown>> {
+  const json = 'application/json';
+  const out: Record<string, Record<string, unknown>> = {
+    SubmitJob: {
+      name: 'SubmitJob',
+      title: 'Submit a job',
+      contentType: json,
+      headers: schemaRef('CommandHeaders'),
+      payload: schemaRef('SubmitJobMessage'),
+      correlationId: { location: '$message.payload#/correlationId' },
+      examples: [
+        {
+          name: 'argv',
+          summary: 'Run a command with limits and retries',
+          headers: { 'Nats-Msg-Id': EXAMPLE_JOB_ID },
+          payload: {
+            jobId: EXAMPLE_JOB_ID,
+            spec: {
+              command: ['python3', 'train.py', '--epochs', '3'],
+              priority: 'high',
+              timeoutSeconds: 3600,
+              resources: { cpu: 2, memoryMb: 2048 },
+              source: { git: { url: 'https://github.com/acme/models.git', commit: '0123456789abcdef0123456789abcdef01234567' } },
+              retry: { maxAttempts: 3, backoffSeconds: 10 },
+            },
+          },
+        },
+      ],
+    },
+    CancelJob: {
+      name: 'CancelJob',
+      title: 'Cancel a job',
+      contentType: json,
+      headers: schemaRef('CommandHeaders'),
+      payload: schemaRef('CancelJobMessage'),
+      correlationId: { location: '$message.payload#/correlationId' },
+      examples: [{ name: 'cancel', payload: { jobId: EXAMPLE_JOB_ID, reason: 'superseded' } }],
+    },
+    LogChunk: {
+      name: 'LogChunk',
+      title: 'A slice of output',
+      contentType: 'application/octet-stream',
+      headers: schemaRef('LogChunkHeaders'),
+      payload: { schemaFormat: SCHEMA_FORMAT, schema: { type: 'string', format: 'binary', description: 'The raw bytes of the chunk' } },
+    },
+    RunAttempt: { name: 'RunAttempt', title: 'Run an attempt', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('RunAttemptMessage') },
+    StopAttempt: { name: 'StopAttempt', title: 'Stop an attempt', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('StopAttemptMessage') },
+    AttemptReport: { name: 'AttemptReport', title: 'Attempt started or finished', contentType: json, payload: schemaRef('AttemptReport') },
+    ExecutorHeartbeat: { name: 'ExecutorHeartbeat', title: 'Executor heartbeat', contentType: json, payload: schemaRef('ExecutorHeartbeat') },
+  };
+  for (const type of JOB_EVENT_TYPES) {
+    out[type] = {
+      name: type,
+      title: type,
+      summary: EVENT_DATA_SCHEMAS[type].description,
+      contentType: json,
+      headers: schemaRef('PublishedHeaders'),
+      payload: schemaRef(`${type}Event`),
+      correlationId: { location: '$message.payload#/correlationId' },
+      'x-event-version': EVENT_VERSIONS[type],
+    };
+  }
+  return out;
+}
+
+/** Builds the AsyncAPI 3.0 document (a plain JSON-ready object). */
+export function buildAsyncApiDocument(options: AsyncApiOptions = {}): Record<string, unknown> {
+  const servers = options.servers ?? {
+    development: { host: 'localhost:4222', description: 'The NATS server of docker-compose.yml (JetStream enabled).' },
+  };
+  const channels: Record<string, unknown> = {};
+  for (const [id, c] of Object.entries(CHANNELS)) {
+    channels[id] = {
+      address: c.address,
+      title: c.title,
+      description: c.description + (c.stream ? ` Stored in the JetStream stream ${c.stream}.` : ''),
+      parameters: c.parameters,
+      messages: Object.fromEntries(c.messages.map((m) => [m, ref(`#/components/messages/${m}`)])),
+      tags: c.tags.map((name) => ({ name })),
+      ...(c.stream ? { 'x-jetstream-stream': c.stream } : {}),
+    };
+  }
+  const operations: Record<string, unknown> = {};
+  for (const [id, o] of Object.entries(OPERATIONS)) {
+    operations[id] = {
+      action: o.action,
+      channel: ref(`#/channels/${o.channel}`),
+      summary: o.summary,
+      messages: CHANNELS[o.channel].messages.map((m) => ref(`#/channels/${o.channel}/messages/${m}`)),
+      tags: CHANNELS[o.channel].tags.map((name) => ({ name })),
+    };
+  }
+  const schemas: Record<string, unknown> = {};
+  for (const name of PAYLOAD_SCHEMA_NAMES) schemas[name] = { schemaFormat: SCHEMA_FORMAT, schema: payloadJsonSchema(name) };
+
+  return {
+    asyncapi: '3.0.0',
+    info: {
+      title: 'Jobline',
+      version: options.version ?? '1.0.0',
+      description:
+        'Jobline runs commands and records every step as an event. Integrations submit and cancel jobs on ' +
+        'jobline.cmd.<owner>.*, and follow jobline.evt.> and jobline.logs.<jobId>. The NATS account configuration ' +
+        '(deploy/nats/jobline.conf) limits each integration user to its own owner prefix.',
+      license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
+      tags: [
+        { name: 'integration', description: 'For event-driven integrations.' },
+        { name: 'internal', description: "Between Jobline's own services; not an integration surface." },
+      ],
+    },
+    defaultContentType: 'application/json',
+    servers: Object.fromEntries(
+      Object.entries(servers).map(([k, s]) => [
+        k,
+        { host: s.host, protocol: s.protocol ?? 'nats', description: s.description, security: [ref('#/components/securitySchemes/userPassword')] },
+      ]),
+    ),
+    channels,
+    operations,
+    components: {
+      schemas,
+      messages: messages(),
+      securitySchemes: {
+        userPassword: { type: 'userPassword', description: 'A NATS user of the JOBLINE account; its permissions fix the owner it may act for.' },
+      },
+    },
+  };
+}
+
+/** The document as written to docs/asyncapi.json (stable key order, trailing newline). */
+export function asyncApiJson(options?: AsyncApiOptions): string {
+  return `${JSON.stringify(buildAsyncApiDocument(options), null, 2)}\n`;
+}
+
+export type { JsonSchema };

@@ -1,0 +1,384 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { JOB_EVENT_TYPES, EVENT_VERSIONS, type JobEventType } from '../events';
+import { subjects } from '../subjects';
+import { asyncApiJson, buildAsyncApiDocument } from './asyncapi';
+import { EVENT_DATA_SCHEMAS } from './event-data.schemas';
+import { PAYLOAD_SCHEMAS, PAYLOAD_SCHEMA_NAMES, payloadJsonSchema, type JsonSchema, type PayloadSchemaName } from './json-schemas';
+
+/*
+ * The published JSON Schemas are checked against the zod schemas they come from: for a
+ * valid sample of every payload and for mutations of it (a required key removed, an
+ * unknown key added, a deliberately wrong value), zod and the JSON Schema must give the
+ * same verdict. The JSON Schema side runs through a small validator of the keywords zod
+ * emits, which refuses any keyword it does not know rather than ignore it.
+ */
+
+// ---------------------------------------------------------------- a small validator
+const IGNORED = new Set(['$schema', 'title', 'description', 'default', 'format', 'examples']);
+const CHECKED = new Set([
+  'type', 'const', 'enum', 'minLength', 'maxLength', 'pattern', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
+  'items', 'minItems', 'maxItems', 'properties', 'required', 'additionalProperties', 'propertyNames', 'anyOf', 'oneOf', 'allOf',
+]);
+
+type S = Record<string, unknown>;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+function hasType(v: unknown, t: string): boolean {
+  switch (t) {
+    case 'string': return typeof v === 'string';
+    case 'number': return typeof v === 'number' && Number.isFinite(v);
+    case 'integer': return Number.isInteger(v);
+    case 'boolean': return typeof v === 'boolean';
+    case 'null': return v === null;
+    case 'array': return Array.isArray(v);
+    case 'object': return isObject(v);
+    default: throw new Error(`unknown type ${t}`);
+  }
+}
+
+/** Problems of `v` against `s`; [] when valid. */
+function check(s: S | boolean, v: unknown, at = '$'): string[] {
+  if (s === true) return [];
+  if (s === false) return [`${at}: not allowed`];
+  for (const k of Object.keys(s)) if (!IGNORED.has(k) && !CHECKED.has(k)) throw new Error(`validator does not know keyword ${k} (at ${at})`);
+  const errs: string[] = [];
+  if (s.type !== undefined && !([] as string[]).concat(s.type as string).some((t) => hasType(v, t))) return [`${at}: not ${String(s.type)}`];
+  if ('const' in s && !same(v, s.const)) errs.push(`${at}: not ${JSON.stringify(s.const)}`);
+  if (s.enum && !(s.enum as unknown[]).some((e) => same(e, v))) errs.push(`${at}: not one of ${JSON.stringify(s.enum)}`);
+  if (typeof v === 'string') {
+    const n = [...v].length;
+    if (typeof s.minLength === 'number' && n < s.minLength) errs.push(`${at}: shorter than ${s.minLength}`);
+    if (typeof s.maxLength === 'number' && n > s.maxLength) errs.push(`${at}: longer than ${s.maxLength}`);
+    if (typeof s.pattern === 'string' && !new RegExp(s.pattern).test(v)) errs.push(`${at}: does not match ${s.pattern}`);
+  }
+  if (typeof v === 'number') {
+    if (typeof s.minimum === 'number' && v < s.minimum) errs.push(`${at}: below ${s.minimum}`);
+    if (typeof s.maximum === 'number' && v > s.maximum) errs.push(`${at}: above ${s.maximum}`);
+    if (typeof s.exclusiveMinimum === 'number' && v <= s.exclusiveMinimum) errs.push(`${at}: not above ${s.exclusiveMinimum}`);
+    if (typeof s.exclusiveMaximum === 'number' && v >= s.exclusiveMaximum) errs.push(`${at}: not below ${s.exclusiveMaximum}`);
+  }
+  if (Array.isArray(v)) {
+    if (typeof s.minItems === 'number' && v.length < s.minItems) errs.push(`${at}: fewer than ${s.minItems} items`);
+    if (typeof s.maxItems === 'number' && v.length > s.maxItems) errs.push(`${at}: more than ${s.maxItems} items`);
+    if (s.items !== undefined) {
+      if (Array.isArray(s.items)) throw new Error('tuple items are not expected');
+      v.forEach((item, i) => errs.push(...check(s.items as S, item, `${at}[${i}]`)));
+    }
+  }
+  if (isObject(v)) {
+    const props = (s.properties ?? {}) as Record<string, S>;
+    for (const r of (s.required ?? []) as string[]) if (!(r in v)) errs.push(`${at}: missing ${r}`);
+    for (const [k, val] of Object.entries(v)) {
+      if (s.propertyNames !== undefined) errs.push(...check(s.propertyNames as S, k, `${at}{${k}}`));
+      if (k in props) errs.push(...check(props[k], val, `${at}.${k}`));
+      else if (s.additionalProperties !== undefined) errs.push(...check(s.additionalProperties as S, val, `${at}.${k}`));
+    }
+  }
+  if (s.allOf) for (const sub of s.allOf as S[]) errs.push(...check(sub, v, at));
+  if (s.anyOf && !(s.anyOf as S[]).some((sub) => check(sub, v, at).length === 0)) errs.push(`${at}: matches no anyOf branch`);
+  if (s.oneOf) {
+    const n = (s.oneOf as S[]).filter((sub) => check(sub, v, at).length === 0).length;
+    if (n !== 1) errs.push(`${at}: matches ${n} oneOf branches, not 1`);
+  }
+  return errs;
+}
+
+// ---------------------------------------------------------------- samples
+const JOB = '3f0c8a4e-2b9d-4c61-9a57-0d6e1b2f7c85';
+const T = '2026-01-02T03:04:05.678Z';
+const usage = { cpuMs: 12, maxRssBytes: 4096 };
+const fullSpec = {
+  command: 'echo hi && echo err >&2',
+  env: { GREETING: 'hi' },
+  workdir: 'src',
+  priority: 'high',
+  timeoutSeconds: 60,
+  resources: { cpu: 0.5, memoryMb: 128, pids: 64, ioReadBps: 1_000_000, ioWriteBps: 1_000_000, network: false },
+  source: { git: { url: 'https://example.com/acme/repo.git', commit: 'a'.repeat(40) } },
+  data: [{ url: 'https://example.com/d.csv', path: 'data/d.csv', sha256: 'b'.repeat(64) }],
+  outputs: ['out/**'],
+  retry: { maxAttempts: 2, backoffSeconds: 1 },
+  target: { executor: 'local', labels: { gpu: 'no' } },
+};
+const stepsSpec = { steps: [{ name: 'build', run: 'make' }, { name: 'test', run: 'make test' }], priority: 'normal' };
+
+const EVENT_DATA: Record<JobEventType, Record<string, unknown>> = {
+  JobSubmitted: { jobId: JOB, owner: 'acme', spec: fullSpec, priority: 'high', submittedAt: T, idempotencyKey: 'k1' },
+  JobPackaged: { bundleDigest: `sha256:${'c'.repeat(64)}`, size: 1024, commit: 'a'.repeat(40), dataDigests: { 'data/d.csv': 'b'.repeat(64) }, packagedAt: T },
+  JobPackagingFailed: { reason: 'git clone failed', failedAt: T },
+  JobQueued: { attempt: 1, priority: 'normal', queuedAt: T },
+  JobDispatched: { attempt: 1, executorId: 'local', dispatchedAt: T },
+  JobStarted: { attempt: 1, executorId: 'local', startedAt: T, sandbox: 'none', sandboxNote: 'no cgroup delegation', pid: 4242 },
+  JobCompleted: { attempt: 1, exitCode: 137, signal: 'SIGKILL', oomKilled: true, durationMs: 15.5, finishedAt: T, usage, logBytes: 10 },
+  JobTimedOut: { attempt: 2, timeoutSeconds: 60, finishedAt: T },
+  JobCancelRequested: { requestedBy: 'acme', reason: 'superseded', requestedAt: T },
+  JobCancelled: { attempt: null, finishedAt: T },
+  JobLost: { attempt: 1, executorId: 'edge-1', reason: 'heartbeat lease expired', lostAt: T },
+  JobRetryScheduled: { nextAttempt: 2, retryAt: T, reason: 'exit code 1' },
+  JobFailed: { attempt: 3, reason: 'exit code 1', finishedAt: T },
+  JobPurged: { purgedAt: T, by: 'admin' },
+};
+
+const envelope = (type: JobEventType, data: Record<string, unknown>) => ({
+  id: '0b8f4f7e-5f0a-4d0e-8a53-8c4b3f7f2d11',
+  type,
+  version: EVENT_VERSIONS[type],
+  jobId: JOB,
+  position: 17,
+  streamRevision: 3,
+  occurredAt: T,
+  actor: 'scheduler',
+  causationId: null,
+  correlationId: JOB,
+  data,
+});
+
+/** A valid sample, and a value that must be refused, for every payload. */
+const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] }> = {
+  SubmitJobMessage: {
+    valid: [{ jobId: JOB, spec: fullSpec, idempotencyKey: 'k1', correlationId: 'c1' }, { jobId: JOB, spec: { command: ['true'] } }, { jobId: JOB, spec: stepsSpec }],
+    invalid: [
+      { jobId: 'not-a-uuid', spec: { command: ['true'] } },
+      { jobId: JOB, spec: { command: ['true'], steps: [{ name: 'a', run: 'b' }] } },
+      { jobId: JOB, spec: {} },
+      { jobId: JOB, spec: { command: ['true'], priority: 'urgent' } },
+      { jobId: JOB, spec: { command: ['true'], resources: { memoryMb: 1 } } },
+      { jobId: JOB, spec: { command: ['true'], source: { git: { url: 'x', commit: 'main' } } } },
+    ],
+  },
+  CancelJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, reason: 'r', correlationId: 'c' }], invalid: [{ reason: 'no job' }, { jobId: JOB.toUpperCase() }] },
+  CommandHeaders: { valid: [{}, { 'Nats-Msg-Id': JOB }], invalid: [{ 'Nats-Msg-Id': '' }] },
+  JobEventMessage: { valid: [envelope('JobQueued', EVENT_DATA.JobQueued)], invalid: [{ ...envelope('JobQueued', EVENT_DATA.JobQueued), type: 'JobExploded' }] },
+  ...(Object.fromEntries(
+    JOB_EVENT_TYPES.flatMap((t) => [
+      [`${t}Data`, { valid: [EVENT_DATA[t]], invalid: [{ ...EVENT_DATA[t], bogus: 1 }] }],
+      [`${t}Event`, { valid: [envelope(t, EVENT_DATA[t])], invalid: [{ ...envelope(t, EVENT_DATA[t]), version: 99 }] }],
+    ]),
+  ) as Record<`${JobEventType}Data` | `${JobEventType}Event`, { valid: unknown[]; invalid: unknown[] }>),
+  PublishedHeaders: { valid: [{ 'Nats-Msg-Id': 'e1:run' }], invalid: [{}] },
+  LogChunkHeaders: {
+    valid: [{ 'Jobline-Attempt': '1', 'Jobline-Stream': 'stderr', 'Jobline-Offset': '1048576', 'Nats-Msg-Id': `${JOB}.1.1048576` }],
+    invalid: [{ 'Jobline-Attempt': '1', 'Jobline-Stream': 'stdin', 'Jobline-Offset': '0' }, { 'Jobline-Attempt': '-1', 'Jobline-Stream': 'stdout', 'Jobline-Offset': '0' }],
+  },
+  RunAttemptMessage: {
+    valid: [{ kind: 'run', jobId: JOB, owner: 'acme', attempt: 1, spec: { ...stepsSpec }, bundleDigest: null, dispatchedAt: T }],
+    invalid: [{ kind: 'stop', jobId: JOB, owner: 'acme', attempt: 1, spec: stepsSpec, bundleDigest: null, dispatchedAt: T }],
+  },
+  StopAttemptMessage: { valid: [{ kind: 'stop', jobId: JOB, attempt: 2, reason: 'timeout' }], invalid: [{ kind: 'stop', jobId: JOB, attempt: 0, reason: 'cancel' }] },
+  AttemptReport: {
+    valid: [
+      { kind: 'started', jobId: JOB, attempt: 1, executorId: 'local', startedAt: T, sandbox: 'cgroup-v2', pid: 7 },
+      { kind: 'finished', jobId: JOB, attempt: 1, executorId: 'local', exitCode: 0, signal: null, oomKilled: false, durationMs: 3, finishedAt: T, usage: null, logBytes: 0 },
+    ],
+    invalid: [{ kind: 'paused', jobId: JOB, attempt: 1, executorId: 'local' }, { kind: 'started', jobId: JOB, attempt: 1, executorId: 'a.b', startedAt: T, sandbox: 'none' }],
+  },
+  ExecutorHeartbeat: {
+    valid: [
+      {
+        executorId: 'local', instanceId: 'i-1', kind: 'local', capacity: 4, running: [{ jobId: JOB, attempt: 1 }], labels: { zone: 'a' },
+        sandbox: 'cgroup-v2', runtime: 'node 20.19', startedAt: T, sentAt: T,
+      },
+    ],
+    invalid: [{ executorId: 'local', instanceId: 'i-1', kind: 'docker', capacity: 4, running: [], labels: {}, sandbox: 'none', runtime: 'node', startedAt: T, sentAt: T }],
+  },
+};
+
+// ---------------------------------------------------------------- tests
+const jsonSchemas = Object.fromEntries(PAYLOAD_SCHEMA_NAMES.map((n) => [n, payloadJsonSchema(n)])) as Record<PayloadSchemaName, JsonSchema>;
+const zodAccepts = (name: PayloadSchemaName, v: unknown) => PAYLOAD_SCHEMAS[name].schema.safeParse(v).success;
+const jsonAccepts = (name: PayloadSchemaName, v: unknown) => check(jsonSchemas[name], v).length === 0;
+
+describe('payload JSON Schemas', () => {
+  it('cover every event type, twice (data and full message)', () => {
+    for (const t of JOB_EVENT_TYPES) {
+      expect(PAYLOAD_SCHEMA_NAMES).toContain(`${t}Data`);
+      expect(PAYLOAD_SCHEMA_NAMES).toContain(`${t}Event`);
+    }
+  });
+
+  it.each(PAYLOAD_SCHEMA_NAMES)('%s accepts its valid samples, like zod', (name) => {
+    for (const v of SAMPLES[name].valid) {
+      expect(zodAccepts(name, v)).toBe(true);
+      expect(check(jsonSchemas[name], v)).toEqual([]);
+    }
+  });
+
+  it.each(PAYLOAD_SCHEMA_NAMES)('%s refuses its invalid samples, like zod', (name) => {
+    expect(SAMPLES[name].invalid.length).toBeGreaterThan(0);
+    for (const v of SAMPLES[name].invalid) {
+      expect(zodAccepts(name, v)).toBe(false);
+      expect(jsonAccepts(name, v)).toBe(false);
+    }
+  });
+
+  it.each(PAYLOAD_SCHEMA_NAMES)('%s: a missing required key or an unknown key gets the same verdict as zod', (name) => {
+    const schema = jsonSchemas[name];
+    for (const v of SAMPLES[name].valid) {
+      if (!isObject(v)) continue;
+      const branch = schema.oneOf ? (schema.oneOf as S[]).find((b) => check(b, v).length === 0)! : schema;
+      for (const key of (branch.required ?? []) as string[]) {
+        const without = { ...v };
+        delete without[key];
+        expect({ key, zod: zodAccepts(name, without) }).toEqual({ key, zod: false });
+        expect({ key, json: jsonAccepts(name, without) }).toEqual({ key, json: false });
+      }
+      const extra = { ...v, 'x-unknown': 1 };
+      expect(jsonAccepts(name, extra)).toBe(zodAccepts(name, extra));
+    }
+  });
+
+  it('strict payloads say so (additionalProperties: false); heartbeats and headers may carry more', () => {
+    const open = new Set<PayloadSchemaName>(['ExecutorHeartbeat', 'CommandHeaders', 'PublishedHeaders', 'LogChunkHeaders']);
+    for (const name of PAYLOAD_SCHEMA_NAMES) {
+      const s = jsonSchemas[name];
+      const roots = (s.oneOf as S[] | undefined) ?? [s];
+      for (const r of roots) expect({ name, additionalProperties: r.additionalProperties }).toEqual({ name, additionalProperties: open.has(name) ? undefined : false });
+    }
+  });
+
+  it('list the required keys of the contracts', () => {
+    expect(jsonSchemas.SubmitJobMessage.required).toEqual(['jobId', 'spec']);
+    expect(jsonSchemas.CancelJobMessage.required).toEqual(['jobId']);
+    expect(jsonSchemas.JobEventMessage.required).toEqual(
+      ['id', 'type', 'version', 'jobId', 'position', 'streamRevision', 'occurredAt', 'actor', 'causationId', 'correlationId', 'data'],
+    );
+    expect(jsonSchemas.LogChunkHeaders.required).toEqual(['Jobline-Attempt', 'Jobline-Stream', 'Jobline-Offset']);
+    expect(jsonSchemas.JobCompletedData.required).toEqual(['attempt', 'exitCode', 'signal', 'oomKilled', 'durationMs', 'finishedAt', 'usage', 'logBytes']);
+  });
+
+  it('describe accepted specs as zod input (priority optional) and published ones as output (priority present)', () => {
+    const submitSpec = (jsonSchemas.SubmitJobMessage.properties as Record<string, S>).spec;
+    const eventSpec = (jsonSchemas.JobSubmittedData.properties as Record<string, S>).spec;
+    expect(submitSpec.required ?? []).not.toContain('priority');
+    expect(eventSpec.required).toContain('priority');
+    expect(submitSpec.oneOf).toEqual([{ required: ['command'] }, { required: ['steps'] }]);
+  });
+
+  it('the validator refuses keywords it does not know, so it cannot pass a schema it did not read', () => {
+    expect(() => check({ type: 'string', contentEncoding: 'base64' }, 'x')).toThrow(/contentEncoding/);
+  });
+});
+
+// ---------------------------------------------------------------- AsyncAPI
+type Doc = {
+  asyncapi: string;
+  channels: Record<string, { address: string; parameters?: Record<string, unknown>; messages: Record<string, { $ref: string }> }>;
+  operations: Record<string, { action: string; channel: { $ref: string }; messages: { $ref: string }[] }>;
+  components: { messages: Record<string, { payload: unknown; headers?: unknown; examples?: { payload?: unknown; headers?: unknown }[] }>; schemas: Record<string, unknown> };
+};
+const doc = buildAsyncApiDocument() as unknown as Doc;
+
+const tokens = (s: string) => s.split('.').map((t) => (/^\{.+\}$/.test(t) ? '{}' : t));
+/** NATS matching, with a channel parameter standing for exactly one token. */
+function natsMatches(pattern: string, address: string): boolean {
+  const p = pattern.split('.');
+  const a = tokens(address);
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return a.length > i;
+    if (i >= a.length) return false;
+    if (p[i] !== '*' && p[i] !== a[i]) return false;
+  }
+  return p.length === a.length;
+}
+/** A subject function's shape: its parameters become `{}` tokens (wildcards stay). */
+const shapeOf = (fn: (...a: string[]) => string) => tokens(fn(...Array.from({ length: fn.length }, (_, i) => `{p${i}}`))).join('.');
+
+function resolvePointer(root: unknown, ref: string): unknown {
+  expect(ref.startsWith('#/')).toBe(true);
+  return ref
+    .slice(2)
+    .split('/')
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce<unknown>((node, key) => (isObject(node) ? node[key] : undefined), root);
+}
+
+function collectRefs(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) node.forEach((n) => collectRefs(n, out));
+  else if (isObject(node)) {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '$ref' && typeof v === 'string') out.push(v);
+      else collectRefs(v, out);
+    }
+  }
+  return out;
+}
+
+describe('AsyncAPI document', () => {
+  const addresses = Object.values(doc.channels).map((c) => c.address);
+
+  it('is AsyncAPI 3.0', () => {
+    expect(doc.asyncapi).toBe('3.0.0');
+  });
+
+  it('has a channel for every subject of subjects.ts, and covers every wildcard', () => {
+    const shapes = addresses.map((a) => tokens(a).join('.'));
+    const entries = Object.entries(subjects);
+    expect(entries.length).toBeGreaterThan(10);
+    for (const [key, value] of entries) {
+      const pattern = typeof value === 'function' ? shapeOf(value) : value;
+      const covered = /(^|\.)[*>](\.|$)/.test(pattern) ? addresses.some((a) => natsMatches(pattern, a)) : shapes.includes(pattern);
+      expect({ key, pattern, covered }).toEqual({ key, pattern, covered: true });
+    }
+  });
+
+  it('documents no subject that subjects.ts does not build', () => {
+    const built = Object.values(subjects)
+      .filter((v): v is (...a: string[]) => string => typeof v === 'function')
+      .map(shapeOf)
+      .filter((shape) => !/(^|\.)[*>](\.|$)/.test(shape));
+    for (const a of addresses) expect({ a, built: built.includes(tokens(a).join('.')) }).toEqual({ a, built: true });
+  });
+
+  it('declares exactly the parameters each address uses', () => {
+    for (const [id, c] of Object.entries(doc.channels)) {
+      const used = [...c.address.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]).sort();
+      expect({ id, params: Object.keys(c.parameters ?? {}).sort() }).toEqual({ id, params: used });
+    }
+  });
+
+  it('resolves every $ref, and operations only use messages of their channel', () => {
+    for (const r of collectRefs(doc)) expect({ r, resolved: resolvePointer(doc, r) !== undefined }).toEqual({ r, resolved: true });
+    for (const [id, op] of Object.entries(doc.operations)) {
+      expect(['send', 'receive']).toContain(op.action);
+      for (const m of op.messages) expect({ id, ok: m.$ref.startsWith(`${op.channel.$ref}/messages/`) }).toEqual({ id, ok: true });
+    }
+  });
+
+  it('has one message per event type on the events channel, with that type’s schema', () => {
+    const events = Object.values(doc.channels).find((c) => c.address === 'jobline.evt.{jobId}.{eventType}')!;
+    expect(Object.keys(events.messages).sort()).toEqual([...JOB_EVENT_TYPES].sort());
+    for (const t of JOB_EVENT_TYPES) {
+      expect(doc.components.messages[t].payload).toEqual({ $ref: `#/components/schemas/${t}Event` });
+      expect(EVENT_DATA_SCHEMAS[t].description).toBeTruthy();
+    }
+  });
+
+  it('has message examples that the schemas and zod accept', () => {
+    let seen = 0;
+    for (const m of Object.values(doc.components.messages)) {
+      for (const ex of m.examples ?? []) {
+        const name = (m.payload as { $ref: string }).$ref.split('/').pop() as PayloadSchemaName;
+        expect(zodAccepts(name, ex.payload)).toBe(true);
+        expect(check(jsonSchemas[name], ex.payload)).toEqual([]);
+        seen++;
+      }
+    }
+    expect(seen).toBeGreaterThan(0);
+  });
+
+  it('is what docs/asyncapi.json holds (regenerate with write-asyncapi after a contract change)', () => {
+    const onDisk = readFileSync(join(__dirname, '../../../../docs/asyncapi.json'), 'utf8');
+    expect(onDisk === asyncApiJson()).toBe(true);
+  });
+
+  it('keeps libs/contracts runtime-neutral: only the script imports Node', () => {
+    const nodeOnly = /from ['"](node:|fs['"]|path['"]|child_process['"])/;
+    const offenders = [__dirname, join(__dirname, '..')]
+      .flatMap((dir) => readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.endsWith('.spec.ts')).map((f) => join(dir, f)))
+      .filter((f) => !f.endsWith('write-asyncapi.ts'))
+      .filter((f) => nodeOnly.test(readFileSync(f, 'utf8')));
+    expect(offenders).toEqual([]);
+  });
+});
