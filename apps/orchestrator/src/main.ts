@@ -17,7 +17,7 @@ const EnvSchema = z.object({
 });
 
 export async function main(): Promise<void> {
-  const logger = pino({ name: 'jobline-orchestrator', user: c.JOBLINE_NATS_USER, pass: c.JOBLINE_NATS_PASSWORD });
+  const logger = pino({ name: 'jobline-orchestrator' });
   const env = EnvSchema.safeParse(process.env);
   if (!env.success) {
     logger.error(`invalid configuration: ${env.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

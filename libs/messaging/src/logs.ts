@@ -50,6 +50,11 @@ function parseNonNegativeInt(s: string | undefined): number | null {
   return Number.isSafeInteger(n) ? n : null;
 }
 
+/** A chunk as read back from the logs stream, with its stream sequence (to resume a read after it). */
+export interface SequencedLogChunk extends LogChunk {
+  seq: number;
+}
+
 export interface ReadLogChunksOptions {
   /** Keep delivering live chunks until `signal` aborts (default false: end after what exists now). */
   follow?: boolean;
@@ -70,7 +75,7 @@ export interface ReadLogChunksOptions {
  * with follow it ends when the signal aborts (or the consumer of the iterable stops).
  * Malformed messages are skipped.
  */
-export async function* readLogChunks(js: JetStreamClient, jobId: string, opts: ReadLogChunksOptions = {}): AsyncGenerator<LogChunk> {
+export async function* readLogChunks(js: JetStreamClient, jobId: string, opts: ReadLogChunksOptions = {}): AsyncGenerator<SequencedLogChunk> {
   const { follow = false, signal, startSeq, batch = 256 } = opts;
   if (signal?.aborted) return;
   const consumer = await js.consumers.get(STREAMS.logs, {
@@ -84,11 +89,13 @@ export async function* readLogChunks(js: JetStreamClient, jobId: string, opts: R
     const messages = await consumer.consume({ max_messages: batch });
     const stop = () => void messages.close();
     signal?.addEventListener('abort', stop, { once: true });
+    // An abort while consume() was being set up fires no event: without this the read would wait for a next chunk that may never come.
+    if (signal?.aborted) stop();
     try {
       for await (const m of messages) {
         remaining--;
         const chunk = decodeLogChunk(m);
-        if (chunk) yield chunk;
+        if (chunk) yield { ...chunk, seq: m.seq };
         // pending === 0 also ends a read whose older chunks were purged or aged out meanwhile.
         if (signal?.aborted || (!follow && (remaining <= 0 || m.info.pending === 0))) break;
       }

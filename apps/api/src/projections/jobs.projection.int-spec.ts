@@ -131,6 +131,15 @@ describe('JobsProjection (real SQLite event store)', () => {
       }
       expect(p.list({ owner: 'nobody' })).toEqual({ items: [], total: 0, nextCursor: null });
 
+      const counts = (rows: typeof expected) => {
+        const c: Record<JobStatus, number> = { pending: 0, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, timed_out: 0 };
+        for (const r of rows) c[r.status]++;
+        return c;
+      };
+      expect(p.countByStatus()).toEqual(counts(expected));
+      expect(p.countByStatus('bob')).toEqual(counts(expected.filter((r) => r.owner === 'bob')));
+      expect(p.countByStatus('nobody')).toEqual(counts([]));
+
       const first = p.list({ order: '-priority', limit: 5 });
       expect(() => p.list({ order: 'submittedAt', cursor: first.nextCursor! })).toThrow(ValidationError);
       for (const bad of ['%%%', 'bm90IGpzb24', Buffer.from('["-priority",1]').toString('base64url'), Buffer.from('["-priority","x",1,"a"]').toString('base64url')]) {

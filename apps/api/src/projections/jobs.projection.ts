@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
+  JOB_STATUSES,
   JOB_STREAM_PREFIX,
   UnknownEventError,
   ValidationError,
@@ -134,6 +135,8 @@ export class JobsProjection {
   private readonly insertKey: Statement;
   private readonly selectKey: Statement;
   private readonly saveCheckpoint: Statement;
+  private readonly countAll: Statement;
+  private readonly countOfOwner: Statement;
   private readonly listStatements = new Map<string, { page: Statement; count: Statement }>();
   private readonly applyTx: (views: Map<string, JobView>, keys: [string, string, string][], position: number) => void;
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -167,6 +170,8 @@ export class JobsProjection {
     this.insertKey = this.db.prepare('INSERT OR IGNORE INTO idempotency (owner, key, job_id) VALUES (?, ?, ?)');
     this.selectKey = this.db.prepare('SELECT job_id FROM idempotency WHERE owner = ? AND key = ?').pluck();
     this.saveCheckpoint = this.db.prepare('UPDATE checkpoint SET position = ? WHERE id = 0');
+    this.countAll = this.db.prepare('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status');
+    this.countOfOwner = this.db.prepare('SELECT status, COUNT(*) AS n FROM jobs WHERE owner = ? GROUP BY status');
     this.checkpoint = this.db.prepare('SELECT position FROM checkpoint WHERE id = 0').pluck().get() as number;
     this.applyTx = this.db.transaction((views: Map<string, JobView>, keys: [string, string, string][], position: number) => {
       for (const v of views.values()) {
@@ -338,6 +343,14 @@ export class JobsProjection {
       total,
       nextCursor: more && last ? encodeCursor(order, spec.columns.map((c) => last[c as keyof typeof last])) : null,
     };
+  }
+
+  /** How many jobs are in each status, all owners' or one owner's (every status present, 0 when none). */
+  countByStatus(owner?: string): Record<JobStatus, number> {
+    const rows = (owner === undefined ? this.countAll.all() : this.countOfOwner.all(owner)) as { status: JobStatus; n: number }[];
+    const counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
+    for (const r of rows) counts[r.status] = r.n;
+    return counts;
   }
 
   dump(): JobsProjectionDump {

@@ -1,0 +1,20 @@
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import type { ExecutorsRegistry } from './executors.registry';
+import type { JobsProjection } from './projections/jobs.projection';
+
+export const API_CONTEXT = Symbol('ApiContext');
+
+/** What the api's services share; built once by createApiApp. */
+export interface ApiContext {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  eventStore: EventStore;
+  projection: JobsProjection;
+  publisher: JetStreamPublisher;
+  executors: ExecutorsRegistry;
+  submitTimeoutMs: number;
+}

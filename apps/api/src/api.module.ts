@@ -1,0 +1,128 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { Logger, Module, type DynamicModule, type INestApplication, type LoggerService, type LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { AddressInfo } from 'node:net';
+import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { ensureStreams, type StreamOptions } from '../../../libs/messaging/src/streams';
+import { API_CONTEXT, type ApiContext } from './api.context';
+import { TokenRegistry, type ApiToken } from './api-tokens';
+import { ExecutorsRegistry } from './executors.registry';
+import { AuthGuard, TOKEN_REGISTRY } from './http/auth.guard';
+import { ProblemFilter } from './http/problem.filter';
+import { JobsController } from './jobs.controller';
+import { JobsService } from './jobs.service';
+import { LogsService } from './logs/logs.service';
+import type { JobsProjection } from './projections/jobs.projection';
+import { HealthController, SystemController } from './system.controller';
+
+export interface ApiOptions {
+  /** An open connection; the caller owns it (close() leaves it open). */
+  nc: NatsConnection;
+  /** Read for job histories (events, `?at=` replays); the api never appends to it. */
+  eventStore: EventStore;
+  /**
+   * The jobs read model. createApiApp starts it on `eventStore` (a no-op when the caller
+   * already did); close() leaves it running and open: the caller owns it and closes it.
+   */
+  projection: JobsProjection;
+  /** Who may call, by SHA-256 of the bearer token. */
+  tokens: readonly ApiToken[];
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 8080; 0 picks a free port (see the returned url). */
+  port?: number;
+  /** Nest logger, or the levels of its console logger (default ['error', 'warn']); false for none. */
+  logger?: LoggerService | LogLevel[] | false;
+  /** How long POST /v1/jobs waits for the submission to be recorded before a 503 (default 10,000 ms). */
+  submitTimeoutMs?: number;
+  /** An executor silent longer than this is shown as not alive (default 10,000 ms). */
+  executorAliveMs?: number;
+  /** Create or update the JetStream streams at start (default true). */
+  ensureStreams?: boolean;
+  streams?: StreamOptions;
+}
+
+export interface ApiApp {
+  app: INestApplication;
+  /** Where it listens, e.g. http://127.0.0.1:8080. */
+  url: string;
+  /** Ends log follows, stops listening and stops following heartbeats; leaves nc, the store and the projection open. */
+  close(): Promise<void>;
+}
+
+@Module({})
+export class ApiModule {
+  static forRoot(ctx: ApiContext, tokens: TokenRegistry): DynamicModule {
+    return {
+      module: ApiModule,
+      controllers: [JobsController, SystemController, HealthController],
+      providers: [
+        { provide: API_CONTEXT, useValue: ctx },
+        { provide: TOKEN_REGISTRY, useValue: tokens },
+        JobsService,
+        LogsService,
+        AuthGuard,
+      ],
+    };
+  }
+}
+
+/** The REST api as a Nest (express) application, listening once this resolves. */
+export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
+  const tokens = new TokenRegistry(options.tokens);
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 8080;
+  const submitTimeoutMs = options.submitTimeoutMs ?? 10_000;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${port}`);
+  if (!(submitTimeoutMs > 0)) throw new Error(`invalid submitTimeoutMs ${submitTimeoutMs}`);
+
+  const { nc } = options;
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  if (options.ensureStreams ?? true) await ensureStreams(jsm, options.streams);
+  options.projection.start(options.eventStore);
+  const executors = new ExecutorsRegistry(nc, { aliveMs: options.executorAliveMs });
+  executors.start();
+  const ctx: ApiContext = {
+    nc,
+    js,
+    jsm,
+    eventStore: options.eventStore,
+    projection: options.projection,
+    publisher: new JetStreamPublisher(js, { timeoutMs: Math.min(submitTimeoutMs, 5000) }),
+    executors,
+    submitTimeoutMs,
+  };
+
+  let app: INestApplication;
+  try {
+    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens), {
+      // Bodies are read by the routes that take one (JsonBody), after authentication, with a 1 MiB limit.
+      bodyParser: false,
+      logger: options.logger ?? ['error', 'warn'],
+      abortOnError: false,
+      forceCloseConnections: true,
+    });
+    const logger = options.logger === false ? undefined : new Logger('api');
+    app.useGlobalFilters(new ProblemFilter(logger));
+    (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
+    await app.listen(port, host);
+  } catch (err) {
+    executors.stop();
+    throw err;
+  }
+  const address = app.getHttpServer().address() as AddressInfo;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  let closing: Promise<void> | null = null;
+  return {
+    app,
+    url,
+    close: () =>
+      (closing ??= (async () => {
+        executors.stop();
+        await app.close();
+      })()),
+  };
+}

@@ -1,0 +1,244 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import {
+  IllegalStateError,
+  JOB_STATUSES,
+  JoblineError,
+  NotFoundError,
+  OwnerSchema,
+  Priority,
+  UnknownEventError,
+  ValidationError,
+  decodeJobEvent,
+  isJobId,
+  isTerminal,
+  jobStreamName,
+  parseJobSpec,
+  subjects,
+  type CancelJobMessage,
+  type JobSpec,
+  type JobStatus,
+  type JobView,
+  type StoredJobEvent,
+  type SubmitJobMessage,
+} from '../../../libs/contracts/src';
+import { evolveJobView } from '../../../libs/domain/src';
+import type { RecordedEvent } from '../../../libs/event-store/src/event-store.port';
+import { API_CONTEXT, type ApiContext } from './api.context';
+import type { Caller } from './api-tokens';
+import { intParam, listParam, parseQuery } from './http/query';
+import { jobIdForKey, parseIdempotencyKey } from './idempotency';
+import { JOB_ORDERS, MAX_LIMIT, type JobOrder, type JobsPage } from './projections/jobs.projection';
+
+const ListQuerySchema = z.strictObject({
+  status: listParam(JOB_STATUSES).optional(),
+  priority: listParam(Priority.options).optional(),
+  owner: OwnerSchema.optional(),
+  limit: intParam(1, MAX_LIMIT).optional(),
+  cursor: z.string().min(1).max(512).optional(),
+  order: z.enum(JOB_ORDERS as unknown as [JobOrder, ...JobOrder[]]).optional(),
+});
+
+const GetQuerySchema = z.strictObject({
+  at: z.iso.datetime({ offset: true, message: 'must be an ISO-8601 date-time with a zone, e.g. 2025-01-31T12:00:00Z' }).optional(),
+});
+
+const StatsQuerySchema = z.strictObject({ owner: OwnerSchema.optional() });
+
+const CancelBodySchema = z.strictObject({ reason: z.string().min(1).max(1024).optional() }).optional();
+
+export interface SubmitResult {
+  /** False when an Idempotency-Key named a job that already existed. */
+  created: boolean;
+  job: JobView;
+}
+
+/** One entry of GET /v1/jobs/{id}/events. */
+export interface JobEventItem {
+  position: number;
+  id: string;
+  type: string;
+  version: number;
+  occurredAt: string;
+  actor: string;
+  data: unknown;
+}
+
+export interface JobStats {
+  total: number;
+  byStatus: Record<JobStatus, number>;
+}
+
+/**
+ * The api's job use cases. Writes are commands published on `jobline.cmd.<owner>.*`
+ * (the orchestrator records them); reads come from the jobs projection or the store.
+ * Another owner's job is reported exactly like a job that does not exist.
+ */
+@Injectable()
+export class JobsService {
+  constructor(@Inject(API_CONTEXT) private readonly ctx: ApiContext) {}
+
+  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined): Promise<SubmitResult> {
+    const key = parseIdempotencyKey(idempotencyKeyHeader);
+    if (body === undefined) throw new ValidationError('the request body is empty: expected a JobSpec as JSON', [{ path: '(body)', message: 'required' }]);
+    const parsed = parseJobSpec(body);
+    if (!parsed.ok) throw new ValidationError('invalid job spec', parsed.issues);
+    const spec = parsed.value;
+    const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
+    if (key !== undefined) {
+      const existing = this.ctx.projection.get(jobId);
+      if (existing) return { created: false, job: sameSubmission(existing, caller, key, spec) };
+    }
+    const deadline = Date.now() + this.ctx.submitTimeoutMs;
+    const message: SubmitJobMessage = { jobId, spec, ...(key !== undefined ? { idempotencyKey: key } : {}) };
+    let duplicate: boolean;
+    try {
+      // Nats-Msg-Id = jobId: a retried or concurrent submission of the same key is stored once.
+      const ack = await this.ctx.publisher.publish(subjects.submit(caller.owner), message, { msgId: jobId, timeoutMs: this.ctx.submitTimeoutMs });
+      duplicate = ack.duplicate;
+    } catch (err) {
+      throw new JoblineError('unavailable', `the submission could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const job = await this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now()));
+    if (!job) {
+      throw new JoblineError(
+        'unavailable',
+        `job ${jobId} was accepted by the bus but is not recorded yet; it may still be: look it up later` +
+          (key !== undefined ? ', or repeat the request with the same Idempotency-Key' : ''),
+        { problem: { jobId } },
+      );
+    }
+    if (key !== undefined && duplicate) return { created: false, job: sameSubmission(job, caller, key, spec) };
+    return { created: true, job };
+  }
+
+  list(caller: Caller, query: unknown): JobsPage {
+    const q = parseQuery(ListQuerySchema, query);
+    return this.ctx.projection.list({ ...q, owner: this.ownerScope(caller, q.owner) });
+  }
+
+  /** The job as the projection has it now, or (`?at=`) as it stood at a past time, replayed from its stream. */
+  async get(caller: Caller, id: string, query: unknown): Promise<JobView> {
+    const { at } = parseQuery(GetQuerySchema, query);
+    if (at === undefined) return this.visible(caller, id);
+    const atMs = Date.parse(at);
+    const records = await this.ownStream(caller, id);
+    let view: JobView | null = null;
+    for (const event of decodeKnown(records)) {
+      // The history up to `at` is a prefix of the stream: stop at the first later event.
+      if (Date.parse(event.metadata.occurredAt) > atMs) break;
+      view = evolveJobView(view, event);
+    }
+    if (!view) throw new NotFoundError(`job ${id} did not exist yet at ${at}`);
+    return view;
+  }
+
+  async cancel(caller: Caller, id: string, body: unknown): Promise<{ id: string; status: JobStatus; cancelRequested: true }> {
+    const parsed = CancelBodySchema.safeParse(body);
+    if (!parsed.success) throw new ValidationError('invalid cancel request', parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(root)', message: i.message })));
+    const job = this.visible(caller, id);
+    if (isTerminal(job.status)) throw new IllegalStateError(`job ${job.id} already finished (${job.status})`, { problem: { jobStatus: job.status } });
+    // Published on the job owner's subject (the orchestrator checks the owner); an admin acting
+    // for someone else says so in the reason, for the record.
+    const reason = parsed.data?.reason ?? (job.owner !== caller.owner ? `requested by ${caller.owner} (admin)` : undefined);
+    const message: CancelJobMessage = { jobId: job.id, ...(reason !== undefined ? { reason } : {}) };
+    try {
+      await this.ctx.publisher.publish(subjects.cancel(job.owner), message, { timeoutMs: this.ctx.submitTimeoutMs });
+    } catch (err) {
+      throw new JoblineError('unavailable', `the cancellation could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return { id: job.id, status: job.status, cancelRequested: true };
+  }
+
+  async events(caller: Caller, id: string): Promise<{ items: JobEventItem[] }> {
+    const records = await this.ownStream(caller, id);
+    return { items: records.map(toEventItem) };
+  }
+
+  stats(caller: Caller, query: unknown): JobStats {
+    const { owner } = parseQuery(StatsQuerySchema, query);
+    const byStatus = this.ctx.projection.countByStatus(this.ownerScope(caller, owner));
+    return { total: Object.values(byStatus).reduce((a, b) => a + b, 0), byStatus };
+  }
+
+  /** The job if the caller may see it; otherwise exactly the answer for a job that does not exist. */
+  visible(caller: Caller, rawId: string): JobView {
+    const id = rawId.toLowerCase();
+    const job = isJobId(id) ? this.ctx.projection.get(id) : null;
+    if (!job || (!caller.admin && job.owner !== caller.owner)) throw notFound(rawId);
+    return job;
+  }
+
+  /** Admins may filter by any owner (or none); everyone else is scoped to their own jobs. */
+  private ownerScope(caller: Caller, requested: string | undefined): string | undefined {
+    if (caller.admin) return requested;
+    if (requested !== undefined && requested !== caller.owner) {
+      throw new JoblineError('permission_denied', 'the owner filter is for admins; without it you get your own jobs');
+    }
+    return caller.owner;
+  }
+
+  /** The job's stream, read from the store, if the caller may see it. */
+  private async ownStream(caller: Caller, rawId: string): Promise<RecordedEvent[]> {
+    const id = rawId.toLowerCase();
+    if (!isJobId(id)) throw notFound(rawId);
+    const records = await this.ctx.eventStore.readStream(jobStreamName(id));
+    const first = decodeKnown(records.slice(0, 1))[0];
+    if (!first || first.type !== 'JobSubmitted' || (!caller.admin && first.data.owner !== caller.owner)) throw notFound(rawId);
+    return records;
+  }
+}
+
+const notFound = (id: string) => new NotFoundError(`job ${id} not found`);
+
+/** An Idempotency-Key named an existing job: the same submission again is fine, a different one is a conflict. */
+function sameSubmission(existing: JobView, caller: Caller, key: string, spec: JobSpec): JobView {
+  if (existing.owner !== caller.owner || canonicalJson(existing.spec) !== canonicalJson(spec)) {
+    throw new JoblineError(
+      'conflict',
+      `Idempotency-Key ${JSON.stringify(key)} was already used for job ${existing.id} with a different spec; use a new key for a new job`,
+      { problem: { jobId: existing.id } },
+    );
+  }
+  return existing;
+}
+
+/** JSON with object keys sorted, so two equal values compare equal whatever their key order. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
+/** Job events of known types, upcast; events of types this build does not know are left out. */
+function decodeKnown(records: RecordedEvent[]): StoredJobEvent[] {
+  const out: StoredJobEvent[] = [];
+  for (const r of records) {
+    try {
+      out.push(decodeJobEvent(r));
+    } catch (err) {
+      if (!(err instanceof UnknownEventError)) throw err;
+    }
+  }
+  return out;
+}
+
+function toEventItem(r: RecordedEvent): JobEventItem {
+  let event: StoredJobEvent | null = null;
+  try {
+    event = decodeJobEvent(r);
+  } catch (err) {
+    if (!(err instanceof UnknownEventError)) throw err;
+  }
+  const meta = r.metadata as { version?: unknown; occurredAt?: unknown; actor?: unknown };
+  return {
+    position: r.position,
+    id: r.id,
+    type: r.type,
+    version: event ? event.metadata.version : Number(meta.version ?? 1),
+    occurredAt: event ? event.metadata.occurredAt : String(meta.occurredAt ?? r.recordedAt),
+    actor: event ? event.metadata.actor : String(meta.actor ?? ''),
+    data: event ? event.data : r.data,
+  };
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the system packages Jobline needs on Debian/Ubuntu, only those missing:
+# nats-server (the bus; `jobline dev` and the tests start their own), git (bundles),
+# a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps.
+set -eu
+need=""
+{ [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || need="$need nats-server"
+command -v git >/dev/null || need="$need git"
+command -v g++ >/dev/null || need="$need g++"
+command -v make >/dev/null || need="$need make"
+command -v python3 >/dev/null || need="$need python3"
+command -v pgrep >/dev/null || need="$need procps"
+[ -z "$need" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing:$need"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $need

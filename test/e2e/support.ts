@@ -1,0 +1,57 @@
+import type { JobView } from '../../libs/contracts/src';
+import { eventually } from '../../libs/testing/src';
+
+/** A small REST client for journeys: what a user with curl would do. */
+export class RestClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  request(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(`${this.baseUrl}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${this.token}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) },
+    });
+  }
+
+  async submit(spec: unknown, headers: Record<string, string> = {}): Promise<JobView> {
+    const res = await this.request('/v1/jobs', { method: 'POST', body: JSON.stringify(spec), headers });
+    if (res.status !== 201 && res.status !== 200) throw new Error(`submit: ${res.status} ${await res.text()}`);
+    return (await res.json()) as JobView;
+  }
+
+  async job(id: string): Promise<JobView> {
+    const res = await this.request(`/v1/jobs/${id}`);
+    if (res.status !== 200) throw new Error(`get ${id}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as JobView;
+  }
+
+  async events(id: string): Promise<{ position: number; id: string; type: string; data: Record<string, unknown> }[]> {
+    const res = await this.request(`/v1/jobs/${id}/events`);
+    if (res.status !== 200) throw new Error(`events ${id}: ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { items: { position: number; id: string; type: string; data: Record<string, unknown> }[] }).items;
+  }
+
+  async log(id: string, query = ''): Promise<string> {
+    const res = await this.request(`/v1/jobs/${id}/logs${query}`);
+    if (res.status !== 200) throw new Error(`logs ${id}: ${res.status} ${await res.text()}`);
+    return res.text();
+  }
+
+  /** Polls the job until it is in a terminal status. */
+  finished(id: string, timeoutMs = 30_000): Promise<JobView> {
+    return eventually(async () => {
+      const j = await this.job(id);
+      return ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.status) ? j : undefined;
+    }, timeoutMs, `job ${id} to finish`);
+  }
+}
+
+export const quietLogger = {
+  log: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+  warn: () => undefined,
+  error: (m: string, ...r: unknown[]) => console.error(m, ...r),
+};
