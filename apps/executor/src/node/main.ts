@@ -7,7 +7,9 @@ import { z } from 'zod';
 import { ExecutorIdSchema } from '../../../../libs/contracts/src';
 import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import { Executor, type ExecutorLogger } from '../core/executor';
-import { NodeProcessRunner } from './node-process-runner';
+import { executorConfigFromEnv as coreConfigFromEnv, type ExecutorConfig as CoreExecutorConfig } from '../core/executor-config';
+import type { ProcessRunner } from '../core/process-runner.port';
+import { detectSandbox, SandboxModeSchema, type SandboxDetection, type SandboxMode } from './sandbox/detect';
 
 /** The Node entry of the executor: the only place that reads the environment and handles signals. */
 
@@ -27,11 +29,21 @@ export interface NodeExecutorOptions {
   logger?: ExecutorLogger;
   /** Create the JetStream streams first (default true; `jobline dev` may have done it). */
   ensureStreams?: boolean;
+  /**
+   * auto (default): cgroup v2, else v1, else unsandboxed with a warning, whichever the host
+   * allows; none: never sandbox; required: refuse to start without a sandbox.
+   */
+  sandbox?: SandboxMode;
+  /** The unprivileged uid/gid sandboxed jobs run as (default 10001). */
+  sandboxUid?: number;
+  sandboxGid?: number;
 }
 
 export interface NodeExecutorHandle {
   executor: Executor;
-  runner: NodeProcessRunner;
+  runner: ProcessRunner;
+  /** What start-up found the host allows (also in every started report). */
+  sandbox: SandboxDetection;
   /** Stops the executor (running attempts are shut down and reported); leaves the connection open. */
   stop(): Promise<void>;
 }
@@ -42,8 +54,17 @@ export const NODE_RUNTIME = `node ${process.versions.node.split('.').slice(0, 2)
 export async function startNodeExecutor(options: NodeExecutorOptions): Promise<NodeExecutorHandle> {
   const executorId = ExecutorIdSchema.parse(options.executorId ?? 'local');
   const logger = options.logger ?? pino({ name: 'jobline-executor' });
-  const runner = new NodeProcessRunner({ workRoot: join(resolve(options.workRoot ?? './.jobline/work'), executorId) });
-  await runner.cleanupLeftovers();
+  const { runner, detection } = detectSandbox(
+    {
+      mode: options.sandbox ?? 'auto',
+      executorId,
+      workRoot: join(resolve(options.workRoot ?? './.jobline/work'), executorId),
+      uid: options.sandboxUid,
+      gid: options.sandboxGid,
+    },
+    logger,
+  );
+  await runner.cleanupLeftovers?.();
   if (options.ensureStreams ?? true) await ensureStreams(await jetstreamManager(options.nc));
   const executor = new Executor({
     nc: options.nc,
@@ -57,50 +78,32 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     logger,
   });
   await executor.start();
-  return { executor, runner, stop: () => executor.stop() };
+  return { executor, runner, sandbox: detection, stop: () => executor.stop() };
 }
 
-const optionalNumber = (schema: z.ZodNumber) =>
-  z.preprocess((v) => (v === undefined || v === '' ? undefined : Number(v)), schema.optional());
-const optionalString = <T extends z.ZodType<string>>(schema: T) =>
-  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+const optionalId = z.preprocess((v) => (v === undefined || v === '' ? undefined : Number(v)), z.number().int().min(1).max(2 ** 32 - 2).optional());
 
-const EnvSchema = z.object({
-  JOBLINE_NATS_URL: optionalString(z.string().min(1)),
-  JOBLINE_NATS_USER: optionalString(z.string().min(1)),
-  JOBLINE_NATS_PASSWORD: optionalString(z.string().min(1)),
-  JOBLINE_EXECUTOR_ID: optionalString(ExecutorIdSchema),
-  JOBLINE_EXECUTOR_CAPACITY: optionalNumber(z.number().int().min(1).max(1024)),
-  JOBLINE_WORK_ROOT: optionalString(z.string().min(1)),
-  JOBLINE_GRACE_MS: optionalNumber(z.number().int().min(0).max(3_600_000)),
+/** The Node executor's own variables, on top of those every runtime reads (core/executor-config.ts). */
+const SandboxEnvSchema = z.object({
+  JOBLINE_SANDBOX: z.preprocess((v) => (v === '' ? undefined : v), SandboxModeSchema.optional()),
+  JOBLINE_SANDBOX_UID: optionalId,
+  JOBLINE_SANDBOX_GID: optionalId,
 });
 
-export interface ExecutorConfig {
-  natsUrl: string;
-  natsUser?: string;
-  natsPassword?: string;
-  executorId: string;
-  capacity: number;
-  workRoot: string;
-  graceMs: number;
+export interface ExecutorConfig extends CoreExecutorConfig {
+  sandbox: SandboxMode;
+  sandboxUid?: number;
+  sandboxGid?: number;
 }
 
 /** Reads and validates the executor's configuration from an environment; throws with every problem listed. */
 export function executorConfigFromEnv(env: Record<string, string | undefined>): ExecutorConfig {
-  const r = EnvSchema.safeParse(env);
+  const core = coreConfigFromEnv(env);
+  const r = SandboxEnvSchema.safeParse(env);
   if (!r.success) {
     throw new Error(`invalid executor configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
-  const e = r.data;
-  return {
-    natsUrl: e.JOBLINE_NATS_URL ?? 'nats://127.0.0.1:4222',
-    natsUser: e.JOBLINE_NATS_USER,
-    natsPassword: e.JOBLINE_NATS_PASSWORD,
-    executorId: e.JOBLINE_EXECUTOR_ID ?? 'local',
-    capacity: e.JOBLINE_EXECUTOR_CAPACITY ?? 4,
-    workRoot: e.JOBLINE_WORK_ROOT ?? './.jobline/work',
-    graceMs: e.JOBLINE_GRACE_MS ?? 5000,
-  };
+  return { ...core, sandbox: r.data.JOBLINE_SANDBOX ?? 'auto', sandboxUid: r.data.JOBLINE_SANDBOX_UID, sandboxGid: r.data.JOBLINE_SANDBOX_GID };
 }
 
 export async function main(): Promise<void> {

@@ -25,6 +25,8 @@ export interface NodeProcessRunnerOptions {
    * are cut (default 200 ms): a process that escaped the group must not keep the attempt alive.
    */
   drainMs?: number;
+  /** Why there is no sandbox, for the started report (default: a generic "no sandbox" note). */
+  note?: string;
 }
 
 const RUNNING_FILE = 'running.json';
@@ -45,7 +47,7 @@ interface RunningRecord {
  */
 export class NodeProcessRunner implements ProcessRunner {
   readonly kind = 'none' as const;
-  readonly note = 'no sandbox: no cgroup limits or namespaces; the attempt runs in its own process group';
+  readonly note: string;
   private readonly root: string;
   private readonly drainMs: number;
   private readonly records = new Map<string, RunningRecord>();
@@ -53,6 +55,7 @@ export class NodeProcessRunner implements ProcessRunner {
   constructor(options: NodeProcessRunnerOptions) {
     this.root = resolve(options.workRoot);
     this.drainMs = options.drainMs ?? 200;
+    this.note = options.note ?? 'no sandbox: no cgroup limits or namespaces; the attempt runs in its own process group';
     mkdirSync(this.root, { recursive: true });
   }
 

@@ -1,0 +1,46 @@
+import { EXECUTOR_CONFIG_DEFAULTS, executorConfigFromEnv, natsHostPorts } from './executor-config';
+
+describe('executorConfigFromEnv', () => {
+  it('gives the documented defaults for an empty environment, empty strings counting as unset', () => {
+    expect(executorConfigFromEnv({})).toEqual({ ...EXECUTOR_CONFIG_DEFAULTS, natsUser: undefined, natsPassword: undefined });
+    expect(executorConfigFromEnv({ JOBLINE_EXECUTOR_ID: '', JOBLINE_GRACE_MS: '' })).toMatchObject({ executorId: 'local', graceMs: 5000 });
+  });
+
+  it('reads and converts every variable', () => {
+    const config = executorConfigFromEnv({
+      JOBLINE_NATS_URL: 'nats://a:4222,nats://b:4223',
+      JOBLINE_NATS_USER: 'u',
+      JOBLINE_NATS_PASSWORD: 'p',
+      JOBLINE_EXECUTOR_ID: 'edge-1',
+      JOBLINE_EXECUTOR_CAPACITY: '8',
+      JOBLINE_WORK_ROOT: '/var/lib/jobline',
+      JOBLINE_GRACE_MS: '0',
+    });
+    expect(config).toEqual({
+      natsUrl: 'nats://a:4222,nats://b:4223',
+      natsUser: 'u',
+      natsPassword: 'p',
+      executorId: 'edge-1',
+      capacity: 8,
+      workRoot: '/var/lib/jobline',
+      graceMs: 0,
+    });
+  });
+
+  it('lists every problem in one error', () => {
+    expect(() => executorConfigFromEnv({ JOBLINE_EXECUTOR_ID: 'no.dots', JOBLINE_EXECUTOR_CAPACITY: 'many', JOBLINE_GRACE_MS: '-1' })).toThrow(
+      /JOBLINE_EXECUTOR_ID.*JOBLINE_EXECUTOR_CAPACITY.*JOBLINE_GRACE_MS/,
+    );
+  });
+});
+
+describe('natsHostPorts', () => {
+  it('gives host:port of each server, with the default port and without a scheme', () => {
+    expect(natsHostPorts('nats://127.0.0.1:4333')).toEqual(['127.0.0.1:4333']);
+    expect(natsHostPorts('nats://user:secret@nats.internal, tls://[::1]:7422,localhost:5000')).toEqual(['nats.internal:4222', '[::1]:7422', 'localhost:5000']);
+  });
+
+  it('refuses what is not a URL', () => {
+    expect(() => natsHostPorts('nats://exa mple:4222')).toThrow(/invalid NATS server URL/);
+  });
+});

@@ -1,0 +1,91 @@
+import { readdirSync, rmdirSync } from 'node:fs';
+import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
+
+/**
+ * What differs between cgroup v1 and v2, one implementation per file (cgroup-v1.ts,
+ * cgroup-v2.ts). The namespaces, workspace and process handling around it are shared
+ * (sandbox-runner.ts).
+ */
+export interface CgroupDriver {
+  readonly kind: 'cgroup-v1' | 'cgroup-v2';
+  /** What the host does not allow (e.g. no io throttling on an overlay), for the started report. */
+  readonly notes: readonly string[];
+  /** Creates the attempt's cgroup with its limits. Throws when the host refuses. */
+  create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup;
+  /** The attempt cgroups that exist under this executor's parent (leftovers after a crash, or live ones). */
+  list(): string[];
+  /** A handle on an existing attempt cgroup, to kill and remove a leftover. */
+  open(name: string): AttemptCgroup;
+  /** Removes this executor's parent cgroup(s) once no attempt cgroup is left (a retired executor id). */
+  removeParent(): Promise<void>;
+}
+
+export interface AttemptCgroup {
+  readonly name: string;
+  /** One cgroup.procs per hierarchy: the init writes 0 to each to join before anything of the job runs. */
+  readonly procsFiles: readonly string[];
+  /** The processes in the cgroup now (host pids). */
+  pids(): number[];
+  /** A signal to every process of the cgroup. */
+  signal(sig: NodeJS.Signals): void;
+  /** SIGKILL to everything in the cgroup until it is empty (cgroup.kill on v2; freeze, kill, thaw on v1). */
+  killAll(): Promise<void>;
+  /** CPU time and peak memory so far; null if the files cannot be read. */
+  usage(): ResourceUsage | null;
+  /** Did the kernel OOM-kill a process of this cgroup? killedBySigkill is the main process' fate, for the v1 heuristic where no counter exists. */
+  oomKilled(killedBySigkill: boolean): boolean;
+  /** Removes the cgroup directories (after killAll). */
+  remove(): Promise<void>;
+}
+
+export const ATTEMPT_CGROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+/** The v1 and v2 cpu quota for a fraction of cores, with the usual 100 ms period. */
+export function cpuQuota(cpu: number): { quotaUs: number; periodUs: number } {
+  const periodUs = 100_000;
+  return { quotaUs: Math.max(1000, Math.round(cpu * periodUs)), periodUs };
+}
+
+export function killQuietly(pid: number, sig: NodeJS.Signals): void {
+  if (pid <= 1) return;
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // ESRCH: gone already.
+  }
+}
+
+export function parsePids(text: string | null): number[] {
+  if (!text) return [];
+  const out: number[] = [];
+  for (const line of text.split('\n')) if (line) out.push(Number(line));
+  return out;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** rmdir, retried while the kernel still holds the cgroup busy (tasks exiting). */
+export async function removeCgroupDir(dir: string): Promise<void> {
+  for (let tries = 0; ; tries++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || tries >= 100) throw err;
+      await sleep(20);
+    }
+  }
+}
+
+/** Sub-directories of a cgroup directory: its child cgroups. */
+export function childCgroups(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * Runs the benchmarks and prints one JSON object per benchmark on stdout, then a summary
+ * that sets the figures against DESIGN.md's targets. Progress goes to stderr.
+ *
+ *   npm run bench                                    every benchmark
+ *   npm run bench -- jobs rebuild                    only those
+ *   npm run bench -- jobs --capacity=4 --jobs=500    with other parameters
+ *
+ * Each benchmark runs in a child process of its own (a fresh heap, nothing left over from
+ * the previous one, and a check that it exits by itself once it is done).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { machineInfo, type MachineInfo } from './bench-kit';
+import { runEventStoreBench } from './event-store.bench';
+import { runJobsBench } from './jobs.bench';
+import { runRebuildBench } from './projection-rebuild.bench';
+import { runSandboxBench } from './sandbox.bench';
+import { runSpawnBench } from './spawn.bench';
+
+const Count = (max: number) => z.coerce.number().int().min(1).max(max);
+
+const OptionsSchema = z.strictObject({
+  jobs: Count(1_000_000).optional(),
+  capacity: Count(256).optional(),
+  rate: Count(10_000).optional(),
+  seconds: Count(3600).optional(),
+  events: Count(100_000_000).optional(),
+  'store-jobs': Count(10_000_000).optional(),
+  sandbox: z.enum(['none', 'auto', 'both']).optional(),
+  'no-reference': z.boolean().optional(),
+  child: z.string().optional(),
+  help: z.boolean().optional(),
+});
+type Options = z.output<typeof OptionsSchema>;
+
+interface Benchmark {
+  about: string;
+  run(o: Options, env: { redisServer?: string }): Promise<object>;
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  jobs: {
+    about: 'tiny jobs end to end over NATS (jobs/s, submit → started latency) beside a BullMQ reference',
+    run: (o, env) =>
+      runJobsBench({
+        jobs: o.jobs,
+        capacity: o.capacity,
+        ratePerSec: o.rate,
+        seconds: o.seconds,
+        sandboxModes: o.sandbox === undefined || o.sandbox === 'both' ? undefined : [o.sandbox],
+        noReference: o['no-reference'],
+        redisServer: env.redisServer,
+      }),
+  },
+  rebuild: {
+    about: 'rebuilding the jobs projection from the event store (events/s)',
+    run: (o) => runRebuildBench({ events: o.events }),
+  },
+  'event-store': {
+    about: 'SQLite event store appends, readAll and subscribe catch-up',
+    run: (o) => runEventStoreBench({ jobs: o['store-jobs'] }),
+  },
+  spawn: {
+    about: 'the executor alone against bare child_process.spawn',
+    run: (o) => runSpawnBench({ jobs: o.jobs, capacity: o.capacity }),
+  },
+  sandbox: {
+    about: 'the local sandbox (cgroups + namespaces) against bare spawn: jobs/s and per-attempt overhead',
+    run: (o) => runSandboxBench({ jobs: o.jobs, capacity: o.capacity }),
+  },
+};
+
+const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...] [options]
+  --jobs=N          jobs of the throughput runs (jobs, spawn; default 2000)
+  --capacity=N      executor slots / BullMQ worker concurrency (jobs: 8, spawn: 4)
+  --rate=N          submissions per second of the latency run (default 50)
+  --seconds=N       length of the latency run (default 10)
+  --events=N        events stored before the projection rebuild (default 200000)
+  --store-jobs=N    jobs appended by the event-store benchmark (default 20000)
+  --sandbox=MODE    jobs: executor sandbox none, auto or both (default both)
+  --no-reference    skip the BullMQ reference
+environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
+${Object.entries(BENCHMARKS)
+  .map(([name, b]) => `  ${name.padEnd(12)} ${b.about}`)
+  .join('\n')}`;
+
+/** Once a benchmark has printed its result it must exit by itself within this time. */
+const EXIT_GRACE_MS = 30_000;
+/** No benchmark may run longer than this. */
+const BENCH_TIMEOUT_MS = 20 * 60_000;
+
+function parseCommandLine(argv: string[]): { names: string[]; options: Options; optionArgs: string[] } {
+  const { values, positionals, tokens } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    tokens: true,
+    options: {
+      jobs: { type: 'string' },
+      capacity: { type: 'string' },
+      rate: { type: 'string' },
+      seconds: { type: 'string' },
+      events: { type: 'string' },
+      'store-jobs': { type: 'string' },
+      sandbox: { type: 'string' },
+      'no-reference': { type: 'boolean' },
+      child: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const parsed = OptionsSchema.safeParse(values);
+  if (!parsed.success) throw new UsageError(parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('; '));
+  const unknown = positionals.filter((n) => !(n in BENCHMARKS));
+  if (unknown.length) throw new UsageError(`unknown benchmark ${unknown.join(', ')}`);
+  const optionArgs = tokens.filter((t) => t.kind === 'option' && t.name !== 'child').map((t) => (t.kind === 'option' ? t.rawName + (t.value !== undefined ? `=${t.value}` : '') : ''));
+  return { names: positionals.length ? [...new Set(positionals)] : Object.keys(BENCHMARKS), options: parsed.data, optionArgs };
+}
+
+class UsageError extends Error {}
+
+function redisServerFromEnv(): string | undefined {
+  const bin = process.env.REDIS_SERVER_BIN;
+  if (bin === undefined || bin === '') return undefined;
+  if (!existsSync(bin)) throw new UsageError(`REDIS_SERVER_BIN=${bin} does not exist`);
+  return bin;
+}
+
+/** In the child: run one benchmark, print its result as one line, and let the process end on its own. */
+async function runChild(name: string, options: Options): Promise<void> {
+  const bench = BENCHMARKS[name];
+  if (!bench) throw new UsageError(`unknown benchmark ${name}`);
+  const result = await bench.run(options, { redisServer: redisServerFromEnv() });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+interface ChildOutcome {
+  result: object | null;
+  error: string | null;
+  durationMs: number;
+  exitedByItself: boolean;
+}
+
+function runInChild(name: string, optionArgs: string[]): Promise<ChildOutcome> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [__filename, `--child=${name}`, ...optionArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    let result: object | null = null;
+    let resultAt = 0;
+    let killedBecause: string | null = null;
+    const kill = (why: string) => {
+      killedBecause = why;
+      child.kill('SIGKILL');
+    };
+    const overall = setTimeout(() => kill(`still running after ${BENCH_TIMEOUT_MS / 60_000} min`), BENCH_TIMEOUT_MS);
+    let lingering: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      stdout += chunk;
+      for (let nl = stdout.indexOf('\n'); nl >= 0; nl = stdout.indexOf('\n')) {
+        const line = stdout.slice(0, nl).trim();
+        stdout = stdout.slice(nl + 1);
+        if (!line) continue;
+        try {
+          result = JSON.parse(line) as object;
+          resultAt = performance.now();
+          lingering ??= setTimeout(() => kill(`did not exit within ${EXIT_GRACE_MS / 1000} s of printing its result`), EXIT_GRACE_MS);
+        } catch {
+          process.stderr.write(`[bench ${name}] stdout: ${line}\n`);
+        }
+      }
+    });
+    child.once('error', (err) => {
+      clearTimeout(overall);
+      clearTimeout(lingering);
+      resolve({ result: null, error: `could not start: ${err.message}`, durationMs: 0, exitedByItself: false });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(overall);
+      clearTimeout(lingering);
+      const durationMs = Math.round((resultAt || performance.now()) - t0);
+      const failed = code !== 0 || result === null;
+      const error = killedBecause ?? (failed ? `exited with ${signal ?? `code ${code}`}${result === null ? ' without a result' : ''} (its stderr is above)` : null);
+      resolve({ result, error, durationMs, exitedByItself: killedBecause === null && signal === null });
+    });
+  });
+}
+
+interface Target {
+  target: string;
+  required: string;
+  measured: number | null;
+  unit: string;
+  met: boolean | null;
+  note?: string;
+}
+
+type JobsResult = Awaited<ReturnType<typeof runJobsBench>>;
+type RebuildResult = Awaited<ReturnType<typeof runRebuildBench>>;
+
+/** DESIGN.md "Targets", against what this run measured. */
+function targets(results: Record<string, object | null>): Target[] {
+  const out: Target[] = [];
+  const atMost = (target: string, max: number, measured: number | null | undefined, unit: string): Target => ({
+    target,
+    required: `≤ ${max} ${unit}`,
+    measured: measured ?? null,
+    unit,
+    met: measured == null ? null : measured <= max,
+  });
+  const atLeast = (target: string, min: number, measured: number | null | undefined, unit: string): Target => ({
+    target,
+    required: `≥ ${min} ${unit}`,
+    measured: measured ?? null,
+    unit,
+    met: measured == null ? null : measured >= min,
+  });
+  const jobs = results.jobs as JobsResult | null | undefined;
+  if (jobs !== undefined) {
+    const ref = jobs?.reference;
+    const plain = jobs?.unsandboxed;
+    const boxed = jobs?.sandboxed;
+    const vs = atLeast('tiny jobs submit → completed, unsandboxed, relative to BullMQ', 1.1, jobs?.jobsPerSecVsReference, '×');
+    if (ref?.skipped) vs.note = `reference skipped: ${ref.reason}`;
+    else if (plain && ref) vs.note = `${plain.throughput.jobsPerSec} jobs/s against BullMQ's ${ref.jobsPerSec} jobs/s`;
+    out.push(vs);
+    const sandboxed = atLeast('tiny jobs submit → completed, sandboxed', 300, null, 'jobs/s');
+    if (boxed && boxed.sandbox !== 'none') {
+      sandboxed.measured = boxed.throughput.jobsPerSec;
+      sandboxed.met = sandboxed.measured >= 300;
+      sandboxed.note = `sandbox ${boxed.sandbox}`;
+    } else sandboxed.note = `not measured: ${boxed ? 'the host allowed no sandbox (sandbox none)' : 'the sandboxed run was not made'}`;
+    out.push(sandboxed);
+    for (const [name, run] of [
+      ['unsandboxed', plain],
+      ['sandboxed', boxed],
+    ] as const) {
+      if (jobs && !run) continue;
+      const at = `at ${run?.latency.ratePerSec ?? 50} jobs/s`;
+      out.push(atMost(`submit → started ${at}, ${name}, p50`, 3, run?.latency.submitToStarted.p50Ms, 'ms'));
+      out.push(atMost(`submit → started ${at}, ${name}, p99`, 10, run?.latency.submitToStarted.p99Ms, 'ms'));
+    }
+  }
+  const rebuild = results.rebuild as RebuildResult | null | undefined;
+  if (rebuild !== undefined) out.push(atLeast('rebuilding projections from the store', 100_000, rebuild?.rebuild.eventsPerSec, 'events/s'));
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { names, options, optionArgs } = parseCommandLine(process.argv.slice(2));
+  if (options.help) {
+    process.stderr.write(`${USAGE}\n`);
+    return;
+  }
+  if (options.child !== undefined) return runChild(options.child, options);
+  redisServerFromEnv();
+
+  const machine: MachineInfo = machineInfo();
+  const results: Record<string, object | null> = {};
+  const benches: Record<string, { ok: boolean; durationMs: number; exitedByItself: boolean; error?: string }> = {};
+  for (const name of names) {
+    process.stderr.write(`[bench] ${name}: ${BENCHMARKS[name].about}\n`);
+    const outcome = await runInChild(name, optionArgs);
+    const ok = outcome.error === null;
+    results[name] = ok ? outcome.result : null;
+    benches[name] = { ok, durationMs: outcome.durationMs, exitedByItself: outcome.exitedByItself, ...(ok ? {} : { error: outcome.error ?? '' }) };
+    const line = { bench: name, ok, ...(ok ? outcome.result : { error: outcome.error }), durationMs: outcome.durationMs, exitedByItself: outcome.exitedByItself, machine };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  }
+  const ok = Object.values(benches).every((b) => b.ok);
+  process.stdout.write(`${JSON.stringify({ summary: true, ok, benches, targets: targets(results), machine })}\n`);
+  if (!ok) process.exitCode = 1;
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  console.error(error);
+  // A child that failed must not linger with whatever it left open.
+  process.exit(1);
+});
