@@ -150,6 +150,16 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect(events.at(-1)?.type).toBe('JobCompleted');
   });
 
+  it('fails a job with a source at once when there is no packager, saying why', async () => {
+    const jobId = await submit({ command: 'ls', source: { git: { url: 'https://example.com/repo.git', commit: 'a'.repeat(40) } } });
+    const events = await eventually(async () => {
+      const h = await history(jobId);
+      return h.some((e) => e.type === 'JobPackagingFailed') ? h : undefined;
+    }, 10_000, 'packaging to fail');
+    expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobPackagingFailed']);
+    expect(JSON.stringify(events[1].data)).toMatch(/no packager/);
+  });
+
   it('times out a job that runs past timeoutSeconds', async () => {
     const jobId = await submit({ command: ['sleep', '30'], timeoutSeconds: 1 });
     const events = await finished(jobId, 15_000);

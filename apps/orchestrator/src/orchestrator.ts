@@ -28,6 +28,8 @@ export interface OrchestratorOptions {
   /** Time an executor has to confirm a cancel before the job is closed anyway (default 30 s). */
   cancelConfirmMs?: number;
   clock?: () => Date;
+  /** A packager builds bundles for jobs with a source (default false: such jobs fail packaging at once). */
+  packager?: boolean;
 }
 
 /**
@@ -80,16 +82,27 @@ export class Orchestrator {
   }
 
   /** `jobline.cmd.<owner>.submit` */
-  submit(owner: string, payload: unknown): Promise<HandledCommand> {
+  async submit(owner: string, payload: unknown): Promise<HandledCommand> {
     const who = this.validOwner(owner);
     const msg = parseWith(SubmitJobMessageSchema, payload);
     if (!msg.ok) throw new ValidationError('invalid submit command', msg.issues);
     const { jobId, spec, idempotencyKey, correlationId } = msg.value;
-    return this.handler.execute(
+    const meta = { actor: who, causationId: null, correlationId: correlationId ?? jobId };
+    const handled = await this.handler.execute(
       jobId,
       { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } },
-      { actor: who, causationId: null, correlationId: correlationId ?? jobId },
+      meta,
     );
+    if (handled.job.phase === 'packaging' && !this.o.packager) {
+      // Without a packager the job would wait for its bundle forever; it fails, saying why.
+      const failed = await this.handler.execute(
+        jobId,
+        { type: 'RecordPackagingFailed', data: { reason: 'this deployment has no packager: jobs with a source cannot be bundled yet', now: this.now() } },
+        { ...meta, actor: 'orchestrator' },
+      );
+      return { job: failed.job, events: [...handled.events, ...failed.events] };
+    }
+    return handled;
   }
 
   /** `jobline.cmd.<owner>.cancel`: an owner can only cancel its own jobs. */
