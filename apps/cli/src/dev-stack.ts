@@ -127,7 +127,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       });
       const running = executor;
       cleanups.push(() => running.stop());
-      log.log(`dev: local executor with ${capacity} slots`);
+      const sb = running.sandbox;
+      log.log(`dev: local executor with ${capacity} slots, sandbox ${sb.kind}${sb.note ? ` (${sb.note})` : ''}`);
     }
 
     const token = devToken(dataDir);
