@@ -17,6 +17,8 @@ import { machineInfo, type MachineInfo } from './bench-kit';
 import { runEventStoreBench } from './event-store.bench';
 import { runJobsBench } from './jobs.bench';
 import { runRebuildBench } from './projection-rebuild.bench';
+import { runBundleBench } from './bundle.bench';
+import { runSshBench } from './ssh.bench';
 import { runSandboxBench } from './sandbox.bench';
 import { runSpawnBench } from './spawn.bench';
 
@@ -70,6 +72,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
   sandbox: {
     about: 'the local sandbox (cgroups + namespaces) against bare spawn: jobs/s and per-attempt overhead',
     run: (o) => runSandboxBench({ jobs: o.jobs, capacity: o.capacity }),
+  },
+  bundle: {
+    about: 'a bundle of 10,000 files / 100 MB from git (fetch + deterministic pack) against git archive --format=tar.gz',
+    run: () => runBundleBench(),
+  },
+  ssh: {
+    about: 'SSH attempt start latency on a warm connection against a bare exec (a private sshd on loopback)',
+    run: () => runSshBench(),
   },
 };
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the system packages Jobline needs on Debian/Ubuntu, only those missing:
 # nats-server (the bus; `jobline dev` and the tests start their own), git (bundles),
-# a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps.
+# a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps,
+# openssh-server (sshd for the SSH executor's tests).
 set -eu
 need=""
 { [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || need="$need nats-server"
@@ -10,6 +11,8 @@ command -v g++ >/dev/null || need="$need g++"
 command -v make >/dev/null || need="$need make"
 command -v python3 >/dev/null || need="$need python3"
 command -v pgrep >/dev/null || need="$need procps"
+# openssh-server: the SSH executor's tests start their own sshd on a loopback port (never the system's).
+[ -x /usr/sbin/sshd ] || need="$need openssh-server"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

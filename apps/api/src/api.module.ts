@@ -16,6 +16,8 @@ import { JobsService } from './jobs.service';
 import { LogsService } from './logs/logs.service';
 import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
+import { WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
+import { startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc/jobs.grpc-server';
 
 export interface ApiOptions {
   /** An open connection; the caller owns it (close() leaves it open). */
@@ -42,12 +44,18 @@ export interface ApiOptions {
   /** Create or update the JetStream streams at start (default true). */
   ensureStreams?: boolean;
   streams?: StreamOptions;
+  /** WebSocket gateway (/v1/ws) limits; see WsGatewayOptions. */
+  ws?: WsGatewayOptions;
+  /** Also serve gRPC (jobline.v1.JobService, mTLS, TLS 1.3) with these options; default: no gRPC. */
+  grpc?: GrpcServerOptions;
 }
 
 export interface ApiApp {
   app: INestApplication;
   /** Where it listens, e.g. http://127.0.0.1:8080. */
   url: string;
+  /** The gRPC port, when options.grpc was given. */
+  grpcPort?: number;
   /** Ends log follows, stops listening and stops following heartbeats; leaves nc, the store and the projection open. */
   close(): Promise<void>;
 }
@@ -97,6 +105,8 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   };
 
   let app: INestApplication;
+  let wsGateway: WsGateway | null = null;
+  let grpcServer: GrpcServerHandle | null = null;
   try {
     app = await NestFactory.create(ApiModule.forRoot(ctx, tokens), {
       // Bodies are read by the routes that take one (JsonBody), after authentication, with a 1 MiB limit.
@@ -108,10 +118,23 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     const logger = options.logger === false ? undefined : new Logger('api');
     app.useGlobalFilters(new ProblemFilter(logger));
     (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
+    wsGateway = new WsGateway(ctx, tokens, app.get(JobsService), options.ws);
+    wsGateway.attach(app.getHttpServer());
     await app.listen(port, host);
   } catch (err) {
+    wsGateway?.close();
     executors.stop();
     throw err;
+  }
+  if (options.grpc) {
+    try {
+      grpcServer = await startGrpcServer(ctx, app.get(JobsService), { host, ...options.grpc });
+    } catch (err) {
+      wsGateway?.close();
+      executors.stop();
+      await app.close();
+      throw err;
+    }
   }
   const address = app.getHttpServer().address() as AddressInfo;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
@@ -119,9 +142,12 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   return {
     app,
     url,
+    ...(grpcServer ? { grpcPort: grpcServer.port } : {}),
     close: () =>
       (closing ??= (async () => {
         executors.stop();
+        await grpcServer?.close();
+        wsGateway?.close();
         await app.close();
       })()),
   };

@@ -1,9 +1,13 @@
 import { Controller, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import type { JobView } from '../../../libs/contracts/src';
+import { NotFoundError } from '../../../libs/contracts/src';
+import { BundleStore } from '../../../libs/messaging/src/bundle-store';
+import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
 import { AuthGuard, CurrentCaller } from './http/auth.guard';
 import { JsonBody } from './http/json-body';
+import { SubmitBody, type SubmitBodyValue } from './http/submit-body';
 import { JobsService, type JobEventItem } from './jobs.service';
 import { LogsService } from './logs/logs.service';
 import type { JobsPage } from './projections/jobs.projection';
@@ -15,17 +19,20 @@ export class JobsController {
   constructor(
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(LogsService) private readonly logs: LogsService,
+    @Inject(API_CONTEXT) private readonly ctx: ApiContext,
   ) {}
+
+  private bundles: Promise<BundleStore> | null = null;
 
   /** 201 + Location for a new job; 200 when an Idempotency-Key named an existing one. */
   @Post()
   async submit(
     @CurrentCaller() caller: Caller,
     @Headers('idempotency-key') key: string | undefined,
-    @JsonBody() body: unknown,
+    @SubmitBody() body: SubmitBodyValue,
     @Res({ passthrough: true }) res: ServerResponse,
   ): Promise<JobView> {
-    const { created, job } = await this.jobs.submit(caller, body, key);
+    const { created, job } = await this.jobs.submit(caller, body.spec, key, body.archive);
     res.statusCode = created ? 201 : 200;
     res.setHeader('Location', `/v1/jobs/${job.id}`);
     return job;
@@ -55,5 +62,22 @@ export class JobsController {
   @Get(':id/logs')
   logsOf(@CurrentCaller() caller: Caller, @Param('id') id: string, @Query() query: unknown, @Res() res: ServerResponse): Promise<void> {
     return this.logs.send(caller, id, query, res);
+  }
+
+  /** The job's bundle (application/gzip); 404 when the job has none (yet). */
+  @Get(':id/bundle')
+  async bundle(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: ServerResponse): Promise<void> {
+    const job = await this.jobs.get(caller, id, {});
+    if (!job.bundleDigest) throw new NotFoundError(`job ${id} has no bundle`);
+    this.bundles ??= BundleStore.open(this.ctx.nc);
+    const bytes = await (await this.bundles).get(job.bundleDigest);
+    if (!bytes) throw new NotFoundError(`the bundle of job ${id} is no longer stored`);
+    res.writeHead(200, {
+      'content-type': 'application/gzip',
+      'content-length': String(bytes.length),
+      'content-disposition': `attachment; filename="${id}.tar.gz"`,
+      etag: `"${job.bundleDigest}"`,
+    });
+    res.end(bytes);
   }
 }

@@ -30,6 +30,7 @@ import type { Caller } from './api-tokens';
 import { intParam, listParam, parseQuery } from './http/query';
 import { jobIdForKey, parseIdempotencyKey } from './idempotency';
 import { JOB_ORDERS, MAX_LIMIT, type JobOrder, type JobsPage } from './projections/jobs.projection';
+import { UploadStore } from '../../../libs/messaging/src/bundle-store';
 
 const ListQuerySchema = z.strictObject({
   status: listParam(JOB_STATUSES).optional(),
@@ -79,16 +80,27 @@ export interface JobStats {
 export class JobsService {
   constructor(@Inject(API_CONTEXT) private readonly ctx: ApiContext) {}
 
-  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined): Promise<SubmitResult> {
+  private uploads: Promise<UploadStore> | null = null;
+
+  /** `archive`: the source uploaded with a multipart submission (spec.source must be {archive: true}). */
+  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined, archive?: Buffer): Promise<SubmitResult> {
     const key = parseIdempotencyKey(idempotencyKeyHeader);
     if (body === undefined) throw new ValidationError('the request body is empty: expected a JobSpec as JSON', [{ path: '(body)', message: 'required' }]);
     const parsed = parseJobSpec(body);
     if (!parsed.ok) throw new ValidationError('invalid job spec', parsed.issues);
     const spec = parsed.value;
+    const wantsArchive = spec.source !== undefined && 'archive' in spec.source;
+    if (wantsArchive && !archive) throw new ValidationError('source.archive needs the archive: submit multipart/form-data with spec and archive parts', [{ path: 'source.archive', message: 'no archive part' }]);
+    if (archive && !wantsArchive) throw new ValidationError('an archive was uploaded but the spec does not say source: {archive: true}', [{ path: 'source', message: 'must be {archive: true} with an archive part' }]);
     const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
     if (key !== undefined) {
       const existing = this.ctx.projection.get(jobId);
       if (existing) return { created: false, job: sameSubmission(existing, caller, key, spec) };
+    }
+    if (archive) {
+      // Stored before the submission is published: the packager finds it as soon as it hears of the job.
+      this.uploads ??= UploadStore.open(this.ctx.nc);
+      await (await this.uploads).put(jobId, archive);
     }
     const deadline = Date.now() + this.ctx.submitTimeoutMs;
     const message: SubmitJobMessage = { jobId, spec, ...(key !== undefined ? { idempotencyKey: key } : {}) };

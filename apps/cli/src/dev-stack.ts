@@ -7,11 +7,14 @@ import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-sto
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { NATS_INSTALL_HINT, findNatsServer, startNatsServer, type RunningNatsServer } from '../../../libs/messaging/src/nats-server';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
+import type { ApiToken } from '../../api/src/api-tokens';
+import type { GrpcServerOptions } from '../../api/src/grpc/jobs.grpc-server';
 import { createApiApp, type ApiApp } from '../../api/src/api.module';
 import { JobsProjection } from '../../api/src/projections/jobs.projection';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
 import type { Logger } from '../../orchestrator/src/logger';
 import { createOrchestratorApp } from '../../orchestrator/src/orchestrator.module';
+import { Packager, type PackagerOptions } from '../../packager/src/packager';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator';
 import { killStaleProcess, writePidFile } from './pid-file';
 
@@ -29,6 +32,12 @@ export interface DevStackOptions {
   graceMs?: number;
   /** An executor silent this long has lost its attempts (default 10 s). */
   leaseMs?: number;
+  /** The packager's options (what it may fetch: file:// git URLs, private addresses...); false: no packager. */
+  packager?: PackagerOptions | false;
+  /** More API credentials besides the dev token (e.g. a second, non-admin owner in tests). */
+  extraTokens?: readonly ApiToken[];
+  /** Also serve gRPC (mTLS) with the API; see GrpcServerOptions (its host defaults to apiHost). */
+  grpc?: GrpcServerOptions;
   logger: Logger & { info?(message: string, ...rest: unknown[]): void };
 }
 
@@ -37,6 +46,8 @@ export interface DevStack {
   natsUrl: string;
   /** Base URL of the REST API, or null without one. */
   apiUrl: string | null;
+  /** The gRPC port, when options.grpc was given. */
+  grpcPort?: number;
   /** The local bearer token (owner `dev`). */
   token: string;
   nc: NatsConnection;
@@ -104,9 +115,13 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const checkpoints = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
     cleanups.push(() => checkpoints.close());
 
-    const { app: orchestratorApp, orchestrator } = await createOrchestratorApp({ eventStore, checkpoints, nc, logger: log, leaseMs: options.leaseMs });
+    const { app: orchestratorApp, orchestrator } = await createOrchestratorApp({ eventStore, checkpoints, nc, logger: log, leaseMs: options.leaseMs, packager: options.packager !== false });
     cleanups.push(() => orchestrator.stop());
     cleanups.push(() => orchestratorApp.close() as Promise<void>);
+    if (options.packager !== false) {
+      const packager = await Packager.start(nc, { log: (m) => log.debug?.(m), warn: (m) => log.warn(m) }, { workDir: undefined, ...options.packager });
+      cleanups.push(() => packager.stop());
+    }
 
     const projection = new JobsProjection({ path: join(dataDir, 'read-models.db'), onWarning: (m) => log.warn(`projection: ${m}`) });
     cleanups.push(() => projection.close());
@@ -134,7 +149,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const token = devToken(dataDir);
     let api: ApiApp | null = null;
     if (options.apiPort !== false) {
-      api = await startApi({ nc, eventStore, projection, token, host: options.apiHost ?? '127.0.0.1', port: options.apiPort ?? 8080, log });
+      api = await startApi({ nc, eventStore, projection, token, extraTokens: options.extraTokens ?? [], grpc: options.grpc, host: options.apiHost ?? '127.0.0.1', port: options.apiPort ?? 8080, log });
       const started = api;
       cleanups.push(() => started.close());
     }
@@ -143,6 +158,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       dataDir,
       natsUrl,
       apiUrl: api?.url ?? null,
+      ...(api?.grpcPort !== undefined ? { grpcPort: api.grpcPort } : {}),
       token,
       nc,
       eventStore,
@@ -162,11 +178,13 @@ async function startApi(o: {
   eventStore: SqliteEventStore;
   projection: JobsProjection;
   token: string;
+  extraTokens: readonly ApiToken[];
+  grpc?: GrpcServerOptions;
   host: string;
   port: number;
   log: DevStackOptions['logger'];
 }): Promise<ApiApp> {
-  const base = { nc: o.nc, eventStore: o.eventStore, projection: o.projection, tokens: [{ sha256: sha256Hex(o.token), owner: DEV_OWNER, admin: true }], host: o.host, logger: { ...o.log, log: (m: string) => o.log.debug?.(m) } };
+  const base = { nc: o.nc, eventStore: o.eventStore, projection: o.projection, tokens: [{ sha256: sha256Hex(o.token), owner: DEV_OWNER, admin: true }, ...o.extraTokens], grpc: o.grpc, host: o.host, logger: { ...o.log, log: (m: string) => o.log.debug?.(m) } };
   try {
     return await createApiApp({ ...base, port: o.port });
   } catch (err) {

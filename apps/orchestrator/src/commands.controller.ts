@@ -25,4 +25,9 @@ export class CommandsController {
   async report(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
     await this.orchestrator.report(payload, ctx.getHeader('Nats-Msg-Id') ?? null);
   }
+
+  @EventPattern('jobline.pkg.done.*')
+  async packaged(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
+    await this.orchestrator.packaged(payload, ctx.getHeader('Nats-Msg-Id') ?? null);
+  }
 }

@@ -38,6 +38,7 @@ export async function createOrchestratorApp(options: OrchestratorAppOptions): Pr
       { pattern: 'jobline.cmd.*.submit', stream: STREAMS.commands, durable: 'orchestrator-submit', concurrency },
       { pattern: 'jobline.cmd.*.cancel', stream: STREAMS.commands, durable: 'orchestrator-cancel', concurrency },
       { pattern: 'jobline.report.*', stream: STREAMS.reports, durable: 'orchestrator-reports', concurrency },
+      { pattern: 'jobline.pkg.done.*', stream: STREAMS.packages, durable: 'orchestrator-packaged', concurrency },
     ],
   });
   const app = await NestFactory.createMicroservice(OrchestratorModule.forRoot(orchestrator), {

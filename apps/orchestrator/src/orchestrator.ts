@@ -5,6 +5,7 @@ import {
   CancelJobMessageSchema,
   ExecutorHeartbeatSchema,
   OwnerSchema,
+  PackagingResultSchema,
   SubmitJobMessageSchema,
   ValidationError,
   parseWith,
@@ -50,6 +51,7 @@ export class Orchestrator {
       publisher: new JetStreamPublisher(jetstream(o.nc)),
       jobs: this.handler,
       logger: o.logger,
+      packager: o.packager ?? false,
     });
     this.scheduler = new Scheduler({
       eventStore: o.eventStore,
@@ -136,6 +138,21 @@ export class Orchestrator {
     return this.handler.execute(
       r.jobId,
       { type: 'RecordFinished', data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(error ? { error } : {}) } },
+      meta,
+    );
+  }
+
+  /** `jobline.pkg.done.<jobId>`: a packager's result, recorded as JobPackaged (+ JobQueued) or JobPackagingFailed. */
+  packaged(payload: unknown, causationId: string | null = null): Promise<HandledCommand> {
+    const parsed = parseWith(PackagingResultSchema, payload);
+    if (!parsed.ok) throw new ValidationError('invalid packaging result', parsed.issues);
+    const r = parsed.value;
+    const meta = { actor: 'packager', causationId, correlationId: r.jobId };
+    if (r.kind === 'failed') return this.handler.execute(r.jobId, { type: 'RecordPackagingFailed', data: { reason: r.reason, now: this.now() } }, meta);
+    const { bundleDigest, size, commit, dataDigests } = r;
+    return this.handler.execute(
+      r.jobId,
+      { type: 'RecordPackaged', data: { bundleDigest, size, ...(commit ? { commit } : {}), ...(dataDigests ? { dataDigests } : {}), now: this.now() } },
       meta,
     );
   }

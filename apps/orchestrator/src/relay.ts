@@ -3,6 +3,7 @@ import {
   decodeJobEvent,
   subjects,
   toEventMessage,
+  type PackageJobMessage,
   type RunAttemptMessage,
   type StopAttemptMessage,
   type StoredJobEvent,
@@ -19,6 +20,8 @@ export interface RelayOptions {
   /** Reads a job's current state for the messages derived from an event. */
   jobs: Pick<JobCommandHandler, 'load'>;
   logger: Logger;
+  /** A packager runs: derive package orders from JobSubmitted with a source (default false). */
+  packager?: boolean;
   /** Checkpoint name (default 'relay'). */
   name?: string;
   /** Most events per publish batch (default 512). */
@@ -124,6 +127,14 @@ export class Relay {
   /** The executor message an event implies, if the job is still in the state that implies it. */
   private async derive(event: StoredJobEvent): Promise<PublishItem | null> {
     switch (event.type) {
+      case 'JobSubmitted': {
+        if (!this.o.packager || !event.data.spec.source) return null;
+        const { job } = await this.o.jobs.load(event.metadata.jobId);
+        // Failed at once (no packager) or already packaged: no order to send.
+        if (job.phase !== 'packaging') return null;
+        const msg: PackageJobMessage = { kind: 'package', jobId: event.metadata.jobId, owner: job.owner!, spec: job.spec! };
+        return { subject: subjects.packageWork(event.metadata.jobId), payload: msg, msgId: `${event.id}:package` };
+      }
       case 'JobDispatched': {
         const { job } = await this.o.jobs.load(event.metadata.jobId);
         // After a long outage the dispatch may be history: never send a stale run order.

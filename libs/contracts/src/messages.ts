@@ -123,3 +123,27 @@ export const ExecutorHeartbeatSchema = z.object({
   startedAt: z.string(),
   sentAt: z.string(),
 });
+
+/** `jobline.pkg.work.<jobId>`: build the bundle of a job that carries a source. */
+export const PackageJobMessageSchema = z.strictObject({ kind: z.literal('package'), jobId: JobIdSchema, owner: z.string().min(1), spec: JobSpecSchema });
+
+export interface PackageJobMessage {
+  kind: 'package';
+  jobId: string;
+  owner: string;
+  spec: JobSpec;
+}
+
+/** `jobline.pkg.done.<jobId>`: what a packager made of a job. */
+export const PackagingResultSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('packaged'),
+    jobId: JobIdSchema,
+    bundleDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+    size: z.number().int().min(0),
+    commit: z.string().optional(),
+    dataDigests: z.record(z.string(), z.string()).optional(),
+  }),
+  z.strictObject({ kind: z.literal('failed'), jobId: JobIdSchema, reason: z.string().min(1).max(4096) }),
+]);
+export type PackagingResult = z.output<typeof PackagingResultSchema>;

@@ -26,6 +26,13 @@ export const subjects = {
   /** Executor heartbeats (core NATS, not persisted). */
   heartbeat: (executorId: string) => `jobline.hb.${executorId}`,
   heartbeatsAll: 'jobline.hb.*',
+  /** Jobs to bundle (derived from JobSubmitted with a source by the relay), for the packagers. */
+  packageWork: (jobId: string) => `jobline.pkg.work.${jobId}`,
+  packageWorkAll: 'jobline.pkg.work.*',
+  /** A packager's result for a job (bundle digest or the reason it failed), for the orchestrator. */
+  packaged: (jobId: string) => `jobline.pkg.done.${jobId}`,
+  packagedAll: 'jobline.pkg.done.*',
+  packagesAll: 'jobline.pkg.>',
 } as const;
 
 /** Parses `jobline.cmd.<owner>.<verb>`; null when the subject is not one. */
@@ -42,6 +49,7 @@ export const STREAMS = {
   work: 'JOBLINE_WORK',
   control: 'JOBLINE_CTL',
   reports: 'JOBLINE_REPORTS',
+  packages: 'JOBLINE_PKG',
 } as const;
 
 /** Headers of a log chunk message on `jobline.logs.<jobId>`. */

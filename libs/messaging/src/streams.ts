@@ -36,6 +36,8 @@ export function streamConfigs(o: StreamOptions = {}): (Partial<StreamConfig> & {
     { ...base, name: STREAMS.work, subjects: [subjects.workAll], retention: RetentionPolicy.Workqueue, max_age: nanos(DAY) },
     { ...base, name: STREAMS.control, subjects: [subjects.controlAll], retention: RetentionPolicy.Workqueue, max_age: nanos(3600_000) },
     { ...base, name: STREAMS.reports, subjects: [subjects.reportsAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
+    // Package orders and results: one consumer each (packagers, orchestrator), disjoint filters.
+    { ...base, name: STREAMS.packages, subjects: [subjects.packagesAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
   ];
 }
 

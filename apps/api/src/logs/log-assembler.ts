@@ -3,6 +3,8 @@ import type { LogStream } from '../../../../libs/contracts/src';
 /** Bytes ready to send, in log order. */
 export interface LogPiece {
   stream: LogStream;
+  /** Offset of data's first byte in the attempt's combined output. */
+  offset: number;
   data: Uint8Array;
 }
 
@@ -58,7 +60,7 @@ export class LogAssembler {
 
   private take(chunk: Chunk, out: LogPiece[]): void {
     const skip = this.next - chunk.offset;
-    out.push({ stream: chunk.stream, data: skip > 0 ? chunk.data.subarray(skip) : chunk.data });
+    out.push({ stream: chunk.stream, offset: chunk.offset + Math.max(0, skip), data: skip > 0 ? chunk.data.subarray(skip) : chunk.data });
     this.next = chunk.offset + chunk.data.length;
   }
 

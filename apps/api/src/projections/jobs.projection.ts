@@ -104,6 +104,14 @@ INSERT OR IGNORE INTO checkpoint (id, position) VALUES (0, -1);
 type Statement = Database.Statement<unknown[], unknown>;
 type Listener = (view: JobView) => void;
 
+/** The last event of a batch that changed a job (what a global listener is told with the new view). */
+export interface JobChange {
+  type: string;
+  position: number;
+  occurredAt: string;
+}
+type AnyListener = (view: JobView, change: JobChange) => void;
+
 interface OrderSpec {
   columns: string[];
   desc: boolean;
@@ -140,6 +148,7 @@ export class JobsProjection {
   private readonly listStatements = new Map<string, { page: Statement; count: Statement }>();
   private readonly applyTx: (views: Map<string, JobView>, keys: [string, string, string][], position: number) => void;
   private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly anyListeners = new Set<AnyListener>();
   private positionWaiters: { position: number; resolve: (ok: boolean) => void }[] = [];
   private checkpoint: number;
   private subscription: Subscription | null = null;
@@ -313,6 +322,12 @@ export class JobsProjection {
     };
   }
 
+  /** Calls `listener` with every new view of any job committed from now on (once per job and batch); returns the unsubscribe. */
+  onAnyChange(listener: AnyListener): () => void {
+    this.anyListeners.add(listener);
+    return () => void this.anyListeners.delete(listener);
+  }
+
   list(query: ListJobsQuery = {}): JobsPage {
     const order = query.order ?? '-submittedAt';
     const spec = ORDER_SPECS[order];
@@ -423,6 +438,7 @@ export class JobsProjection {
 
   private applyBatch(records: RecordedEvent[]): void {
     const dirty = new Map<string, JobView>();
+    const changes = new Map<string, JobChange>();
     const keys: [string, string, string][] = [];
     let position = this.checkpoint;
     for (const rec of records) {
@@ -442,6 +458,7 @@ export class JobsProjection {
       const after = evolveJobView(before, event);
       if (!after) continue;
       dirty.set(id, after);
+      if (this.anyListeners.size > 0) changes.set(id, { type: event.type, position: rec.position, occurredAt: event.metadata.occurredAt });
       if (event.type === 'JobSubmitted' && event.data.idempotencyKey !== undefined) {
         keys.push([event.data.owner, event.data.idempotencyKey, event.data.jobId]);
       }
@@ -460,6 +477,16 @@ export class JobsProjection {
           } catch (err) {
             this.warn(`jobs projection: a listener of ${id} threw`, err);
           }
+        }
+      }
+    }
+    for (const [id, change] of changes) {
+      const view = dirty.get(id)!;
+      for (const l of [...this.anyListeners]) {
+        try {
+          l(view, change);
+        } catch (err) {
+          this.warn('jobs projection: a change listener threw', err);
         }
       }
     }

@@ -23,6 +23,7 @@ import {
   type RunAttemptMessage,
   type StopAttemptMessage,
 } from '../../../../libs/contracts/src';
+import { bundleCommand, materializeBundle, type Bundles } from './bundle';
 import { buildCommand } from './command';
 import { jetStreamLogSink, LogBatcher, type LogBatcherOptions } from './log-batcher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
@@ -54,6 +55,13 @@ export interface ExecutorOptions {
   logs?: Omit<LogBatcherOptions, 'sink'>;
   /** How many jobId+attempt pairs are remembered to ignore a re-delivered run (default 10,000). */
   dedupeSize?: number;
+  /** Where bundles are fetched from and kept; without it, a job with a bundle cannot start here. */
+  bundles?: Bundles;
+  /**
+   * While this returns false (e.g. an SSH host is unreachable) no heartbeat is sent and no
+   * work is pulled, so the scheduler's lease expires and it marks this executor's attempts lost.
+   */
+  available?: () => boolean;
 }
 
 export const EXECUTOR_DEFAULTS = { capacity: 4, heartbeatMs: 1000, graceMs: 5000, dedupeSize: 10_000 } as const;
@@ -82,7 +90,7 @@ const RETRY_MS = 1000;
  * NatsConnection passed in.
  */
 export class Executor {
-  private readonly o: Required<Omit<ExecutorOptions, 'labels' | 'logs'>> & Pick<ExecutorOptions, 'labels' | 'logs'>;
+  private readonly o: Required<Omit<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles'>> & Pick<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles'>;
   private readonly js: JetStreamClient;
   private readonly active = new Map<string, Active>();
   /** Insertion-ordered so the oldest entries are forgotten first. */
@@ -157,6 +165,10 @@ export class Executor {
 
   private async workLoop(consumer: Consumer): Promise<void> {
     while (this.state === 'running') {
+      if (this.o.available && !this.o.available()) {
+        await this.pause(RETRY_MS);
+        continue;
+      }
       const free = this.o.capacity - this.active.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.wake = resolve));
@@ -261,13 +273,19 @@ export class Executor {
     let proc: RunningProcess;
     const launchedAt = this.o.clock();
     try {
-      const cmd = buildCommand(msg.spec);
+      let bundleFile: string | undefined;
+      if (msg.bundleDigest) {
+        if (!this.o.bundles) throw new LaunchError(`this executor cannot fetch bundles (job bundle ${msg.bundleDigest})`);
+        bundleFile = await materializeBundle(msg.bundleDigest, this.o.bundles);
+      }
+      const cmd = msg.bundleDigest ? bundleCommand(msg.spec) : buildCommand(msg.spec);
       proc = await runner.launch({
         attemptId: `${msg.jobId}-${msg.attempt}`,
         argv: cmd.argv,
         env: cmd.env,
         cwd: cmd.cwd,
         resources: msg.spec.resources,
+        ...(bundleFile ? { bundleFile } : {}),
       });
     } catch (err) {
       const finishedAt = this.o.clock();
@@ -349,6 +367,7 @@ export class Executor {
 
   private heartbeat(): void {
     if (this.state === 'idle') return;
+    if (this.o.available && !this.o.available()) return;
     const hb: ExecutorHeartbeat = {
       executorId: this.o.executorId,
       instanceId: this.instanceId,

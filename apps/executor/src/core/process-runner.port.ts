@@ -28,6 +28,8 @@ export interface LaunchRequest {
   /** Working directory relative to the workspace the runner creates (created if missing); default the workspace itself. */
   cwd?: string;
   resources?: JobSpec['resources'];
+  /** A verified bundle (tar.gz) on this host, unpacked into the workspace before the process starts. */
+  bundleFile?: string;
 }
 
 export interface RunningProcess {

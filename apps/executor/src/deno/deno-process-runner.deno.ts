@@ -56,6 +56,7 @@ export class DenoProcessRunner implements ProcessRunner {
   async launch(req: LaunchRequest): Promise<RunningProcess> {
     if (!ATTEMPT_ID.test(req.attemptId)) throw new LaunchError(`invalid attempt id ${JSON.stringify(req.attemptId)}`);
     if (req.argv.length === 0) throw new LaunchError('empty command');
+    if (req.bundleFile) throw new LaunchError('bundles are not supported by the Deno executor yet');
     const workspace = `${this.root}/${req.attemptId}`;
     const cwd = resolveInside(workspace, req.cwd);
     if (cwd === null) throw new LaunchError(`workdir ${req.cwd} leaves the workspace`);

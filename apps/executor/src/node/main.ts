@@ -9,7 +9,11 @@ import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import { Executor, type ExecutorLogger } from '../core/executor';
 import { executorConfigFromEnv as coreConfigFromEnv, type ExecutorConfig as CoreExecutorConfig } from '../core/executor-config';
 import type { ProcessRunner } from '../core/process-runner.port';
+import { startSshExecutor } from '../ssh/ssh-executor';
+import { loadSshInventory, type SshInventory } from '../ssh/ssh-inventory';
 import { detectSandbox, SandboxModeSchema, type SandboxDetection, type SandboxMode } from './sandbox/detect';
+import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
+import { fileBundleCache } from './bundle-files';
 
 /** The Node entry of the executor: the only place that reads the environment and handles signals. */
 
@@ -66,6 +70,8 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
   );
   await runner.cleanupLeftovers?.();
   if (options.ensureStreams ?? true) await ensureStreams(await jetstreamManager(options.nc));
+  // Fetched bundles are kept per host, beside (not inside) the executors' workspace folders.
+  const bundles = { source: await BundleStore.open(options.nc), cache: fileBundleCache(join(resolve(options.workRoot ?? './.jobline/work'), '.bundles')) };
   const executor = new Executor({
     nc: options.nc,
     executorId,
@@ -76,6 +82,7 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     labels: options.labels,
     runtime: NODE_RUNTIME,
     logger,
+    bundles,
   });
   await executor.start();
   return { executor, runner, sandbox: detection, stop: () => executor.stop() };
@@ -88,12 +95,15 @@ const SandboxEnvSchema = z.object({
   JOBLINE_SANDBOX: z.preprocess((v) => (v === '' ? undefined : v), SandboxModeSchema.optional()),
   JOBLINE_SANDBOX_UID: optionalId,
   JOBLINE_SANDBOX_GID: optionalId,
+  JOBLINE_SSH_INVENTORY: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
 });
 
 export interface ExecutorConfig extends CoreExecutorConfig {
   sandbox: SandboxMode;
   sandboxUid?: number;
   sandboxGid?: number;
+  /** An SSH inventory file: this process then runs one SSH executor per host in it instead of a local executor. */
+  sshInventory?: string;
 }
 
 /** Reads and validates the executor's configuration from an environment; throws with every problem listed. */
@@ -103,21 +113,38 @@ export function executorConfigFromEnv(env: Record<string, string | undefined>): 
   if (!r.success) {
     throw new Error(`invalid executor configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
-  return { ...core, sandbox: r.data.JOBLINE_SANDBOX ?? 'auto', sandboxUid: r.data.JOBLINE_SANDBOX_UID, sandboxGid: r.data.JOBLINE_SANDBOX_GID };
+  return {
+    ...core,
+    sandbox: r.data.JOBLINE_SANDBOX ?? 'auto',
+    sandboxUid: r.data.JOBLINE_SANDBOX_UID,
+    sandboxGid: r.data.JOBLINE_SANDBOX_GID,
+    sshInventory: r.data.JOBLINE_SSH_INVENTORY,
+  };
 }
 
 export async function main(): Promise<void> {
   const logger = pino({ name: 'jobline-executor' });
   let config: ExecutorConfig;
+  let inventory: SshInventory | undefined;
   try {
     config = executorConfigFromEnv(process.env);
+    if (config.sshInventory) inventory = loadSshInventory(config.sshInventory);
   } catch (err) {
     logger.error({}, (err as Error).message);
     process.exitCode = 2;
     return;
   }
   const nc = await connect({ servers: config.natsUrl.split(','), name: `jobline-executor-${config.executorId}`, user: config.natsUser, pass: config.natsPassword });
-  const handle = await startNodeExecutor({ ...config, nc, logger });
+  const handle = inventory
+    ? await startSshExecutor({
+        nc,
+        inventory,
+        agentSocket: process.env.SSH_AUTH_SOCK,
+        graceMs: config.graceMs,
+        runtime: NODE_RUNTIME,
+        logger,
+      })
+    : await startNodeExecutor({ ...config, nc, logger });
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

@@ -13,6 +13,7 @@ import {
   type RunningProcess,
 } from '../core/process-runner.port';
 import { hasEnvEntry, listProcesses, readStat, sampleUsage } from './proc-scan';
+import { unpackBundle } from './bundle-files';
 
 /** Set on every launched process: how a leftover of a crashed executor is recognised as ours. */
 export const ATTEMPT_MARKER = 'JOBLINE_ATTEMPT';
@@ -70,6 +71,14 @@ export class NodeProcessRunner implements ProcessRunner {
     } catch (err) {
       rmSync(workspace, { recursive: true, force: true });
       throw new LaunchError(`cannot create workdir ${req.cwd}: ${(err as Error).message}`, 127, { cause: err });
+    }
+    if (req.bundleFile) {
+      try {
+        await unpackBundle(req.bundleFile, workspace);
+      } catch (err) {
+        rmSync(workspace, { recursive: true, force: true });
+        throw err;
+      }
     }
 
     const env = { HOME: workspace, ...req.env, [ATTEMPT_MARKER]: req.attemptId };

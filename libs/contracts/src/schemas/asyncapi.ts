@@ -113,6 +113,24 @@ const CHANNELS: Record<string, ChannelSpec> = {
     stream: STREAMS.reports,
     tags: ['internal'],
   },
+  packageWork: {
+    address: 'jobline.pkg.work.{jobId}',
+    title: 'Jobs to bundle',
+    description: 'Internal. The relay (from JobSubmitted with a source) orders a packager to build the job\'s bundle; a work queue.',
+    parameters: { jobId },
+    messages: ['PackageJob'],
+    stream: STREAMS.packages,
+    tags: ['internal'],
+  },
+  packagingResults: {
+    address: 'jobline.pkg.done.{jobId}',
+    title: 'Packaging results',
+    description: 'Internal. A packager reports the bundle digest (JobPackaged) or why packaging failed (JobPackagingFailed).',
+    parameters: { jobId },
+    messages: ['PackagingResult'],
+    stream: STREAMS.packages,
+    tags: ['internal'],
+  },
   executorHeartbeats: {
     address: 'jobline.hb.{executorId}',
     title: 'Executor heartbeats',
@@ -140,6 +158,8 @@ const OPERATIONS: Record<string, OperationSpec> = {
   sendAttemptWork: { action: 'send', channel: 'attemptWork', summary: 'The orchestrator dispatches attempts to executors.' },
   sendAttemptControl: { action: 'send', channel: 'attemptControl', summary: 'The orchestrator orders executors to stop attempts.' },
   receiveAttemptReports: { action: 'receive', channel: 'attemptReports', summary: 'The orchestrator records what executors report.' },
+  sendPackageWork: { action: 'send', channel: 'packageWork', summary: 'The orchestrator orders bundles from packagers.' },
+  receivePackagingResults: { action: 'receive', channel: 'packagingResults', summary: 'The orchestrator records what packagers built.' },
   receiveExecutorHeartbeats: { action: 'receive', channel: 'executorHeartbeats', summary: 'The orchestrator tracks live executors.' },
 };
 
@@ -192,6 +212,8 @@ function messages(): Record<string, Record<string, unknown>> {
     },
     RunAttempt: { name: 'RunAttempt', title: 'Run an attempt', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('RunAttemptMessage') },
     StopAttempt: { name: 'StopAttempt', title: 'Stop an attempt', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('StopAttemptMessage') },
+    PackageJob: { name: 'PackageJob', title: 'Build a bundle', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('PackageJobMessage') },
+    PackagingResult: { name: 'PackagingResult', title: 'Bundle built or packaging failed', contentType: json, payload: schemaRef('PackagingResult') },
     AttemptReport: { name: 'AttemptReport', title: 'Attempt started or finished', contentType: json, payload: schemaRef('AttemptReport') },
     ExecutorHeartbeat: { name: 'ExecutorHeartbeat', title: 'Executor heartbeat', contentType: json, payload: schemaRef('ExecutorHeartbeat') },
   };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, type JobEventType } from '../events';
 import { JobSpecSchema } from '../job-spec.schema';
-import { AttemptReportSchema, CancelJobMessageSchema, ExecutorHeartbeatSchema, SubmitJobMessageSchema } from '../messages';
+import { AttemptReportSchema, CancelJobMessageSchema, ExecutorHeartbeatSchema, PackageJobMessageSchema, PackagingResultSchema, SubmitJobMessageSchema } from '../messages';
 import {
   CommandHeadersSchema,
   LogChunkHeadersSchema,
@@ -66,6 +66,8 @@ export const PAYLOAD_SCHEMAS = {
   StopAttemptMessage: published(StopAttemptMessageSchema),
   AttemptReport: accepted(AttemptReportSchema),
   ExecutorHeartbeat: accepted(ExecutorHeartbeatSchema),
+  PackageJobMessage: published(PackageJobMessageSchema),
+  PackagingResult: accepted(PackagingResultSchema),
 } satisfies Record<string, PayloadSchemaEntry>;
 
 export type PayloadSchemaName = keyof typeof PAYLOAD_SCHEMAS;

@@ -167,6 +167,17 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
     invalid: [{ kind: 'stop', jobId: JOB, owner: 'acme', attempt: 1, spec: stepsSpec, bundleDigest: null, dispatchedAt: T }],
   },
   StopAttemptMessage: { valid: [{ kind: 'stop', jobId: JOB, attempt: 2, reason: 'timeout' }], invalid: [{ kind: 'stop', jobId: JOB, attempt: 0, reason: 'cancel' }] },
+  PackageJobMessage: {
+    valid: [{ kind: 'package', jobId: JOB, owner: 'dev', spec: { command: ['true'], priority: 'normal', source: { git: { url: 'https://example.com/r.git', commit: 'a'.repeat(40) } } } }],
+    invalid: [{ kind: 'package', jobId: JOB, owner: 'dev' }, { kind: 'run', jobId: JOB, owner: 'dev', spec: { command: ['true'] } }],
+  },
+  PackagingResult: {
+    valid: [
+      { kind: 'packaged', jobId: JOB, bundleDigest: `sha256:${'b'.repeat(64)}`, size: 10, commit: 'a'.repeat(40), dataDigests: { 'd.txt': 'c'.repeat(64) } },
+      { kind: 'failed', jobId: JOB, reason: 'commit not found' },
+    ],
+    invalid: [{ kind: 'packaged', jobId: JOB, bundleDigest: 'md5:x', size: 1 }, { kind: 'failed', jobId: JOB, reason: '' }],
+  },
   AttemptReport: {
     valid: [
       { kind: 'started', jobId: JOB, attempt: 1, executorId: 'local', startedAt: T, sandbox: 'cgroup-v2', pid: 7 },

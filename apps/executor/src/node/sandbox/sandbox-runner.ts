@@ -17,6 +17,7 @@ import { ATTEMPT_MARKER } from '../node-process-runner';
 import { hasEnvEntry, listProcesses } from '../proc-scan';
 import { ATTEMPT_CGROUP_NAME, killQuietly, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { isExecutableFile, readText } from './host';
+import { unpackBundle } from '../bundle-files';
 
 /** Absolute paths of the host programs the sandbox is built from (util-linux, iproute2, coreutils). */
 export interface SandboxTools {
@@ -134,6 +135,14 @@ export class SandboxRunner implements ProcessRunner {
     if (cwd !== workspace && !cwd.startsWith(workspace + sep)) throw new LaunchError(`workdir ${req.cwd} leaves the workspace`);
     const env: Record<string, string> = { HOME: workspace, ...req.env, [ATTEMPT_MARKER]: req.attemptId };
     this.makeWorkspace(workspace, cwd, req.cwd);
+    if (req.bundleFile) {
+      try {
+        await unpackBundle(req.bundleFile, workspace, { uid: this.uid, gid: this.gid });
+      } catch (err) {
+        rmSync(workspace, { recursive: true, force: true });
+        throw err;
+      }
+    }
     let program: string;
     let cgroup: AttemptCgroup;
     try {

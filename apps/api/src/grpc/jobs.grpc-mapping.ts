@@ -1,0 +1,149 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { JoblineError, ValidationError, type JobSpec, type JobStatus, type JobView, type SandboxKind } from '../../../../libs/contracts/src';
+
+/** proto Timestamp as proto-loader gives it (seconds as a number: LOADER_OPTIONS.longs). */
+export interface PbTimestamp {
+  seconds?: number;
+  nanos?: number;
+}
+
+const PRIORITY_TO_PB = { low: 'PRIORITY_LOW', normal: 'PRIORITY_NORMAL', high: 'PRIORITY_HIGH' } as const;
+const PRIORITY_FROM_PB: Record<string, JobSpec['priority']> = { PRIORITY_LOW: 'low', PRIORITY_NORMAL: 'normal', PRIORITY_HIGH: 'high' };
+export const STATUS_TO_PB: Record<JobStatus, string> = {
+  pending: 'JOB_STATUS_PENDING',
+  queued: 'JOB_STATUS_QUEUED',
+  running: 'JOB_STATUS_RUNNING',
+  succeeded: 'JOB_STATUS_SUCCEEDED',
+  failed: 'JOB_STATUS_FAILED',
+  cancelled: 'JOB_STATUS_CANCELLED',
+  timed_out: 'JOB_STATUS_TIMED_OUT',
+};
+const STATUS_FROM_PB = Object.fromEntries(Object.entries(STATUS_TO_PB).map(([k, v]) => [v, k])) as Record<string, JobStatus>;
+const SANDBOX_TO_PB: Record<SandboxKind, string> = {
+  none: 'SANDBOX_NONE',
+  'cgroup-v1': 'SANDBOX_CGROUP_V1',
+  'cgroup-v2': 'SANDBOX_CGROUP_V2',
+  ssh: 'SANDBOX_SSH',
+  'ssh-systemd': 'SANDBOX_SSH_SYSTEMD',
+};
+
+export const toTimestamp = (iso: string): PbTimestamp => {
+  const ms = Date.parse(iso);
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+};
+
+export function fromTimestamp(t: PbTimestamp): string {
+  const ms = (t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
+  if (!Number.isFinite(ms)) throw new ValidationError('invalid timestamp', [{ path: 'at', message: 'out of range' }]);
+  return new Date(ms).toISOString();
+}
+
+export const priorityFromPb = (p: string | undefined): JobSpec['priority'] | undefined => (p ? PRIORITY_FROM_PB[p] : undefined);
+export const statusFromPb = (s: string | undefined): JobStatus | undefined => (s ? STATUS_FROM_PB[s] : undefined);
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- proto-loader messages are untyped JSON-like objects */
+
+/** A proto JobSpec as the JSON JobSpec of the REST API (validated afterwards by the same schema). */
+export function specFromPb(pb: any): Record<string, unknown> {
+  if (!pb || typeof pb !== 'object') throw new ValidationError('spec is required', [{ path: 'spec', message: 'required' }]);
+  const out: Record<string, unknown> = {};
+  if (pb.argv) out.command = pb.argv.args ?? [];
+  else if (pb.script !== undefined) out.command = pb.script;
+  else if (pb.steps) out.steps = (pb.steps.steps ?? []).map((s: any) => ({ name: s.name ?? '', run: s.run ?? '' }));
+  if (pb.env && Object.keys(pb.env).length) out.env = pb.env;
+  if (pb.workdir) out.workdir = pb.workdir;
+  const priority = priorityFromPb(pb.priority);
+  if (priority) out.priority = priority;
+  if (pb.timeoutSeconds !== undefined) out.timeoutSeconds = pb.timeoutSeconds;
+  if (pb.resources) {
+    const r: Record<string, unknown> = {};
+    for (const k of ['cpu', 'memoryMb', 'pids', 'ioReadBps', 'ioWriteBps', 'network']) if (pb.resources[k] !== undefined) r[k] = pb.resources[k];
+    out.resources = r;
+  }
+  if (pb.source?.git) out.source = { git: { url: pb.source.git.url ?? '', commit: pb.source.git.commit ?? '' } };
+  else if (pb.source?.archive) throw new ValidationError('archive sources are not accepted over gRPC yet: use REST (multipart) or a git source', [{ path: 'spec.source.archive', message: 'not supported over gRPC' }]);
+  if (pb.data?.length) out.data = pb.data.map((d: any) => ({ url: d.url ?? '', path: d.path ?? '', ...(d.sha256 !== undefined ? { sha256: d.sha256 } : {}) }));
+  if (pb.outputs?.length) out.outputs = pb.outputs;
+  if (pb.retry) out.retry = { maxAttempts: pb.retry.maxAttempts ?? 0, backoffSeconds: pb.retry.backoffSeconds ?? 0 };
+  if (pb.target) {
+    const t: Record<string, unknown> = {};
+    if (pb.target.executor === 'EXECUTOR_KIND_LOCAL') t.executor = 'local';
+    if (pb.target.executor === 'EXECUTOR_KIND_SSH') t.executor = 'ssh';
+    if (pb.target.host !== undefined) t.host = pb.target.host;
+    if (pb.target.labels && Object.keys(pb.target.labels).length) t.labels = pb.target.labels;
+    out.target = t;
+  }
+  return out;
+}
+
+export function specToPb(spec: JobSpec): any {
+  const out: any = {};
+  if (Array.isArray(spec.command)) out.argv = { args: spec.command };
+  else if (typeof spec.command === 'string') out.script = spec.command;
+  else if (spec.steps) out.steps = { steps: spec.steps };
+  if (spec.env) out.env = spec.env;
+  if (spec.workdir) out.workdir = spec.workdir;
+  out.priority = PRIORITY_TO_PB[spec.priority];
+  if (spec.timeoutSeconds !== undefined) out.timeoutSeconds = spec.timeoutSeconds;
+  if (spec.resources) out.resources = spec.resources;
+  if (spec.source && 'git' in spec.source) out.source = { git: spec.source.git };
+  else if (spec.source) out.source = { archive: true };
+  if (spec.data) out.data = spec.data;
+  if (spec.outputs) out.outputs = spec.outputs;
+  if (spec.retry) out.retry = spec.retry;
+  if (spec.target) {
+    out.target = {
+      executor: spec.target.executor === 'local' ? 'EXECUTOR_KIND_LOCAL' : spec.target.executor === 'ssh' ? 'EXECUTOR_KIND_SSH' : 'EXECUTOR_KIND_UNSPECIFIED',
+      ...(spec.target.host !== undefined ? { host: spec.target.host } : {}),
+      ...(spec.target.labels ? { labels: spec.target.labels } : {}),
+    };
+  }
+  return out;
+}
+
+export function jobViewToPb(v: JobView): any {
+  return {
+    id: v.id,
+    owner: v.owner,
+    status: STATUS_TO_PB[v.status],
+    priority: PRIORITY_TO_PB[v.priority],
+    spec: specToPb(v.spec),
+    submittedAt: toTimestamp(v.submittedAt),
+    ...(v.startedAt ? { startedAt: toTimestamp(v.startedAt) } : {}),
+    ...(v.finishedAt ? { finishedAt: toTimestamp(v.finishedAt) } : {}),
+    attempt: v.attempt,
+    ...(v.exitCode !== null ? { exitCode: v.exitCode } : {}),
+    ...(v.signal !== null ? { signal: v.signal } : {}),
+    ...(v.reason !== null ? { reason: v.reason } : {}),
+    ...(v.executor !== null ? { executor: v.executor } : {}),
+    ...(v.bundleDigest !== null ? { bundleDigest: v.bundleDigest } : {}),
+    ...(v.usage ? { usage: v.usage } : {}),
+    logBytes: v.logBytes,
+    sandbox: v.sandbox ? SANDBOX_TO_PB[v.sandbox] : 'SANDBOX_UNSPECIFIED',
+    cancelRequested: v.cancelRequested,
+    purged: v.purged,
+  };
+}
+
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+const CODES: Record<string, GrpcStatus> = {
+  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
+  not_found: GrpcStatus.NOT_FOUND,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
+  conflict: GrpcStatus.ALREADY_EXISTS,
+  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
+  stale_attempt: GrpcStatus.FAILED_PRECONDITION,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+};
+
+/** The one place domain errors become gRPC statuses; anything unexpected is INTERNAL without its details. */
+export function toGrpcError(err: unknown): { code: GrpcStatus; details: string } {
+  if (err instanceof ValidationError && err.issues.length) {
+    return { code: GrpcStatus.INVALID_ARGUMENT, details: `${err.message}: ${err.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` };
+  }
+  if (err instanceof JoblineError) return { code: CODES[err.code] ?? GrpcStatus.INTERNAL, details: err.message };
+  return { code: GrpcStatus.INTERNAL, details: 'internal error' };
+}

@@ -1,0 +1,150 @@
+import { jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { INestMicroservice } from '@nestjs/common';
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeJobEvent, jobStreamName, subjects, type JobEvent, type JobSpecInput } from '../../../../libs/contracts/src';
+import { SqliteCheckpointStore, SqliteEventStore } from '../../../../libs/event-store/src';
+import { connectNats } from '../../../../libs/messaging/src/connection';
+import { readLogChunks } from '../../../../libs/messaging/src/logs';
+import { JetStreamPublisher } from '../../../../libs/messaging/src/publisher';
+import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../../libs/testing/src';
+import { createOrchestratorApp } from '../../../orchestrator/src/orchestrator.module';
+import type { Orchestrator } from '../../../orchestrator/src/orchestrator';
+import { startSshExecutor, type SshExecutorHandle } from './ssh-executor';
+import { parseSshInventory } from './ssh-inventory';
+import { sshdUnavailable, startTestSshd, type TestSshd } from './testing/sshd';
+
+const quiet = { log: () => undefined, warn: () => undefined, error: () => undefined };
+const quietExecutor = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const unavailable = sshdUnavailable();
+const title = unavailable
+  ? `SSH executors through nats-server and the orchestrator (skipped: ${unavailable})`
+  : 'SSH executors through nats-server and the orchestrator, against a real sshd';
+const pgrep = (pattern: string) => spawnSync('pgrep', ['-f', `^${pattern}`], { encoding: 'utf8' }).stdout.trim();
+const LEASE_MS = 1500;
+
+(unavailable ? describe.skip : describe)(title, () => {
+  let dir: TempDir;
+  let server: RunningNatsServer;
+  let nc: NatsConnection;
+  let store: SqliteEventStore;
+  let checkpoints: SqliteCheckpointStore;
+  let app: INestMicroservice;
+  let orchestrator: Orchestrator;
+  let sshd: TestSshd;
+  let ssh: SshExecutorHandle;
+  let publisher: JetStreamPublisher;
+
+  beforeAll(async () => {
+    dir = tempDir();
+    sshd = await startTestSshd(dir.path);
+    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
+    nc = await connectNats({ servers: server.url, name: 'ssh-executor-test' });
+    publisher = new JetStreamPublisher(jetstream(nc));
+    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
+    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
+    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, cancelConfirmMs: 5000, leaseMs: LEASE_MS }));
+    const host = { address: '127.0.0.1', port: sshd.port, user: sshd.user, privateKeyFile: sshd.userKeyFile, remoteRoot: join(dir.path, 'remote') };
+    const inventory = parseSshInventory({
+      hosts: [
+        { ...host, name: 'good', hostKey: sshd.hostKey },
+        { ...host, name: 'forged', hostKey: `SHA256:${'B'.repeat(43)}` },
+      ],
+      connectTimeoutMs: 5000,
+      keepaliveIntervalMs: 500,
+    });
+    ssh = await startSshExecutor({ nc, inventory, graceMs: 500, heartbeatMs: 200, logger: quietExecutor, runtime: 'node test' });
+  });
+
+  afterAll(async () => {
+    await ssh?.stop();
+    await app?.close();
+    await orchestrator?.stop();
+    await nc?.drain();
+    await store?.close();
+    await checkpoints?.close();
+    await server?.stop();
+    await sshd?.stop();
+    dir?.remove();
+  });
+
+  async function submit(spec: JobSpecInput): Promise<string> {
+    const jobId = randomUUID();
+    await publisher.publish(subjects.submit('alice'), { jobId, spec }, { msgId: jobId });
+    return jobId;
+  }
+  async function history(jobId: string): Promise<JobEvent[]> {
+    return (await store.readStream(jobStreamName(jobId))).map((r) => decodeJobEvent(r));
+  }
+  const TERMINAL = ['JobCompleted', 'JobFailed', 'JobCancelled', 'JobTimedOut', 'JobLost'];
+  async function finished(jobId: string, timeoutMs = 20_000): Promise<JobEvent[]> {
+    return eventually(async () => {
+      const h = await history(jobId);
+      return h.some((e) => TERMINAL.includes(e.type)) ? h : undefined;
+    }, timeoutMs, `job ${jobId} to finish`);
+  }
+  async function logs(jobId: string): Promise<Record<string, string>> {
+    const out: Record<string, string> = { stdout: '', stderr: '' };
+    for await (const c of readLogChunks(jetstream(nc), jobId)) out[c.stream] += Buffer.from(c.data).toString('utf8');
+    return out;
+  }
+
+  it('runs a job on the SSH host: both streams arrive, the job fails with exit code 5', async () => {
+    const jobId = await submit({ command: "sh -c 'echo to-stdout; echo to-stderr >&2; exit 5'", target: { executor: 'ssh', host: 'good' } });
+    const events = await finished(jobId);
+    expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+    expect(events.find((e) => e.type === 'JobDispatched')?.data).toMatchObject({ executorId: 'good' });
+    expect(events.find((e) => e.type === 'JobStarted')?.data).toMatchObject({ sandbox: 'ssh' });
+    expect(events.find((e) => e.type === 'JobCompleted')?.data).toMatchObject({ exitCode: 5 });
+    const out = await eventually(async () => {
+      const l = await logs(jobId);
+      return l.stdout && l.stderr ? l : undefined;
+    }, 10_000, 'both streams');
+    expect(out).toEqual({ stdout: 'to-stdout\n', stderr: 'to-stderr\n' });
+  });
+
+  it('a job without an SSH target never goes to an SSH host', async () => {
+    const jobId = await submit({ command: 'true' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await history(jobId)).map((e) => e.type)).toEqual(['JobSubmitted', 'JobQueued']);
+    await publisher.publish(subjects.cancel('alice'), { jobId }, { msgId: `${jobId}-cancel` });
+    await finished(jobId);
+  });
+
+  it("stopping sh -c 'sleep & sleep & wait' over SSH leaves no sleep process", async () => {
+    const tag = `1000.${Math.floor(Math.random() * 1e6)}`;
+    const jobId = await submit({ command: `sh -c 'sleep ${tag} & sleep ${tag} & wait'`, target: { executor: 'ssh', host: 'good' } });
+    await eventually(() => pgrep(`sleep ${tag}`).split('\n').filter(Boolean).length === 2, 20_000, 'both sleeps to run');
+    await publisher.publish(subjects.cancel('alice'), { jobId }, { msgId: `${jobId}-cancel` });
+    const events = await finished(jobId);
+    expect(events.map((e) => e.type)).toContain('JobCancelled');
+    expect(pgrep(`sleep ${tag}`)).toBe('');
+  });
+
+  it('a host whose key does not match the pinned one: the job fails with a host-key error and nothing ran', async () => {
+    const marker = join(dir.path, `ran-${randomUUID()}`);
+    const jobId = await submit({ command: ['touch', marker], target: { executor: 'ssh', host: 'forged' } });
+    const events = await finished(jobId);
+    const done = events.find((e) => e.type === 'JobCompleted' || e.type === 'JobFailed');
+    expect(JSON.stringify(done?.data)).toMatch(/host key mismatch for SSH host forged/);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('sshd stopped while a job runs: the attempt is reported lost within the lease, its processes die when the host is back', async () => {
+    const tag = `1003.${Math.floor(Math.random() * 1e6)}`;
+    const jobId = await submit({ command: `sh -c 'sleep ${tag} & sleep ${tag}'`, target: { executor: 'ssh', host: 'good' } });
+    await eventually(() => pgrep(`sleep ${tag}`).split('\n').filter(Boolean).length === 2, 20_000, 'both sleeps to run');
+    await sshd.stop();
+    const events = await finished(jobId, 30_000);
+    const lost = events.find((e) => e.type === 'JobLost');
+    expect(lost?.data).toMatchObject({ executorId: 'good' });
+    await sshd.start();
+    await eventually(() => pgrep(`sleep ${tag}`) === '', 30_000, 'the orphaned sleeps to be killed on reconnect');
+    // The host takes work again.
+    const next = await submit({ command: 'echo back', target: { executor: 'ssh', host: 'good' } });
+    expect((await finished(next, 30_000)).find((e) => e.type === 'JobCompleted')?.data).toMatchObject({ exitCode: 0 });
+  });
+});

@@ -1,0 +1,278 @@
+import { constants } from 'node:os';
+import type { ClientChannel } from 'ssh2';
+import type { ExecutorLogger } from '../core/executor';
+import { shellQuote } from '../core/command';
+import { LaunchError, type ExitStatus, type LaunchRequest, type ProcessRunner, type RunningProcess } from '../core/process-runner.port';
+import { ChunkQueue } from './chunk-queue';
+import { HostKeyError, SshConnection, type RemoteResult } from './ssh-connection';
+import type { SshHost, SshInventory } from './ssh-inventory';
+
+export interface SshRunnerOptions {
+  host: SshHost;
+  settings: Pick<SshInventory, 'connectTimeoutMs' | 'commandTimeoutMs' | 'keepaliveIntervalMs' | 'keepaliveCountMax' | 'keepWorkspaces'>;
+  agentSocket?: string;
+  logger: ExecutorLogger;
+}
+
+const HEADER = 'JOBLINE-ATTEMPT ';
+/** The launch script's own failure (no workspace, bad workdir), before the command ran. */
+const LAUNCH_FAILED = 125;
+const HEADER_MAX = 4096;
+
+/**
+ * Runs attempts on one inventory host over a shared SSH connection. Each attempt gets a
+ * workspace made with mktemp under <remoteRoot>/<host name>; the command is the session's
+ * process (OpenSSH runs every exec request in a new session, so its pid is its process
+ * group id), recorded in <attempt>.pid next to the workspace so that a later connection can
+ * kill what a dropped one left behind.
+ */
+export class SshRunner implements ProcessRunner {
+  readonly kind = 'ssh' as const;
+  readonly note = 'remote host over SSH: no resource limits';
+  readonly conn: SshConnection;
+  readonly dir: string;
+  /** Attempts whose connection dropped: released once a new connection has killed their processes. */
+  private reconnectWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: SshRunnerOptions) {
+    this.dir = `${o.host.remoteRoot.replace(/\/+$/, '')}/${o.host.name}`;
+    this.conn = new SshConnection({
+      host: o.host,
+      ...o.settings,
+      agentSocket: o.agentSocket,
+      logger: o.logger,
+      onConnect: (run) => this.cleanup(run),
+    });
+  }
+
+  /** Connects in the background and keeps the connection up until close(). */
+  start(): void {
+    this.conn.start();
+  }
+
+  close(): void {
+    this.conn.close();
+    for (const w of this.reconnectWaiters.splice(0)) w();
+  }
+
+  /**
+   * Whether the executor should heartbeat and take work: connected, or refused for a host-key
+   * mismatch (attempts then fail at once with that error instead of waiting in the queue).
+   */
+  available(): boolean {
+    return this.conn.connected || this.conn.lastError instanceof HostKeyError;
+  }
+
+  async cleanupLeftovers(): Promise<void> {
+    // Every fresh connection runs cleanup() before it is used.
+  }
+
+  async launch(req: LaunchRequest): Promise<RunningProcess> {
+    try {
+      await this.conn.get();
+    } catch (err) {
+      throw new LaunchError((err as Error).message, 255, { cause: err });
+    }
+    const channel = await this.conn.exec(this.launchScript(req)).catch((err: Error) => {
+      throw new LaunchError(`cannot start the command on SSH host ${this.o.host.name}: ${err.message}`, 255, { cause: err });
+    });
+    return new Promise<RunningProcess>((resolve, reject) => {
+      const stdout = new ChunkQueue();
+      const stderr = new ChunkQueue();
+      stderr.attach(channel.stderr);
+      let header: Buffer | null = Buffer.alloc(0);
+      let started: SshProcess | null = null;
+      let exit: ExitStatus | null = null;
+      channel.on('exit', (code: number | null, signalName?: string) => {
+        exit = toExitStatus(code, signalName);
+        started?.exited(exit);
+      });
+      channel.on('data', (d: Buffer) => {
+        if (header === null) return stdout.push(d);
+        header = Buffer.concat([header, d]);
+        const nl = header.indexOf(10);
+        if (nl < 0) {
+          if (header.length > HEADER_MAX) channel.close();
+          return;
+        }
+        const m = /^JOBLINE-ATTEMPT (\d+) (\/\S+)$/.exec(header.subarray(0, nl).toString('utf8'));
+        const rest = header.subarray(nl + 1);
+        header = null;
+        if (!m) {
+          channel.close();
+          reject(new LaunchError(`SSH host ${this.o.host.name} answered the launch with something unexpected`, 255));
+          return;
+        }
+        stdout.push(rest);
+        started = new SshProcess(this, this.o, channel, Number(m[1]), m[2], stdout, stderr);
+        if (exit) started.exited(exit);
+        resolve(started);
+      });
+      channel.on('close', () => {
+        stdout.end();
+        if (started) {
+          started.closed();
+          return;
+        }
+        const why = stderrText(stderr) || (exit ? `exit code ${exit.exitCode}` : 'the connection dropped');
+        reject(new LaunchError(`cannot start the attempt on SSH host ${this.o.host.name}: ${why}`, exit?.exitCode === LAUNCH_FAILED ? 126 : 255));
+      });
+    });
+  }
+
+  /** Resolves once a connection made after a drop has killed the dropped attempts' processes, or the runner closes. */
+  afterReconnect(): Promise<void> {
+    if (this.conn.connected) return Promise.resolve();
+    return new Promise((resolve) => this.reconnectWaiters.push(resolve));
+  }
+
+  run(command: string): Promise<RemoteResult> {
+    return this.conn.run(command);
+  }
+
+  private launchScript(req: LaunchRequest): string {
+    const a = req.attemptId;
+    if (!/^[A-Za-z0-9_.-]+$/.test(a)) throw new LaunchError(`invalid attempt id ${a}`, 255);
+    const env = { ...req.env, JOBLINE_ATTEMPT: a };
+    const assignments = Object.entries(env).map(([k, v]) => shellQuote(`${k}=${v}`));
+    const home = 'HOME' in req.env ? '' : 'HOME="$ws" ';
+    const cwd = req.cwd ? `mkdir -p ${shellQuote(req.cwd)} && cd ${shellQuote(req.cwd)} || exit ${LAUNCH_FAILED}\n` : '';
+    return [
+      `d=${shellQuote(this.dir)}`,
+      `mkdir -p "$d" && chmod 700 "$d" && ws=$(mktemp -d "$d/${a}.XXXXXX") && cd "$ws" || exit ${LAUNCH_FAILED}`,
+      `${cwd}echo $$ > "$d/${a}.pid" || exit ${LAUNCH_FAILED}`,
+      `printf '${HEADER}%s %s\\n' "$$" "$ws"`,
+      `exec env -i ${home}${assignments.join(' ')} ${req.argv.map(shellQuote).join(' ')}`,
+    ].join('\n');
+  }
+
+  /** Kills the process group of every attempt recorded in this executor's folder and removes their files. */
+  private async cleanup(run: (command: string) => Promise<RemoteResult>): Promise<void> {
+    const keep = this.o.settings.keepWorkspaces !== 'never';
+    const script = [
+      `d=${shellQuote(this.dir)}`,
+      '[ -d "$d" ] || exit 0',
+      'for f in "$d"/*.pid; do',
+      '  [ -f "$f" ] || continue',
+      '  p=$(cat "$f")',
+      '  case "$p" in ""|*[!0-9]*) ;; *) kill -KILL -- "-$p" 2>/dev/null; echo "killed $p";; esac',
+      `  rm -f "$f"${keep ? '' : '; rm -rf "${f%.pid}".*'}`,
+      'done',
+      'exit 0',
+    ].join('\n');
+    const r = await run(script);
+    if (r.code !== 0) throw new Error(`cleanup failed (exit ${r.code}): ${r.stderr.trim()}`);
+    const killed = r.stdout.split('\n').filter(Boolean).length;
+    if (killed > 0) this.o.logger.warn({ host: this.o.host.name, groups: killed }, 'killed the processes of attempts a dropped connection left on the host');
+    for (const w of this.reconnectWaiters.splice(0)) queueMicrotask(w);
+  }
+}
+
+class SshProcess implements RunningProcess {
+  private status: ExitStatus | null = null;
+  private channelClosed = false;
+  private lost = false;
+  private settle: { resolve: (s: ExitStatus) => void; reject: (e: Error) => void } | null = null;
+  private readonly done: Promise<ExitStatus>;
+  private exitWaiters: (() => void)[] = [];
+  private shutdownPromise: Promise<void> | null = null;
+  private abandoned = false;
+  private readonly pidFile: string;
+
+  constructor(
+    private readonly runner: SshRunner,
+    private readonly o: SshRunnerOptions,
+    private readonly channel: ClientChannel,
+    readonly pid: number,
+    private readonly workspace: string,
+    readonly stdout: AsyncIterable<Uint8Array>,
+    readonly stderr: AsyncIterable<Uint8Array>,
+  ) {
+    this.pidFile = `${workspace.replace(/\.[^./]+$/, '')}.pid`;
+    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    // Handled by wait(); never an unhandled rejection if wait() is not called yet.
+    this.done.catch(() => undefined);
+  }
+
+  /** The remote main process exited: kill what it left in its group, then report. */
+  exited(s: ExitStatus): void {
+    if (this.status) return;
+    this.status = s;
+    for (const w of this.exitWaiters.splice(0)) w();
+    void this.runner
+      .run(`kill -KILL -- -${this.pid} 2>/dev/null; rm -f ${shellQuote(this.pidFile)}; exit 0`)
+      .catch((err) => this.o.logger.warn({ host: this.o.host.name, err: (err as Error).message }, 'killing what an attempt left failed'))
+      .finally(() => this.settle?.resolve(s));
+  }
+
+  /** The channel closed; without an exit status the connection dropped under the attempt. */
+  closed(): void {
+    this.channelClosed = true;
+    if (this.status) return;
+    this.lost = true;
+    for (const w of this.exitWaiters.splice(0)) w();
+    const fail = () =>
+      this.settle?.reject(new Error(`the connection to SSH host ${this.o.host.name} dropped during the attempt; its processes are killed on reconnect`));
+    // Held until the host is back and the attempt's processes are killed, so the attempt is not reported while they may still run.
+    setImmediate(() => void this.runner.afterReconnect().then(fail));
+  }
+
+  wait(): Promise<ExitStatus> {
+    return this.done;
+  }
+
+  signal(sig: string): void {
+    if (this.status || this.lost) return;
+    const name = sig.replace(/^SIG/, '');
+    if (!/^[A-Z0-9]+$/.test(name)) return;
+    void this.runner.run(`kill -${name} -- -${this.pid} 2>/dev/null; exit 0`).catch(() => undefined);
+  }
+
+  shutdown(graceMs: number): Promise<void> {
+    this.shutdownPromise ??= this.doShutdown(graceMs);
+    return this.shutdownPromise;
+  }
+
+  private async doShutdown(graceMs: number): Promise<void> {
+    if (this.lost) {
+      // Unreachable host: do not keep the executor waiting; the next connection kills the group.
+      if (!this.abandoned) {
+        this.abandoned = true;
+        this.settle?.reject(new Error(`SSH host ${this.o.host.name} unreachable; the attempt's processes are killed on reconnect`));
+      }
+      return;
+    }
+    if (this.status) return;
+    const exited = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
+    await this.runner.run(`kill -TERM -- -${this.pid} 2>/dev/null; exit 0`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    if (this.status || this.lost) return;
+    await this.runner.run(`kill -KILL -- -${this.pid} 2>/dev/null; exit 0`);
+  }
+
+  async stats(): Promise<null> {
+    return null;
+  }
+
+  async dispose(): Promise<void> {
+    if (!this.channelClosed) this.channel.close();
+    if (this.lost) return;
+    const keep = this.o.settings.keepWorkspaces;
+    const failed = (this.status?.exitCode ?? 1) !== 0;
+    if (keep === 'always' || (keep === 'failed' && failed)) return;
+    await this.runner.run(`rm -rf ${shellQuote(this.workspace)} ${shellQuote(this.pidFile)}; exit 0`);
+  }
+}
+
+function toExitStatus(code: number | null, signalName?: string): ExitStatus {
+  if (code !== null && code !== undefined) return { exitCode: code, signal: null, oomKilled: false, usage: null };
+  const signal = `SIG${(signalName ?? 'KILL').replace(/^SIG/, '')}`;
+  const num = (constants.signals as Record<string, number>)[signal] ?? 9;
+  return { exitCode: 128 + num, signal, oomKilled: false, usage: null };
+}
+
+function stderrText(q: ChunkQueue): string {
+  return Buffer.concat(q.pending()).toString('utf8').trim().slice(0, 500);
+}

@@ -1,0 +1,165 @@
+import { createHash } from 'node:crypto';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { createWriteStream } from 'node:fs';
+import { lstat, mkdir, rm } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { dirname, join, resolve, sep } from 'node:path';
+import { PackagingError } from './bundle-builder';
+import { hostAllowed } from './git-source';
+
+export interface DataFetchOptions {
+  /** Hosts a data URL may name; '*.example.com' matches subdomains. Undefined: any host. */
+  allowedHosts?: string[];
+  /** Allow addresses that are private, loopback, link-local, multicast or reserved (default false). */
+  allowPrivateAddresses?: boolean;
+  /** Time to connect (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Time for the whole download (default 600 s). */
+  totalTimeoutMs?: number;
+  /** Largest file accepted, in bytes (default 1 GiB). */
+  maxBytes?: number;
+}
+
+export const DATA_DEFAULTS = { connectTimeoutMs: 10_000, totalTimeoutMs: 600_000, maxBytes: 1024 ** 3 } as const;
+
+const blocked = new BlockList();
+for (const [net, prefix] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+  ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
+  ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) blocked.addSubnet(net, prefix, 'ipv4');
+for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32]] as const) {
+  blocked.addSubnet(net, prefix, 'ipv6');
+}
+
+/** Why an address may not be fetched from (private, loopback, link-local...), or null when it is public. */
+export function addressProblem(address: string): string | null {
+  const v = isIP(address);
+  if (v === 0) return `${address} is not an IP address`;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return addressProblem(mapped[1]);
+  return blocked.check(address, v === 4 ? 'ipv4' : 'ipv6') ? `${address} is a private, loopback, link-local or reserved address` : null;
+}
+
+/** Checks a data URL's form and host; returns why it is refused, or null. */
+export function dataUrlProblem(url: string, o: DataFetchOptions = {}): string | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `data URL ${JSON.stringify(url)} is not a URL`;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `data URL scheme ${u.protocol} is not allowed (http, https)`;
+  if (u.username || u.password) return 'data URLs must not carry credentials';
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  if (!hostAllowed(host, o.allowedHosts)) return `data host ${host} is not in the allowed hosts`;
+  if (isIP(host) && !o.allowPrivateAddresses) {
+    const p = addressProblem(host);
+    if (p) return `data URL ${url}: ${p}`;
+  }
+  return null;
+}
+
+/** Resolves, then refuses any private answer: the address checked is the address connected to (no DNS rebinding). */
+function guardedLookup(o: DataFetchOptions): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err, '', 0);
+      if (!o.allowPrivateAddresses) {
+        for (const a of addresses) {
+          const p = addressProblem(a.address);
+          if (p) return callback(new PackagingError(`${hostname} resolves to ${p}`), '', 0);
+        }
+      }
+      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+      callback(null, addresses[0].address, addresses[0].family);
+    });
+  };
+}
+
+/** The absolute path of `rel` inside `root`, refusing anything that would leave it (.., absolute, a symlinked parent). */
+export async function pathInside(root: string, rel: string): Promise<string> {
+  const base = resolve(root);
+  const target = resolve(base, rel);
+  if (rel.startsWith('/') || !target.startsWith(base + sep)) throw new PackagingError(`data path ${JSON.stringify(rel)} leaves the bundle`);
+  let dir = base;
+  for (const part of target.slice(base.length + 1).split(sep)) {
+    dir = join(dir, part);
+    const st = await lstat(dir).catch(() => null);
+    if (!st) break;
+    if (st.isSymbolicLink()) throw new PackagingError(`data path ${JSON.stringify(rel)} goes through a symlink of the source (${dir.slice(base.length + 1)})`);
+    if (dir === target) throw new PackagingError(`data path ${JSON.stringify(rel)} already exists in the source`);
+  }
+  return target;
+}
+
+/**
+ * Downloads one data file into `root/path`, checked on the way: scheme, host allowlist,
+ * resolved addresses, connect and total timeouts, size cap, and sha256 when given.
+ * Returns the file's sha256 (hex). Redirects are refused (they would bypass the checks).
+ */
+export async function fetchDataFile(item: { url: string; path: string; sha256?: string }, root: string, o: DataFetchOptions = {}): Promise<string> {
+  const problem = dataUrlProblem(item.url, o);
+  if (problem) throw new PackagingError(problem);
+  const target = await pathInside(root, item.path);
+  await mkdir(dirname(target), { recursive: true });
+  const maxBytes = o.maxBytes ?? DATA_DEFAULTS.maxBytes;
+  const u = new URL(item.url);
+  const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  const hash = createHash('sha256');
+  const out = createWriteStream(target, { flags: 'wx', mode: 0o644 });
+  try {
+    await new Promise<void>((ok, fail) => {
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(total);
+        if (err) {
+          req.destroy();
+          fail(err);
+        } else ok();
+      };
+      const total = setTimeout(() => finish(new PackagingError(`data ${item.url}: not downloaded within ${o.totalTimeoutMs ?? DATA_DEFAULTS.totalTimeoutMs} ms`)), o.totalTimeoutMs ?? DATA_DEFAULTS.totalTimeoutMs);
+      const req = request(u, { lookup: guardedLookup(o), headers: { 'user-agent': 'jobline-packager', 'accept-encoding': 'identity' } }, (res: IncomingMessage) => {
+        if ((res.statusCode ?? 0) >= 300 && (res.statusCode ?? 0) < 400) return finish(new PackagingError(`data ${item.url}: redirects are not followed (HTTP ${res.statusCode} to ${res.headers.location ?? '?'}); name the final URL`));
+        if (res.statusCode !== 200) return finish(new PackagingError(`data ${item.url}: HTTP ${res.statusCode}`));
+        const declared = Number(res.headers['content-length']);
+        if (Number.isFinite(declared) && declared > maxBytes) return finish(new PackagingError(`data ${item.url}: ${declared} bytes is more than the ${maxBytes}-byte limit`));
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) return finish(new PackagingError(`data ${item.url}: more than the ${maxBytes}-byte limit`));
+          hash.update(chunk);
+          if (!out.write(chunk)) {
+            res.pause();
+            out.once('drain', () => res.resume());
+          }
+        });
+        res.on('end', () => out.end(() => finish()));
+        res.on('error', (err) => finish(new PackagingError(`data ${item.url}: ${err.message}`)));
+      });
+      req.on('socket', (socket) => {
+        if (socket.connecting === false) return;
+        const connect = setTimeout(() => finish(new PackagingError(`data ${item.url}: no connection within ${o.connectTimeoutMs ?? DATA_DEFAULTS.connectTimeoutMs} ms`)), o.connectTimeoutMs ?? DATA_DEFAULTS.connectTimeoutMs);
+        socket.once('connect', () => clearTimeout(connect));
+        socket.once('close', () => clearTimeout(connect));
+      });
+      req.on('error', (err) => finish(err instanceof PackagingError ? err : new PackagingError(`data ${item.url}: ${err.message}`)));
+      out.on('error', (err) => finish(new PackagingError(`data ${item.path}: cannot write: ${err.message}`)));
+      req.end();
+    });
+  } catch (err) {
+    out.destroy();
+    await rm(target, { force: true });
+    throw err;
+  }
+  const digest = hash.digest('hex');
+  if (item.sha256 && item.sha256 !== digest) {
+    await rm(target, { force: true });
+    throw new PackagingError(`data ${item.url}: sha256 mismatch: expected ${item.sha256}, got ${digest}`);
+  }
+  return digest;
+}

@@ -1,0 +1,163 @@
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isJobId, JobSpecSchema, STREAMS, subjects, type PackageJobMessage, type PackagingResult } from '../../../libs/contracts/src';
+import { BundleStore, sha256Hex, UploadStore } from '../../../libs/messaging/src/bundle-store';
+import { unpackArchive, type ArchiveLimits } from './archive';
+import { packFolder, PackagingError, type BundleOptions, type Manifest } from './bundle-builder';
+import { fetchDataFile, type DataFetchOptions } from './data-fetch';
+import { fetchGitCommit, type GitSourceOptions } from './git-source';
+
+/** What a packager may fetch and how; defaults refuse file:// and private addresses. */
+export interface PackagerOptions extends BundleOptions {
+  git?: GitSourceOptions;
+  data?: DataFetchOptions;
+  /** Where bundles are assembled (default the OS temp folder); each job gets its own folder, removed after. */
+  workDir?: string;
+  /** Jobs packaged at once (default 2). */
+  concurrency?: number;
+  /** Limits on uploaded source archives. */
+  archive?: ArchiveLimits;
+}
+
+export interface PackagerLogger {
+  log(message: string): void;
+  warn(message: string): void;
+}
+
+export const PACKAGER_CONSUMER = 'packager';
+
+/**
+ * Builds the bundles of jobs that carry a source: takes `jobline.pkg.work.<jobId>` orders,
+ * fetches the git commit and data, packs a deterministic tar.gz, stores it by digest and
+ * publishes the result on `jobline.pkg.done.<jobId>` for the orchestrator to record.
+ * A separate consumer: a slow clone never holds up the orchestrator.
+ */
+export class Packager {
+  private messages: ConsumerMessages | null = null;
+  private loop: Promise<void> | null = null;
+  private readonly inflight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly store: BundleStore,
+    private readonly logger: PackagerLogger,
+    private readonly o: PackagerOptions = {},
+    private readonly uploads: UploadStore | null = null,
+  ) {}
+
+  static async start(nc: NatsConnection, logger: PackagerLogger, options: PackagerOptions = {}): Promise<Packager> {
+    const p = new Packager(nc, await BundleStore.open(nc), logger, options, await UploadStore.open(nc));
+    await p.start();
+    return p;
+  }
+
+  async start(): Promise<void> {
+    const jsm = await jetstreamManager(this.nc);
+    try {
+      await jsm.consumers.info(STREAMS.packages, PACKAGER_CONSUMER);
+    } catch {
+      await jsm.consumers.add(STREAMS.packages, {
+        durable_name: PACKAGER_CONSUMER,
+        filter_subject: subjects.packageWorkAll,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: 60_000_000_000,
+      });
+    }
+    const consumer = await jetstream(this.nc).consumers.get(STREAMS.packages, PACKAGER_CONSUMER);
+    this.messages = await consumer.consume({ max_messages: this.o.concurrency ?? 2 });
+    const messages = this.messages;
+    this.loop = (async () => {
+      for await (const m of messages) {
+        const job = this.handle(m).finally(() => this.inflight.delete(job));
+        this.inflight.add(job);
+        if (this.inflight.size >= (this.o.concurrency ?? 2)) await Promise.race(this.inflight);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    await this.loop;
+    await Promise.allSettled([...this.inflight]);
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    let msg: PackageJobMessage;
+    try {
+      msg = m.json<PackageJobMessage>();
+    } catch {
+      m.term();
+      return;
+    }
+    if (msg?.kind !== 'package' || !isJobId(msg.jobId)) {
+      this.logger.warn('packager: an invalid package order was dropped');
+      m.term();
+      return;
+    }
+    // Long packaging: tell JetStream we are alive so the order is not redelivered meanwhile.
+    const keepAlive = setInterval(() => m.working(), 20_000);
+    let result: PackagingResult;
+    try {
+      result = await this.build(msg);
+    } catch (err) {
+      const reason = err instanceof PackagingError ? err.message : `packaging failed unexpectedly: ${(err as Error).message}`;
+      this.logger.warn(`packager: job ${msg.jobId}: ${reason}`);
+      result = { kind: 'failed', jobId: msg.jobId, reason };
+    } finally {
+      clearInterval(keepAlive);
+    }
+    try {
+      await jetstream(this.nc).publish(subjects.packaged(msg.jobId), JSON.stringify(result), { msgID: `${msg.jobId}:packaged` });
+      m.ack();
+      // The bundle now holds the archive's content; the upload itself is no longer needed.
+      if (result.kind === 'packaged' && msg.spec.source && 'archive' in msg.spec.source) await this.uploads?.delete(msg.jobId);
+    } catch (err) {
+      this.logger.warn(`packager: job ${msg.jobId}: result not published, will retry: ${(err as Error).message}`);
+      m.nak(5000);
+    }
+  }
+
+  /** Builds and stores one job's bundle. */
+  async build(msg: PackageJobMessage): Promise<Extract<PackagingResult, { kind: 'packaged' }>> {
+    const parsed = JobSpecSchema.safeParse(msg.spec);
+    if (!parsed.success) throw new PackagingError('the job spec is invalid');
+    const spec = parsed.data;
+    const dir = await mkdtemp(join(this.o.workDir ?? tmpdir(), `jobline-pkg-${msg.jobId}-`));
+    const tree = join(dir, 'bundle');
+    try {
+      await mkdir(tree);
+      const git = spec.source && 'git' in spec.source ? spec.source.git : undefined;
+      let archiveSha: string | undefined;
+      if (spec.source && 'archive' in spec.source) {
+        const bytes = await this.uploads?.get(msg.jobId);
+        if (!bytes) throw new PackagingError('the uploaded archive of this job is not stored (uploads expire after 7 days); submit it again');
+        archiveSha = await sha256Hex(bytes);
+        const r = await unpackArchive(Buffer.from(bytes), tree, this.o.archive);
+        this.logger.log(`packager: job ${msg.jobId}: unpacked a ${r.format} of ${r.entries} entries`);
+      }
+      if (git) await fetchGitCommit(git.url, git.commit, tree, this.o.git, (line) => this.logger.log(`packager: job ${msg.jobId}: ${line}`));
+      const data: NonNullable<Manifest['data']> = [];
+      for (const item of spec.data ?? []) {
+        this.logger.log(`packager: job ${msg.jobId}: downloading ${item.url} → ${item.path}`);
+        data.push({ path: item.path, url: item.url, sha256: await fetchDataFile(item, tree, this.o.data) });
+      }
+      const built = await packFolder(tree, spec, { ...(git ? { git } : {}), ...(archiveSha ? { archive: { sha256: archiveSha } } : {}), data }, { baseImage: this.o.baseImage });
+      const { digest, stored } = await this.store.put(built.bytes);
+      this.logger.log(`packager: job ${msg.jobId}: bundle ${digest} (${built.bytes.length} bytes, ${built.manifest.files.length} files${stored ? '' : ', already stored'})`);
+      return {
+        kind: 'packaged',
+        jobId: msg.jobId,
+        bundleDigest: digest,
+        size: built.bytes.length,
+        ...(git ? { commit: git.commit } : {}),
+        ...(data.length ? { dataDigests: Object.fromEntries(data.map((d) => [d.path, d.sha256])) } : {}),
+      };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
