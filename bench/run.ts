@@ -21,6 +21,7 @@ import { runBundleBench } from './bundle.bench';
 import { runSshBench } from './ssh.bench';
 import { runSandboxBench } from './sandbox.bench';
 import { runSpawnBench } from './spawn.bench';
+import { runWsFollowersBench } from './ws-followers.bench';
 
 const Count = (max: number) => z.coerce.number().int().min(1).max(max);
 
@@ -80,6 +81,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   ssh: {
     about: 'SSH attempt start latency on a warm connection against a bare exec (a private sshd on loopback)',
     run: () => runSshBench(),
+  },
+  ws: {
+    about: '1,000 WebSocket followers of one job printing a line every 100 ms: emission → receipt latency, nothing lost',
+    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10 }),
   },
 };
 
@@ -209,6 +214,7 @@ interface Target {
 
 type JobsResult = Awaited<ReturnType<typeof runJobsBench>>;
 type RebuildResult = Awaited<ReturnType<typeof runRebuildBench>>;
+type WsResult = Awaited<ReturnType<typeof runWsFollowersBench>>;
 
 /** DESIGN.md "Targets", against what this run measured. */
 function targets(results: Record<string, object | null>): Target[] {
@@ -255,6 +261,15 @@ function targets(results: Record<string, object | null>): Target[] {
   }
   const rebuild = results.rebuild as RebuildResult | null | undefined;
   if (rebuild !== undefined) out.push(atLeast('rebuilding projections from the store', 100_000, rebuild?.rebuild.eventsPerSec, 'events/s'));
+  const ws = results.ws as WsResult | null | undefined;
+  if (ws !== undefined) {
+    const t = atMost('1,000 WebSocket followers: every line reaches every follower, slowest delivery', 100, ws?.maxMs, 'ms');
+    if (ws) {
+      t.met = t.met === true && ws.lossless;
+      t.note = `p50 ${ws.p50Ms} ms, p99 ${ws.p99Ms} ms; ${ws.delivered} of ${ws.expected} deliveries${ws.lossless ? '' : ' — LOSS'}`;
+    }
+    out.push(t);
+  }
   return out;
 }
 

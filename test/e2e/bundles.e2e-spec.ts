@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -140,5 +140,39 @@ describe('bundles through the dev stack', () => {
     const res = await api.request('/v1/jobs', { method: 'POST', body: JSON.stringify({ command: 'true', source: { archive: true } }) });
     expect(res.status).toBe(400);
     expect(await res.text()).toContain('multipart/form-data');
+  });
+
+  it('outputs ["out/*.txt"]: GET artifacts gives a tar.gz of exactly the matching files, with their content', async () => {
+    const job = await api.submit({
+      command: 'mkdir -p out/deep && printf one > out/a.txt && printf two > out/b.txt && printf no > out/c.log && printf no > out/deep/d.txt && printf no > top.txt',
+      outputs: ['out/*.txt'],
+    });
+    const done = await api.finished(job.id, 60_000);
+    expect(done).toMatchObject({ status: 'succeeded', exitCode: 0 });
+    const res = await api.request(`/v1/jobs/${job.id}/artifacts`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/gzip');
+    const file = join(dir.path, `${job.id}-artifacts.tar.gz`);
+    writeFileSync(file, Buffer.from(await res.arrayBuffer()));
+    expect(execFileSync('tar', ['-tzf', file], { encoding: 'utf8' })).toBe('out/a.txt\nout/b.txt\n');
+    const out = join(dir.path, `${job.id}-artifacts`);
+    mkdirSync(out);
+    execFileSync('tar', ['-xzf', file, '-C', out]);
+    expect(readFileSync(join(out, 'out/a.txt'), 'utf8')).toBe('one');
+    expect(readFileSync(join(out, 'out/b.txt'), 'utf8')).toBe('two');
+  });
+
+  it('a job without outputs has no artifacts: 404 problem', async () => {
+    const done = await api.finished((await api.submit({ command: 'true' })).id, 60_000);
+    const res = await api.request(`/v1/jobs/${done.id}/artifacts`);
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('an outputs glob that leaves the workspace is refused at submission', async () => {
+    for (const glob of ['../secret', '/etc/passwd', 'out/../../x']) {
+      const res = await api.request('/v1/jobs', { method: 'POST', body: JSON.stringify({ command: 'true', outputs: [glob] }) });
+      expect(res.status).toBe(400);
+    }
   });
 });

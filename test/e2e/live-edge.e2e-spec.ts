@@ -2,8 +2,10 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as https from 'node:https';
 import * as tls from 'node:tls';
 import WebSocket from 'ws';
+import { createApiApp, type ApiApp } from '../../apps/api/src/api.module';
 import { jobServiceClient } from '../../apps/api/src/grpc/jobs.proto-loader';
 import { createCa, issueCertificate, type KeyPairPem } from '../../apps/cli/src/certs/dev-pki';
 import { logsCommand, startCommand, statusCommand, stopCommand, type Output } from '../../apps/cli/src/remote/job-commands';
@@ -31,6 +33,15 @@ class WsClient {
 
   static open(url: string, token: string): Promise<WsClient> {
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new WsClient(ws)));
+      ws.once('error', reject);
+    });
+  }
+
+  /** With other client options (e.g. a TLS client certificate instead of a token). */
+  static openWith(url: string, options: WebSocket.ClientOptions): Promise<WsClient> {
+    const ws = new WebSocket(url, options);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new WsClient(ws)));
       ws.once('error', reject);
@@ -276,6 +287,30 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
     expect(got.equals(Buffer.alloc(size, 'x'))).toBe(true);
   });
 
+  it('many followers of one live job, joining early, midway, from offsets or reading slowly: each gets every byte once, then end', async () => {
+    // ~8 MB in 100 KB steps every 20 ms, each line numbered: followers share one live reader, a slow one leaves it.
+    const script = `let i = 0; const t = setInterval(() => { let s = ''; for (let k = 0; k < 1000; k++) s += String(i * 1000 + k).padStart(99, '.') + '\\n'; process.stdout.write(s); if (++i === 80) clearInterval(t); }, 20);`;
+    const job = await alice.submit({ command: [process.execPath, '-e', script] });
+    const early = await Promise.all(Array.from({ length: 5 }, () => WsClient.open(wsUrl, aliceToken)));
+    for (const c of early) c.send({ op: 'follow', jobId: job.id });
+    const slow = await WsClient.open(wsUrl, aliceToken);
+    slow.ws.pause();
+    slow.send({ op: 'follow', jobId: job.id });
+    await early[0].until((f) => f.type === 'log' && (f.offset as number) > 1_000_000, 'output past 1 MB');
+    const late = await Promise.all(Array.from({ length: 5 }, () => WsClient.open(wsUrl, aliceToken)));
+    const froms = [0, 1, 12_345, 500_000, 2_000_000];
+    late.forEach((c, i) => c.send({ op: 'follow', jobId: job.id, from: froms[i] }));
+    await alice.finished(job.id);
+    slow.ws.resume();
+    const full = Buffer.from(await (await alice.request(`/v1/jobs/${job.id}/logs`)).arrayBuffer());
+    expect(full.length).toBe(8_000_000);
+    for (const [c, from] of [...early.map((c) => [c, 0] as const), [slow, 0] as const, ...late.map((c, i) => [c, froms[i]] as const)]) {
+      expect(await c.until((f) => f.type === 'end', 'end', 60_000)).toMatchObject({ status: 'succeeded', exitCode: 0 });
+      expect(joined(c.frames, job.id, from).equals(full.subarray(from))).toBe(true);
+      c.close();
+    }
+  });
+
   it('bad frames get an error frame and the connection stays usable', async () => {
     const c = await WsClient.open(wsUrl, aliceToken);
     c.send('{"op": "follow"');
@@ -431,6 +466,119 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
       expect(await stopCommand(remote, id, false, io).catch(exitCodeFor)).toBe(EXIT.failedPrecondition);
       expect(await statusCommand(remote, randomUUID(), false, io).catch(exitCodeFor)).toBe(EXIT.notFound);
       remote.close();
+    });
+  });
+
+  describe('REST and WebSocket over HTTPS: a verified client certificate names the caller', () => {
+    let api: ApiApp;
+    let base: string;
+    let tlsCa: string;
+
+    /** An HTTPS GET as curl --cacert [--cert --key] makes it: no connection or TLS session shared between calls. */
+    const get = (path: string, o: { cert?: KeyPairPem; token?: string; maxVersion?: tls.SecureVersion } = {}) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = https.request(`${base}${path}`, {
+          agent: false,
+          ca: tlsCa,
+          servername: 'localhost',
+          ...(o.cert ? { cert: o.cert.certPem, key: o.cert.keyPem } : {}),
+          ...(o.maxVersion ? { maxVersion: o.maxVersion } : {}),
+          headers: o.token ? { authorization: `Bearer ${o.token}` } : {},
+        });
+        req.once('response', (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        });
+        req.once('error', reject);
+        req.end();
+      });
+    const owners = (body: string) => (JSON.parse(body) as { items: { id: string; owner: string }[] }).items;
+    const wssUrl = () => `${base.replace(/^https/, 'wss')}/v1/ws`;
+    const upgradeStatus = (opts: WebSocket.ClientOptions) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(wssUrl(), { ca: tlsCa, ...opts });
+        ws.once('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+        ws.once('open', () => {
+          resolve(101);
+          ws.terminate();
+        });
+        ws.once('error', () => resolve(-1));
+      });
+
+    beforeAll(async () => {
+      // A second api instance on the same stack (the design runs many), this one over HTTPS.
+      const server = await issueCertificate(ca, { commonName: 'localhost', serverNames: ['localhost', '127.0.0.1'] });
+      tlsCa = ca.certPem;
+      api = await createApiApp({
+        nc: stack.nc,
+        eventStore: stack.eventStore,
+        projection: stack.projection,
+        tokens: [
+          { sha256: sha256Hex(aliceToken), owner: 'alice' },
+          { sha256: sha256Hex(bobToken), owner: 'bob' },
+        ],
+        port: 0,
+        logger: false,
+        ensureStreams: false,
+        tls: { ca: ca.certPem, cert: server.certPem, key: server.keyPem },
+      });
+      base = api.url;
+    });
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it('GET /v1/jobs with alice’s certificate and no token: 200, alice’s jobs only; OU=admin sees everyone’s', async () => {
+      expect(base).toMatch(/^https:\/\//);
+      const mine = await alice.submit({ command: ['true'] });
+      const theirs = await bob.submit({ command: ['true'] });
+      const res = await get('/v1/jobs?limit=100', { cert: certs.alice });
+      expect(res.status).toBe(200);
+      const items = owners(res.body);
+      expect(items.map((j) => j.id)).toContain(mine.id);
+      expect(items.every((j) => j.owner === 'alice')).toBe(true);
+      expect((await get(`/v1/jobs/${theirs.id}`, { cert: certs.alice })).status).toBe(404);
+      expect((await get(`/v1/jobs/${mine.id}`, { cert: certs.alice })).status).toBe(200);
+      const all = owners((await get('/v1/jobs?limit=100', { cert: certs.root })).body).map((j) => j.id);
+      expect(all).toEqual(expect.arrayContaining([mine.id, theirs.id]));
+    });
+
+    it('a certificate from another CA or an expired one grants nothing: 401, unless a bearer token names the caller', async () => {
+      for (const cert of [certs.foreign, certs.expired]) {
+        const res = await get('/v1/jobs', { cert });
+        expect(res.status).toBe(401);
+        expect(JSON.parse(res.body)).toMatchObject({ status: 401, code: 'unauthenticated' });
+        const withToken = await get('/v1/jobs?limit=100', { cert, token: bobToken });
+        expect(withToken.status).toBe(200);
+        expect(owners(withToken.body).every((j) => j.owner === 'bob')).toBe(true);
+      }
+      expect((await get('/v1/jobs')).status).toBe(401);
+      expect((await get('/v1/jobs', { token: 'nope' })).status).toBe(401);
+      expect((await get('/v1/jobs', { token: aliceToken })).status).toBe(200);
+    });
+
+    it('refuses a client limited to TLS 1.2 at the handshake', async () => {
+      await expect(get('/healthz', { maxVersion: 'TLSv1.2' })).rejects.toMatchObject({ code: 'EPROTO', message: expect.stringMatching(/alert protocol version/i) });
+    });
+
+    it('WebSocket upgrade with a client certificate: follows the owner’s jobs, not another owner’s; a foreign certificate is 401', async () => {
+      const mine = await alice.submit({ command: ['printf', 'over wss'] });
+      const theirs = await bob.submit({ command: ['true'] });
+      const client = await WsClient.openWith(wssUrl(), { ca: tlsCa, cert: certs.alice.certPem, key: certs.alice.keyPem });
+      client.send({ op: 'follow', jobId: mine.id });
+      client.send({ op: 'follow', jobId: theirs.id });
+      await client.until((f) => f.type === 'end' && f.jobId === mine.id, 'the end of alice’s job');
+      expect(joined(client.frames, mine.id).toString()).toBe('over wss');
+      expect(await client.until((f) => f.type === 'error' && f.jobId === theirs.id, 'NOT_FOUND for bob’s job')).toMatchObject({ code: 'NOT_FOUND' });
+      client.close();
+      expect(await upgradeStatus({ cert: certs.foreign.certPem, key: certs.foreign.keyPem })).toBe(401);
+      expect(await upgradeStatus({ cert: certs.expired.certPem, key: certs.expired.keyPem })).toBe(401);
+      expect(await upgradeStatus({})).toBe(401);
+      expect(await upgradeStatus({ headers: { authorization: `Bearer ${bobToken}` } })).toBe(101);
     });
   });
 });

@@ -1,7 +1,8 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { Logger, Module, type DynamicModule, type INestApplication, type LoggerService, type LogLevel } from '@nestjs/common';
+import { Logger, Module, type DynamicModule, type INestApplication, type LoggerService, type LogLevel, type NestApplicationOptions } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
@@ -48,11 +49,25 @@ export interface ApiOptions {
   ws?: WsGatewayOptions;
   /** Also serve gRPC (jobline.v1.JobService, mTLS, TLS 1.3) with these options; default: no gRPC. */
   grpc?: GrpcServerOptions;
+  /**
+   * Serve REST and /v1/ws over HTTPS (TLS 1.3 only) instead of plain HTTP. A client
+   * certificate is asked for but not required: one that chains to `ca` names the caller
+   * (CN = owner, OU=admin = admin, as on gRPC); without one, or with one that does not
+   * verify, the bearer token decides. Default: plain HTTP.
+   */
+  tls?: ApiTlsOptions;
+}
+
+/** PEM (string or bytes) of the server certificate and key, and of the CA that client certificates must chain to. */
+export interface ApiTlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer;
 }
 
 export interface ApiApp {
   app: INestApplication;
-  /** Where it listens, e.g. http://127.0.0.1:8080. */
+  /** Where it listens, e.g. http://127.0.0.1:8080 (https:// with options.tls). */
   url: string;
   /** The gRPC port, when options.grpc was given. */
   grpcPort?: number;
@@ -75,6 +90,20 @@ export class ApiModule {
       ],
     };
   }
+}
+
+/** Nest hands these to https.createServer as they are; its HttpsOptions type just lists fewer of them. */
+function httpsOptions(tls: ApiTlsOptions): NestApplicationOptions['httpsOptions'] {
+  const o: HttpsServerOptions = {
+    cert: tls.cert,
+    key: tls.key,
+    ca: tls.ca,
+    // Asked for, not required, so bearer tokens still work; callerFromRequest trusts only `socket.authorized`.
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.3',
+  };
+  return o as NestApplicationOptions['httpsOptions'];
 }
 
 /** The REST api as a Nest (express) application, listening once this resolves. */
@@ -114,6 +143,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
       logger: options.logger ?? ['error', 'warn'],
       abortOnError: false,
       forceCloseConnections: true,
+      ...(options.tls ? { httpsOptions: httpsOptions(options.tls) } : {}),
     });
     const logger = options.logger === false ? undefined : new Logger('api');
     app.useGlobalFilters(new ProblemFilter(logger));
@@ -137,7 +167,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     }
   }
   const address = app.getHttpServer().address() as AddressInfo;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
   let closing: Promise<void> | null = null;
   return {
     app,

@@ -17,6 +17,13 @@ export interface ExecutorInfo {
   lastSeen: string;
   /** A heartbeat arrived within the last `aliveMs`. */
   alive: boolean;
+  /**
+   * For an executor that reaches a host (SSH): 'connected', 'host-key-mismatch' (attempts fail
+   * at once), or 'unreachable' once its heartbeats stop (it heartbeats only while it can work).
+   */
+  state?: string;
+  /** Why, e.g. the host-key error. */
+  note?: string;
 }
 
 export interface ExecutorsRegistryOptions {
@@ -87,6 +94,8 @@ export class ExecutorsRegistry {
         startedAt: hb.startedAt,
         lastSeen: new Date(at).toISOString(),
         alive: now - at <= this.aliveMs,
+        ...(hb.state ? { state: now - at <= this.aliveMs ? hb.state : 'unreachable' } : {}),
+        ...(hb.note && now - at <= this.aliveMs ? { note: hb.note } : {}),
       });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

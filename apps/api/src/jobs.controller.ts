@@ -2,6 +2,7 @@ import { Controller, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, Us
 import type { ServerResponse } from 'node:http';
 import type { JobView } from '../../../libs/contracts/src';
 import { NotFoundError } from '../../../libs/contracts/src';
+import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
@@ -23,6 +24,7 @@ export class JobsController {
   ) {}
 
   private bundles: Promise<BundleStore> | null = null;
+  private artifacts: Promise<ArtifactStore> | null = null;
 
   /** 201 + Location for a new job; 200 when an Idempotency-Key named an existing one. */
   @Post()
@@ -77,6 +79,22 @@ export class JobsController {
       'content-length': String(bytes.length),
       'content-disposition': `attachment; filename="${id}.tar.gz"`,
       etag: `"${job.bundleDigest}"`,
+    });
+    res.end(bytes);
+  }
+
+  /** The `outputs` of the job's latest attempt (application/gzip); 404 when it stored none. */
+  @Get(':id/artifacts')
+  async artifactsOf(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: ServerResponse): Promise<void> {
+    const job = await this.jobs.get(caller, id, {});
+    if (!job.attempt) throw new NotFoundError(`job ${id} has not run, so it has no artifacts`);
+    this.artifacts ??= ArtifactStore.open(this.ctx.nc);
+    const bytes = await (await this.artifacts).get(job.id, job.attempt);
+    if (!bytes) throw new NotFoundError(`job ${id} has no artifacts for attempt ${job.attempt}`);
+    res.writeHead(200, {
+      'content-type': 'application/gzip',
+      'content-length': String(bytes.length),
+      'content-disposition': `attachment; filename="${id}-artifacts-${job.attempt}.tar.gz"`,
     });
     res.end(bytes);
   }

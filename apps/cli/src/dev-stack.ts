@@ -9,7 +9,7 @@ import { NATS_INSTALL_HINT, findNatsServer, startNatsServer, type RunningNatsSer
 import { ensureStreams } from '../../../libs/messaging/src/streams';
 import type { ApiToken } from '../../api/src/api-tokens';
 import type { GrpcServerOptions } from '../../api/src/grpc/jobs.grpc-server';
-import { createApiApp, type ApiApp } from '../../api/src/api.module';
+import { createApiApp, type ApiApp, type ApiTlsOptions } from '../../api/src/api.module';
 import { JobsProjection } from '../../api/src/projections/jobs.projection';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
 import type { Logger } from '../../orchestrator/src/logger';
@@ -38,6 +38,8 @@ export interface DevStackOptions {
   extraTokens?: readonly ApiToken[];
   /** Also serve gRPC (mTLS) with the API; see GrpcServerOptions (its host defaults to apiHost). */
   grpc?: GrpcServerOptions;
+  /** Serve REST and /v1/ws over HTTPS (TLS 1.3; a client certificate of `ca` names the caller, else the bearer token). Default: plain HTTP. */
+  apiTls?: ApiTlsOptions;
   logger: Logger & { info?(message: string, ...rest: unknown[]): void };
 }
 
@@ -149,7 +151,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const token = devToken(dataDir);
     let api: ApiApp | null = null;
     if (options.apiPort !== false) {
-      api = await startApi({ nc, eventStore, projection, token, extraTokens: options.extraTokens ?? [], grpc: options.grpc, host: options.apiHost ?? '127.0.0.1', port: options.apiPort ?? 8080, log });
+      api = await startApi({ nc, eventStore, projection, token, extraTokens: options.extraTokens ?? [], grpc: options.grpc, tls: options.apiTls, host: options.apiHost ?? '127.0.0.1', port: options.apiPort ?? 8080, log });
       const started = api;
       cleanups.push(() => started.close());
     }
@@ -180,11 +182,12 @@ async function startApi(o: {
   token: string;
   extraTokens: readonly ApiToken[];
   grpc?: GrpcServerOptions;
+  tls?: ApiTlsOptions;
   host: string;
   port: number;
   log: DevStackOptions['logger'];
 }): Promise<ApiApp> {
-  const base = { nc: o.nc, eventStore: o.eventStore, projection: o.projection, tokens: [{ sha256: sha256Hex(o.token), owner: DEV_OWNER, admin: true }, ...o.extraTokens], grpc: o.grpc, host: o.host, logger: { ...o.log, log: (m: string) => o.log.debug?.(m) } };
+  const base = { nc: o.nc, eventStore: o.eventStore, projection: o.projection, tokens: [{ sha256: sha256Hex(o.token), owner: DEV_OWNER, admin: true }, ...o.extraTokens], grpc: o.grpc, tls: o.tls, host: o.host, logger: { ...o.log, log: (m: string) => o.log.debug?.(m) } };
   try {
     return await createApiApp({ ...base, port: o.port });
   } catch (err) {

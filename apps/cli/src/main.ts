@@ -43,13 +43,16 @@ export function buildProgram(): Command {
     .addOption(new Option('--capacity <n>', 'slots of the local executor').env('JOBLINE_EXECUTOR_CAPACITY').argParser(count(1024)).default(4))
     .addOption(new Option('--grace-ms <ms>', 'SIGTERM → SIGKILL grace when stopping a job').argParser(count(3_600_000)).default(5000))
     .addOption(new Option('--log-level <level>', 'debug | info | warn | error').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addOption(new Option('--https', 'serve REST and WebSocket over HTTPS with the certificates of `jobline certs init` (a client certificate names the caller)').conflicts('firstJob'))
     .option('--first-job', 'submit `echo hello from jobline` over REST and print its log and status')
     .option('--exit', 'stop after start-up (and the first job, with --first-job); for scripts and smoke tests')
-    .action(async (o: { dataDir: string; nats?: string; port: number; grpcPort: number; host: string; capacity: number; graceMs: number; logLevel: 'debug' | 'info' | 'warn' | 'error'; firstJob?: boolean; exit?: boolean }) => {
+    .action(async (o: { dataDir: string; nats?: string; port: number; grpcPort: number; host: string; capacity: number; graceMs: number; logLevel: 'debug' | 'info' | 'warn' | 'error'; firstJob?: boolean; exit?: boolean; https?: boolean }) => {
       const logger = consoleLogger('dev', o.logLevel);
       const tlsFiles = serverTlsFiles(o.dataDir);
       const grpc = tlsFiles ? { port: o.grpcPort, tls: tlsFiles } : undefined;
-      const stack = await startDevStack({ dataDir: o.dataDir, natsUrl: o.nats, apiPort: o.port, apiHost: o.host, executorCapacity: o.capacity, graceMs: o.graceMs, grpc, logger });
+      if (o.https && !tlsFiles) throw new Error('--https needs the certificates: run `jobline certs init` first');
+      const apiTls = o.https ? (tlsFiles ?? undefined) : undefined;
+      const stack = await startDevStack({ dataDir: o.dataDir, natsUrl: o.nats, apiPort: o.port, apiHost: o.host, executorCapacity: o.capacity, graceMs: o.graceMs, grpc, apiTls, logger });
       let stopping: Promise<void> | null = null;
       const shutdown = (why: string) => {
         if (!stopping) {
@@ -74,9 +77,9 @@ export function buildProgram(): Command {
           '',
           'Try:',
           `  export JOBLINE_TOKEN=${stack.token}`,
-          `  curl -s -H "Authorization: Bearer $JOBLINE_TOKEN" -H 'content-type: application/json' \\`,
+          `  curl -s${apiTls ? ` --cacert ${stack.dataDir}/certs/ca.crt` : ''} -H "Authorization: Bearer $JOBLINE_TOKEN" -H 'content-type: application/json' \\`,
           `       -d '{"command":"echo hello"}' ${stack.apiUrl}/v1/jobs`,
-          `  curl -s -H "Authorization: Bearer $JOBLINE_TOKEN" ${stack.apiUrl}/v1/jobs`,
+          `  curl -s${apiTls ? ` --cacert ${stack.dataDir}/certs/ca.crt` : ''} -H "Authorization: Bearer $JOBLINE_TOKEN" ${stack.apiUrl}/v1/jobs`,
           '',
           '',
         ].join('\n'),

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { create as tarCreate } from 'tar';
+import { create as tarCreate, type WriteEntry } from 'tar';
 import type { JobSpec } from '../../../libs/contracts/src';
 import { shellQuote, stepsScript } from '../../executor/src/core/command';
 
@@ -155,21 +155,39 @@ export async function packFolder(
   await chmod(join(dir, MANIFEST), 0o644);
 
   const entries = (await walk(dir)).map((e) => (e.kind === 'dir' ? `${e.path}/` : e.path));
+  const bytes = await tarGzDeterministic(dir, entries);
+  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex'), manifest };
+}
+
+/**
+ * A deterministic tar.gz of exactly the given paths (relative to cwd, in the order given:
+ * sort them first), fixed mtimes, uid/gid 0 without names, gzip header without time.
+ * follow: store what a symlink points to instead of the link (the caller checked where it
+ * points). normalizeFileModes: files stored 0755 when executable, else 0644, without
+ * touching the files on disk.
+ */
+export async function tarGzDeterministic(cwd: string, paths: string[], options: { follow?: boolean; normalizeFileModes?: boolean } = {}): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const stream = tarCreate(
     {
-      cwd: dir,
+      cwd,
       portable: true, // no uid, gid, uname, gname, atime, ctime, dev, ino
       mtime: BUNDLE_MTIME,
       noDirRecurse: true, // exactly the sorted list, nothing else
-      follow: false,
+      follow: options.follow ?? false,
       strict: true,
+      ...(options.normalizeFileModes
+        ? {
+            onWriteEntry: (e: WriteEntry) => {
+              if (e.type === 'File' && e.stat) e.stat.mode = (e.stat.mode & ~0o7777) | ((e.stat.mode & 0o111) !== 0 ? 0o755 : 0o644);
+            },
+          }
+        : {}),
     },
-    entries.map((p) => posix.normalize(p)),
+    paths.map((p) => posix.normalize(p)),
   );
   for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
-  const bytes = gzipDeterministic(Buffer.concat(chunks));
-  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex'), manifest };
+  return gzipDeterministic(Buffer.concat(chunks));
 }
 
 /** gzip whose header carries no time and a fixed OS byte, whatever the platform. */

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream';
 import { tempDir, type TempDir } from '../../../libs/testing/src';
 import { addressProblem, dataUrlProblem, fetchDataFile } from './data-fetch';
 
@@ -14,6 +15,9 @@ describe('data files', () => {
   let base: string;
   let dir: TempDir;
   const local = { allowPrivateAddresses: true };
+  /** A real 10 GiB file that takes no disk space (sparse), served as is. */
+  let sparse: string;
+  const TEN_GB = 10 * 1024 ** 3;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -21,6 +25,10 @@ describe('data files', () => {
       else if (req.url === '/big') {
         res.write(Buffer.alloc(64 * 1024));
         res.end(Buffer.alloc(64 * 1024));
+      } else if (req.url === '/sparse' || req.url === '/sparse-chunked') {
+        // Without Content-Length, Node sends the body chunked: the size is only known by counting.
+        if (req.url === '/sparse') res.setHeader('content-length', String(statSync(sparse).size));
+        pipeline(createReadStream(sparse), res, () => undefined);
       } else if (req.url === '/redirect') {
         res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data' }).end();
       } else res.writeHead(404).end();
@@ -28,6 +36,9 @@ describe('data files', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     dir = tempDir('data-fetch');
+    sparse = join(dir.path, 'sparse-10g.bin');
+    writeFileSync(sparse, '');
+    truncateSync(sparse, TEN_GB);
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
@@ -68,6 +79,22 @@ describe('data files', () => {
     const root = fresh('big');
     await expect(fetchDataFile({ url: `${base}/big`, path: 'big' }, root, { ...local, maxBytes: 100 * 1024 })).rejects.toThrow(/102400-byte limit/);
     expect(existsSync(join(root, 'big'))).toBe(false);
+  });
+
+  it('a 10 GB file with Content-Length is refused before the download, leaving nothing on disk', async () => {
+    const root = fresh('sparse-declared');
+    // The default cap (1 GiB).
+    await expect(fetchDataFile({ url: `${base}/sparse`, path: 'data/huge.bin' }, root, local)).rejects.toThrow(`data ${base}/sparse: ${TEN_GB} bytes is more than the ${1024 ** 3}-byte limit`);
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it('a 10 GB file sent chunked (no Content-Length) is cut off at the cap, leaving nothing in the bundle folder', async () => {
+    const root = fresh('sparse-chunked');
+    const maxBytes = 32 * 1024 ** 2; // the default 1 GiB behaves the same, only slower
+    await expect(fetchDataFile({ url: `${base}/sparse-chunked`, path: 'data/huge.bin' }, root, { ...local, maxBytes })).rejects.toThrow(
+      `data ${base}/sparse-chunked: more than the ${maxBytes}-byte limit`,
+    );
+    expect(readdirSync(root)).toEqual([]);
   });
 
   it('refuses redirects rather than following them past the checks', async () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -104,12 +104,14 @@ export async function fetchDataFile(item: { url: string; path: string; sha256?: 
   const problem = dataUrlProblem(item.url, o);
   if (problem) throw new PackagingError(problem);
   const target = await pathInside(root, item.path);
-  await mkdir(dirname(target), { recursive: true });
+  // The first folder mkdir created (if any): removed again when the download fails, so a refusal leaves nothing behind.
+  const createdDir = await mkdir(dirname(target), { recursive: true });
   const maxBytes = o.maxBytes ?? DATA_DEFAULTS.maxBytes;
   const u = new URL(item.url);
   const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
   const hash = createHash('sha256');
-  const out = createWriteStream(target, { flags: 'wx', mode: 0o644 });
+  // Opened only once the response passed its checks: a refused download never creates the file.
+  let out: WriteStream | undefined;
   try {
     await new Promise<void>((ok, fail) => {
       let settled = false;
@@ -128,17 +130,20 @@ export async function fetchDataFile(item: { url: string; path: string; sha256?: 
         if (res.statusCode !== 200) return finish(new PackagingError(`data ${item.url}: HTTP ${res.statusCode}`));
         const declared = Number(res.headers['content-length']);
         if (Number.isFinite(declared) && declared > maxBytes) return finish(new PackagingError(`data ${item.url}: ${declared} bytes is more than the ${maxBytes}-byte limit`));
+        out = createWriteStream(target, { flags: 'wx', mode: 0o644 });
+        out.on('error', (err) => finish(new PackagingError(`data ${item.path}: cannot write: ${err.message}`)));
+        const file = out;
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > maxBytes) return finish(new PackagingError(`data ${item.url}: more than the ${maxBytes}-byte limit`));
           hash.update(chunk);
-          if (!out.write(chunk)) {
+          if (!file.write(chunk)) {
             res.pause();
-            out.once('drain', () => res.resume());
+            file.once('drain', () => res.resume());
           }
         });
-        res.on('end', () => out.end(() => finish()));
+        res.on('end', () => file.end(() => finish()));
         res.on('error', (err) => finish(new PackagingError(`data ${item.url}: ${err.message}`)));
       });
       req.on('socket', (socket) => {
@@ -148,18 +153,31 @@ export async function fetchDataFile(item: { url: string; path: string; sha256?: 
         socket.once('close', () => clearTimeout(connect));
       });
       req.on('error', (err) => finish(err instanceof PackagingError ? err : new PackagingError(`data ${item.url}: ${err.message}`)));
-      out.on('error', (err) => finish(new PackagingError(`data ${item.path}: cannot write: ${err.message}`)));
       req.end();
     });
   } catch (err) {
-    out.destroy();
-    await rm(target, { force: true });
+    await closed(out);
+    await removeDownload(target, createdDir);
     throw err;
   }
   const digest = hash.digest('hex');
   if (item.sha256 && item.sha256 !== digest) {
-    await rm(target, { force: true });
+    await removeDownload(target, createdDir);
     throw new PackagingError(`data ${item.url}: sha256 mismatch: expected ${item.sha256}, got ${digest}`);
   }
   return digest;
+}
+
+/** Destroys a write stream and waits until its file is closed (so a removal cannot race its open). */
+function closed(out: WriteStream | undefined): Promise<void> {
+  if (!out || out.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    out.once('close', () => resolve());
+    out.destroy();
+  });
+}
+
+async function removeDownload(target: string, createdDir: string | undefined): Promise<void> {
+  await rm(target, { force: true });
+  if (createdDir) await rm(createdDir, { recursive: true, force: true });
 }

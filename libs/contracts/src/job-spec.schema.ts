@@ -108,7 +108,17 @@ export const JobSpecSchema = z
     resources: Resources.optional(),
     source: Source.optional(),
     data: z.array(DataItem).max(SPEC_LIMITS.dataItems).optional(),
-    outputs: z.array(z.string().min(1).max(1024).refine(noNul, 'must not contain NUL')).max(SPEC_LIMITS.outputs).optional(),
+    outputs: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(1024)
+          .refine(noNul, 'must not contain NUL')
+          .refine((g) => !g.startsWith('/') && !g.includes('\\') && !g.split('/').includes('..'), "must be a relative glob without '..' or backslashes"),
+      )
+      .max(SPEC_LIMITS.outputs)
+      .optional(),
     retry: Retry.optional(),
     target: Target.optional(),
   })

@@ -109,6 +109,10 @@ export interface ExecutorHeartbeat {
   runtime: string;
   startedAt: string;
   sentAt: string;
+  /** Where the executor reaches something (an SSH host), its state, e.g. 'connected' or 'host-key-mismatch'. Optional: added later. */
+  state?: string;
+  /** Why the state is what it is (e.g. the host-key error). */
+  note?: string;
 }
 
 export const ExecutorHeartbeatSchema = z.object({
@@ -122,6 +126,8 @@ export const ExecutorHeartbeatSchema = z.object({
   runtime: z.string(),
   startedAt: z.string(),
   sentAt: z.string(),
+  state: z.string().min(1).max(64).optional(),
+  note: z.string().max(1000).optional(),
 });
 
 /** `jobline.pkg.work.<jobId>`: build the bundle of a job that carries a source. */

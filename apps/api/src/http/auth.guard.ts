@@ -2,26 +2,23 @@ import { createParamDecorator, Inject, Injectable, type CanActivate, type Execut
 import type { IncomingMessage } from 'node:http';
 import { JoblineError } from '../../../../libs/contracts/src';
 import { TokenRegistry, type Caller } from '../api-tokens';
+import { callerFromRequest } from './request-caller';
 
 export const TOKEN_REGISTRY = Symbol('TokenRegistry');
 
 type AuthenticatedRequest = IncomingMessage & { caller?: Caller };
 
-const BEARER = /^Bearer[ \t]+([\x21-\x7E]{1,4096})[ \t]*$/i;
-
-/** `Authorization: Bearer <token>`, looked up by its SHA-256; anything else is a 401. */
+/**
+ * A verified client certificate (HTTPS mode) or `Authorization: Bearer <token>`, looked up
+ * by its SHA-256 (see callerFromRequest); anything else is a 401.
+ */
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(@Inject(TOKEN_REGISTRY) private readonly tokens: TokenRegistry) {}
 
   canActivate(ctx: ExecutionContext): boolean {
     const req = ctx.switchToHttp().getRequest<AuthenticatedRequest>();
-    const header = req.headers.authorization;
-    if (!header) throw new JoblineError('unauthenticated', 'missing Authorization header (expected "Bearer <token>")');
-    const m = BEARER.exec(header);
-    const caller = m ? this.tokens.authenticate(m[1]) : null;
-    if (!caller) throw new JoblineError('unauthenticated', 'invalid or unknown bearer token');
-    req.caller = caller;
+    req.caller = callerFromRequest(req, this.tokens);
     return true;
   }
 }

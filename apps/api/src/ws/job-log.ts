@@ -31,51 +31,71 @@ export interface JobLogOptions {
  * only one batch of chunks is held for it.
  */
 export async function* readJobLog(ctx: Pick<ApiContext, 'js' | 'projection'>, jobId: string, opts: JobLogOptions = {}): AsyncGenerator<JobLogPiece> {
-  const fromAttempt = Math.max(1, opts.fromAttempt ?? 1);
   const { signal } = opts;
-  const assemblers = new Map<number, LogAssembler>();
-  let current = 0;
-  const feed = function* (c: SequencedLogChunk): Generator<JobLogPiece> {
-    // Chunks of an attempt that is no longer the newest seen are stale (a lost executor's late output).
-    if (c.attempt < fromAttempt || c.attempt < current) return;
-    if (c.attempt > current) {
-      const previous = assemblers.get(current);
-      if (previous) yield* pieces(current, previous.flush());
-      assemblers.delete(current);
-      current = c.attempt;
-      assemblers.set(current, new LogAssembler(current === fromAttempt ? (opts.offset ?? 0) : 0));
-    }
-    yield* pieces(c.attempt, assemblers.get(c.attempt)!.push(c));
-  };
-
+  const feed = createLogFeed(opts.fromAttempt ?? 1, opts.offset ?? 0);
   let lastSeq = 0;
   if (opts.follow) {
-    const live = new AbortController();
-    const relay = () => live.abort();
-    signal?.addEventListener('abort', relay, { once: true });
-    const off = ctx.projection.onChange(jobId, (job) => {
-      if (isTerminal(job.status)) live.abort();
-    });
-    try {
-      // Checked after subscribing, so an end that came in between is not missed.
-      if (jobOver(ctx.projection.get(jobId))) live.abort();
-      for await (const c of readLogChunks(ctx.js, jobId, { follow: true, signal: live.signal })) {
-        lastSeq = c.seq;
-        yield* feed(c);
-      }
-    } finally {
-      off();
-      signal?.removeEventListener('abort', relay);
+    for await (const c of liveLogChunks(ctx, jobId, 1, signal)) {
+      lastSeq = c.seq;
+      yield* feed.push(c);
     }
     if (signal?.aborted) return;
   }
-  for await (const c of readLogChunks(ctx.js, jobId, { startSeq: lastSeq + 1, signal })) yield* feed(c);
+  for await (const c of readLogChunks(ctx.js, jobId, { startSeq: lastSeq + 1, signal })) yield* feed.push(c);
   if (signal?.aborted) return;
-  const last = assemblers.get(current);
-  if (last) yield* pieces(current, last.flush());
+  yield* feed.finish();
 }
 
-const jobOver = (job: JobView | null) => !job || isTerminal(job.status);
+/**
+ * Puts the chunks of a job (in stream order) into pieces from (fromAttempt, offset) on:
+ * offset order per attempt, stale attempts dropped. finish() flushes the last attempt.
+ */
+export function createLogFeed(fromAttemptOption: number, offset: number): { push(c: SequencedLogChunk): Generator<JobLogPiece>; finish(): Generator<JobLogPiece> } {
+  const fromAttempt = Math.max(1, fromAttemptOption);
+  const assemblers = new Map<number, LogAssembler>();
+  let current = 0;
+  return {
+    *push(c) {
+      // Chunks of an attempt that is no longer the newest seen are stale (a lost executor's late output).
+      if (c.attempt < fromAttempt || c.attempt < current) return;
+      if (c.attempt > current) {
+        const previous = assemblers.get(current);
+        if (previous) yield* pieces(current, previous.flush());
+        assemblers.delete(current);
+        current = c.attempt;
+        assemblers.set(current, new LogAssembler(current === fromAttempt ? offset : 0));
+      }
+      yield* pieces(c.attempt, assemblers.get(c.attempt)!.push(c));
+    },
+    *finish() {
+      const last = assemblers.get(current);
+      if (last) yield* pieces(current, last.flush());
+    },
+  };
+}
+
+/**
+ * The job's chunks from startSeq on, live, until the job is terminal (or signal aborts).
+ * Chunks stored after that are not included: read them from the last seq + 1 afterwards.
+ */
+export async function* liveLogChunks(ctx: Pick<ApiContext, 'js' | 'projection'>, jobId: string, startSeq: number, signal?: AbortSignal): AsyncGenerator<SequencedLogChunk> {
+  const live = new AbortController();
+  const relay = () => live.abort();
+  signal?.addEventListener('abort', relay, { once: true });
+  const off = ctx.projection.onChange(jobId, (job) => {
+    if (isTerminal(job.status)) live.abort();
+  });
+  try {
+    // Checked after subscribing, so an end that came in between is not missed.
+    if (jobOver(ctx.projection.get(jobId)) || signal?.aborted) live.abort();
+    yield* readLogChunks(ctx.js, jobId, { follow: true, startSeq, signal: live.signal });
+  } finally {
+    off();
+    signal?.removeEventListener('abort', relay);
+  }
+}
+
+export const jobOver = (job: JobView | null) => !job || isTerminal(job.status);
 
 function* pieces(attempt: number, list: { stream: LogStream; offset: number; data: Uint8Array }[]): Generator<JobLogPiece> {
   for (const p of list) if (p.data.length > 0) yield { attempt, stream: p.stream, offset: p.offset, data: p.data };

@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { isUtf8 } from 'node:buffer';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -8,7 +9,9 @@ import type { ApiContext } from '../api.context';
 import type { Caller, TokenRegistry } from '../api-tokens';
 import type { JobsService } from '../jobs.service';
 import type { JobChange } from '../projections/jobs.projection';
-import { readJobLog, type JobLogPiece } from './job-log';
+import type { JobLogPiece } from './job-log';
+import { LiveLogHub } from './live-log-hub';
+import { callerFromRequest } from '../http/request-caller';
 
 export const WS_PATH = '/v1/ws';
 
@@ -41,20 +44,20 @@ type ClientFrame = z.infer<typeof ClientFrameSchema>;
 /** Error codes of `{type: "error"}` frames, named like gRPC status codes. */
 export type WsErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'UNAVAILABLE' | 'INTERNAL';
 
-const BEARER = /^Bearer[ \t]+([\x21-\x7E]{1,4096})[ \t]*$/i;
-
 /**
- * The WebSocket gateway on the api's HTTP server (path /v1/ws). The caller is
- * authenticated once, at the upgrade, by the same bearer tokens as REST (Authorization
- * header, or `?token=` where a browser cannot set headers). Every follow reads the log at
+ * The WebSocket gateway on the api's HTTP(S) server (path /v1/ws). The caller is
+ * authenticated once, at the upgrade, by the same rules as REST: a verified client
+ * certificate (HTTPS mode), or a bearer token (Authorization header, or `?token=` where a
+ * browser cannot set headers). Every follow reads the log at
  * its own pace and is held back while its socket is full, so a slow follower costs at most
  * `highWaterBytes` plus one batch of chunks.
  */
 export class WsGateway {
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<WsConnection>();
-  private server: Server | null = null;
+  private server: Server | HttpsServer | null = null;
   private readonly opts: Required<WsGatewayOptions>;
+  private readonly hub: LiveLogHub;
 
   constructor(
     private readonly ctx: ApiContext,
@@ -68,10 +71,11 @@ export class WsGateway {
       maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
       maxFollows: options.maxFollows ?? 100,
     };
+    this.hub = new LiveLogHub(ctx);
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
   }
 
-  attach(server: Server): void {
+  attach(server: Server | HttpsServer): void {
     this.server = server;
     server.on('upgrade', this.onUpgrade);
   }
@@ -80,20 +84,21 @@ export class WsGateway {
   close(): void {
     this.server?.off('upgrade', this.onUpgrade);
     for (const c of this.connections) c.terminate();
+    this.hub.close();
     this.wss.close();
   }
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== WS_PATH) return reject(socket, 404, 'Not Found', `no WebSocket endpoint at ${url.pathname}; use ${WS_PATH}`);
-    const header = req.headers.authorization;
-    const token = header ? BEARER.exec(header)?.[1] : (url.searchParams.get('token') ?? undefined);
-    const caller = token ? this.tokens.authenticate(token) : null;
-    if (!caller) {
-      return reject(socket, 401, 'Unauthorized', header || url.searchParams.has('token') ? 'invalid or unknown bearer token' : 'missing Authorization header (expected "Bearer <token>") or ?token=');
+    let caller: Caller;
+    try {
+      caller = callerFromRequest(req, this.tokens, url.searchParams.get('token'));
+    } catch (err) {
+      return reject(socket, 401, 'Unauthorized', err instanceof JoblineError ? err.message : 'not authenticated');
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = new WsConnection(ws, caller, this.ctx, this.jobs, this.opts);
+      const conn = new WsConnection(ws, caller, this.ctx, this.jobs, this.hub, this.opts);
       this.connections.add(conn);
       ws.once('close', () => {
         this.connections.delete(conn);
@@ -119,6 +124,7 @@ class WsConnection {
     private readonly caller: Caller,
     private readonly ctx: ApiContext,
     private readonly jobs: JobsService,
+    private readonly hub: LiveLogHub,
     private readonly opts: Required<WsGatewayOptions>,
   ) {
     this.closed = new Promise((resolve) => ws.once('close', () => resolve()));
@@ -197,7 +203,7 @@ class WsConnection {
   }
 
   private async runFollow(jobId: string, attempt: number, from: number, stop: AbortController): Promise<void> {
-    for await (const piece of readJobLog(this.ctx, jobId, { fromAttempt: attempt, offset: from, follow: true, signal: stop.signal })) {
+    for await (const piece of this.hub.follow(jobId, { fromAttempt: attempt, offset: from, signal: stop.signal })) {
       if (stop.signal.aborted) return;
       await this.sendHeld(logFrame(jobId, piece));
     }

@@ -23,6 +23,7 @@ import {
   type RunAttemptMessage,
   type StopAttemptMessage,
 } from '../../../../libs/contracts/src';
+import { outputGlobProblem, type ArtifactCollector } from './artifacts';
 import { bundleCommand, materializeBundle, type Bundles } from './bundle';
 import { buildCommand } from './command';
 import { jetStreamLogSink, LogBatcher, type LogBatcherOptions } from './log-batcher';
@@ -57,6 +58,8 @@ export interface ExecutorOptions {
   dedupeSize?: number;
   /** Where bundles are fetched from and kept; without it, a job with a bundle cannot start here. */
   bundles?: Bundles;
+  /** Collects a job's `outputs` after its run, before the finished report; without it, outputs are ignored (with a note in the job's log). */
+  artifacts?: ArtifactCollector;
   /**
    * While this returns false (e.g. an SSH host is unreachable) no heartbeat is sent and no
    * work is pulled, so the scheduler's lease expires and it marks this executor's attempts lost.
@@ -90,7 +93,8 @@ const RETRY_MS = 1000;
  * NatsConnection passed in.
  */
 export class Executor {
-  private readonly o: Required<Omit<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles'>> & Pick<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles'>;
+  private readonly o: Required<Omit<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles' | 'artifacts'>> &
+    Pick<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles' | 'artifacts'>;
   private readonly js: JetStreamClient;
   private readonly active = new Map<string, Active>();
   /** Insertion-ordered so the oldest entries are forgotten first. */
@@ -321,6 +325,7 @@ export class Executor {
       status = { exitCode: 255, signal: null, oomKilled: false, usage: null };
     }
     await pumps;
+    if (msg.spec.outputs?.length) await this.collectOutputs(msg, batcher);
     try {
       await batcher.flush();
     } catch (err) {
@@ -345,6 +350,30 @@ export class Executor {
       .catch((err) => this.o.logger.warn({ err, jobId: a.jobId, attempt: a.attempt }, 'releasing an attempt failed'))
       .finally(() => this.disposing.delete(disposal));
     this.disposing.add(disposal);
+  }
+
+  /** Gathers the attempt's outputs (its processes are gone); any problem becomes a note in the job's stderr log, never a failure. */
+  private async collectOutputs(msg: RunAttemptMessage, batcher: LogBatcher): Promise<void> {
+    const outputs = msg.spec.outputs ?? [];
+    const notes: string[] = [];
+    const problem = outputs.map(outputGlobProblem).find((p) => p !== null);
+    if (problem) notes.push(`outputs not collected: ${problem}`);
+    else if (!this.o.artifacts) notes.push('outputs not collected: this executor does not collect artifacts');
+    else {
+      try {
+        const r = await this.o.artifacts.collect({ jobId: msg.jobId, attempt: msg.attempt, attemptId: `${msg.jobId}-${msg.attempt}`, outputs });
+        notes.push(...r.notes);
+        this.o.logger.info({ jobId: msg.jobId, attempt: msg.attempt, files: r.files.length, bytes: r.bytes }, 'artifacts collected');
+      } catch (err) {
+        this.o.logger.warn({ err, jobId: msg.jobId, attempt: msg.attempt }, 'collecting artifacts failed');
+        notes.push(`outputs not collected: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    for (const note of notes) {
+      this.o.logger.warn({ jobId: msg.jobId, attempt: msg.attempt, note }, 'artifacts');
+      const held = batcher.write('stderr', new TextEncoder().encode(`jobline: ${note}\n`));
+      if (held) await held;
+    }
   }
 
   /** Publishes a report and waits for JetStream to store it, retrying with backoff; the message id makes a retry harmless. */
@@ -379,6 +408,7 @@ export class Executor {
       runtime: this.o.runtime,
       startedAt: this.startedAt,
       sentAt: this.o.clock().toISOString(),
+      ...this.o.runner.hostState?.(),
     };
     try {
       this.o.nc.publish(subjects.heartbeat(this.o.executorId), JSON.stringify(hb));

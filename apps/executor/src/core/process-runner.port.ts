@@ -13,6 +13,8 @@ export interface ProcessRunner {
   launch(req: LaunchRequest): Promise<RunningProcess>;
   /** Kills what a previous crashed instance left running and removes its stale workspaces. */
   cleanupLeftovers?(): Promise<void>;
+  /** The state of what the runner reaches (an SSH host), sent in heartbeats and shown by GET /v1/executors. */
+  hostState?(): { state: string; note?: string };
 }
 
 export interface LaunchRequest {

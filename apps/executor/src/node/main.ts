@@ -14,6 +14,8 @@ import { loadSshInventory, type SshInventory } from '../ssh/ssh-inventory';
 import { detectSandbox, SandboxModeSchema, type SandboxDetection, type SandboxMode } from './sandbox/detect';
 import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { fileBundleCache } from './bundle-files';
+import { ArtifactStore } from '../../../../libs/messaging/src/artifacts-store';
+import { workspaceArtifactCollector } from './artifact-files';
 
 /** The Node entry of the executor: the only place that reads the environment and handles signals. */
 
@@ -41,6 +43,8 @@ export interface NodeExecutorOptions {
   /** The unprivileged uid/gid sandboxed jobs run as (default 10001). */
   sandboxUid?: number;
   sandboxGid?: number;
+  /** Largest total size of one attempt's `outputs` (default 256 MiB); above it no artifacts are stored and the job's log says why. */
+  maxArtifactBytes?: number;
 }
 
 export interface NodeExecutorHandle {
@@ -58,11 +62,12 @@ export const NODE_RUNTIME = `node ${process.versions.node.split('.').slice(0, 2)
 export async function startNodeExecutor(options: NodeExecutorOptions): Promise<NodeExecutorHandle> {
   const executorId = ExecutorIdSchema.parse(options.executorId ?? 'local');
   const logger = options.logger ?? pino({ name: 'jobline-executor' });
+  const workRoot = join(resolve(options.workRoot ?? './.jobline/work'), executorId);
   const { runner, detection } = detectSandbox(
     {
       mode: options.sandbox ?? 'auto',
       executorId,
-      workRoot: join(resolve(options.workRoot ?? './.jobline/work'), executorId),
+      workRoot,
       uid: options.sandboxUid,
       gid: options.sandboxGid,
     },
@@ -83,6 +88,8 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     runtime: NODE_RUNTIME,
     logger,
     bundles,
+    // Both runners keep an attempt's workspace at <workRoot>/<attemptId> until dispose().
+    artifacts: workspaceArtifactCollector({ root: workRoot, sink: await ArtifactStore.open(options.nc), maxBytes: options.maxArtifactBytes }),
   });
   await executor.start();
   return { executor, runner, sandbox: detection, stop: () => executor.stop() };
@@ -141,6 +148,7 @@ export async function main(): Promise<void> {
         inventory,
         agentSocket: process.env.SSH_AUTH_SOCK,
         graceMs: config.graceMs,
+        workRoot: config.workRoot,
         runtime: NODE_RUNTIME,
         logger,
       })

@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { INestMicroservice } from '@nestjs/common';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJobEvent, jobStreamName, subjects, type JobEvent, type JobSpecInput } from '../../../../libs/contracts/src';
 import { SqliteCheckpointStore, SqliteEventStore } from '../../../../libs/event-store/src';
@@ -11,6 +11,9 @@ import { connectNats } from '../../../../libs/messaging/src/connection';
 import { readLogChunks } from '../../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../../libs/messaging/src/publisher';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../../libs/testing/src';
+import { ExecutorsRegistry } from '../../../api/src/executors.registry';
+import { Packager } from '../../../packager/src/packager';
+import { threeCommitRepo } from '../../../packager/src/testing/git-repo';
 import { createOrchestratorApp } from '../../../orchestrator/src/orchestrator.module';
 import type { Orchestrator } from '../../../orchestrator/src/orchestrator';
 import { startSshExecutor, type SshExecutorHandle } from './ssh-executor';
@@ -37,6 +40,8 @@ const LEASE_MS = 1500;
   let sshd: TestSshd;
   let ssh: SshExecutorHandle;
   let publisher: JetStreamPublisher;
+  let packager: Packager;
+  let registry: ExecutorsRegistry;
 
   beforeAll(async () => {
     dir = tempDir();
@@ -46,7 +51,9 @@ const LEASE_MS = 1500;
     publisher = new JetStreamPublisher(jetstream(nc));
     store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
     checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, cancelConfirmMs: 5000, leaseMs: LEASE_MS }));
+    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, cancelConfirmMs: 5000, leaseMs: LEASE_MS, packager: true }));
+    // Tests serve git over file://, which the packager refuses by default.
+    packager = await Packager.start(nc, { log: () => undefined, warn: () => undefined }, { git: { allowFileUrls: true } });
     const host = { address: '127.0.0.1', port: sshd.port, user: sshd.user, privateKeyFile: sshd.userKeyFile, remoteRoot: join(dir.path, 'remote') };
     const inventory = parseSshInventory({
       hosts: [
@@ -56,11 +63,16 @@ const LEASE_MS = 1500;
       connectTimeoutMs: 5000,
       keepaliveIntervalMs: 500,
     });
-    ssh = await startSshExecutor({ nc, inventory, graceMs: 500, heartbeatMs: 200, logger: quietExecutor, runtime: 'node test' });
+    // What GET /v1/executors lists; heartbeats come every 200 ms here.
+    registry = new ExecutorsRegistry(nc, { aliveMs: 1000 });
+    registry.start();
+    ssh = await startSshExecutor({ nc, inventory, workRoot: join(dir.path, 'work'), graceMs: 500, heartbeatMs: 200, logger: quietExecutor, runtime: 'node test' });
   });
 
   afterAll(async () => {
+    registry?.stop();
     await ssh?.stop();
+    await packager?.stop();
     await app?.close();
     await orchestrator?.stop();
     await nc?.drain();
@@ -79,7 +91,7 @@ const LEASE_MS = 1500;
   async function history(jobId: string): Promise<JobEvent[]> {
     return (await store.readStream(jobStreamName(jobId))).map((r) => decodeJobEvent(r));
   }
-  const TERMINAL = ['JobCompleted', 'JobFailed', 'JobCancelled', 'JobTimedOut', 'JobLost'];
+  const TERMINAL = ['JobCompleted', 'JobFailed', 'JobPackagingFailed', 'JobCancelled', 'JobTimedOut', 'JobLost'];
   async function finished(jobId: string, timeoutMs = 20_000): Promise<JobEvent[]> {
     return eventually(async () => {
       const h = await history(jobId);
@@ -104,6 +116,37 @@ const LEASE_MS = 1500;
       return l.stdout && l.stderr ? l : undefined;
     }, 10_000, 'both streams');
     expect(out).toEqual({ stdout: 'to-stdout\n', stderr: 'to-stderr\n' });
+  });
+
+  it("a job with a git source runs on the SSH host in a copy of the commit's bundle; the remote workspace is removed after", async () => {
+    const repo = join(dir.path, `repo-${randomUUID()}`);
+    mkdirSync(repo);
+    const commits = threeCommitRepo(repo);
+    const jobId = await submit({ command: 'ls -A; cat a.txt; pwd', source: { git: { url: `file://${repo}`, commit: commits[0] } }, target: { executor: 'ssh', host: 'good' } });
+    const events = await finished(jobId, 30_000);
+    expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobPackaged', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+    expect(events.find((e) => e.type === 'JobDispatched')?.data).toMatchObject({ executorId: 'good' });
+    expect(events.find((e) => e.type === 'JobCompleted')?.data).toMatchObject({ exitCode: 0 });
+    const out = await eventually(async () => {
+      const l = await logs(jobId);
+      return l.stdout.split('\n').length >= 4 ? l : undefined;
+    }, 10_000, 'the log');
+    const [ls1, ls2, content, ws] = out.stdout.trim().split('\n');
+    expect([ls1, ls2, content]).toEqual(['.jobline', 'a.txt', 'one']);
+    expect(ws.startsWith(join(dir.path, 'remote', 'good') + '/')).toBe(true);
+    await eventually(() => !existsSync(ws), 10_000, 'the remote workspace to be removed');
+    expect(readdirSync(join(dir.path, 'remote', 'good')).filter((f) => !f.endsWith('.pid'))).toEqual([]);
+  });
+
+  it("GET /v1/executors' registry shows each host's state: connected, or the host-key mismatch", async () => {
+    const list = await eventually(() => {
+      const l = registry.list().filter((e) => e.kind === 'ssh');
+      return l.some((e) => e.id === 'forged' && e.state === 'host-key-mismatch') && l.some((e) => e.id === 'good') ? l : undefined;
+    }, 10_000, 'both hosts to be listed');
+    expect(list.find((e) => e.id === 'good')).toMatchObject({ alive: true, state: 'connected', sandbox: 'ssh', labels: { host: 'good' } });
+    expect(list.find((e) => e.id === 'good')?.note).toBeUndefined();
+    expect(list.find((e) => e.id === 'forged')).toMatchObject({ alive: true, state: 'host-key-mismatch' });
+    expect(list.find((e) => e.id === 'forged')?.note).toMatch(/host key mismatch for SSH host forged/);
   });
 
   it('a job without an SSH target never goes to an SSH host', async () => {
@@ -141,10 +184,13 @@ const LEASE_MS = 1500;
     const events = await finished(jobId, 30_000);
     const lost = events.find((e) => e.type === 'JobLost');
     expect(lost?.data).toMatchObject({ executorId: 'good' });
+    // Its heartbeats stopped: the registry shows it unreachable.
+    await eventually(() => registry.list().find((e) => e.id === 'good')?.state === 'unreachable', 10_000, 'the host to show as unreachable');
     await sshd.start();
     await eventually(() => pgrep(`sleep ${tag}`) === '', 30_000, 'the orphaned sleeps to be killed on reconnect');
     // The host takes work again.
     const next = await submit({ command: 'echo back', target: { executor: 'ssh', host: 'good' } });
     expect((await finished(next, 30_000)).find((e) => e.type === 'JobCompleted')?.data).toMatchObject({ exitCode: 0 });
+    expect(registry.list().find((e) => e.id === 'good')).toMatchObject({ alive: true, state: 'connected' });
   });
 });

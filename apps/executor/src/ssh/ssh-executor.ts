@@ -1,8 +1,12 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { join, resolve } from 'node:path';
 import pino from 'pino';
+import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { ensureStreams } from '../../../../libs/messaging/src/streams';
+import type { Bundles } from '../core/bundle';
 import { Executor, type ExecutorLogger } from '../core/executor';
+import { fileBundleCache } from '../node/bundle-files';
 import { SshRunner } from './ssh-runner';
 import type { SshInventory } from './ssh-inventory';
 
@@ -18,6 +22,10 @@ export interface SshExecutorOptions {
   logger?: ExecutorLogger;
   /** The runtime, for heartbeats. */
   runtime: string;
+  /** Where bundles come from and are cached on this machine before the upload (default: the bundle store, cached under <workRoot>/.bundles). */
+  bundles?: Bundles;
+  /** The local folder for the bundle cache (default ./.jobline/work), as for a local executor. */
+  workRoot?: string;
   /** Create the JetStream streams first (default true). */
   ensureStreams?: boolean;
 }
@@ -40,6 +48,11 @@ export async function startSshExecutor(options: SshExecutorOptions): Promise<Ssh
   if (options.ensureStreams ?? true) await ensureStreams(await jetstreamManager(options.nc));
   const executors = new Map<string, { executor: Executor; runner: SshRunner }>();
   const inv = options.inventory;
+  // Bundles are fetched and verified here once, then copied to each attempt's workspace on the host.
+  const bundles = options.bundles ?? {
+    source: await BundleStore.open(options.nc),
+    cache: fileBundleCache(join(resolve(options.workRoot ?? './.jobline/work'), '.bundles')),
+  };
   try {
     for (const host of inv.hosts) {
       const runner = new SshRunner({ host, settings: inv, agentSocket: options.agentSocket, logger });
@@ -54,6 +67,7 @@ export async function startSshExecutor(options: SshExecutorOptions): Promise<Ssh
         runtime: options.runtime,
         logger,
         available: () => runner.available(),
+        bundles,
       });
       executors.set(host.name, { executor, runner });
       runner.start();

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { tempDir, type TempDir } from '../../../../libs/testing/src';
@@ -117,6 +117,40 @@ const pgrep = (pattern: string) => spawnSync('pgrep', ['-f', `^${pattern}`], { e
     expect(status.exitCode).toBe(127);
     expect(err).toMatch(/no-such-program-xyz/);
     await p.dispose();
+  });
+
+  it('copies a bundle into the workspace, unpacks it and runs .jobline/run.sh there; the workspace goes after', async () => {
+    const src = join(dir.path, `bundle-src-${randomUUID()}`);
+    mkdirSync(join(src, '.jobline'), { recursive: true });
+    mkdirSync(join(src, 'sub'));
+    writeFileSync(join(src, 'a.txt'), 'one\n');
+    writeFileSync(join(src, 'sub', 'b.txt'), Buffer.alloc(300_000, 'b'));
+    writeFileSync(join(src, '.jobline', 'run.sh'), 'cd sub && wc -c b.txt && cat ../a.txt && pwd && read x; echo "stdin: $x"\n');
+    const bundleFile = `${src}.tar.gz`;
+    execFileSync('tar', ['-czf', bundleFile, '-C', src, '.']);
+    const p = await runner.launch({ attemptId: `${randomUUID()}-1`, argv: ['/bin/sh', '.jobline/run.sh'], env: { PATH: '/usr/bin:/bin' }, bundleFile });
+    const [out, status] = await Promise.all([collect(p.stdout), p.wait()]);
+    const lines = out.trim().split('\n');
+    expect(lines[0]).toBe('300000 b.txt');
+    expect(lines[1]).toBe('one');
+    const ws = lines[2].replace(/\/sub$/, '');
+    expect(ws.startsWith(join(remoteRoot, 'box') + '/')).toBe(true);
+    // The command's stdin is /dev/null, as for a local attempt; the uploaded tar.gz is not left beside the workspace.
+    expect(lines[3]).toBe('stdin:');
+    expect(status.exitCode).toBe(0);
+    expect(existsSync(`${ws}.tar.gz`)).toBe(false);
+    await p.dispose();
+    expect(existsSync(ws)).toBe(false);
+  });
+
+  it('a bundle that cannot be unpacked fails the launch and leaves nothing on the host', async () => {
+    const bad = join(dir.path, `bad-${randomUUID()}.tar.gz`);
+    writeFileSync(bad, 'not a tar.gz');
+    const attemptId = `${randomUUID()}-1`;
+    await expect(runner.launch({ attemptId, argv: ['/bin/sh', '.jobline/run.sh'], env: { PATH: '/usr/bin:/bin' }, bundleFile: bad })).rejects.toThrow(
+      /cannot start the attempt on SSH host box: .*cannot unpack the bundle/s,
+    );
+    expect(readdirSync(join(remoteRoot, 'box')).filter((f) => f.startsWith(attemptId))).toEqual([]);
   });
 
   it('refuses a host whose key is not the pinned one, before running anything', async () => {

@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { constants } from 'node:os';
+import { pipeline } from 'node:stream/promises';
 import type { ClientChannel } from 'ssh2';
 import type { ExecutorLogger } from '../core/executor';
 import { shellQuote } from '../core/command';
@@ -63,6 +66,13 @@ export class SshRunner implements ProcessRunner {
     return this.conn.connected || this.conn.lastError instanceof HostKeyError;
   }
 
+  /** For heartbeats (sent only while available()): 'connected', or 'host-key-mismatch' with the error. */
+  hostState(): { state: string; note?: string } {
+    const err = this.conn.lastError;
+    if (this.conn.connected || !err) return { state: 'connected' };
+    return { state: err instanceof HostKeyError ? 'host-key-mismatch' : 'unreachable', note: err.message.slice(0, 1000) };
+  }
+
   async cleanupLeftovers(): Promise<void> {
     // Every fresh connection runs cleanup() before it is used.
   }
@@ -73,9 +83,20 @@ export class SshRunner implements ProcessRunner {
     } catch (err) {
       throw new LaunchError((err as Error).message, 255, { cause: err });
     }
-    const channel = await this.conn.exec(this.launchScript(req)).catch((err: Error) => {
+    const bundleHex = req.bundleFile ? await fileSha256(req.bundleFile) : null;
+    const channel = await this.conn.exec(this.launchScript(req, bundleHex)).catch((err: Error) => {
       throw new LaunchError(`cannot start the command on SSH host ${this.o.host.name}: ${err.message}`, 255, { cause: err });
     });
+    // The launch script's stdin carries the bundle (or nothing); the command itself gets /dev/null.
+    // Upload, check, unpack and start share the one exec request: no extra round trip.
+    if (req.bundleFile) {
+      pipeline(createReadStream(req.bundleFile), channel).catch((err: Error) => {
+        this.o.logger.warn({ host: this.o.host.name, err: err.message }, 'uploading the bundle failed');
+        channel.close();
+      });
+    } else {
+      channel.end();
+    }
     return new Promise<RunningProcess>((resolve, reject) => {
       const stdout = new ChunkQueue();
       const stderr = new ChunkQueue();
@@ -130,19 +151,36 @@ export class SshRunner implements ProcessRunner {
     return this.conn.run(command);
   }
 
-  private launchScript(req: LaunchRequest): string {
+  private launchScript(req: LaunchRequest, bundleHex: string | null): string {
     const a = req.attemptId;
     if (!/^[A-Za-z0-9_.-]+$/.test(a)) throw new LaunchError(`invalid attempt id ${a}`, 255);
     const env = { ...req.env, JOBLINE_ATTEMPT: a };
     const assignments = Object.entries(env).map(([k, v]) => shellQuote(`${k}=${v}`));
     const home = 'HOME' in req.env ? '' : 'HOME="$ws" ';
-    const cwd = req.cwd ? `mkdir -p ${shellQuote(req.cwd)} && cd ${shellQuote(req.cwd)} || exit ${LAUNCH_FAILED}\n` : '';
-    return [
+    const keep = this.o.settings.keepWorkspaces !== 'never';
+    // A launch that fails before the command starts removes what it made (the workspace too, unless kept for debugging).
+    const fail = `fail() { echo "$1" >&2; rm -rf ${keep ? '' : '"$ws" '}"$ws.tar.gz" "$d/${a}.pid"; exit ${LAUNCH_FAILED}; }`;
+    const lines = [
       `d=${shellQuote(this.dir)}`,
       `mkdir -p "$d" && chmod 700 "$d" && ws=$(mktemp -d "$d/${a}.XXXXXX") && cd "$ws" || exit ${LAUNCH_FAILED}`,
-      `${cwd}echo $$ > "$d/${a}.pid" || exit ${LAUNCH_FAILED}`,
+      fail,
+      `echo $$ > "$d/${a}.pid" || fail "cannot record the attempt's pid"`,
+    ];
+    if (bundleHex) {
+      // Like the local runner: the bundle (sent on stdin) is checked and unpacked into the workspace root first.
+      lines.push(
+        `cat > "$ws.tar.gz" || fail "cannot write the bundle on the host"`,
+        `h=$(sha256sum < "$ws.tar.gz" | cut -c1-64) || fail "cannot checksum the bundle on the host (sha256sum)"`,
+        `[ "$h" = ${bundleHex} ] || fail "the bundle arrived corrupted: sha256 $h, expected ${bundleHex}"`,
+        `tar -xzf "$ws.tar.gz" -C "$ws" --no-same-owner --delay-directory-restore || fail "cannot unpack the bundle"`,
+        'rm -f "$ws.tar.gz"',
+      );
+    }
+    if (req.cwd) lines.push(`mkdir -p ${shellQuote(req.cwd)} && cd ${shellQuote(req.cwd)} || fail "cannot create workdir "${shellQuote(req.cwd)}`);
+    return [
+      ...lines,
       `printf '${HEADER}%s %s\\n' "$$" "$ws"`,
-      `exec env -i ${home}${assignments.join(' ')} ${req.argv.map(shellQuote).join(' ')}`,
+      `exec env -i ${home}${assignments.join(' ')} ${req.argv.map(shellQuote).join(' ')} </dev/null`,
     ].join('\n');
   }
 
@@ -271,6 +309,16 @@ function toExitStatus(code: number | null, signalName?: string): ExitStatus {
   const signal = `SIG${(signalName ?? 'KILL').replace(/^SIG/, '')}`;
   const num = (constants.signals as Record<string, number>)[signal] ?? 9;
   return { exitCode: 128 + num, signal, oomKilled: false, usage: null };
+}
+
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    await pipeline(createReadStream(file), hash);
+  } catch (err) {
+    throw new LaunchError(`cannot read the bundle ${file}: ${(err as Error).message}`, 127, { cause: err });
+  }
+  return hash.digest('hex');
 }
 
 function stderrText(q: ChunkQueue): string {

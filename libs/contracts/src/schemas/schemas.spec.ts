@@ -191,6 +191,10 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
         executorId: 'local', instanceId: 'i-1', kind: 'local', capacity: 4, running: [{ jobId: JOB, attempt: 1 }], labels: { zone: 'a' },
         sandbox: 'cgroup-v2', runtime: 'node 20.19', startedAt: T, sentAt: T,
       },
+      {
+        executorId: 'box', instanceId: 'i-2', kind: 'ssh', capacity: 4, running: [], labels: { host: 'box' },
+        sandbox: 'ssh', runtime: 'node 20.19', startedAt: T, sentAt: T, state: 'host-key-mismatch', note: 'host key mismatch for SSH host box',
+      },
     ],
     invalid: [{ executorId: 'local', instanceId: 'i-1', kind: 'docker', capacity: 4, running: [], labels: {}, sandbox: 'none', runtime: 'node', startedAt: T, sentAt: T }],
   },

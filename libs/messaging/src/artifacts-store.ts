@@ -1,0 +1,38 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import { StorageType } from '@nats-io/jetstream';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { isJobId } from '../../contracts/src';
+
+/** The JetStream object store bucket holding the artifacts tar.gz of each attempt, named `<jobId>/<attempt>`. */
+export const ARTIFACT_BUCKET = 'jobline-artifacts';
+
+function objectName(jobId: string, attempt: number): string {
+  // An object name must never come from an unchecked string.
+  if (!isJobId(jobId)) throw new Error(`invalid job id ${JSON.stringify(jobId)}`);
+  if (!Number.isInteger(attempt) || attempt < 1) throw new Error(`invalid attempt ${attempt}`);
+  return `${jobId}/${attempt}`;
+}
+
+/** The artifacts (outputs collected after a run) of each attempt. Runtime-neutral. */
+export class ArtifactStore {
+  private constructor(private readonly os: ObjectStore) {}
+
+  static async open(nc: NatsConnection, options: { replicas?: number } = {}): Promise<ArtifactStore> {
+    const os = await new Objm(nc).create(ARTIFACT_BUCKET, { storage: StorageType.File, replicas: options.replicas ?? 1 });
+    return new ArtifactStore(os);
+  }
+
+  async put(jobId: string, attempt: number, bytes: Uint8Array): Promise<void> {
+    await this.os.putBlob({ name: objectName(jobId, attempt), description: 'jobline artifacts (tar.gz)' }, bytes);
+  }
+
+  /** The attempt's artifacts, or null when none were stored. */
+  get(jobId: string, attempt: number): Promise<Uint8Array | null> {
+    return this.os.getBlob(objectName(jobId, attempt));
+  }
+
+  /** Removes the artifacts of attempts 1..attempts of a job. */
+  async deleteJob(jobId: string, attempts: number): Promise<void> {
+    for (let a = 1; a <= attempts; a++) await this.os.delete(objectName(jobId, a)).catch(() => undefined);
+  }
+}
