@@ -188,12 +188,24 @@ async function startApi(o: {
   log: DevStackOptions['logger'];
 }): Promise<ApiApp> {
   const base = { nc: o.nc, eventStore: o.eventStore, projection: o.projection, tokens: [{ sha256: sha256Hex(o.token), owner: DEV_OWNER, admin: true }, ...o.extraTokens], grpc: o.grpc, tls: o.tls, host: o.host, logger: { ...o.log, log: (m: string) => o.log.debug?.(m) } };
-  try {
-    return await createApiApp({ ...base, port: o.port });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || o.port === 0) throw err;
-    o.log.warn(`dev: port ${o.port} is taken, using a free port instead`);
-    return createApiApp({ ...base, port: 0 });
+  // A taken port (REST or gRPC) falls back to a free one, said in the log; anything else fails.
+  let port = o.port;
+  let grpc = o.grpc;
+  for (;;) {
+    try {
+      return await createApiApp({ ...base, grpc, port });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE' && port !== 0) {
+        o.log.warn(`dev: port ${port} is taken, using a free port for REST instead`);
+        port = 0;
+      } else if (grpc && grpc.port !== 0 && /EADDRINUSE/.test(String(e.message))) {
+        o.log.warn(`dev: gRPC port ${grpc.port ?? 50051} is taken, using a free port instead`);
+        grpc = { ...grpc, port: 0 };
+      } else {
+        throw err;
+      }
+    }
   }
 }
 
