@@ -121,7 +121,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     cleanups.push(() => orchestrator.stop());
     cleanups.push(() => orchestratorApp.close() as Promise<void>);
     if (options.packager !== false) {
-      const packager = await Packager.start(nc, { log: (m) => log.debug?.(m), warn: (m) => log.warn(m) }, { workDir: undefined, ...options.packager });
+      mkdirSync(join(dataDir, 'packager'), { recursive: true });
+      const packager = await Packager.start(nc, { log: (m) => log.debug?.(m), warn: (m) => log.warn(m) }, { workDir: join(dataDir, 'packager'), ...options.packager });
       cleanups.push(() => packager.stop());
     }
 

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { create as tarCreate, type WriteEntry } from 'tar';
+import { create as tarCreate, Header, Pax, type WriteEntry } from 'tar';
 import type { JobSpec } from '../../../libs/contracts/src';
 import { shellQuote, stepsScript } from '../../executor/src/core/command';
+import type { SourceTree } from './git-tree';
 
 /** Generated files live here inside the bundle, so they never collide with the job's own files. */
 export const JOBLINE_DIR = '.jobline';
@@ -123,7 +124,9 @@ export async function packFolder(
   spec: JobSpec,
   meta: { git?: { url: string; commit: string }; archive?: { sha256: string }; data?: Manifest['data'] } = {},
   options: BundleOptions = {},
+  source?: SourceTree,
 ): Promise<BuiltBundle> {
+  if (source) return packWithSource(dir, source, spec, meta, options);
   const existing = await lstat(join(dir, JOBLINE_DIR)).catch(() => null);
   if (existing) throw new PackagingError(`the source already has a ${JOBLINE_DIR} entry, which Jobline reserves for run.sh, Dockerfile and manifest.json`);
   await mkdir(join(dir, JOBLINE_DIR));
@@ -157,6 +160,87 @@ export async function packFolder(
   const entries = (await walk(dir)).map((e) => (e.kind === 'dir' ? `${e.path}/` : e.path));
   const bytes = await tarGzDeterministic(dir, entries);
   return { bytes, sha256: createHash('sha256').update(bytes).digest('hex'), manifest };
+}
+
+interface PackEntry {
+  path: string;
+  kind: 'dir' | 'file' | 'symlink';
+  mode: number;
+  /** In memory (source, generated files) or read from disk when undefined. */
+  data?: Buffer;
+  target?: string;
+}
+
+const byteOrder = (a: { path: string }, b: { path: string }) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path));
+
+/**
+ * packFolder for a source held in memory (a git commit read without a checkout): `dir` holds
+ * only what was added beside it (data files). The result is byte for byte what packFolder
+ * gives for the same tree checked out into `dir`.
+ */
+async function packWithSource(dir: string, source: SourceTree, spec: JobSpec, meta: Parameters<typeof packFolder>[2], options: BundleOptions): Promise<BuiltBundle> {
+  if (source.has(JOBLINE_DIR) || (await lstat(join(dir, JOBLINE_DIR)).catch(() => null))) {
+    throw new PackagingError(`the source already has a ${JOBLINE_DIR} entry, which Jobline reserves for run.sh, Dockerfile and manifest.json`);
+  }
+  const byPath = new Map<string, PackEntry>();
+  for (const e of source.values()) {
+    const mode = e.kind === 'symlink' ? 0o777 : e.kind === 'dir' || e.executable ? 0o755 : 0o644;
+    byPath.set(e.path, { path: e.path, kind: e.kind, mode, data: e.data, target: e.target });
+  }
+  for (const e of await walk(dir)) {
+    const had = byPath.get(e.path);
+    if (had && had.kind === 'dir' && e.kind === 'dir') continue;
+    if (had) throw new PackagingError(`${e.path} is both in the source and added to it`);
+    if (e.kind === 'symlink') byPath.set(e.path, { path: e.path, kind: 'symlink', mode: 0o777, target: await readlink(join(dir, e.path)) });
+    else {
+      const st = await lstat(join(dir, e.path));
+      byPath.set(e.path, { path: e.path, kind: e.kind, mode: e.kind === 'dir' || (st.mode & 0o111) !== 0 ? 0o755 : 0o644 });
+    }
+  }
+  const put = (path: string, kind: PackEntry['kind'], mode: number, data?: Buffer) => byPath.set(path, { path, kind, mode, data });
+  put(JOBLINE_DIR, 'dir', 0o755);
+  put(RUN_SH, 'file', 0o755, Buffer.from(runScript(spec)));
+  put(DOCKERFILE, 'file', 0o644, Buffer.from(dockerfile(spec, options.baseImage)));
+
+  const files: ManifestFile[] = [];
+  for (const e of [...byPath.values()].sort(byteOrder)) {
+    if (e.kind === 'symlink') files.push({ path: e.path, type: 'symlink', mode: '0777', target: e.target });
+    else if (e.kind === 'file') {
+      e.data ??= await readFile(join(dir, e.path));
+      files.push({ path: e.path, type: 'file', mode: e.mode.toString(8).padStart(4, '0'), size: e.data.length, sha256: createHash('sha256').update(e.data).digest('hex') });
+    }
+  }
+  const manifest: Manifest = {
+    version: 1,
+    ...(meta?.git ? { source: { git: meta.git } } : meta?.archive ? { source: { archive: meta.archive } } : {}),
+    ...(meta?.data?.length ? { data: meta.data } : {}),
+    files,
+  };
+  put(MANIFEST, 'file', 0o644, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+  const bytes = gzipDeterministic(tarOfEntries([...byPath.values()].sort(byteOrder)));
+  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex'), manifest };
+}
+
+/** The tar tarGzDeterministic writes (portable, fixed mtime, none for directories), from entries in memory. */
+function tarOfEntries(entries: PackEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const path = e.kind === 'dir' ? `${e.path}/` : e.path;
+    const type = e.kind === 'dir' ? 'Directory' : e.kind === 'symlink' ? 'SymbolicLink' : 'File';
+    const size = e.kind === 'file' ? e.data!.length : 0;
+    const mtime = e.kind === 'dir' ? undefined : BUNDLE_MTIME;
+    // tar's portable mode: owner rw always, no group/other write (mode-fix).
+    const mode = (e.mode | 0o600) & ~0o22;
+    const header = new Header({ path, linkpath: e.target, mode, size, mtime, type });
+    if (header.encode()) blocks.push(new Pax({ mtime, path, linkpath: e.target, size: header.size }).encode());
+    blocks.push(header.block!);
+    if (size > 0) {
+      blocks.push(e.data!);
+      if (size % 512) blocks.push(Buffer.alloc(512 - (size % 512)));
+    }
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
 }
 
 /**

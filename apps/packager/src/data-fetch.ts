@@ -8,6 +8,7 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { dirname, join, resolve, sep } from 'node:path';
 import { PackagingError } from './bundle-builder';
 import { hostAllowed } from './git-source';
+import type { SourceTree } from './git-tree';
 
 export interface DataFetchOptions {
   /** Hosts a data URL may name; '*.example.com' matches subdomains. Undefined: any host. */
@@ -80,14 +81,20 @@ function guardedLookup(o: DataFetchOptions): LookupFunction {
 }
 
 /** The absolute path of `rel` inside `root`, refusing anything that would leave it (.., absolute, a symlinked parent). */
-export async function pathInside(root: string, rel: string): Promise<string> {
+export async function pathInside(root: string, rel: string, source?: SourceTree): Promise<string> {
   const base = resolve(root);
   const target = resolve(base, rel);
   if (rel.startsWith('/') || !target.startsWith(base + sep)) throw new PackagingError(`data path ${JSON.stringify(rel)} leaves the bundle`);
   let dir = base;
   for (const part of target.slice(base.length + 1).split(sep)) {
     dir = join(dir, part);
+    // A source held in memory (not checked out into root): the same checks against its entries.
+    const inSource = source?.get(dir.slice(base.length + 1));
+    if (inSource?.kind === 'symlink') throw new PackagingError(`data path ${JSON.stringify(rel)} goes through a symlink of the source (${dir.slice(base.length + 1)})`);
+    if (inSource && dir === target) throw new PackagingError(`data path ${JSON.stringify(rel)} already exists in the source`);
+    if (inSource?.kind === 'file') throw new PackagingError(`data path ${JSON.stringify(rel)} goes through a file of the source (${dir.slice(base.length + 1)})`);
     const st = await lstat(dir).catch(() => null);
+    if (!st && source) continue;
     if (!st) break;
     if (st.isSymbolicLink()) throw new PackagingError(`data path ${JSON.stringify(rel)} goes through a symlink of the source (${dir.slice(base.length + 1)})`);
     if (dir === target) throw new PackagingError(`data path ${JSON.stringify(rel)} already exists in the source`);
@@ -99,11 +106,12 @@ export async function pathInside(root: string, rel: string): Promise<string> {
  * Downloads one data file into `root/path`, checked on the way: scheme, host allowlist,
  * resolved addresses, connect and total timeouts, size cap, and sha256 when given.
  * Returns the file's sha256 (hex). Redirects are refused (they would bypass the checks).
+ * `source`: the job's source when it is held in memory rather than written into root.
  */
-export async function fetchDataFile(item: { url: string; path: string; sha256?: string }, root: string, o: DataFetchOptions = {}): Promise<string> {
+export async function fetchDataFile(item: { url: string; path: string; sha256?: string }, root: string, o: DataFetchOptions = {}, source?: SourceTree): Promise<string> {
   const problem = dataUrlProblem(item.url, o);
   if (problem) throw new PackagingError(problem);
-  const target = await pathInside(root, item.path);
+  const target = await pathInside(root, item.path, source);
   // The first folder mkdir created (if any): removed again when the download fails, so a refusal leaves nothing behind.
   const createdDir = await mkdir(dirname(target), { recursive: true });
   const maxBytes = o.maxBytes ?? DATA_DEFAULTS.maxBytes;

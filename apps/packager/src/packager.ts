@@ -8,7 +8,7 @@ import { BundleStore, sha256Hex, UploadStore } from '../../../libs/messaging/src
 import { unpackArchive, type ArchiveLimits } from './archive';
 import { packFolder, PackagingError, type BundleOptions, type Manifest } from './bundle-builder';
 import { fetchDataFile, type DataFetchOptions } from './data-fetch';
-import { fetchGitCommit, type GitSourceOptions } from './git-source';
+import { fetchGitTree, type GitSourceOptions } from './git-source';
 
 /** What a packager may fetch and how; defaults refuse file:// and private addresses. */
 export interface PackagerOptions extends BundleOptions {
@@ -139,13 +139,16 @@ export class Packager {
         const r = await unpackArchive(Buffer.from(bytes), tree, this.o.archive);
         this.logger.log(`packager: job ${msg.jobId}: unpacked a ${r.format} of ${r.entries} entries`);
       }
-      if (git) await fetchGitCommit(git.url, git.commit, tree, this.o.git, (line) => this.logger.log(`packager: job ${msg.jobId}: ${line}`));
+      // Per-URL mirrors under the work folder unless configured otherwise (mirrorDir: undefined turns them off).
+      const gitOptions: GitSourceOptions = { mirrorDir: join(this.o.workDir ?? tmpdir(), 'jobline-git-mirrors'), ...this.o.git };
+      // The commit is read straight out of git into memory: no checkout, nothing re-read from disk.
+      const source = git ? await fetchGitTree(git.url, git.commit, gitOptions, (line) => this.logger.log(`packager: job ${msg.jobId}: ${line}`)) : undefined;
       const data: NonNullable<Manifest['data']> = [];
       for (const item of spec.data ?? []) {
         this.logger.log(`packager: job ${msg.jobId}: downloading ${item.url} → ${item.path}`);
-        data.push({ path: item.path, url: item.url, sha256: await fetchDataFile(item, tree, this.o.data) });
+        data.push({ path: item.path, url: item.url, sha256: await fetchDataFile(item, tree, this.o.data, source) });
       }
-      const built = await packFolder(tree, spec, { ...(git ? { git } : {}), ...(archiveSha ? { archive: { sha256: archiveSha } } : {}), data }, { baseImage: this.o.baseImage });
+      const built = await packFolder(tree, spec, { ...(git ? { git } : {}), ...(archiveSha ? { archive: { sha256: archiveSha } } : {}), data }, { baseImage: this.o.baseImage }, source);
       const { digest, stored } = await this.store.put(built.bytes);
       this.logger.log(`packager: job ${msg.jobId}: bundle ${digest} (${built.bytes.length} bytes, ${built.manifest.files.length} files${stored ? '' : ', already stored'})`);
       return {
