@@ -463,6 +463,64 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
       expect(cancel.body.detail).toMatch(/succeeded/);
     });
 
+    it('purges a finished job (DELETE → 204): logs and artifacts gone, the history kept and ending with JobPurged', async () => {
+      const job = await submitted(ALICE, { command: ['sh', '-c', 'mkdir -p out; echo kept > out/a.txt; echo purge-me; echo err >&2'], outputs: ['out/*.txt'] });
+      await eventually(async () => (await statusOf(ALICE, job.id)) === 'succeeded', 20_000, 'job succeeded');
+      const before = await http().get(`/v1/jobs/${job.id}/logs`).set(auth(ALICE)).buffer(true).parse(textParser).expect(200);
+      expect(before.body).toContain('purge-me');
+      await http().get(`/v1/jobs/${job.id}/artifacts`).set(auth(ALICE)).buffer(true).parse(binaryParser).expect(200);
+
+      // Another owner and an unknown id: 404, exactly like a missing job; nothing is published.
+      const seq = await commandsLastSeq();
+      expectProblem(await http().delete(`/v1/jobs/${job.id}`).set(auth(BOB)), 404);
+      expectProblem(await http().delete(`/v1/jobs/${randomUUID()}`).set(auth(ALICE)), 404);
+      expectProblem(await http().delete('/v1/jobs/not-a-job').set(auth(ALICE)), 404);
+      expect(await commandsLastSeq()).toBe(seq);
+
+      const res = await http().delete(`/v1/jobs/${job.id}`).set(auth(ALICE)).expect(204);
+      expect(res.text).toBe('');
+      // 204 comes once JobPurged is visible, and the data is deleted before JobPurged is recorded.
+      const view = (await http().get(`/v1/jobs/${job.id}`).set(auth(ALICE)).expect(200)).body as JobView;
+      expect(view).toMatchObject({ id: job.id, status: 'succeeded', purged: true, logBytes: 0 });
+      const after = await http().get(`/v1/jobs/${job.id}/logs`).set(auth(ALICE)).buffer(true).parse(textParser).expect(200);
+      expect(after.body).toBe('');
+      expectProblem(await http().get(`/v1/jobs/${job.id}/artifacts`).set(auth(ALICE)), 404);
+      const types = await storedTypes(job.id);
+      expect(types[types.length - 1]).toBe('JobPurged');
+      const events = (await http().get(`/v1/jobs/${job.id}/events`).set(auth(ALICE)).expect(200)).body.items as { type: string; actor: string; data: unknown }[];
+      expect(events.map((e) => e.type)).toEqual(types);
+      expect(events[events.length - 1]).toMatchObject({ type: 'JobPurged', actor: 'alice', data: { by: 'alice', purgedAt: expect.any(String) } });
+
+      // Purging again is 204 and writes nothing; the projection rebuilt from the store agrees with the live one.
+      await http().delete(`/v1/jobs/${job.id}`).set(auth(ALICE)).expect(204);
+      expect(await storedTypes(job.id)).toEqual(types);
+      const rebuilt = await JobsProjection.rebuild(store, join(dir.path, `rebuilt-${randomUUID()}.db`));
+      try {
+        expect(rebuilt.get(job.id)).toEqual(projection.get(job.id));
+      } finally {
+        await rebuilt.close();
+      }
+    });
+
+    it('refuses to purge a job that is not finished (409), at the api and at the orchestrator, deleting nothing', async () => {
+      const go = gate();
+      const job = await submitted(ALICE, { command: ['sh', '-c', `echo still-here; while [ ! -f ${go} ]; do sleep 0.05; done`] });
+      await eventually(async () => (await statusOf(ALICE, job.id)) === 'running', 20_000, 'job running');
+      const seq = await commandsLastSeq();
+      const res = await http().delete(`/v1/jobs/${job.id}`).set(auth(ALICE));
+      expectProblem(res, 409);
+      expect(res.body.detail).toMatch(/not finished \(running\)/);
+      expect(await commandsLastSeq()).toBe(seq);
+      // A purge command that reaches the orchestrator anyway is refused by the decider's rule, before anything is deleted.
+      await expect(orchestrator.purge('alice', { jobId: job.id })).rejects.toMatchObject({ code: 'failed_precondition' });
+      await expect(orchestrator.purge('bob', { jobId: job.id })).rejects.toMatchObject({ code: 'invalid_argument' });
+      await expect(orchestrator.purge('alice', { jobId: job.id, extra: 1 })).rejects.toMatchObject({ code: 'invalid_argument' });
+      await eventually(async () => ((await http().get(`/v1/jobs/${job.id}/logs`).set(auth(ALICE)).buffer(true).parse(textParser)).body as string).includes('still-here'), 10_000, 'log kept');
+      expect(await storedTypes(job.id)).not.toContain('JobPurged');
+      writeFileSync(go, '');
+      await eventually(async () => (await statusOf(ALICE, job.id)) === 'succeeded', 20_000, 'job succeeded');
+    });
+
     it('follows a running job’s log live until the job ends, then ends the response cleanly', async () => {
       const go = gate();
       const job = await submitted(ALICE, { command: ['sh', '-c', `echo first; echo warn >&2; while [ ! -f ${go} ]; do sleep 0.05; done; echo second`] });

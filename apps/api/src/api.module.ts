@@ -15,6 +15,8 @@ import { ProblemFilter } from './http/problem.filter';
 import { JobsController } from './jobs.controller';
 import { JobsService } from './jobs.service';
 import { LogsService } from './logs/logs.service';
+import { API_METRICS, ApiMetrics } from './metrics/api-metrics';
+import { MetricsController } from './metrics/metrics.controller';
 import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
 import { WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
@@ -77,13 +79,14 @@ export interface ApiApp {
 
 @Module({})
 export class ApiModule {
-  static forRoot(ctx: ApiContext, tokens: TokenRegistry): DynamicModule {
+  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx)): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [JobsController, SystemController, HealthController],
+      controllers: [JobsController, SystemController, HealthController, MetricsController],
       providers: [
         { provide: API_CONTEXT, useValue: ctx },
         { provide: TOKEN_REGISTRY, useValue: tokens },
+        { provide: API_METRICS, useValue: metrics },
         JobsService,
         LogsService,
         AuthGuard,
@@ -133,11 +136,12 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     submitTimeoutMs,
   };
 
+  const metrics = new ApiMetrics(ctx);
   let app: INestApplication;
   let wsGateway: WsGateway | null = null;
   let grpcServer: GrpcServerHandle | null = null;
   try {
-    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens), {
+    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics), {
       // Bodies are read by the routes that take one (JsonBody), after authentication, with a 1 MiB limit.
       bodyParser: false,
       logger: options.logger ?? ['error', 'warn'],
@@ -148,6 +152,8 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     const logger = options.logger === false ? undefined : new Logger('api');
     app.useGlobalFilters(new ProblemFilter(logger));
     (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
+    // Before the routes (registered by listen), so every request is timed.
+    app.use(metrics.httpMiddleware());
     wsGateway = new WsGateway(ctx, tokens, app.get(JobsService), options.ws);
     wsGateway.attach(app.getHttpServer());
     await app.listen(port, host);

@@ -1,4 +1,4 @@
-import { Controller, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
+import { Controller, Delete, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import type { JobView } from '../../../libs/contracts/src';
 import { NotFoundError } from '../../../libs/contracts/src';
@@ -56,6 +56,13 @@ export class JobsController {
     return this.jobs.cancel(caller, id, body);
   }
 
+  /** 204 once JobPurged is recorded (logs and artifacts deleted); 409 while the job runs. */
+  @Delete(':id')
+  @HttpCode(204)
+  async purge(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<void> {
+    await this.jobs.purge(caller, id);
+  }
+
   @Get(':id/events')
   events(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<{ items: JobEventItem[] }> {
     return this.jobs.events(caller, id);
@@ -71,6 +78,8 @@ export class JobsController {
   async bundle(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: ServerResponse): Promise<void> {
     const job = await this.jobs.get(caller, id, {});
     if (!job.bundleDigest) throw new NotFoundError(`job ${id} has no bundle`);
+    // Bundles are shared by digest, so a purge leaves the bytes; the purged job no longer serves them.
+    if (job.purged) throw new NotFoundError(`job ${id} was purged`);
     this.bundles ??= BundleStore.open(this.ctx.nc);
     const bytes = await (await this.bundles).get(job.bundleDigest);
     if (!bytes) throw new NotFoundError(`the bundle of job ${id} is no longer stored`);

@@ -20,6 +20,7 @@ import {
   type JobSpec,
   type JobStatus,
   type JobView,
+  type PurgeJobMessage,
   type StoredJobEvent,
   type SubmitJobMessage,
 } from '../../../libs/contracts/src';
@@ -161,6 +162,53 @@ export class JobsService {
       throw new JoblineError('unavailable', `the cancellation could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
     }
     return { id: job.id, status: job.status, cancelRequested: true };
+  }
+
+  /**
+   * Purges a finished job (DELETE /v1/jobs/{id}): publishes the purge command and resolves
+   * once the projection shows the job purged (the orchestrator records JobPurged, then
+   * deletes the logs and artifacts). A job already purged is done at once.
+   */
+  async purge(caller: Caller, id: string): Promise<void> {
+    const job = this.visible(caller, id);
+    if (job.purged) return;
+    if (!isTerminal(job.status)) throw new IllegalStateError(`job ${job.id} is not finished (${job.status}): cancel it first`, { problem: { jobStatus: job.status } });
+    const deadline = Date.now() + this.ctx.submitTimeoutMs;
+    // Listening before publishing, so the change cannot slip between the two.
+    const purged = this.waitUntil(job.id, (v) => v.purged, this.ctx.submitTimeoutMs);
+    const message: PurgeJobMessage = { jobId: job.id };
+    try {
+      // Published on the owner's subject (the orchestrator checks the owner), as a cancel is.
+      await this.ctx.publisher.publish(subjects.purge(job.owner), message, { timeoutMs: Math.max(1, deadline - Date.now()) });
+    } catch (err) {
+      purged.cancel();
+      throw new JoblineError('unavailable', `the purge could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!(await purged.view)) {
+      throw new JoblineError('unavailable', `the purge of job ${job.id} was accepted by the bus but is not recorded yet; it may still be: look the job up later`, {
+        problem: { jobId: job.id },
+      });
+    }
+  }
+
+  /** The job's view once `ok` holds for it (now or after a change), or null after timeoutMs. */
+  private waitUntil(jobId: string, ok: (view: JobView) => boolean, timeoutMs: number): { view: Promise<JobView | null>; cancel: () => void } {
+    let cancel = () => undefined as void;
+    const view = new Promise<JobView | null>((resolve) => {
+      const done = (v: JobView | null) => {
+        clearTimeout(timer);
+        off();
+        resolve(v);
+      };
+      const off = this.ctx.projection.onChange(jobId, (v) => {
+        if (ok(v)) done(v);
+      });
+      const timer = setTimeout(() => done(null), timeoutMs);
+      cancel = () => done(null);
+      const now = this.ctx.projection.get(jobId);
+      if (now && ok(now)) done(now);
+    });
+    return { view, cancel };
   }
 
   async events(caller: Caller, id: string): Promise<{ items: JobEventItem[] }> {

@@ -21,6 +21,11 @@ export class CommandsController {
     await this.orchestrator.cancel(parseCommandSubject(ctx.subject)?.owner ?? '', payload);
   }
 
+  @EventPattern('jobline.cmd.*.purge')
+  async purge(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
+    await this.orchestrator.purge(parseCommandSubject(ctx.subject)?.owner ?? '', payload);
+  }
+
   @EventPattern('jobline.report.*')
   async report(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
     await this.orchestrator.report(payload, ctx.getHeader('Nats-Msg-Id') ?? null);

@@ -37,6 +37,7 @@ export async function createOrchestratorApp(options: OrchestratorAppOptions): Pr
     consumers: [
       { pattern: 'jobline.cmd.*.submit', stream: STREAMS.commands, durable: 'orchestrator-submit', concurrency },
       { pattern: 'jobline.cmd.*.cancel', stream: STREAMS.commands, durable: 'orchestrator-cancel', concurrency },
+      { pattern: 'jobline.cmd.*.purge', stream: STREAMS.commands, durable: 'orchestrator-purge', concurrency },
       { pattern: 'jobline.report.*', stream: STREAMS.reports, durable: 'orchestrator-reports', concurrency },
       { pattern: 'jobline.pkg.done.*', stream: STREAMS.packages, durable: 'orchestrator-packaged', concurrency },
     ],

@@ -1,4 +1,4 @@
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/nats-core';
 import {
   AttemptReportSchema,
@@ -6,6 +6,7 @@ import {
   ExecutorHeartbeatSchema,
   OwnerSchema,
   PackagingResultSchema,
+  PurgeJobMessageSchema,
   SubmitJobMessageSchema,
   ValidationError,
   parseWith,
@@ -13,7 +14,10 @@ import {
   type AttemptReport,
 } from '../../../libs/contracts/src';
 import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
+import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
+import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { decide, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type HandledCommand } from './job-command.handler';
 import type { Logger } from './logger';
 import { Relay } from './relay';
@@ -42,6 +46,7 @@ export class Orchestrator {
   readonly relay: Relay;
   readonly scheduler: Scheduler;
   private heartbeats: NatsSubscription | null = null;
+  private artifacts: Promise<ArtifactStore> | null = null;
 
   constructor(private readonly o: OrchestratorOptions) {
     this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock });
@@ -122,6 +127,33 @@ export class Orchestrator {
       { type: 'RequestCancel', data: { by: who, now: this.now(), ...(reason ? { reason } : {}) } },
       { actor: who, causationId: null, correlationId: correlationId ?? jobId },
     );
+  }
+
+  /**
+   * `jobline.cmd.<owner>.purge`: deletes a finished job's logs and artifacts, then records
+   * JobPurged, so whoever sees JobPurged finds the data gone. A crash between the two steps
+   * is repaired by the redelivery (deleting again is harmless; a second JobPurged is never
+   * written). Bundles are stored once per digest and shared by every job with the same
+   * source, so they are left in place.
+   */
+  async purge(owner: string, payload: unknown, opts: { admin?: boolean } = {}): Promise<HandledCommand> {
+    const who = this.validOwner(owner);
+    const msg = parseWith(PurgeJobMessageSchema, payload);
+    if (!msg.ok) throw new ValidationError('invalid purge command', msg.issues);
+    const { jobId, correlationId } = msg.value;
+    const { job } = await this.handler.load(jobId);
+    if (job.phase === 'none' || (!opts.admin && job.owner !== who)) {
+      throw new ValidationError(`no job ${jobId} for owner ${who}`);
+    }
+    const command: JobCommand = { type: 'PurgeJob', data: { by: who, now: this.now() } };
+    // The decider's rules first (throws while the job is not finished): nothing is deleted from a running job.
+    decide(command, job);
+    // A finished job never becomes unfinished again, so the check above still holds after the deletion.
+    const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
+    this.artifacts ??= ArtifactStore.open(this.o.nc);
+    await (await this.artifacts).deleteJob(jobId, job.attempt);
+    this.o.logger.log(`orchestrator: purged job ${jobId} (${purgedChunks} log chunks, artifacts of ${job.attempt} attempt(s))`);
+    return this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
   }
 
   /** `jobline.report.<jobId>`: an executor's account of an attempt. */

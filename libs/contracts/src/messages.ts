@@ -20,6 +20,13 @@ export const CancelJobMessageSchema = z.strictObject({
 });
 export type CancelJobMessage = z.output<typeof CancelJobMessageSchema>;
 
+/** `jobline.cmd.<owner>.purge` payload: remove a finished job's logs and artifacts (the history stays). */
+export const PurgeJobMessageSchema = z.strictObject({
+  jobId: JobIdSchema,
+  correlationId: z.string().min(1).max(128).optional(),
+});
+export type PurgeJobMessage = z.output<typeof PurgeJobMessageSchema>;
+
 /** `jobline.work.<executorId>`: run one attempt. */
 export interface RunAttemptMessage {
   kind: 'run';

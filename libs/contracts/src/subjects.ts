@@ -6,6 +6,7 @@ export const subjects = {
   /** Integrations submit here; the owner is the subject token (DESIGN.md). */
   submit: (owner: string) => `jobline.cmd.${owner}.submit`,
   cancel: (owner: string) => `jobline.cmd.${owner}.cancel`,
+  purge: (owner: string) => `jobline.cmd.${owner}.purge`,
   commandsAll: 'jobline.cmd.>',
   /** Every stored event, in order per job. */
   event: (jobId: string, type: string) => `jobline.evt.${jobId}.${type}`,

@@ -61,6 +61,17 @@ const CHANNELS: Record<string, ChannelSpec> = {
     stream: STREAMS.commands,
     tags: ['integration'],
   },
+  purgeJob: {
+    address: 'jobline.cmd.{owner}.purge',
+    title: 'Purge a job',
+    description:
+      "Ask to purge one of the owner's finished jobs: JobPurged is recorded, then the job's logs and artifacts are deleted. " +
+      'The history stays. Refused (nothing written) while the job is not finished.',
+    parameters: { owner },
+    messages: ['PurgeJob'],
+    stream: STREAMS.commands,
+    tags: ['integration'],
+  },
   jobEvents: {
     address: 'jobline.evt.{jobId}.{eventType}',
     title: 'Job events',
@@ -153,6 +164,7 @@ interface OperationSpec {
 const OPERATIONS: Record<string, OperationSpec> = {
   receiveSubmitJob: { action: 'receive', channel: 'submitJob', summary: 'Jobline takes submissions from integrations.' },
   receiveCancelJob: { action: 'receive', channel: 'cancelJob', summary: 'Jobline takes cancellations from integrations.' },
+  receivePurgeJob: { action: 'receive', channel: 'purgeJob', summary: 'Jobline takes purges of finished jobs from integrations.' },
   sendJobEvents: { action: 'send', channel: 'jobEvents', summary: 'Jobline publishes every stored job event.' },
   sendJobLogs: { action: 'send', channel: 'jobLogs', summary: 'Executors publish the output of running attempts.' },
   sendAttemptWork: { action: 'send', channel: 'attemptWork', summary: 'The orchestrator dispatches attempts to executors.' },
@@ -202,6 +214,15 @@ function messages(): Record<string, Record<string, unknown>> {
       payload: schemaRef('CancelJobMessage'),
       correlationId: { location: '$message.payload#/correlationId' },
       examples: [{ name: 'cancel', payload: { jobId: EXAMPLE_JOB_ID, reason: 'superseded' } }],
+    },
+    PurgeJob: {
+      name: 'PurgeJob',
+      title: 'Purge a finished job',
+      contentType: json,
+      headers: schemaRef('CommandHeaders'),
+      payload: schemaRef('PurgeJobMessage'),
+      correlationId: { location: '$message.payload#/correlationId' },
+      examples: [{ name: 'purge', payload: { jobId: EXAMPLE_JOB_ID } }],
     },
     LogChunk: {
       name: 'LogChunk',

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, type JobEventType } from '../events';
 import { JobSpecSchema } from '../job-spec.schema';
-import { AttemptReportSchema, CancelJobMessageSchema, ExecutorHeartbeatSchema, PackageJobMessageSchema, PackagingResultSchema, SubmitJobMessageSchema } from '../messages';
+import { AttemptReportSchema, CancelJobMessageSchema, ExecutorHeartbeatSchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
 import {
   CommandHeadersSchema,
   LogChunkHeadersSchema,
@@ -57,6 +57,7 @@ const eventEntries = Object.fromEntries(
 export const PAYLOAD_SCHEMAS = {
   SubmitJobMessage: accepted(SubmitJobMessageSchema),
   CancelJobMessage: accepted(CancelJobMessageSchema),
+  PurgeJobMessage: accepted(PurgeJobMessageSchema),
   CommandHeaders: headers(CommandHeadersSchema, 'accepted'),
   JobEventMessage: published(JobEventMessageSchema),
   ...eventEntries,

@@ -149,6 +149,7 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
     ],
   },
   CancelJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, reason: 'r', correlationId: 'c' }], invalid: [{ reason: 'no job' }, { jobId: JOB.toUpperCase() }] },
+  PurgeJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, correlationId: 'c' }], invalid: [{}, { jobId: JOB, reason: 'no such field' }] },
   CommandHeaders: { valid: [{}, { 'Nats-Msg-Id': JOB }], invalid: [{ 'Nats-Msg-Id': '' }] },
   JobEventMessage: { valid: [envelope('JobQueued', EVENT_DATA.JobQueued)], invalid: [{ ...envelope('JobQueued', EVENT_DATA.JobQueued), type: 'JobExploded' }] },
   ...(Object.fromEntries(
