@@ -6,10 +6,10 @@ import {
   type ProcessRunner,
   type RunningProcess,
 } from '../core/process-runner.port';
+import { ATTEMPT_ID, ATTEMPT_MARKER, RUNNING_FILE, decodeRunningRecords, encodeRunningRecords, isAttemptEntry, type RunningRecord } from '../core/running-record';
 import { groupAlive, listProcesses, processAlive, sendSignal, withEnvEntry } from './proc-scan.deno';
 
-/** Set on every launched process: how a leftover of a crashed executor is recognised as ours (same as the Node runner). */
-export const ATTEMPT_MARKER = 'JOBLINE_ATTEMPT';
+export { ATTEMPT_MARKER };
 
 export interface DenoProcessRunnerOptions {
   /** Holds one workspace per attempt plus running.json (created if missing). One per executor. */
@@ -21,13 +21,6 @@ export interface DenoProcessRunnerOptions {
   drainMs?: number;
 }
 
-const RUNNING_FILE = 'running.json';
-const ATTEMPT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
-
-interface RunningRecord {
-  pgid: number;
-  startedAt: string;
-}
 
 /**
  * The Deno twin of the Node runner: attempts run as plain child processes, each in its own
@@ -99,7 +92,7 @@ export class DenoProcessRunner implements ProcessRunner {
   async cleanupLeftovers(): Promise<void> {
     const recorded = this.readRecords();
     const ids = new Set(Object.keys(recorded));
-    for (const entry of Deno.readDirSync(this.root)) if (entry.name !== RUNNING_FILE && !entry.name.endsWith('.tmp')) ids.add(entry.name);
+    for (const entry of Deno.readDirSync(this.root)) if (isAttemptEntry(entry.name)) ids.add(entry.name);
     for (const id of this.records.keys()) ids.delete(id);
     if (ids.size > 0) {
       const table = (await listProcesses()) ?? [];
@@ -133,19 +126,20 @@ export class DenoProcessRunner implements ProcessRunner {
   }
 
   private readRecords(): Record<string, RunningRecord> {
+    let text: string | null = null;
     try {
-      const parsed = JSON.parse(Deno.readTextFileSync(`${this.root}/${RUNNING_FILE}`)) as { attempts?: Record<string, RunningRecord> };
-      return parsed.attempts ?? {};
+      text = Deno.readTextFileSync(`${this.root}/${RUNNING_FILE}`);
     } catch {
-      return {};
+      // None yet.
     }
+    return decodeRunningRecords(text);
   }
 
   /** Written on every launch and exit, atomically, so a crash leaves a usable file. */
   private persist(): void {
     const file = `${this.root}/${RUNNING_FILE}`;
     const tmp = `${file}.${Deno.pid}.tmp`;
-    Deno.writeTextFileSync(tmp, JSON.stringify({ version: 1, attempts: Object.fromEntries(this.records) }));
+    Deno.writeTextFileSync(tmp, encodeRunningRecords(this.records));
     Deno.renameSync(tmp, file);
   }
 }

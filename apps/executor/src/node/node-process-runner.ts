@@ -1,10 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
-import { rm } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
 import type { ResourceUsage } from '../../../../libs/contracts/src';
 import {
   LaunchError,
@@ -13,11 +11,12 @@ import {
   type ProcessRunner,
   type RunningProcess,
 } from '../core/process-runner.port';
-import { hasEnvEntry, listProcesses, readStat, sampleUsage } from './proc-scan';
+import { hasEnvEntry, killQuietly, listProcesses, readStat, sampleUsage } from './proc-scan';
 import { unpackBundle } from './bundle-files';
+import { AttemptOutput } from './attempt-output';
+import { ATTEMPT_ID, ATTEMPT_MARKER, RUNNING_FILE, decodeRunningRecords, encodeRunningRecords, isAttemptEntry, type RunningRecord } from '../core/running-record';
 
-/** Set on every launched process: how a leftover of a crashed executor is recognised as ours. */
-export const ATTEMPT_MARKER = 'JOBLINE_ATTEMPT';
+export { ATTEMPT_MARKER };
 
 export interface NodeProcessRunnerOptions {
   /** Holds one workspace per attempt plus running.json (created if missing). One per executor. */
@@ -31,13 +30,6 @@ export interface NodeProcessRunnerOptions {
   note?: string;
 }
 
-const RUNNING_FILE = 'running.json';
-const ATTEMPT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
-
-interface RunningRecord {
-  pgid: number;
-  startedAt: string;
-}
 
 /**
  * Runs attempts as plain child processes, each in its own process group and workspace:
@@ -112,7 +104,7 @@ export class NodeProcessRunner implements ProcessRunner {
   async cleanupLeftovers(): Promise<void> {
     const recorded = this.readRecords();
     const ids = new Set(Object.keys(recorded));
-    for (const name of readdirSync(this.root)) if (name !== RUNNING_FILE && !name.endsWith('.tmp')) ids.add(name);
+    for (const name of readdirSync(this.root)) if (isAttemptEntry(name)) ids.add(name);
     for (const id of this.records.keys()) ids.delete(id);
     if (ids.size > 0) {
       const victims = new Set<number>();
@@ -141,15 +133,15 @@ export class NodeProcessRunner implements ProcessRunner {
   }
 
   private readRecords(): Record<string, RunningRecord> {
+    let text: string | null = null;
     try {
-      const parsed = JSON.parse(readFileSync(join(this.root, RUNNING_FILE), 'utf8')) as { attempts?: Record<string, RunningRecord> };
-      return parsed.attempts ?? {};
+      text = readFileSync(join(this.root, RUNNING_FILE), 'utf8');
     } catch {
-      return {};
+      // None yet.
     }
+    return decodeRunningRecords(text);
   }
 
-  /** Written on every launch and exit, atomically, so a crash leaves a usable file. */
   /**
    * Writes running.json in the background, coalescing changes that arrive while a write is
    * in flight (two synchronous writes per attempt were a tenth of the executor's CPU time).
@@ -167,7 +159,7 @@ export class NodeProcessRunner implements ProcessRunner {
     while (this.dirty) {
       this.dirty = false;
       try {
-        await writeFile(tmp, JSON.stringify({ version: 1, attempts: Object.fromEntries(this.records) }));
+        await writeFile(tmp, encodeRunningRecords(this.records));
         await rename(tmp, file);
       } catch {
         // The folder is being removed (shutdown, tests): nothing left to record.
@@ -185,21 +177,22 @@ class NodeAttempt implements RunningProcess {
   readonly pid: number;
   readonly stdout: AsyncIterable<Uint8Array>;
   readonly stderr: AsyncIterable<Uint8Array>;
+  private readonly output: AttemptOutput;
   private readonly status: Promise<ExitStatus>;
   private stopping: Promise<void> | undefined;
   private exited = false;
-  private lastRead = 0;
   private disposed: Promise<void> | undefined;
 
   constructor(
     private readonly child: ChildProcess,
     private readonly attemptId: string,
-    private readonly drainMs: number,
+    drainMs: number,
     private readonly releaseFn: () => Promise<void>,
   ) {
     this.pid = child.pid ?? -1;
-    this.stdout = this.track(child.stdout!);
-    this.stderr = this.track(child.stderr!);
+    this.output = new AttemptOutput(child, drainMs);
+    this.stdout = this.output.stdout;
+    this.stderr = this.output.stderr;
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
       child.once('exit', (code, signal) => done({ code, signal })),
     );
@@ -248,45 +241,9 @@ class NodeAttempt implements RunningProcess {
     // (during a shutdown, the grace period decides instead).
     if (this.stopping) await this.stopping;
     else killQuietly(-this.pid, 'SIGKILL');
-    this.drain(this.child.stdout!);
-    this.drain(this.child.stderr!);
+    this.output.cutWhenQuiet();
     const signo = signal ? (osConstants.signals[signal] ?? 0) : 0;
     return { exitCode: signal ? 128 + signo : (code ?? 0), signal, oomKilled: false, usage: null };
-  }
-
-  /** Cuts a pipe that stays open, with nothing buffered and nothing read, for drainMs after the exit. */
-  private drain(s: Readable): void {
-    if (s.readableEnded || s.destroyed) return;
-    const check = () => {
-      if (s.readableEnded || s.destroyed) return;
-      const quietFor = performance.now() - this.lastRead;
-      if (s.readableLength > 0 || quietFor < this.drainMs) {
-        setTimeout(check, Math.max(10, this.drainMs - quietFor));
-        return;
-      }
-      s.destroy();
-    };
-    setTimeout(check, this.drainMs);
-  }
-
-  private async *track(s: Readable): AsyncIterable<Uint8Array> {
-    try {
-      for await (const chunk of s) {
-        this.lastRead = performance.now();
-        yield chunk as Uint8Array;
-      }
-    } catch {
-      // destroy() by drain(): the output ends here.
-    }
-  }
-}
-
-function killQuietly(target: number, sig: NodeJS.Signals): void {
-  if (target === -1 || target === 1 || target === 0) return;
-  try {
-    process.kill(target, sig);
-  } catch {
-    // ESRCH: already gone.
   }
 }
 

@@ -57,3 +57,16 @@ export function sampleUsage(pid: number): { cpuMs: number; maxRssBytes: number }
     return null;
   }
 }
+
+/**
+ * kill(2) for a process that may be gone already; a negative target is a process group.
+ * 0, 1 and -1 (our own group, init, every process) are never targets.
+ */
+export function killQuietly(target: number, sig: NodeJS.Signals): void {
+  if (Math.abs(target) <= 1) return;
+  try {
+    process.kill(target, sig);
+  } catch {
+    // ESRCH: already gone.
+  }
+}

@@ -1,5 +1,6 @@
 import { readdirSync, rmdirSync } from 'node:fs';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
+import { ATTEMPT_ID } from '../../core/running-record';
 
 /**
  * What differs between cgroup v1 and v2, one implementation per file (cgroup-v1.ts,
@@ -38,21 +39,13 @@ export interface AttemptCgroup {
   remove(): Promise<void>;
 }
 
-export const ATTEMPT_CGROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+/** An attempt's cgroup is named by its attempt id. */
+export const ATTEMPT_CGROUP_NAME = ATTEMPT_ID;
 
 /** The v1 and v2 cpu quota for a fraction of cores, with the usual 100 ms period. */
 export function cpuQuota(cpu: number): { quotaUs: number; periodUs: number } {
   const periodUs = 100_000;
   return { quotaUs: Math.max(1000, Math.round(cpu * periodUs)), periodUs };
-}
-
-export function killQuietly(pid: number, sig: NodeJS.Signals): void {
-  if (pid <= 1) return;
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // ESRCH: gone already.
-  }
 }
 
 export function parsePids(text: string | null): number[] {

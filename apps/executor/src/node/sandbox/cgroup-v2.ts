@@ -1,17 +1,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import {
-  ATTEMPT_CGROUP_NAME,
-  childCgroups,
-  cpuQuota,
-  killQuietly,
-  parsePids,
-  removeCgroupDir,
-  sleep,
-  type AttemptCgroup,
-  type CgroupDriver,
-} from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
 const REQUIRED = ['cpu', 'memory', 'pids'] as const;

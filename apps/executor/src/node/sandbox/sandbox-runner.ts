@@ -3,7 +3,6 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, write
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
 import type { ResourceUsage } from '../../../../../libs/contracts/src';
 import { DEFAULT_PATH } from '../../core/command';
 import {
@@ -14,10 +13,11 @@ import {
   type RunningProcess,
 } from '../../core/process-runner.port';
 import { ATTEMPT_MARKER } from '../node-process-runner';
-import { hasEnvEntry, listProcesses } from '../proc-scan';
-import { ATTEMPT_CGROUP_NAME, killQuietly, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { hasEnvEntry, killQuietly, listProcesses } from '../proc-scan';
+import { ATTEMPT_CGROUP_NAME, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { isExecutableFile, readText } from './host';
 import { unpackBundle } from '../bundle-files';
+import { AttemptOutput } from '../attempt-output';
 
 /** Absolute paths of the host programs the sandbox is built from (util-linux, iproute2, coreutils). */
 export interface SandboxTools {
@@ -278,10 +278,10 @@ class SandboxAttempt implements RunningProcess {
   readonly pid: number;
   readonly stdout: AsyncIterable<Uint8Array>;
   readonly stderr: AsyncIterable<Uint8Array>;
+  private readonly output: AttemptOutput;
   private readonly status: Promise<ExitStatus>;
   private stopping: Promise<void> | undefined;
   private exited = false;
-  private lastRead = 0;
   private disposed: Promise<void> | undefined;
   /** shutdown() had to SIGKILL what the grace period left. */
   private forced = false;
@@ -289,12 +289,13 @@ class SandboxAttempt implements RunningProcess {
   constructor(
     private readonly child: ChildProcess,
     private readonly cgroup: AttemptCgroup,
-    private readonly drainMs: number,
+    drainMs: number,
     private readonly releaseFn: () => Promise<void>,
   ) {
     this.pid = child.pid ?? -1;
-    this.stdout = this.track(child.stdout!);
-    this.stderr = this.track(child.stderr!);
+    this.output = new AttemptOutput(child, drainMs);
+    this.stdout = this.output.stdout;
+    this.stderr = this.output.stderr;
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
       child.once('exit', (code, signal) => done({ code, signal })),
     );
@@ -347,8 +348,7 @@ class SandboxAttempt implements RunningProcess {
     // is asked anyway (during a shutdown, the grace period decides instead).
     if (this.stopping) await this.stopping.catch(() => undefined);
     await this.cgroup.killAll().catch(() => undefined);
-    this.drain(this.child.stdout!);
-    this.drain(this.child.stderr!);
+    this.output.cutWhenQuiet();
     // The init itself SIGKILLed (it raced the kill of its job): unshare exits 1 instead of passing the signal on.
     const decoded = this.forced && !signal && code === 1 ? decodeExit(null, 'SIGKILL') : decodeExit(code, signal);
     return {
@@ -356,31 +356,6 @@ class SandboxAttempt implements RunningProcess {
       oomKilled: this.cgroup.oomKilled(decoded.signal === 'SIGKILL'),
       usage: this.cgroup.usage(),
     };
-  }
-
-  private drain(s: Readable): void {
-    if (s.readableEnded || s.destroyed) return;
-    const check = () => {
-      if (s.readableEnded || s.destroyed) return;
-      const quietFor = performance.now() - this.lastRead;
-      if (s.readableLength > 0 || quietFor < this.drainMs) {
-        setTimeout(check, Math.max(10, this.drainMs - quietFor));
-        return;
-      }
-      s.destroy();
-    };
-    setTimeout(check, this.drainMs);
-  }
-
-  private async *track(s: Readable): AsyncIterable<Uint8Array> {
-    try {
-      for await (const chunk of s) {
-        this.lastRead = performance.now();
-        yield chunk as Uint8Array;
-      }
-    } catch {
-      // destroy() by drain(): the output ends here.
-    }
   }
 }
 
