@@ -36,6 +36,12 @@ export interface RunAttemptMessage {
   spec: JobSpec;
   bundleDigest: string | null;
   dispatchedAt: string;
+  /**
+   * Fencing: the executor never starts the attempt after this instant (dispatch + lease),
+   * whatever the claim says; by then the orchestrator may have declared it lost. Optional on
+   * the wire for messages queued by older orchestrators (then: dispatchedAt + the executor's lease).
+   */
+  startBy?: string;
 }
 
 /** `jobline.ctl.<executorId>`: stop one attempt (cancel or timeout). */
@@ -102,6 +108,43 @@ export const AttemptReportSchema = z.discriminatedUnion('kind', [
     error: z.string().optional(),
   }),
 ]);
+
+/**
+ * `jobline.claim.<jobId>` request: the `started` report of an attempt, sent before its
+ * command runs. The answer (ClaimReply) is given once JobStarted is stored, or refused when
+ * the attempt is no longer current; a command runs only as an attempt the history records
+ * as started. A claim repeated for an attempt already started is granted again (idempotent).
+ */
+export type ClaimRequest = Extract<AttemptReport, { kind: 'started' }>;
+export const ClaimRequestSchema = AttemptReportSchema.options[0];
+
+/** The orchestrator's answer to a claim. `stale`: the attempt is not current (lost, cancelled, superseded). */
+export type ClaimReply = { granted: true } | { granted: false; code: 'stale' | 'not_found' | 'invalid_argument'; message: string };
+export const ClaimReplySchema = z.discriminatedUnion('granted', [
+  z.strictObject({ granted: z.literal(true) }),
+  z.strictObject({ granted: z.literal(false), code: z.enum(['stale', 'not_found', 'invalid_argument']), message: z.string().max(4096) }),
+]);
+
+/**
+ * The scheduling orchestrator's answer to a heartbeat: every attempt it holds as current
+ * (dispatched or running) on this executor instance. An executor stops any attempt it runs
+ * that is missing from a reply to a heartbeat sent after that attempt's claim was granted.
+ */
+export interface LeaseReply {
+  executorId: string;
+  instanceId: string;
+  current: { jobId: string; attempt: number }[];
+  /** How long the executor may go without an answer before it must assume its attempts are lost. */
+  leaseMs: number;
+  sentAt: string;
+}
+export const LeaseReplySchema = z.strictObject({
+  executorId: ExecutorIdSchema,
+  instanceId: z.string().min(1).max(128),
+  current: z.array(z.strictObject({ jobId: JobIdSchema, attempt: z.number().int().min(1) })),
+  leaseMs: z.number().int().min(1),
+  sentAt: z.string(),
+});
 
 /** `jobline.hb.<executorId>` (core NATS). */
 export interface ExecutorHeartbeat {

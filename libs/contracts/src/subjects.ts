@@ -24,9 +24,18 @@ export const subjects = {
   /** Executor reports about attempts, per job so one job's reports stay in order. */
   report: (jobId: string) => `jobline.report.${jobId}`,
   reportsAll: 'jobline.report.>',
-  /** Executor heartbeats (core NATS, not persisted). */
+  /**
+   * Executor heartbeats (core NATS, not persisted). Sent as requests: the scheduling
+   * orchestrator answers with a LeaseReply naming the attempts still current there.
+   */
   heartbeat: (executorId: string) => `jobline.hb.${executorId}`,
   heartbeatsAll: 'jobline.hb.*',
+  /**
+   * Claims (core NATS request/reply, queue group `orchestrators`): an executor asks to start
+   * an attempt and runs its command only once the answer says JobStarted is recorded.
+   */
+  claim: (jobId: string) => `jobline.claim.${jobId}`,
+  claimsAll: 'jobline.claim.*',
   /** Jobs to bundle (derived from JobSubmitted with a source by the relay), for the packagers. */
   packageWork: (jobId: string) => `jobline.pkg.work.${jobId}`,
   packageWorkAll: 'jobline.pkg.work.*',

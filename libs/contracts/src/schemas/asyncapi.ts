@@ -147,9 +147,22 @@ const CHANNELS: Record<string, ChannelSpec> = {
     title: 'Executor heartbeats',
     description:
       'Internal, core NATS (not stored). Executors announce capacity and running attempts; an executor silent for the lease ' +
-      'time, or back with a new instanceId, has lost its attempts.',
+      'time, or back with a new instanceId, has lost its attempts. Sent as a request: the scheduling orchestrator answers ' +
+      'with a LeaseReply naming the attempts still current on that executor, and the executor stops any other it runs.',
     parameters: { executorId },
-    messages: ['ExecutorHeartbeat'],
+    messages: ['ExecutorHeartbeat', 'LeaseReply'],
+    stream: null,
+    tags: ['internal'],
+  },
+  attemptClaims: {
+    address: 'jobline.claim.{jobId}',
+    title: 'Attempt claims',
+    description:
+      'Internal, core NATS request/reply (queue group orchestrators). Before running an attempt\'s command an executor sends its ' +
+      'started report as a claim; the answer grants it once JobStarted is stored, or refuses it when the attempt is no longer ' +
+      'current (lost, cancelled, superseded). A command runs only as an attempt the history records as started.',
+    parameters: { jobId },
+    messages: ['ClaimRequest', 'ClaimReply'],
     stream: null,
     tags: ['internal'],
   },
@@ -172,7 +185,8 @@ const OPERATIONS: Record<string, OperationSpec> = {
   receiveAttemptReports: { action: 'receive', channel: 'attemptReports', summary: 'The orchestrator records what executors report.' },
   sendPackageWork: { action: 'send', channel: 'packageWork', summary: 'The orchestrator orders bundles from packagers.' },
   receivePackagingResults: { action: 'receive', channel: 'packagingResults', summary: 'The orchestrator records what packagers built.' },
-  receiveExecutorHeartbeats: { action: 'receive', channel: 'executorHeartbeats', summary: 'The orchestrator tracks live executors.' },
+  receiveExecutorHeartbeats: { action: 'receive', channel: 'executorHeartbeats', summary: 'The orchestrator tracks live executors and answers with their current attempts.' },
+  receiveAttemptClaims: { action: 'receive', channel: 'attemptClaims', summary: 'The orchestrator grants or refuses the start of an attempt.' },
 };
 
 const EXAMPLE_JOB_ID = '3f0c8a4e-2b9d-4c61-9a57-0d6e1b2f7c85';
@@ -237,6 +251,9 @@ function messages(): Record<string, Record<string, unknown>> {
     PackagingResult: { name: 'PackagingResult', title: 'Bundle built or packaging failed', contentType: json, payload: schemaRef('PackagingResult') },
     AttemptReport: { name: 'AttemptReport', title: 'Attempt started or finished', contentType: json, payload: schemaRef('AttemptReport') },
     ExecutorHeartbeat: { name: 'ExecutorHeartbeat', title: 'Executor heartbeat', contentType: json, payload: schemaRef('ExecutorHeartbeat') },
+    LeaseReply: { name: 'LeaseReply', title: 'Attempts current on an executor', contentType: json, payload: schemaRef('LeaseReply') },
+    ClaimRequest: { name: 'ClaimRequest', title: 'Claim the start of an attempt', contentType: json, payload: schemaRef('ClaimRequest') },
+    ClaimReply: { name: 'ClaimReply', title: 'Claim granted or refused', contentType: json, payload: schemaRef('ClaimReply') },
   };
   for (const type of JOB_EVENT_TYPES) {
     out[type] = {

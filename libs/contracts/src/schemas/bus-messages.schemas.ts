@@ -22,6 +22,7 @@ export const RunAttemptMessageSchema = z
     spec: JobSpecSchema,
     bundleDigest: z.string().nullable().describe('The bundle to fetch from the object store; null when the job has no source'),
     dispatchedAt: IsoTimeSchema,
+    startBy: IsoTimeSchema.optional().describe('Fencing: the executor never starts the attempt after this instant'),
   })
   .describe('Run one attempt of a job (orchestrator → executor)');
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, type JobEventType } from '../events';
 import { JobSpecSchema } from '../job-spec.schema';
-import { AttemptReportSchema, CancelJobMessageSchema, ExecutorHeartbeatSchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
+import { AttemptReportSchema, CancelJobMessageSchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
 import {
   CommandHeadersSchema,
   LogChunkHeadersSchema,
@@ -67,6 +67,9 @@ export const PAYLOAD_SCHEMAS = {
   StopAttemptMessage: published(StopAttemptMessageSchema),
   AttemptReport: accepted(AttemptReportSchema),
   ExecutorHeartbeat: accepted(ExecutorHeartbeatSchema),
+  LeaseReply: published(LeaseReplySchema),
+  ClaimRequest: accepted(ClaimRequestSchema),
+  ClaimReply: published(ClaimReplySchema),
   PackageJobMessage: published(PackageJobMessageSchema),
   PackagingResult: accepted(PackagingResultSchema),
 } satisfies Record<string, PayloadSchemaEntry>;

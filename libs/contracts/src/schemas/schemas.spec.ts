@@ -164,10 +164,25 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
     invalid: [{ 'Jobline-Attempt': '1', 'Jobline-Stream': 'stdin', 'Jobline-Offset': '0' }, { 'Jobline-Attempt': '-1', 'Jobline-Stream': 'stdout', 'Jobline-Offset': '0' }],
   },
   RunAttemptMessage: {
-    valid: [{ kind: 'run', jobId: JOB, owner: 'acme', attempt: 1, spec: { ...stepsSpec }, bundleDigest: null, dispatchedAt: T }],
+    valid: [
+      { kind: 'run', jobId: JOB, owner: 'acme', attempt: 1, spec: { ...stepsSpec }, bundleDigest: null, dispatchedAt: T },
+      { kind: 'run', jobId: JOB, owner: 'acme', attempt: 1, spec: { ...stepsSpec }, bundleDigest: null, dispatchedAt: T, startBy: T },
+    ],
     invalid: [{ kind: 'stop', jobId: JOB, owner: 'acme', attempt: 1, spec: stepsSpec, bundleDigest: null, dispatchedAt: T }],
   },
   StopAttemptMessage: { valid: [{ kind: 'stop', jobId: JOB, attempt: 2, reason: 'timeout' }], invalid: [{ kind: 'stop', jobId: JOB, attempt: 0, reason: 'cancel' }] },
+  LeaseReply: {
+    valid: [{ executorId: 'local', instanceId: 'i-1', current: [{ jobId: JOB, attempt: 2 }], leaseMs: 10_000, sentAt: T }],
+    invalid: [{ executorId: 'local', instanceId: 'i-1', current: [{ jobId: JOB, attempt: 0 }], leaseMs: 10_000, sentAt: T }],
+  },
+  ClaimRequest: {
+    valid: [{ kind: 'started', jobId: JOB, attempt: 1, executorId: 'local', startedAt: T, sandbox: 'cgroup-v1' }],
+    invalid: [{ kind: 'finished', jobId: JOB, attempt: 1, executorId: 'local', startedAt: T, sandbox: 'none' }],
+  },
+  ClaimReply: {
+    valid: [{ granted: true }, { granted: false, code: 'stale', message: 'attempt 1 was declared lost' }],
+    invalid: [{ granted: false, code: 'bogus', message: 'x' }, { granted: true, code: 'stale' }],
+  },
   PackageJobMessage: {
     valid: [{ kind: 'package', jobId: JOB, owner: 'dev', spec: { command: ['true'], priority: 'normal', source: { git: { url: 'https://example.com/r.git', commit: 'a'.repeat(40) } } } }],
     invalid: [{ kind: 'package', jobId: JOB, owner: 'dev' }, { kind: 'run', jobId: JOB, owner: 'dev', spec: { command: ['true'] } }],
