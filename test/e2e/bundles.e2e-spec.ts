@@ -40,7 +40,7 @@ describe('bundles through the dev stack', () => {
       graceMs: 1000,
       logger: quietLogger,
       // Tests serve git over file:// and data from 127.0.0.1; both are refused by default.
-      packager: { git: { allowFileUrls: true, mirrorDir: join(dir.path, 'git-mirrors') }, data: { allowPrivateAddresses: true } },
+      packager: { allowFileUrls: true, allowPrivateAddresses: true },
     });
     api = new RestClient(stack.apiUrl!, stack.token);
   });

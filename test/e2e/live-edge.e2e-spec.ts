@@ -154,6 +154,14 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
   let ca: KeyPairPem;
   const certs: Record<string, KeyPairPem> = {};
 
+  const writeTlsDir = (folder: string, pem: { ca: string; cert: string; key: string }) => {
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, 'ca.crt'), pem.ca);
+    writeFileSync(join(folder, 'server.crt'), pem.cert);
+    writeFileSync(join(folder, 'server.key'), pem.key, { mode: 0o600 });
+    return folder;
+  };
+
   beforeAll(async () => {
     dir = tempDir();
     ca = await createCa();
@@ -173,7 +181,8 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
         { sha256: sha256Hex(aliceToken), owner: 'alice' },
         { sha256: sha256Hex(bobToken), owner: 'bob' },
       ],
-      grpc: { port: 0, tls: { ca: ca.certPem, cert: server.certPem, key: server.keyPem } },
+      // As deployed: the certificates in a TLS folder, gRPC on a port, both from the environment.
+      env: { JOBLINE_TLS_DIR: writeTlsDir(join(dir.path, 'tls'), { ca: ca.certPem, cert: server.certPem, key: server.keyPem }), JOBLINE_GRPC_PORT: '0' },
     });
     wsUrl = `${stack.apiUrl!.replace(/^http/, 'ws')}/v1/ws`;
     alice = new RestClient(stack.apiUrl!, aliceToken);

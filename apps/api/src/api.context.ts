@@ -2,6 +2,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
 import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import type { BusState } from '../../../libs/service/src/bus';
 import type { ExecutorsRegistry } from './executors.registry';
 import type { JobsProjection } from './projections/jobs.projection';
 
@@ -17,4 +18,6 @@ export interface ApiContext {
   publisher: JetStreamPublisher;
   executors: ExecutorsRegistry;
   submitTimeoutMs: number;
+  /** Whether the NATS connection is up: writes are refused at once (503) while it is not. */
+  bus: BusState;
 }

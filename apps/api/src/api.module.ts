@@ -21,6 +21,8 @@ import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
 import { WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
 import { startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc/jobs.grpc-server';
+import type { Registry } from 'prom-client';
+import { watchBus, type BusState } from '../../../libs/service/src/bus';
 
 export interface ApiOptions {
   /** An open connection; the caller owns it (close() leaves it open). */
@@ -58,6 +60,10 @@ export interface ApiOptions {
    * verify, the bearer token decides. Default: plain HTTP.
    */
   tls?: ApiTlsOptions;
+  /** The state of `nc` (default: followed from its status events). */
+  bus?: BusState;
+  /** More registries served on GET /metrics after the api's own (`jobline dev`: the other services'). */
+  extraRegistries?: readonly Registry[];
 }
 
 /** PEM (string or bytes) of the server certificate and key, and of the CA that client certificates must chain to. */
@@ -134,9 +140,10 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     publisher: new JetStreamPublisher(js, { timeoutMs: Math.min(submitTimeoutMs, 5000) }),
     executors,
     submitTimeoutMs,
+    bus: options.bus ?? watchBus(nc),
   };
 
-  const metrics = new ApiMetrics(ctx);
+  const metrics = new ApiMetrics({ ...ctx, extraRegistries: options.extraRegistries });
   let app: INestApplication;
   let wsGateway: WsGateway | null = null;
   let grpcServer: GrpcServerHandle | null = null;

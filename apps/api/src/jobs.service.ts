@@ -98,6 +98,7 @@ export class JobsService {
       const existing = this.ctx.projection.get(jobId);
       if (existing) return { created: false, job: sameSubmission(existing, caller, key, spec) };
     }
+    this.requireBus();
     if (archive) {
       // Stored before the submission is published: the packager finds it as soon as it hears of the job.
       this.uploads ??= UploadStore.open(this.ctx.nc);
@@ -156,6 +157,7 @@ export class JobsService {
     // for someone else says so in the reason, for the record.
     const reason = parsed.data?.reason ?? (job.owner !== caller.owner ? `requested by ${caller.owner} (admin)` : undefined);
     const message: CancelJobMessage = { jobId: job.id, ...(reason !== undefined ? { reason } : {}) };
+    this.requireBus();
     try {
       await this.ctx.publisher.publish(subjects.cancel(job.owner), message, { timeoutMs: this.ctx.submitTimeoutMs });
     } catch (err) {
@@ -173,6 +175,7 @@ export class JobsService {
     const job = this.visible(caller, id);
     if (job.purged) return;
     if (!isTerminal(job.status)) throw new IllegalStateError(`job ${job.id} is not finished (${job.status}): cancel it first`, { problem: { jobStatus: job.status } });
+    this.requireBus();
     const deadline = Date.now() + this.ctx.submitTimeoutMs;
     // Listening before publishing, so the change cannot slip between the two.
     const purged = this.waitUntil(job.id, (v) => v.purged, this.ctx.submitTimeoutMs);
@@ -189,6 +192,11 @@ export class JobsService {
         problem: { jobId: job.id },
       });
     }
+  }
+
+  /** While the bus is down a write cannot be recorded: say so at once rather than after a timeout. */
+  private requireBus(): void {
+    if (!this.ctx.bus.connected) throw new JoblineError('unavailable', `the bus is unreachable (${this.ctx.bus.reason ?? 'NATS connection lost'}); nothing was changed, try again shortly`);
   }
 
   /** The job's view once `ok` holds for it (now or after a change), or null after timeoutMs. */

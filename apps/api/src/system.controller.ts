@@ -63,6 +63,8 @@ export class HealthController {
     let nats: Readiness['checks']['nats'];
     if (this.ctx.nc.isClosed()) {
       nats = { ok: false, error: 'connection closed' };
+    } else if (!this.ctx.bus.connected) {
+      nats = { ok: false, error: this.ctx.bus.reason ?? 'disconnected' };
     } else {
       try {
         nats = { ok: true, rttMs: await withTimeout(this.ctx.nc.rtt(), 2000) };

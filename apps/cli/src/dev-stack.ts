@@ -3,60 +3,74 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
+import { loadConfig, type JoblineConfig } from '../../../libs/config/src';
+import { SqliteCheckpointStore, SqliteEventStore, openEventStore } from '../../../libs/event-store/src';
+import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { NATS_INSTALL_HINT, findNatsServer, startNatsServer, type RunningNatsServer } from '../../../libs/messaging/src/nats-server';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
+import { createLogger, loggerTo, streamOptions, type ServiceLogger } from '../../../libs/service/src';
 import type { ApiToken } from '../../api/src/api-tokens';
-import type { GrpcServerOptions } from '../../api/src/grpc/jobs.grpc-server';
-import { createApiApp, type ApiApp, type ApiTlsOptions } from '../../api/src/api.module';
 import { JobsProjection } from '../../api/src/projections/jobs.projection';
-import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
-import type { Logger } from '../../orchestrator/src/logger';
-import { createOrchestratorApp } from '../../orchestrator/src/orchestrator.module';
-import { Packager, type PackagerOptions } from '../../packager/src/packager';
+import { startApi } from '../../api/src/start-api';
+import type { NodeExecutorHandle } from '../../executor/src/node/main';
+import { startExecutor, type ExecutorServiceHandle } from '../../executor/src/node/start-executor';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator';
+import { startOrchestrator } from '../../orchestrator/src/start-orchestrator';
+import { startPackager } from '../../packager/src/start-packager';
 import { killStaleProcess, writePidFile } from './pid-file';
 
+/** A message-first logger (what tests and benchmarks pass to count or silence what the services log). */
+export interface DevLogger {
+  debug?(message: string, ...rest: unknown[]): void;
+  log(message: string, ...rest: unknown[]): void;
+  warn(message: string, ...rest: unknown[]): void;
+  error(message: string, ...rest: unknown[]): void;
+}
+
 export interface DevStackOptions {
-  /** Everything persistent lives here (default ./.jobline). */
+  /** Everything persistent lives here (JOBLINE_DATA_DIR; default ./.jobline). */
   dataDir: string;
-  /** Use this NATS instead of starting a nats-server child. */
+  /** JOBLINE_* variables, as the environment gives them; the typed options below win over them. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Use this NATS instead of starting a nats-server child (JOBLINE_NATS_URL). */
   natsUrl?: string;
-  /** REST port (default 8080; taken → a free one, said in the log). 0 = a free port. false = no API. */
+  /** REST port (JOBLINE_API_PORT; default 8080, a taken one falls back to a free one). 0 = a free port. false = no API. */
   apiPort?: number | false;
   apiHost?: string;
-  /** Slots of the local executor (default: 4). 0 = no local executor. */
+  /** Slots of the local executor (JOBLINE_EXECUTOR_CAPACITY; default 4). 0 = no local executor. */
   executorCapacity?: number;
-  /** SIGTERM → SIGKILL grace of the local executor (default 5000 ms). */
+  /** JOBLINE_GRACE_MS. */
   graceMs?: number;
-  /** An executor silent this long has lost its attempts (default 10 s). */
+  /** JOBLINE_LEASE_MS. */
   leaseMs?: number;
-  /** The packager's options (what it may fetch: file:// git URLs, private addresses...); false: no packager. */
-  packager?: PackagerOptions | false;
+  /** Packager settings as JOBLINE_PACKAGER_* would give them; false: no packager (JOBLINE_PACKAGER=false). */
+  packager?: { allowFileUrls?: boolean; allowPrivateAddresses?: boolean } | false;
   /** More API credentials besides the dev token (e.g. a second, non-admin owner in tests). */
   extraTokens?: readonly ApiToken[];
-  /** Also serve gRPC (mTLS) with the API; see GrpcServerOptions (its host defaults to apiHost). */
-  grpc?: GrpcServerOptions;
-  /** Serve REST and /v1/ws over HTTPS (TLS 1.3; a client certificate of `ca` names the caller, else the bearer token). Default: plain HTTP. */
-  apiTls?: ApiTlsOptions;
-  logger: Logger & { info?(message: string, ...rest: unknown[]): void };
+  /** Where the services log (default: each its own pino logger, as configured). */
+  logger?: DevLogger;
 }
 
 export interface DevStack {
   dataDir: string;
+  config: JoblineConfig;
   natsUrl: string;
   /** Base URL of the REST API, or null without one. */
   apiUrl: string | null;
-  /** The gRPC port, when options.grpc was given. */
+  /** The gRPC port, when the TLS folder holds the certificates. */
   grpcPort?: number;
   /** The local bearer token (owner `dev`). */
   token: string;
+  /** A connection of dev's own (for tests and tools; the services have theirs). */
   nc: NatsConnection;
-  eventStore: SqliteEventStore;
+  eventStore: EventStore;
+  /** The jobs read model (the api's; without an api, one dev keeps for tools and benchmarks). */
   projection: JobsProjection;
   orchestrator: Orchestrator;
+  /** The local executor, if one runs. */
   executor: NodeExecutorHandle | null;
+  executors: ExecutorServiceHandle | null;
   /** Stops everything, in the order that loses nothing: intake first, the bus last. */
   stop(): Promise<void>;
 }
@@ -74,91 +88,140 @@ export function devToken(dataDir: string): string {
 
 export const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex');
 
+/** The environment a DevStackOptions stands for: its typed fields as the JOBLINE_* variables they are. */
+export function devEnv(o: DevStackOptions): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...o.env, JOBLINE_DATA_DIR: o.dataDir };
+  if (o.natsUrl !== undefined) env.JOBLINE_NATS_URL = o.natsUrl;
+  if (o.apiPort !== undefined && o.apiPort !== false) env.JOBLINE_API_PORT = String(o.apiPort);
+  if (o.apiHost !== undefined) env.JOBLINE_API_HOST = o.apiHost;
+  if (o.executorCapacity !== undefined) env.JOBLINE_EXECUTOR_CAPACITY = String(o.executorCapacity);
+  if (o.graceMs !== undefined) env.JOBLINE_GRACE_MS = String(o.graceMs);
+  if (o.leaseMs !== undefined) env.JOBLINE_LEASE_MS = String(o.leaseMs);
+  if (o.packager === false) env.JOBLINE_PACKAGER = 'false';
+  else if (o.packager) {
+    if (o.packager.allowFileUrls !== undefined) env.JOBLINE_PACKAGER_ALLOW_FILE_URLS = String(o.packager.allowFileUrls);
+    if (o.packager.allowPrivateAddresses !== undefined) env.JOBLINE_PACKAGER_ALLOW_PRIVATE_ADDRESSES = String(o.packager.allowPrivateAddresses);
+  }
+  return env;
+}
+
+/** `jobline dev` for tests and tools: the options as variables, then exactly what `jobline dev` runs. */
+export function startDevStack(o: DevStackOptions): Promise<DevStack> {
+  return startDev(loadConfig(devEnv(o), 'dev'), { api: o.apiPort !== false, extraTokens: o.extraTokens, logger: o.logger });
+}
+
+export interface DevExtras {
+  /** Run the api (default true). */
+  api?: boolean;
+  extraTokens?: readonly ApiToken[];
+  logger?: DevLogger;
+}
+
 /**
- * The whole system in one process on the embedded defaults: a nats-server child (unless
- * natsUrl), SQLite event store, checkpoints and read model in dataDir, the orchestrator,
- * one local executor and the REST API.
+ * The whole system in one process on the embedded defaults, from the same start functions and
+ * configuration as the separate services: a nats-server child (unless JOBLINE_NATS_URL), the
+ * orchestrator, a packager (unless JOBLINE_PACKAGER=false), a local executor (unless capacity
+ * 0) and the SSH hosts of JOBLINE_SSH_INVENTORY, and the api with a dev token. In one process
+ * the api and the orchestrator share one event store instance, so the read model follows
+ * appends at once instead of by polling.
  */
-export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
-  const dataDir = resolve(options.dataDir);
-  const log = options.logger;
+export async function startDev(config: JoblineConfig, extras: DevExtras = {}): Promise<DevStack> {
+  const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const cleanups: (() => Promise<void> | void)[] = [];
+  const loggerFor = (service: string): ServiceLogger =>
+    extras.logger ? loggerTo(extras.logger, service, config.log.level) : createLogger({ service, ...config.log });
+  const log = loggerFor('dev');
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
   const stopAll = async () => {
-    for (const c of cleanups.reverse()) {
+    for (const c of cleanups.splice(0).reverse()) {
       try {
         await c();
       } catch (err) {
-        log.warn(`dev: shutdown step failed: ${(err as Error).message}`);
+        log.warn({ err }, `dev: shutdown step failed: ${(err as Error).message}`);
       }
     }
-    cleanups.length = 0;
   };
 
   try {
-    let natsUrl = options.natsUrl;
+    let natsUrl = config.nats.servers?.join(',');
     if (!natsUrl) {
       if (!findNatsServer()) throw new Error(`nats-server was not found. ${NATS_INSTALL_HINT}`);
       const pidFile = join(dataDir, 'nats-server.pid');
       // A previous run killed with SIGKILL leaves its nats-server child holding the store.
-      if (await killStaleProcess(pidFile, ['nats-server', join(dataDir, 'nats')])) log.warn('dev: stopped the nats-server left by a previous run');
+      if (await killStaleProcess(pidFile, ['nats-server', join(dataDir, 'nats')])) log.warn({}, 'dev: stopped the nats-server left by a previous run');
       const server: RunningNatsServer = await startNatsServer({ storeDir: join(dataDir, 'nats') });
       writePidFile(pidFile, server.process.pid!);
       cleanups.push(() => server.stop());
       natsUrl = server.url;
-      log.log(`dev: nats-server (JetStream, store in ${join(dataDir, 'nats')}) on ${natsUrl}`);
+      log.info({ url: natsUrl }, `dev: nats-server (JetStream, store in ${join(dataDir, 'nats')}) on ${natsUrl}`);
     }
-    const nc = await connectNats({ servers: natsUrl, name: 'jobline-dev' });
+    // From here on every service reads the same configuration, with the bus dev started.
+    const cfg: JoblineConfig = { ...config, nats: { ...config.nats, servers: natsUrl.split(',') } };
+    const nc = await connectNats({ servers: cfg.nats.servers!, name: 'jobline-dev', user: cfg.nats.user, pass: cfg.nats.password });
     cleanups.push(() => nc.drain());
-    await ensureStreams(await jetstreamManager(nc));
+    await ensureStreams(await jetstreamManager(nc), streamOptions(cfg));
 
-    const eventStore = new SqliteEventStore({ path: join(dataDir, 'events.db') });
-    cleanups.push(() => eventStore.close());
-    const checkpoints = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
-    cleanups.push(() => checkpoints.close());
-
-    const { app: orchestratorApp, orchestrator } = await createOrchestratorApp({ eventStore, checkpoints, nc, logger: log, leaseMs: options.leaseMs, packager: options.packager !== false });
-    cleanups.push(() => orchestrator.stop());
-    cleanups.push(() => orchestratorApp.close() as Promise<void>);
-    if (options.packager !== false) {
-      mkdirSync(join(dataDir, 'packager'), { recursive: true });
-      const packager = await Packager.start(nc, { log: (m) => log.debug?.(m), warn: (m) => log.warn(m) }, { workDir: join(dataDir, 'packager'), ...options.packager });
-      cleanups.push(() => packager.stop());
+    // One store instance for the orchestrator and the api (SQLite wakes its own subscribers at once).
+    let eventStore: EventStore;
+    let checkpoints: CheckpointStore;
+    if (cfg.eventStore === 'sqlite') {
+      const events = new SqliteEventStore({ path: join(dataDir, 'events.db') });
+      const cps = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
+      cleanups.push(() => events.close());
+      cleanups.push(() => cps.close());
+      eventStore = events;
+      checkpoints = cps;
+    } else {
+      const opened = openEventStore(cfg.eventStore, dataDir);
+      cleanups.push(() => opened.close());
+      eventStore = opened.eventStore;
+      checkpoints = opened.checkpoints;
     }
 
-    const projection = new JobsProjection({ path: join(dataDir, 'read-models.db'), onWarning: (m) => log.warn(`projection: ${m}`) });
-    cleanups.push(() => projection.close());
-    await projection.catchUp(eventStore);
-    projection.start(eventStore);
-
-    let executor: NodeExecutorHandle | null = null;
-    const capacity = options.executorCapacity ?? 4;
-    if (capacity > 0) {
-      executor = await startNodeExecutor({
-        nc,
-        executorId: 'local',
-        capacity,
-        graceMs: options.graceMs,
-        workRoot: join(dataDir, 'work'),
-        ensureStreams: false,
-        logger: pinoLike(log),
-      });
-      const running = executor;
-      cleanups.push(() => running.stop());
-      const sb = running.sandbox;
-      log.log(`dev: local executor with ${capacity} slots, sandbox ${sb.kind}${sb.note ? ` (${sb.note})` : ''}`);
+    const orchestrator = await startOrchestrator(cfg, { logger: loggerFor('orchestrator'), eventStore, checkpoints });
+    cleanups.push(() => orchestrator.stop());
+    const registries = [orchestrator.registry];
+    if (cfg.orchestrator.packager) {
+      const packager = await startPackager(cfg, { logger: loggerFor('packager') });
+      cleanups.push(() => packager.stop());
+      registries.push(packager.registry);
+    }
+    let executors: ExecutorServiceHandle | null = null;
+    if (cfg.executor.capacity > 0 || cfg.executor.sshInventory) {
+      executors = await startExecutor(cfg, { logger: loggerFor('executor'), local: true, streamsReady: true });
+      const ex = executors;
+      cleanups.push(() => ex.stop());
+      registries.push(ex.registry);
+      const sb = ex.local?.sandbox;
+      if (sb) log.info({ sandbox: sb.kind }, `dev: local executor with ${cfg.executor.capacity} slots, sandbox ${sb.kind}${sb.note ? ` (${sb.note})` : ''}`);
+      if (ex.ssh) log.info({ hosts: [...ex.ssh.executors.keys()] }, `dev: SSH executors for ${[...ex.ssh.executors.keys()].join(', ')}`);
     }
 
     const token = devToken(dataDir);
-    let api: ApiApp | null = null;
-    if (options.apiPort !== false) {
-      api = await startApi({ nc, eventStore, projection, token, extraTokens: options.extraTokens ?? [], grpc: options.grpc, tls: options.apiTls, host: options.apiHost ?? '127.0.0.1', port: options.apiPort ?? 8080, log });
-      const started = api;
-      cleanups.push(() => started.close());
+    let api: Awaited<ReturnType<typeof startApi>> | null = null;
+    if (extras.api ?? true) {
+      api = await startApi(cfg, {
+        logger: loggerFor('api'),
+        eventStore,
+        extraTokens: [{ sha256: sha256Hex(token), owner: DEV_OWNER, admin: true }, ...(extras.extraTokens ?? [])],
+        extraRegistries: registries,
+        portFallback: true,
+      });
+      const a = api;
+      cleanups.push(() => a.stop());
+    }
+    let projection = api?.projection;
+    if (!projection) {
+      const own = new JobsProjection({ path: join(dataDir, 'read-models.db'), onWarning: (m) => log.warn({}, `projection: ${m}`) });
+      cleanups.push(() => own.close());
+      await own.catchUp(eventStore);
+      own.start(eventStore);
+      projection = own;
     }
 
     return {
       dataDir,
+      config: cfg,
       natsUrl,
       apiUrl: api?.url ?? null,
       ...(api?.grpcPort !== undefined ? { grpcPort: api.grpcPort } : {}),
@@ -166,8 +229,9 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       nc,
       eventStore,
       projection,
-      orchestrator,
-      executor,
+      orchestrator: orchestrator.orchestrator,
+      executor: executors?.local ?? null,
+      executors,
       stop: stopAll,
     };
   } catch (err) {
@@ -175,47 +239,3 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     throw err;
   }
 }
-
-async function startApi(o: {
-  nc: NatsConnection;
-  eventStore: SqliteEventStore;
-  projection: JobsProjection;
-  token: string;
-  extraTokens: readonly ApiToken[];
-  grpc?: GrpcServerOptions;
-  tls?: ApiTlsOptions;
-  host: string;
-  port: number;
-  log: DevStackOptions['logger'];
-}): Promise<ApiApp> {
-  const base = { nc: o.nc, eventStore: o.eventStore, projection: o.projection, tokens: [{ sha256: sha256Hex(o.token), owner: DEV_OWNER, admin: true }, ...o.extraTokens], grpc: o.grpc, tls: o.tls, host: o.host, logger: { ...o.log, log: (m: string) => o.log.debug?.(m) } };
-  // A taken port (REST or gRPC) falls back to a free one, said in the log; anything else fails.
-  let port = o.port;
-  let grpc = o.grpc;
-  for (;;) {
-    try {
-      return await createApiApp({ ...base, grpc, port });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'EADDRINUSE' && port !== 0) {
-        o.log.warn(`dev: port ${port} is taken, using a free port for REST instead`);
-        port = 0;
-      } else if (grpc && grpc.port !== 0 && /EADDRINUSE/.test(String(e.message))) {
-        o.log.warn(`dev: gRPC port ${grpc.port ?? 50051} is taken, using a free port instead`);
-        grpc = { ...grpc, port: 0 };
-      } else {
-        throw err;
-      }
-    }
-  }
-}
-
-function pinoLike(log: Logger) {
-  const fmt = (fields: Record<string, unknown>) => (Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '');
-  return {
-    info: (fields: Record<string, unknown>, message: string) => log.debug?.(`executor: ${message}${fmt(fields)}`),
-    warn: (fields: Record<string, unknown>, message: string) => log.warn(`executor: ${message}${fmt(fields)}`),
-    error: (fields: Record<string, unknown>, message: string) => log.error(`executor: ${message}${fmt(fields)}`),
-  };
-}
-

@@ -1,13 +1,58 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { certsInit, certsIssue, serverTlsFiles } from './certs/dev-pki';
-import { consoleLogger } from './console-logger';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, VARIABLES, VARIABLE_NAMES, effectiveVariables, formatEffectiveConfig, loadConfig, type ConfigProfile, type JoblineConfig, type VariableSpec } from '../../../libs/config/src';
+import { createLogger, runService, type ServiceLogger } from '../../../libs/service/src';
+import { startApi } from '../../api/src/start-api';
+import { startExecutor } from '../../executor/src/node/start-executor';
+import { startOrchestrator } from '../../orchestrator/src/start-orchestrator';
+import { startPackager } from '../../packager/src/start-packager';
+import { certsInit, certsIssue } from './certs/dev-pki';
 import { historyCommand, listCommand, logsCommand, startCommand, statusCommand, stopCommand, type Output } from './remote/job-commands';
 import { JobsRemote, describeError, exitCodeFor, resolveRemoteConfig } from './remote/jobs-remote';
-import { startDevStack } from './dev-stack';
+import { startDev, type DevStack } from './dev-stack';
 import { runFirstJob } from './first-job';
 import { replay } from './replay';
 
-/** The `jobline` command. Only this file reads process.env and installs signal handlers. */
+/** The `jobline` command. Only this file (and libs/service's runService) reads process.env and handles signals. */
+
+export const VERSION: string = (JSON.parse(readFileSync(join(__dirname, '../../../../package.json'), 'utf8')) as { version: string }).version;
+
+/** The configuration, or (invalid) every problem on stderr and exit 2. */
+function configOrExit(env: Readonly<Record<string, string | undefined>>, profile: ConfigProfile): JoblineConfig {
+  try {
+    return loadConfig(env, profile);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`jobline: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+/** What `jobline dev` prints once everything runs. */
+function devBanner(stack: DevStack): string {
+  const https = stack.config.api.https;
+  const curlCa = https ? ` --cacert ${stack.dataDir}/certs/ca.crt` : '';
+  return [
+    '',
+    `Jobline is running (data in ${stack.dataDir}).`,
+    `  REST      ${stack.apiUrl}`,
+    `  NATS      ${stack.natsUrl}`,
+    stack.grpcPort !== undefined
+      ? `  gRPC      ${stack.config.api.host}:${stack.grpcPort}   (mTLS, TLS 1.3; certificates in ${stack.config.api.tlsDir})`
+      : '  gRPC      off: run `jobline certs init` to create the certificates, then restart',
+    `  WebSocket ${stack.apiUrl?.replace(/^http/, 'ws')}/v1/ws`,
+    `  token     ${stack.token}   (owner "dev", admin; also in ${stack.dataDir}/dev-token)`,
+    '',
+    'Try:',
+    `  export JOBLINE_TOKEN=${stack.token}`,
+    `  curl -s${curlCa} -H "Authorization: Bearer $JOBLINE_TOKEN" -H 'content-type: application/json' \\`,
+    `       -d '{"command":"echo hello"}' ${stack.apiUrl}/v1/jobs`,
+    `  curl -s${curlCa} -H "Authorization: Bearer $JOBLINE_TOKEN" ${stack.apiUrl}/v1/jobs`,
+    '',
+    '',
+  ].join('\n');
+}
 
 function port(value: string): number {
   const n = Number(value);
@@ -29,71 +74,94 @@ function natsUrl(value: string): string {
 export function buildProgram(): Command {
   const program = new Command('jobline')
     .description('Runs commands and remembers every step.')
-    .showHelpAfterError()
+    .version(VERSION, '-V, --version', 'print the version')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
     .configureOutput({ outputError: (s, write) => write(s) });
 
   program
     .command('dev')
-    .description('run the whole system in one process on the embedded defaults (SQLite, a local executor, a nats-server child)')
-    .addOption(new Option('--data-dir <dir>', 'where events, read models, the NATS store and workspaces live').env('JOBLINE_DATA_DIR').default('.jobline'))
-    .addOption(new Option('--nats <url>', 'use this NATS server instead of starting one').env('JOBLINE_NATS_URL').argParser(natsUrl))
-    .addOption(new Option('--port <port>', 'REST port (taken → a free one)').env('JOBLINE_API_PORT').argParser(port).default(8080))
-    .addOption(new Option('--host <host>', 'REST listen address').env('JOBLINE_API_HOST').default('127.0.0.1'))
-    .addOption(new Option('--grpc-port <port>', 'gRPC port (mTLS; served once `jobline certs init` has made the certificates)').env('JOBLINE_GRPC_PORT').argParser(port).default(50051))
-    .addOption(new Option('--capacity <n>', 'slots of the local executor').env('JOBLINE_EXECUTOR_CAPACITY').argParser(count(1024)).default(4))
-    .addOption(new Option('--grace-ms <ms>', 'SIGTERM → SIGKILL grace when stopping a job').argParser(count(3_600_000)).default(5000))
-    .addOption(new Option('--log-level <level>', 'debug | info | warn | error').choices(['debug', 'info', 'warn', 'error']).default('info'))
-    .addOption(new Option('--https', 'serve REST and WebSocket over HTTPS with the certificates of `jobline certs init` (a client certificate names the caller)').conflicts('firstJob'))
+    .description('run the whole system in one process on the embedded defaults (SQLite, a local executor, a nats-server child); reads the same JOBLINE_* variables as the services')
+    .option('--data-dir <dir>', 'JOBLINE_DATA_DIR: where events, read models, the NATS store and workspaces live')
+    .addOption(new Option('--nats <url>', 'JOBLINE_NATS_URL: use this NATS server instead of starting one').argParser(natsUrl))
+    .addOption(new Option('--port <port>', 'JOBLINE_API_PORT: REST port (taken → a free one)').argParser(port))
+    .option('--host <host>', 'JOBLINE_API_HOST: REST and gRPC listen address')
+    .addOption(new Option('--grpc-port <port>', 'JOBLINE_GRPC_PORT: gRPC port (mTLS; served once `jobline certs init` has made the certificates)').argParser(port))
+    .addOption(new Option('--capacity <n>', 'JOBLINE_EXECUTOR_CAPACITY: slots of the local executor').argParser(count(1024)))
+    .addOption(new Option('--grace-ms <ms>', 'JOBLINE_GRACE_MS: SIGTERM → SIGKILL grace when stopping a job').argParser(count(3_600_000)))
+    .addOption(new Option('--log-level <level>', 'JOBLINE_LOG_LEVEL').choices(['debug', 'info', 'warn', 'error']))
+    .addOption(new Option('--https', 'JOBLINE_API_HTTPS=true: serve REST and WebSocket over HTTPS with the certificates of `jobline certs init` (a client certificate names the caller)').conflicts('firstJob'))
     .option('--first-job', 'submit `echo hello from jobline` over REST and print its log and status')
     .option('--exit', 'stop after start-up (and the first job, with --first-job); for scripts and smoke tests')
-    .action(async (o: { dataDir: string; nats?: string; port: number; grpcPort: number; host: string; capacity: number; graceMs: number; logLevel: 'debug' | 'info' | 'warn' | 'error'; firstJob?: boolean; exit?: boolean; https?: boolean }) => {
-      const logger = consoleLogger('dev', o.logLevel);
-      const tlsFiles = serverTlsFiles(o.dataDir);
-      const grpc = tlsFiles ? { port: o.grpcPort, tls: tlsFiles } : undefined;
-      if (o.https && !tlsFiles) throw new Error('--https needs the certificates: run `jobline certs init` first');
-      const apiTls = o.https ? (tlsFiles ?? undefined) : undefined;
-      const stack = await startDevStack({ dataDir: o.dataDir, natsUrl: o.nats, apiPort: o.port, apiHost: o.host, executorCapacity: o.capacity, graceMs: o.graceMs, grpc, apiTls, logger });
-      let stopping: Promise<void> | null = null;
-      const shutdown = (why: string) => {
-        if (!stopping) {
-          logger.log(`dev: ${why}, stopping (API, executor, orchestrator, store, NATS)`);
-          stopping = stack.stop().then(() => logger.log('dev: stopped'));
-        }
-        return stopping;
+    .action(async (o: { dataDir?: string; nats?: string; port?: number; grpcPort?: number; host?: string; capacity?: number; graceMs?: number; logLevel?: string; firstJob?: boolean; exit?: boolean; https?: boolean }) => {
+      const flags: Record<string, string | undefined> = {
+        JOBLINE_DATA_DIR: o.dataDir,
+        JOBLINE_NATS_URL: o.nats,
+        JOBLINE_API_PORT: o.port?.toString(),
+        JOBLINE_API_HOST: o.host,
+        JOBLINE_GRPC_PORT: o.grpcPort?.toString(),
+        JOBLINE_EXECUTOR_CAPACITY: o.capacity?.toString(),
+        JOBLINE_GRACE_MS: o.graceMs?.toString(),
+        JOBLINE_LOG_LEVEL: o.logLevel,
+        JOBLINE_API_HTTPS: o.https ? 'true' : undefined,
       };
-      process.once('SIGINT', () => void shutdown('SIGINT').then(() => process.exit(130)));
-      process.once('SIGTERM', () => void shutdown('SIGTERM').then(() => process.exit(143)));
-      process.stdout.write(
-        [
-          '',
-          `Jobline is running (data in ${stack.dataDir}).`,
-          `  REST      ${stack.apiUrl}`,
-          `  NATS      ${stack.natsUrl}`,
-          stack.grpcPort !== undefined
-            ? `  gRPC      ${o.host}:${stack.grpcPort}   (mTLS, TLS 1.3; certificates in ${stack.dataDir}/certs)`
-            : '  gRPC      off: run `jobline certs init` to create the certificates, then restart',
-          `  WebSocket ${stack.apiUrl?.replace(/^http/, 'ws')}/v1/ws`,
-          `  token     ${stack.token}   (owner "dev", admin; also in ${stack.dataDir}/dev-token)`,
-          '',
-          'Try:',
-          `  export JOBLINE_TOKEN=${stack.token}`,
-          `  curl -s${apiTls ? ` --cacert ${stack.dataDir}/certs/ca.crt` : ''} -H "Authorization: Bearer $JOBLINE_TOKEN" -H 'content-type: application/json' \\`,
-          `       -d '{"command":"echo hello"}' ${stack.apiUrl}/v1/jobs`,
-          `  curl -s${apiTls ? ` --cacert ${stack.dataDir}/certs/ca.crt` : ''} -H "Authorization: Bearer $JOBLINE_TOKEN" ${stack.apiUrl}/v1/jobs`,
-          '',
-          '',
-        ].join('\n'),
-      );
-      let code = 0;
-      if (o.firstJob) {
-        const job = await runFirstJob(stack.apiUrl!, stack.token, (s) => process.stdout.write(s));
-        code = job.status === 'succeeded' ? 0 : 1;
+      const env = { ...process.env, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
+      const config = configOrExit(env, 'dev');
+      const logger = createLogger({ service: 'dev', ...config.log });
+      await runService({
+        name: 'dev',
+        logger,
+        start: () => startDev(config),
+        started: async (stack) => {
+          process.stdout.write(devBanner(stack));
+          let code = 0;
+          if (o.firstJob) {
+            const job = await runFirstJob(stack.apiUrl!, stack.token, (s) => process.stdout.write(s));
+            code = job.status === 'succeeded' ? 0 : 1;
+          }
+          if (o.exit) {
+            logger.info({}, 'dev: --exit given, stopping');
+            await stack.stop();
+            process.exit(code);
+          }
+          logger.info({}, 'dev: ready; Ctrl-C stops it');
+        },
+      });
+    });
+
+  // One binary, one service per subcommand: the same start functions `jobline dev` composes.
+  const service = (name: 'api' | 'orchestrator' | 'packager' | 'executor', description: string, start: (config: JoblineConfig, logger: ServiceLogger) => Promise<{ stop(): Promise<void> }>) =>
+    program
+      .command(name)
+      .description(`${description} (configured by JOBLINE_* variables: \`jobline config --list\`)`)
+      .action(async () => {
+        const config = configOrExit(process.env, 'service');
+        const logger = createLogger({ service: name, ...config.log });
+        await runService({ name, logger, start: () => start(config, logger) });
+      });
+  service('api', 'run the api: REST, WebSocket, gRPC (mTLS), the jobs read model', (c, logger) => startApi(c, { logger }));
+  service('orchestrator', 'run the orchestrator: records commands and reports, schedules, relays events to the bus', (c, logger) => startOrchestrator(c, { logger }));
+  service('packager', 'run a packager: builds the bundles of jobs with a source', (c, logger) => startPackager(c, { logger }));
+  service('executor', 'run an executor: a local one, or one per host of JOBLINE_SSH_INVENTORY', (c, logger) => startExecutor(c, { logger }));
+
+  program
+    .command('config')
+    .description('print the effective configuration (every JOBLINE_* variable, secrets masked); exit 2 if it is invalid')
+    .option('--dev', 'as `jobline dev` reads it (its defaults differ: NATS child, side HTTP ports off)')
+    .option('--list', 'list every variable: who reads it, what it accepts, its default')
+    .option('--json', 'print JSON')
+    .action((o: { dev?: boolean; list?: boolean; json?: boolean }) => {
+      if (o.list) {
+        const rows = VARIABLE_NAMES.map((name) => {
+          const v: VariableSpec = VARIABLES[name];
+          return { name, services: v.services, accepts: v.accepts, default: v.defaultText, meaning: v.doc };
+        });
+        process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : rows.map((r) => `${r.name}\n    ${r.meaning}\n    accepts ${r.accepts}; default ${r.default || '(unset)'}; used by ${r.services.join(', ')}\n`).join(''));
+        return;
       }
-      if (o.exit) {
-        await shutdown('--exit given');
-        process.exit(code);
-      }
-      logger.log('dev: ready; Ctrl-C stops it');
+      const config = configOrExit(process.env, o.dev ? 'dev' : 'service');
+      const rows = effectiveVariables(config, process.env);
+      process.stdout.write(o.json ? `${JSON.stringify(Object.fromEntries(rows.map((r) => [r.name, { value: r.value, source: r.source }])), null, 2)}\n` : formatEffectiveConfig(rows));
     });
 
   program
@@ -190,22 +258,26 @@ export function buildProgram(): Command {
       process.stdout.write(`issued ${r.cert} (key ${r.key}) for ${name}${o.admin ? ' (admin)' : ''}\n`);
     });
 
-  program
-    .command('executor')
-    .description('run a local executor against a NATS server (configured by JOBLINE_* environment variables)')
-    .action(async () => {
-      const { main } = await import('../../executor/src/node/main');
-      await main();
-    });
-
   return program;
 }
 
-if (require.main === module) {
-  buildProgram()
-    .parseAsync(process.argv)
-    .catch((err: unknown) => {
-      process.stderr.write(`jobline: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(1);
-    });
+/**
+ * Runs the CLI: usage errors (unknown command or option, a bad or missing argument) exit 2,
+ * help and --version exit 0, anything else that escapes a command exits 1.
+ */
+export async function run(argv: readonly string[]): Promise<void> {
+  const program = buildProgram();
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(argv as string[]);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const benign = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      process.exit(benign ? 0 : 2);
+    }
+    process.stderr.write(`jobline: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
 }
+
+if (require.main === module) void run(process.argv);

@@ -17,6 +17,8 @@ export interface JobCommandHandlerOptions {
   /** Attempts on a concurrency conflict before giving up (default 10). */
   maxConflictRetries?: number;
   clock?: () => Date;
+  /** Told about every command that appended events (metrics); must not throw. */
+  onRecorded?: (handled: HandledCommand) => void;
 }
 
 export interface HandledCommand {
@@ -35,12 +37,14 @@ export class JobCommandHandler {
   private readonly mutex = new KeyedMutex();
   private readonly store: EventStore;
   private readonly maxRetries: number;
+  private readonly onRecorded: ((handled: HandledCommand) => void) | undefined;
   readonly clock: () => Date;
 
   constructor(options: JobCommandHandlerOptions) {
     this.store = options.eventStore;
     this.maxRetries = options.maxConflictRetries ?? 10;
     this.clock = options.clock ?? (() => new Date());
+    this.onRecorded = options.onRecorded;
   }
 
   execute(jobId: string, command: JobCommand, meta: CommandMeta): Promise<HandledCommand> {
@@ -69,7 +73,9 @@ export class JobCommandHandler {
         await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);
         let after = job;
         for (const e of decided) after = evolve(after, e);
-        return { job: after, events: decided };
+        const handled = { job: after, events: decided };
+        this.onRecorded?.(handled);
+        return handled;
       } catch (err) {
         if (err instanceof WrongExpectedRevisionError && attempt < this.maxRetries) continue;
         throw err;

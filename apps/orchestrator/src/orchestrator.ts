@@ -35,6 +35,8 @@ export interface OrchestratorOptions {
   clock?: () => Date;
   /** A packager builds bundles for jobs with a source (default false: such jobs fail packaging at once). */
   packager?: boolean;
+  /** Told about every command that appended events (metrics); must not throw. */
+  onRecorded?: (handled: HandledCommand) => void;
 }
 
 /**
@@ -49,7 +51,7 @@ export class Orchestrator {
   private artifacts: Promise<ArtifactStore> | null = null;
 
   constructor(private readonly o: OrchestratorOptions) {
-    this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock });
+    this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock, onRecorded: o.onRecorded });
     this.relay = new Relay({
       eventStore: o.eventStore,
       checkpoints: o.checkpoints,

@@ -20,6 +20,8 @@ export interface PackagerOptions extends BundleOptions {
   concurrency?: number;
   /** Limits on uploaded source archives. */
   archive?: ArchiveLimits;
+  /** Told about every result once it is published (metrics); must not throw. */
+  onResult?: (result: PackagingResult) => void;
 }
 
 export interface PackagerLogger {
@@ -113,6 +115,7 @@ export class Packager {
     try {
       await jetstream(this.nc).publish(subjects.packaged(msg.jobId), JSON.stringify(result), { msgID: `${msg.jobId}:packaged` });
       m.ack();
+      this.o.onResult?.(result);
       // The bundle now holds the archive's content; the upload itself is no longer needed.
       if (result.kind === 'packaged' && msg.spec.source && 'archive' in msg.spec.source) await this.uploads?.delete(msg.jobId);
     } catch (err) {

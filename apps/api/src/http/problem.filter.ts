@@ -74,6 +74,8 @@ export function sendProblem(res: ServerResponse, problem: Problem): void {
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-store');
   if (problem.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="jobline"');
+  // The bus or the store is down or slow: worth trying again shortly, not hammering.
+  if (problem.status === 503) res.setHeader('Retry-After', String(typeof problem.retryAfterSeconds === 'number' ? problem.retryAfterSeconds : 2));
   res.end(body);
 }
 

@@ -1,34 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Histogram, Registry } from 'prom-client';
+import { metricsText } from '../../../../libs/service/src/metrics';
 import { JOB_STATUSES } from '../../../../libs/contracts/src';
 import type { ExecutorsRegistry } from '../executors.registry';
 import type { JobsProjection } from '../projections/jobs.projection';
 
 export const API_METRICS = Symbol('ApiMetrics');
 
-/** Prometheus text exposition format, as GET /metrics answers. */
-export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
+export { METRICS_CONTENT_TYPE } from '../../../../libs/service/src/metrics';
 
 /** Label `route` of a request that matched no route (404s, probes of random paths): keeps cardinality bounded. */
 export const UNMATCHED_ROUTE = 'unmatched';
 
-/**
- * Process metrics (CPU, memory, event loop, GC) describe the process, not one api app, and
- * collectDefaultMetrics installs observers that cannot be removed; so they live in one
- * registry per process, created on first use, never in prom-client's global registry.
- */
-let processRegistry: Registry | null = null;
-function processMetrics(): Registry {
-  if (!processRegistry) {
-    processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry, prefix: 'jobline_' });
-  }
-  return processRegistry;
-}
-
 export interface ApiMetricsSources {
   projection: JobsProjection;
   executors: ExecutorsRegistry;
+  /** Served on the same /metrics after the api's own (`jobline dev`: the other services' registries). */
+  extraRegistries?: readonly Registry[];
 }
 
 /**
@@ -40,8 +28,11 @@ export class ApiMetrics {
   readonly registry = new Registry();
   private readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
 
+  private readonly extra: readonly Registry[];
+
   constructor(sources: ApiMetricsSources) {
     const { projection, executors } = sources;
+    this.extra = sources.extraRegistries ?? [];
     const registers = [this.registry];
     new Gauge({
       name: 'jobline_jobs',
@@ -107,10 +98,9 @@ export class ApiMetrics {
     });
   }
 
-  /** Process metrics followed by this app's, in the text format. */
-  async text(): Promise<string> {
-    const [proc, app] = await Promise.all([processMetrics().metrics(), this.registry.metrics()]);
-    return proc === '' || proc.endsWith('\n') ? proc + app : `${proc}\n${app}`;
+  /** Process metrics followed by this app's (and the extra registries'), in the text format. */
+  text(): Promise<string> {
+    return metricsText([this.registry, ...this.extra]);
   }
 
   /**

@@ -1,23 +1,19 @@
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { connect } from '@nats-io/transport-node';
 import pino from 'pino';
-import { z } from 'zod';
 import { ExecutorIdSchema } from '../../../../libs/contracts/src';
 import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import { Executor, type ExecutorLogger } from '../core/executor';
-import { executorConfigFromEnv as coreConfigFromEnv, type ExecutorConfig as CoreExecutorConfig } from '../core/executor-config';
 import type { ProcessRunner } from '../core/process-runner.port';
-import { startSshExecutor } from '../ssh/ssh-executor';
-import { loadSshInventory, type SshInventory } from '../ssh/ssh-inventory';
-import { detectSandbox, SandboxModeSchema, type SandboxDetection, type SandboxMode } from './sandbox/detect';
+import { detectSandbox, type SandboxDetection, type SandboxMode } from './sandbox/detect';
+import { serveFromEnv } from '../../../../libs/service/src';
 import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { fileBundleCache } from './bundle-files';
 import { ArtifactStore } from '../../../../libs/messaging/src/artifacts-store';
 import { workspaceArtifactCollector } from './artifact-files';
 
-/** The Node entry of the executor: the only place that reads the environment and handles signals. */
+/** The local Node executor: startNodeExecutor, and the process entry. */
 
 export interface NodeExecutorOptions {
   /** An open connection; the caller owns it (stop() does not close it). */
@@ -95,79 +91,7 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
   return { executor, runner, sandbox: detection, stop: () => executor.stop() };
 }
 
-const optionalId = z.preprocess((v) => (v === undefined || v === '' ? undefined : Number(v)), z.number().int().min(1).max(2 ** 32 - 2).optional());
-
-/** The Node executor's own variables, on top of those every runtime reads (core/executor-config.ts). */
-const SandboxEnvSchema = z.object({
-  JOBLINE_SANDBOX: z.preprocess((v) => (v === '' ? undefined : v), SandboxModeSchema.optional()),
-  JOBLINE_SANDBOX_UID: optionalId,
-  JOBLINE_SANDBOX_GID: optionalId,
-  JOBLINE_SSH_INVENTORY: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
-});
-
-export interface ExecutorConfig extends CoreExecutorConfig {
-  sandbox: SandboxMode;
-  sandboxUid?: number;
-  sandboxGid?: number;
-  /** An SSH inventory file: this process then runs one SSH executor per host in it instead of a local executor. */
-  sshInventory?: string;
-}
-
-/** Reads and validates the executor's configuration from an environment; throws with every problem listed. */
-export function executorConfigFromEnv(env: Record<string, string | undefined>): ExecutorConfig {
-  const core = coreConfigFromEnv(env);
-  const r = SandboxEnvSchema.safeParse(env);
-  if (!r.success) {
-    throw new Error(`invalid executor configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  return {
-    ...core,
-    sandbox: r.data.JOBLINE_SANDBOX ?? 'auto',
-    sandboxUid: r.data.JOBLINE_SANDBOX_UID,
-    sandboxGid: r.data.JOBLINE_SANDBOX_GID,
-    sshInventory: r.data.JOBLINE_SSH_INVENTORY,
-  };
-}
-
-export async function main(): Promise<void> {
-  const logger = pino({ name: 'jobline-executor' });
-  let config: ExecutorConfig;
-  let inventory: SshInventory | undefined;
-  try {
-    config = executorConfigFromEnv(process.env);
-    if (config.sshInventory) inventory = loadSshInventory(config.sshInventory);
-  } catch (err) {
-    logger.error({}, (err as Error).message);
-    process.exitCode = 2;
-    return;
-  }
-  const nc = await connect({ servers: config.natsUrl.split(','), name: `jobline-executor-${config.executorId}`, user: config.natsUser, pass: config.natsPassword });
-  const handle = inventory
-    ? await startSshExecutor({
-        nc,
-        inventory,
-        agentSocket: process.env.SSH_AUTH_SOCK,
-        graceMs: config.graceMs,
-        workRoot: config.workRoot,
-        runtime: NODE_RUNTIME,
-        logger,
-      })
-    : await startNodeExecutor({ ...config, nc, logger });
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    await handle.stop();
-    await nc.drain();
-  };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-}
-
+/** The Node executor's process entry (`jobline executor` does the same): configuration, start, signals. */
 if (require.main === module) {
-  main().catch((err) => {
-    console.error(err);
-    process.exit(1);
-  });
+  void import('./start-executor').then(({ startExecutor }) => serveFromEnv('executor', process.env, (config, logger) => startExecutor(config, { logger })));
 }

@@ -1,0 +1,145 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { INestMicroservice } from '@nestjs/common';
+import { resolve } from 'node:path';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { JoblineConfig } from '../../../libs/config/src';
+import { openEventStore } from '../../../libs/event-store/src';
+import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
+import { ensureStreams } from '../../../libs/messaging/src/streams';
+import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger } from '../../../libs/service/src';
+import type { HandledCommand } from './job-command.handler';
+import { TERMINAL_PHASES, publicStatus } from '../../../libs/domain/src';
+import type { Orchestrator } from './orchestrator';
+import { createOrchestratorApp } from './orchestrator.module';
+
+/** What `jobline dev` and tests may hand in instead of what the configuration would open. */
+export interface OrchestratorDeps {
+  logger?: ServiceLogger;
+  /** An open connection (left open by stop()). Default: a reconnecting connection of its own. */
+  nc?: NatsConnection;
+  /** An open store (left open by stop()), e.g. the SQLite instance dev shares with its api. */
+  eventStore?: EventStore;
+  checkpoints?: CheckpointStore;
+}
+
+export interface OrchestratorHandle {
+  orchestrator: Orchestrator;
+  /** Counters and gauges of this orchestrator (dev serves them on the api's /metrics). */
+  registry: Registry;
+  /** The /healthz, /readyz, /metrics listener, when JOBLINE_ORCHESTRATOR_HTTP_PORT is not off. */
+  http: ServiceHttp | null;
+  /** Intake first (consumers), then scheduler and relay, then what it opened. */
+  stop(): Promise<void>;
+}
+
+/** Starts the orchestrator as configured: the only writer of job streams, the scheduler and the relay. */
+export async function startOrchestrator(config: JoblineConfig, deps: OrchestratorDeps = {}): Promise<OrchestratorHandle> {
+  const logger = deps.logger ?? createLogger({ service: 'orchestrator', ...config.log });
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  const stop = async () => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        logger.warn({ err }, 'orchestrator: a shutdown step failed');
+      }
+    }
+  };
+  try {
+    let nc = deps.nc;
+    let bus: BusState;
+    if (nc) bus = watchBus(nc, logger);
+    else {
+      const b = await connectBus(config, 'jobline-orchestrator', logger);
+      nc = b.nc;
+      bus = b.state;
+      const own = nc;
+      cleanups.push(() => own.drain());
+    }
+    let eventStore = deps.eventStore;
+    let checkpoints = deps.checkpoints;
+    let describe = 'the given event store';
+    if (!eventStore || !checkpoints) {
+      const store = openEventStore(config.eventStore, resolve(config.dataDir));
+      eventStore = store.eventStore;
+      checkpoints = store.checkpoints;
+      describe = store.describe;
+      cleanups.push(() => store.close());
+    }
+    await ensureStreams(await jetstreamManager(nc), streamOptions(config));
+
+    const registry = new Registry();
+    const metrics = orchestratorMetrics(registry);
+    const { app, orchestrator } = await createOrchestratorApp({
+      eventStore,
+      checkpoints,
+      nc,
+      logger: messageLogger(logger),
+      leaseMs: config.leaseMs,
+      cancelConfirmMs: config.orchestrator.cancelConfirmMs,
+      packager: config.orchestrator.packager,
+      onRecorded: metrics.record,
+    });
+    cleanups.push(() => orchestrator.stop());
+    cleanups.push(() => (app as INestMicroservice).close());
+    const store = eventStore;
+    new Gauge({
+      name: 'jobline_relay_lag_events',
+      help: 'Stored events not yet published to the bus by the relay (store head − relay position).',
+      registers: [registry],
+      async collect() {
+        this.set(Math.max(0, (await store.headPosition()) - orchestrator.relay.publishedPosition));
+      },
+    });
+
+    let http: ServiceHttp | null = null;
+    if (config.orchestrator.httpPort !== null) {
+      http = await startServiceHttp({
+        service: 'orchestrator',
+        host: config.api.host,
+        port: config.orchestrator.httpPort,
+        registries: [registry],
+        readiness: async () => {
+          const reasons: string[] = [];
+          if (!bus.connected) reasons.push(`nats: ${bus.reason}`);
+          try {
+            await store.headPosition();
+          } catch (err) {
+            reasons.push(`event store: ${err instanceof Error ? err.message : String(err)}`);
+          }
+          return { ready: reasons.length === 0, reasons };
+        },
+      });
+      const h = http;
+      cleanups.push(() => h.close());
+    }
+    logger.info({ store: describe, packager: config.orchestrator.packager, http: http?.url }, 'orchestrator running');
+    return { orchestrator, registry, http, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Counts what the orchestrator records: submissions, finished jobs by status, lost attempts, log bytes. */
+function orchestratorMetrics(registry: Registry): { record: (handled: HandledCommand) => void } {
+  const registers = [registry];
+  const submitted = new Counter({ name: 'jobline_jobs_submitted_total', help: 'Jobs submitted (JobSubmitted recorded).', registers });
+  const finished = new Counter({ name: 'jobline_jobs_finished_total', help: 'Jobs that reached a terminal status, by status.', labelNames: ['status'], registers });
+  const lost = new Counter({ name: 'jobline_attempts_lost_total', help: 'Attempts declared lost (executor silent, restarted or gone).', registers });
+  const logBytes = new Counter({ name: 'jobline_log_bytes_total', help: 'Bytes of output recorded for finished attempts.', registers });
+  const retries = new Counter({ name: 'jobline_retries_scheduled_total', help: 'Retries scheduled after a failed or lost attempt.', registers });
+  return {
+    record: ({ job, events }) => {
+      for (const e of events) {
+        if (e.type === 'JobSubmitted') submitted.inc();
+        else if (e.type === 'JobLost') lost.inc();
+        else if (e.type === 'JobRetryScheduled') retries.inc();
+        else if (e.type === 'JobCompleted') logBytes.inc(e.data.logBytes);
+        else if (e.type === 'JobCancelled' && e.data.logBytes) logBytes.inc(e.data.logBytes);
+      }
+      if (events.length && TERMINAL_PHASES.has(job.phase)) finished.inc({ status: publicStatus(job.phase) });
+    },
+  };
+}

@@ -1,0 +1,160 @@
+import { z } from 'zod';
+
+/**
+ * Every JOBLINE_* variable, once: its parser, its default, who reads it and what it means.
+ * loadConfig() builds the typed configuration from this table, `jobline config` prints it
+ * (secrets masked) and the README's configuration table is generated from it. Runtime-neutral
+ * (zod only): the Deno executor entry uses it too. Nothing here reads the environment.
+ */
+
+export type Service = 'api' | 'orchestrator' | 'packager' | 'executor' | 'dev' | 'cli';
+
+export interface VariableSpec<T = unknown> {
+  name: string;
+  /** Parses the raw text (never undefined or ''; those mean "not set"). */
+  schema: z.ZodType<T>;
+  /** What the variable accepts, for error messages and the README (e.g. "an integer 1..1024"). */
+  accepts: string;
+  /** The default as documented ('' when there is none). */
+  defaultText: string;
+  services: readonly Service[];
+  doc: string;
+  /**
+   * How the value is shown by `jobline config` and in errors: 'secret' never (`***`),
+   * 'url' with the password of a URL masked; plain otherwise.
+   */
+  mask?: 'secret' | 'url';
+}
+
+const ALL_SERVICES: readonly Service[] = ['api', 'orchestrator', 'packager', 'executor', 'dev'];
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, `must be an integer ${min}..${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+/** true/false (also 1/0): anything else is an error, never a guess. */
+const bool = z.enum(['true', 'false', '1', '0'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1');
+
+/** An HTTP port, or `off`. */
+const portOrOff = z.union([z.literal('off').transform(() => null), int(0, 65535)]);
+
+const hostList = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .pipe(z.array(z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'each entry must be a host name or *.domain')).min(1, 'must name at least one host'));
+
+const natsUrls = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .pipe(z.array(z.string().regex(/^((nats|tls|ws|wss):\/\/)?[^\s,/]+(:\d+)?$/, 'each entry must be a NATS URL such as nats://127.0.0.1:4222')).min(1));
+
+const eventStore = z
+  .string()
+  .regex(
+    /^(sqlite|(postgres|postgresql):\/\/\S+|(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover):\/\/\S+)$/,
+    'must be sqlite, a postgres:// URL or an esdb:// / kurrentdb:// connection string',
+  );
+
+const idToken = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9_-]');
+
+const labels = z
+  .string()
+  .transform((v, ctx) => {
+    const out: Record<string, string> = {};
+    for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const m = /^([A-Za-z0-9_.-]{1,64})=([^,=]{0,256})$/.exec(part);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" is not key=value` });
+        return z.NEVER;
+      }
+      out[m[1]] = m[2];
+    }
+    return out;
+  });
+
+const path = z.string().min(1);
+
+function v<T>(name: string, schema: z.ZodType<T>, accepts: string, defaultText: string, services: readonly Service[], doc: string, mask?: 'secret' | 'url'): VariableSpec<T> {
+  return { name, schema, accepts, defaultText, services, doc, ...(mask ? { mask } : {}) };
+}
+
+const S = {
+  api: ['api', 'dev'],
+  orch: ['orchestrator', 'dev'],
+  pkg: ['packager', 'dev'],
+  exec: ['executor', 'dev'],
+} as const satisfies Record<string, readonly Service[]>;
+
+export const VARIABLES = {
+  // --- every service -------------------------------------------------------------------
+  JOBLINE_NATS_URL: v('JOBLINE_NATS_URL', natsUrls, 'NATS URLs, comma-separated', 'nats://127.0.0.1:4222 (dev: start a nats-server)', ALL_SERVICES, 'The NATS server(s) with JetStream; several for a cluster.'),
+  JOBLINE_NATS_USER: v('JOBLINE_NATS_USER', z.string().min(1), 'a NATS user name', '', ALL_SERVICES, 'NATS user (nats.js ignores credentials inside the URL).'),
+  JOBLINE_NATS_PASSWORD: v('JOBLINE_NATS_PASSWORD', z.string().min(1), 'a password', '', ALL_SERVICES, 'Password of JOBLINE_NATS_USER.', 'secret'),
+  JOBLINE_DATA_DIR: v('JOBLINE_DATA_DIR', path, 'a folder', '.jobline', ALL_SERVICES, 'SQLite files (events.db, checkpoints.db, read-models.db), dev certificates, default work root and packager folder.'),
+  JOBLINE_EVENT_STORE: v('JOBLINE_EVENT_STORE', eventStore, 'sqlite | postgres://… | esdb://… | kurrentdb://…', 'sqlite', ['api', 'orchestrator', 'dev'], 'The event store: SQLite in the data folder (one machine), PostgreSQL or EventStoreDB/KurrentDB (shared).', 'url'),
+  JOBLINE_LOG_LEVEL: v('JOBLINE_LOG_LEVEL', z.enum(['debug', 'info', 'warn', 'error']), 'debug | info | warn | error', 'info', ALL_SERVICES, 'Least severe level logged.'),
+  JOBLINE_LOG_FORMAT: v('JOBLINE_LOG_FORMAT', z.enum(['json', 'text']), 'json | text', 'json (dev on a terminal: text)', ALL_SERVICES, 'json: one pino JSON object per line; text: readable lines (colour only on a terminal).'),
+  JOBLINE_LOGS_MAX_AGE_MS: v('JOBLINE_LOGS_MAX_AGE_MS', int(60_000, 10 * 365 * 86_400_000), 'milliseconds', '604800000 (7 days)', ALL_SERVICES, 'How long the bus keeps log chunks (stream JOBLINE_LOGS).'),
+  JOBLINE_LOGS_MAX_BYTES: v('JOBLINE_LOGS_MAX_BYTES', int(-1, Number.MAX_SAFE_INTEGER), 'bytes, -1 for no cap', '-1', ALL_SERVICES, 'Byte budget of the logs stream; the oldest chunks go first when it is full.'),
+  JOBLINE_STREAM_REPLICAS: v('JOBLINE_STREAM_REPLICAS', int(1, 5), 'an integer 1..5', '1', ALL_SERVICES, 'JetStream replicas of every Jobline stream (3 on a 3-node cluster).'),
+
+  // --- api -----------------------------------------------------------------------------
+  JOBLINE_API_HOST: v('JOBLINE_API_HOST', z.string().min(1), 'a host or address', '127.0.0.1', S.api, 'Where REST, WebSocket and gRPC listen.'),
+  JOBLINE_API_PORT: v('JOBLINE_API_PORT', int(0, 65535), 'a port 0..65535', '8080', S.api, 'REST and WebSocket port (0: a free one). dev: a taken port falls back to a free one.'),
+  JOBLINE_GRPC_PORT: v('JOBLINE_GRPC_PORT', portOrOff, 'a port 0..65535, or off', '50051', S.api, 'gRPC (mTLS) port; served when the TLS folder holds the certificates.'),
+  JOBLINE_TLS_DIR: v('JOBLINE_TLS_DIR', path, 'a folder', '<data dir>/certs', S.api, 'ca.crt, server.crt, server.key (as `jobline certs init` writes them). Set explicitly, they must exist.'),
+  JOBLINE_API_HTTPS: v('JOBLINE_API_HTTPS', bool, 'true | false', 'false', S.api, 'Serve REST and WebSocket over TLS 1.3 with the TLS folder\'s certificates; client certificates name callers.'),
+  JOBLINE_TOKENS_FILE: v('JOBLINE_TOKENS_FILE', path, 'a JSON file', '(api: required; dev: optional)', S.api, 'API tokens: [{"sha256": "<hex of the token>", "owner": "acme", "admin": false}].'),
+  JOBLINE_SUBMIT_TIMEOUT_MS: v('JOBLINE_SUBMIT_TIMEOUT_MS', int(1, 600_000), 'milliseconds', '10000', S.api, 'How long POST /v1/jobs waits for the submission to be recorded before a 503.'),
+
+  // --- orchestrator --------------------------------------------------------------------
+  JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(1000, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api'], 'An executor silent this long has lost its attempts.'),
+  JOBLINE_CANCEL_CONFIRM_MS: v('JOBLINE_CANCEL_CONFIRM_MS', int(100, 3_600_000), 'milliseconds', '30000', S.orch, 'How long an executor has to confirm a stop before the job is closed anyway.'),
+  JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source wait for their bundle. false: they fail at once, saying so.'),
+  JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),
+
+  // --- executor ------------------------------------------------------------------------
+  JOBLINE_EXECUTOR_ID: v('JOBLINE_EXECUTOR_ID', idToken, '1-64 of [A-Za-z0-9_-]', 'local', S.exec, 'The executor\'s id: its subject token and cgroup name.'),
+  JOBLINE_EXECUTOR_CAPACITY: v('JOBLINE_EXECUTOR_CAPACITY', int(0, 1024), 'an integer 0..1024', '4', S.exec, 'Attempts at the same time (dev: 0 runs no local executor).'),
+  JOBLINE_EXECUTOR_LABELS: v('JOBLINE_EXECUTOR_LABELS', labels, 'key=value,…', '', S.exec, 'Labels that `target.labels` of a job can ask for.'),
+  JOBLINE_WORK_ROOT: v('JOBLINE_WORK_ROOT', path, 'a folder', '<data dir>/work', S.exec, 'Workspaces, running attempts and the bundle cache.'),
+  JOBLINE_GRACE_MS: v('JOBLINE_GRACE_MS', int(0, 3_600_000), 'milliseconds', '5000', S.exec, 'SIGTERM → SIGKILL grace when an attempt is stopped.'),
+  JOBLINE_HEARTBEAT_MS: v('JOBLINE_HEARTBEAT_MS', int(100, 60_000), 'milliseconds', '1000', S.exec, 'Heartbeat period (keep it well under JOBLINE_LEASE_MS).'),
+  JOBLINE_SANDBOX: v('JOBLINE_SANDBOX', z.enum(['auto', 'required', 'none']), 'auto | required | none', 'auto', S.exec, 'auto: sandbox where the host allows, refuse to start where it should but cannot; required: refuse without one; none: never (recorded in JobStarted).'),
+  JOBLINE_SANDBOX_UID: v('JOBLINE_SANDBOX_UID', int(1, 2 ** 32 - 2), 'a uid > 0', '10001', S.exec, 'The unprivileged user sandboxed jobs run as.'),
+  JOBLINE_SANDBOX_GID: v('JOBLINE_SANDBOX_GID', int(1, 2 ** 32 - 2), 'a gid > 0', '10001', S.exec, 'Its group.'),
+  JOBLINE_MAX_ARTIFACT_BYTES: v('JOBLINE_MAX_ARTIFACT_BYTES', int(0, Number.MAX_SAFE_INTEGER), 'bytes', '268435456 (256 MiB)', S.exec, 'Largest total of one attempt\'s outputs.'),
+  JOBLINE_SSH_INVENTORY: v('JOBLINE_SSH_INVENTORY', path, 'a JSON file', '', S.exec, 'SSH hosts: `jobline executor` runs one executor per host instead of a local one; dev runs them beside its local executor.'),
+  JOBLINE_EXECUTOR_HTTP_PORT: v('JOBLINE_EXECUTOR_HTTP_PORT', portOrOff, 'a port, or off', '8083 (dev: off)', S.exec, '/healthz, /readyz and /metrics of the executor process.'),
+
+  // --- packager ------------------------------------------------------------------------
+  JOBLINE_PACKAGER_GIT_HOSTS: v('JOBLINE_PACKAGER_GIT_HOSTS', hostList, 'host names, comma-separated (*.example.com for subdomains)', 'any', S.pkg, 'Git hosts jobs may fetch from.'),
+  JOBLINE_PACKAGER_DATA_HOSTS: v('JOBLINE_PACKAGER_DATA_HOSTS', hostList, 'host names, comma-separated', 'any', S.pkg, 'Hosts data URLs may name.'),
+  JOBLINE_PACKAGER_ALLOW_FILE_URLS: v('JOBLINE_PACKAGER_ALLOW_FILE_URLS', bool, 'true | false', 'false', S.pkg, 'Allow file:// git URLs.'),
+  JOBLINE_PACKAGER_ALLOW_PRIVATE_ADDRESSES: v('JOBLINE_PACKAGER_ALLOW_PRIVATE_ADDRESSES', bool, 'true | false', 'false', S.pkg, 'Allow data from private, loopback and link-local addresses.'),
+  JOBLINE_PACKAGER_MAX_DATA_BYTES: v('JOBLINE_PACKAGER_MAX_DATA_BYTES', int(1, Number.MAX_SAFE_INTEGER), 'bytes', '1073741824 (1 GiB)', S.pkg, 'Largest data file.'),
+  JOBLINE_PACKAGER_CONNECT_TIMEOUT_MS: v('JOBLINE_PACKAGER_CONNECT_TIMEOUT_MS', int(100, 600_000), 'milliseconds', '10000', S.pkg, 'Connect timeout per data file.'),
+  JOBLINE_PACKAGER_TOTAL_TIMEOUT_MS: v('JOBLINE_PACKAGER_TOTAL_TIMEOUT_MS', int(1000, 86_400_000), 'milliseconds', '600000', S.pkg, 'Total timeout per data file.'),
+  JOBLINE_PACKAGER_GIT_TIMEOUT_MS: v('JOBLINE_PACKAGER_GIT_TIMEOUT_MS', int(1000, 86_400_000), 'milliseconds', '300000', S.pkg, 'Timeout per git command.'),
+  JOBLINE_PACKAGER_BASE_IMAGE: v('JOBLINE_PACKAGER_BASE_IMAGE', z.string().min(1).max(255), 'an image reference', 'debian:bookworm-slim', S.pkg, 'FROM of the generated Dockerfile.'),
+  JOBLINE_PACKAGER_CONCURRENCY: v('JOBLINE_PACKAGER_CONCURRENCY', int(1, 64), 'an integer 1..64', '2', S.pkg, 'Jobs packaged at once.'),
+  JOBLINE_PACKAGER_WORK_DIR: v('JOBLINE_PACKAGER_WORK_DIR', path, 'a folder', '<data dir>/packager', S.pkg, 'Where bundles are assembled and the per-URL git cache lives.'),
+  JOBLINE_PACKAGER_HTTP_PORT: v('JOBLINE_PACKAGER_HTTP_PORT', portOrOff, 'a port, or off', '8082 (dev: off)', S.pkg, '/healthz, /readyz and /metrics of the packager.'),
+
+  // --- the CLI as a client (gRPC) ------------------------------------------------------
+  JOBLINE_GRPC_ADDRESS: v('JOBLINE_GRPC_ADDRESS', z.string().min(1), 'host:port', '127.0.0.1:50051', ['cli'], 'gRPC server the CLI talks to.'),
+  JOBLINE_CA: v('JOBLINE_CA', path, 'a PEM file', '<data dir>/certs/ca.crt', ['cli'], 'CA certificate the CLI trusts.'),
+  JOBLINE_CERT: v('JOBLINE_CERT', path, 'a PEM file', '<data dir>/certs/admin.crt', ['cli'], 'The CLI\'s client certificate (its CN is the owner).'),
+  JOBLINE_KEY: v('JOBLINE_KEY', path, 'a PEM file', '<data dir>/certs/admin.key', ['cli'], 'Its private key.'),
+  JOBLINE_CONFIG: v('JOBLINE_CONFIG', path, 'a JSON file', '', ['cli'], 'CLI settings {address, ca, cert, key}.'),
+  JOBLINE_TOKEN: v('JOBLINE_TOKEN', z.string().min(1), 'a bearer token', '', ['cli'], 'Your REST bearer token, for curl and scripts (the README\'s examples); no service reads it.', 'secret'),
+} satisfies Record<string, VariableSpec<never> | VariableSpec<unknown>>;
+
+export type VariableName = keyof typeof VARIABLES;
+export const VARIABLE_NAMES = Object.keys(VARIABLES) as VariableName[];
+
+/** Variables of the test suites, never configuration of a service. */
+export const TEST_VARIABLE_PREFIX = 'JOBLINE_TEST_';
