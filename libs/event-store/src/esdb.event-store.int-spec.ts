@@ -12,6 +12,6 @@ if (connectionString) {
   });
 } else {
   describe('EventStoreDbEventStore', () => {
-    it.skip('EventStoreDB conformance: set JOBLINE_TEST_ESDB_URL=esdb://host:2113?tls=false to run against a real server', () => {});
+    it.skip('EventStoreDB/KurrentDB conformance: set JOBLINE_TEST_ESDB_URL=kurrentdb://host:2113?tls=false to run against a real server', () => {});
   });
 }
