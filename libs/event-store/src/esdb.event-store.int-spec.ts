@@ -8,7 +8,11 @@ const connectionString = process.env.JOBLINE_TEST_ESDB_URL;
 if (connectionString) {
   describeEventStoreConformance('EventStoreDbEventStore', async () => {
     const store = new EventStoreDbEventStore({ connectionString });
-    return { store, cleanup: () => store.close() };
+    return {
+      store,
+      openAnother: async () => new EventStoreDbEventStore({ connectionString }),
+      cleanup: () => store.close(),
+    };
   });
 } else {
   describe('EventStoreDbEventStore', () => {
