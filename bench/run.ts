@@ -63,8 +63,8 @@ const BENCHMARKS: Record<string, Benchmark> = {
     run: (o) => runRebuildBench({ events: o.events }),
   },
   'event-store': {
-    about: 'SQLite event store appends, readAll and subscribe catch-up',
-    run: (o) => runEventStoreBench({ jobs: o['store-jobs'] }),
+    about: 'SQLite and PostgreSQL event stores: appends (1 and 8 appenders), readAll and subscribe catch-up',
+    run: (o) => runEventStoreBench({ jobs: o['store-jobs'], postgresUrl: process.env.JOBLINE_BENCH_POSTGRES_URL || undefined }),
   },
   spawn: {
     about: 'the executor alone against bare child_process.spawn',
@@ -98,6 +98,7 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --sandbox=MODE    jobs: executor sandbox none, auto or both (default both)
   --no-reference    skip the BullMQ reference
 environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
+             JOBLINE_BENCH_POSTGRES_URL  PostgreSQL of the event-store benchmark (default postgres://root@127.0.0.1:5432/test)
 ${Object.entries(BENCHMARKS)
   .map(([name, b]) => `  ${name.padEnd(12)} ${b.about}`)
   .join('\n')}`;

@@ -94,7 +94,7 @@ export const VARIABLES = {
   JOBLINE_NATS_USER: v('JOBLINE_NATS_USER', z.string().min(1), 'a NATS user name', '', ALL_SERVICES, 'NATS user (nats.js ignores credentials inside the URL).'),
   JOBLINE_NATS_PASSWORD: v('JOBLINE_NATS_PASSWORD', z.string().min(1), 'a password', '', ALL_SERVICES, 'Password of JOBLINE_NATS_USER.', 'secret'),
   JOBLINE_DATA_DIR: v('JOBLINE_DATA_DIR', path, 'a folder', '.jobline', ALL_SERVICES, 'SQLite files (events.db, checkpoints.db, read-models.db), dev certificates, default work root and packager folder.'),
-  JOBLINE_EVENT_STORE: v('JOBLINE_EVENT_STORE', eventStore, 'sqlite | postgres://… | esdb://… | kurrentdb://…', 'sqlite', ['api', 'orchestrator', 'dev'], 'The event store: SQLite in the data folder (one machine), PostgreSQL or EventStoreDB/KurrentDB (shared).', 'url'),
+  JOBLINE_EVENT_STORE: v('JOBLINE_EVENT_STORE', eventStore, 'sqlite | postgres://… | esdb://… | kurrentdb://…', 'sqlite', ['api', 'orchestrator', 'dev'], 'The event store: SQLite in the data folder (one machine), PostgreSQL (`?schema=` picks the schema, default jobline) or EventStoreDB/KurrentDB (shared by several machines).', 'url'),
   JOBLINE_LOG_LEVEL: v('JOBLINE_LOG_LEVEL', z.enum(['debug', 'info', 'warn', 'error']), 'debug | info | warn | error', 'info', ALL_SERVICES, 'Least severe level logged.'),
   JOBLINE_LOG_FORMAT: v('JOBLINE_LOG_FORMAT', z.enum(['json', 'text']), 'json | text', 'json (dev on a terminal: text)', ALL_SERVICES, 'json: one pino JSON object per line; text: readable lines (colour only on a terminal).'),
   JOBLINE_LOGS_MAX_AGE_MS: v('JOBLINE_LOGS_MAX_AGE_MS', int(60_000, 10 * 365 * 86_400_000), 'milliseconds', '604800000 (7 days)', ALL_SERVICES, 'How long the bus keeps log chunks (stream JOBLINE_LOGS).'),

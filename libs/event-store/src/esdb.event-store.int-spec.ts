@@ -8,10 +8,14 @@ const connectionString = process.env.JOBLINE_TEST_ESDB_URL;
 if (connectionString) {
   describeEventStoreConformance('EventStoreDbEventStore', async () => {
     const store = new EventStoreDbEventStore({ connectionString });
-    return { store, cleanup: () => store.close() };
+    return {
+      store,
+      openAnother: async () => new EventStoreDbEventStore({ connectionString }),
+      cleanup: () => store.close(),
+    };
   });
 } else {
   describe('EventStoreDbEventStore', () => {
-    it.skip('EventStoreDB conformance: set JOBLINE_TEST_ESDB_URL=esdb://host:2113?tls=false to run against a real server', () => {});
+    it.skip('EventStoreDB/KurrentDB conformance: set JOBLINE_TEST_ESDB_URL=kurrentdb://host:2113?tls=false to run against a real server', () => {});
   });
 }

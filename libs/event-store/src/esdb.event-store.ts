@@ -2,7 +2,7 @@ import {
   ANY,
   BACKWARDS,
   END,
-  EventStoreDBClient,
+  KurrentDBClient,
   NO_STREAM,
   START,
   StreamNotFoundError,
@@ -10,12 +10,12 @@ import {
   excludeSystemEvents,
   type AllStreamResolvedEvent,
   type AllStreamSubscription,
-  type AppendExpectedRevision,
+  type AppendStreamState,
   type EventData,
   type JSONType,
   type ReadPosition,
   type RecordedEvent as EsdbRecordedEvent,
-} from '@eventstore/db-client';
+} from '@kurrent/kurrentdb-client';
 import {
   WrongExpectedRevisionError,
   type AppendResult,
@@ -28,23 +28,88 @@ import {
 } from './event-store.port';
 
 export interface EventStoreDbEventStoreOptions {
-  /** e.g. `esdb://127.0.0.1:2113?tls=false`, or a cluster `esdb+discover://…` string. */
+  /**
+   * A KurrentDB/EventStoreDB connection string: `kurrentdb://127.0.0.1:2113?tls=false`,
+   * `kurrentdb+discover://admin:changeit@cluster.example:2113`, or the older `esdb://` and
+   * `esdb+discover://` spellings of the same (see `eventStoreDbConnectionString`).
+   */
   connectionString: string;
 }
 
+const ESDB_SCHEME = /^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover):\/\//;
+
+/** True for the connection strings this adapter takes (whatever follows the scheme). */
+export function isEventStoreDbConnectionString(spec: string): boolean {
+  return ESDB_SCHEME.test(spec);
+}
+
 /**
- * The production event store over EventStoreDB (KurrentDB). Positions are $all commit
+ * The string handed to the client: `esdb://` and `esdb+discover://` mean exactly what
+ * `kurrentdb://` and `kurrentdb+discover://` do, and the maintained client prints a
+ * deprecation warning for every client built from the old spelling.
+ */
+export function eventStoreDbConnectionString(spec: string): string {
+  const scheme = ESDB_SCHEME.exec(spec);
+  if (!scheme) {
+    throw new Error(
+      `not a KurrentDB/EventStoreDB connection string (kurrentdb://, kurrentdb+discover://, esdb://, esdb+discover://): ${JSON.stringify(maskCredentials(spec))}`,
+    );
+  }
+  const query = spec.includes('?') ? spec.slice(spec.indexOf('?') + 1) : '';
+  for (const pair of query.split('&').filter(Boolean)) {
+    const key = pair.split('=')[0];
+    if (!KNOWN_OPTIONS.has(flatCase(key))) {
+      // The client would only warn and ignore it: a misspelt `tls=false` must not connect otherwise.
+      throw new Error(`unknown option ${JSON.stringify(key)} in connection string ${JSON.stringify(maskCredentials(spec))}`);
+    }
+  }
+  return scheme[1].startsWith('esdb') ? `kurrentdb${spec.slice('esdb'.length)}` : spec;
+}
+
+/** The query options the client's parser knows (it compares them case- and `-`/`_`-insensitively). */
+const KNOWN_OPTIONS = new Set(
+  [
+    'connectionName',
+    'defaultDeadline',
+    'discoveryInterval',
+    'gossipTimeout',
+    'keepAliveInterval',
+    'keepAliveTimeout',
+    'maxDiscoverAttempts',
+    'nodePreference',
+    'throwOnAppendFailure',
+    'tls',
+    'tlsCAFile',
+    'tlsVerifyCert',
+    'userCertFile',
+    'userKeyFile',
+  ].map(flatCase),
+);
+
+function flatCase(key: string): string {
+  return key.trim().toLowerCase().replace(/[_-]/g, '');
+}
+
+/** The connection string with any `user:password@` replaced by `***@`, for logs. */
+export function maskCredentials(spec: string): string {
+  return spec.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/**
+ * The production event store over KurrentDB (EventStoreDB), through the maintained
+ * `@kurrent/kurrentdb-client`. Positions are $all commit
  * positions as JS numbers (safe up to 2^53 bytes of log). System streams and events
  * (`$…`) never show up in readAll, subscribeToAll or headPosition.
  * Construct with `new EventStoreDbEventStore({ connectionString })`; the client
  * connects lazily on the first call.
  */
 export class EventStoreDbEventStore implements EventStore {
-  private readonly client: EventStoreDBClient;
+  private readonly client: KurrentDBClient;
   private readonly subscriptions = new Set<EsdbSubscription>();
 
+  /** Throws at once (no connection is made) when the connection string does not parse. */
   constructor(options: EventStoreDbEventStoreOptions) {
-    this.client = EventStoreDBClient.connectionString(options.connectionString);
+    this.client = KurrentDBClient.connectionString(eventStoreDbConnectionString(options.connectionString));
   }
 
   async appendToStream(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
@@ -53,7 +118,7 @@ export class EventStoreDbEventStore implements EventStore {
     if (events.length === 0) return this.currentState(streamId, expected);
     try {
       const result = await this.client.appendToStream(streamId, events.map(toEventData), {
-        expectedRevision: toEsdbExpected(expected),
+        streamState: toStreamState(expected),
       });
       return {
         nextExpectedRevision: Number(result.nextExpectedRevision),
@@ -61,7 +126,7 @@ export class EventStoreDbEventStore implements EventStore {
       };
     } catch (error) {
       if (error instanceof WrongExpectedVersionError) {
-        const actual = error.actualVersion;
+        const actual = error.actualState;
         throw new WrongExpectedRevisionError(streamId, expected, actual === NO_STREAM ? 'no_stream' : Number(actual));
       }
       throw error;
@@ -82,24 +147,35 @@ export class EventStoreDbEventStore implements EventStore {
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
-    const after = options.after ?? -1;
     const maxCount = options.maxCount ?? Number.POSITIVE_INFINITY;
     const events: RecordedEvent[] = [];
     if (maxCount <= 0) return events;
-    // readAll has no server-side filter in this client: system events are skipped here,
-    // and the read runs until maxCount user events are found, then is cancelled.
-    const read = this.client.readAll({ fromPosition: fromPositionAfter(after) });
-    try {
-      for await (const resolved of read) {
-        const event = userEventAfter(resolved, after);
+    // The server drops system event types; fromPosition is inclusive and an event of a `$`
+    // stream may still pass the filter, so each page asks for one more than is missing and
+    // the next page starts where the last one ended. Every read is bounded by maxCount:
+    // the client's iterator is pull-based and an abandoned read would stay open.
+    let cursor = options.after ?? -1;
+    for (;;) {
+      const missing = maxCount - events.length;
+      const ask = Number.isFinite(missing) ? Math.trunc(missing) + 1 : READ_ALL_PAGE;
+      const from = cursor;
+      let received = 0;
+      for await (const resolved of this.client.readAll({
+        fromPosition: fromPositionAfter(cursor),
+        filter: excludeSystemEvents(),
+        maxCount: ask,
+      })) {
+        received++;
+        const event = userEventAfter(resolved, cursor);
+        const position = commitPosition(resolved);
+        if (position !== undefined && position > cursor) cursor = position;
         if (!event) continue;
         events.push(event);
-        if (events.length >= maxCount) break;
+        if (events.length >= maxCount) return events;
       }
-    } finally {
-      await read.cancel();
+      if (received < ask) return events;
+      if (cursor === from) throw new Error(`readAll made no progress after position ${from}`);
     }
-    return events;
   }
 
   subscribeToAll(options: { after?: number } = {}): Subscription {
@@ -114,14 +190,10 @@ export class EventStoreDbEventStore implements EventStore {
   }
 
   async headPosition(): Promise<number> {
-    const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END });
-    try {
-      for await (const resolved of read) {
-        const event = userEventAfter(resolved, -1);
-        if (event) return event.position;
-      }
-    } finally {
-      await read.cancel();
+    const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END, filter: excludeSystemEvents() });
+    for await (const resolved of read) {
+      const event = userEventAfter(resolved, -1);
+      if (event) return event.position;
     }
     return -1;
   }
@@ -232,7 +304,7 @@ class EsdbSubscription implements Subscription {
   }
 }
 
-function toEsdbExpected(expected: ExpectedRevision): AppendExpectedRevision {
+function toStreamState(expected: ExpectedRevision): AppendStreamState {
   if (expected === 'any') return ANY;
   if (expected === 'no_stream' || expected < 0) return NO_STREAM;
   return BigInt(expected);
@@ -247,6 +319,13 @@ function toEventData(event: NewEvent): EventData {
     data: (event.data ?? null) as JSONType,
     metadata: (event.metadata ?? {}) as JSONType,
   };
+}
+
+const READ_ALL_PAGE = 4096;
+
+function commitPosition(resolved: AllStreamResolvedEvent): number | undefined {
+  const commit = resolved.event?.position?.commit ?? resolved.commitPosition;
+  return commit === undefined || commit > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(commit);
 }
 
 /** The client's fromPosition is inclusive; callers skip `after` itself. */

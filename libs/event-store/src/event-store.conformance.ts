@@ -11,6 +11,11 @@ import {
 
 export interface ConformanceSubject {
   store: EventStore;
+  /**
+   * Another instance on the same store, as another process would open it (its own
+   * connections or pool). The suite closes what it opens.
+   */
+  openAnother(): Promise<EventStore>;
   cleanup(): Promise<void>;
 }
 
@@ -24,15 +29,23 @@ export function describeEventStoreConformance(name: string, factory: () => Promi
     let subject: ConformanceSubject;
     let store: EventStore;
     let prefix: string;
+    let others: EventStore[];
 
     beforeEach(async () => {
       subject = await factory();
       store = subject.store;
       prefix = `conformance-${randomUUID().slice(0, 8)}`;
+      others = [];
     });
     afterEach(async () => {
+      for (const other of others) await other.close();
       await subject.cleanup();
     });
+    const openAnother = async (): Promise<EventStore> => {
+      const other = await subject.openAnother();
+      others.push(other);
+      return other;
+    };
 
     const streamName = (suffix: string): string => `${prefix}-${suffix}`;
     const ours = (events: RecordedEvent[]): RecordedEvent[] => events.filter((e) => e.streamId.startsWith(`${prefix}-`));
@@ -301,6 +314,68 @@ export function describeEventStoreConformance(name: string, factory: () => Promi
         expect(ours(seen).map((e) => e.type)).toEqual(['A']);
       });
     });
+
+    describe('two instances at once (as two processes)', () => {
+      it('of appends with the same expected revision from both instances exactly one wins', async () => {
+        const other = await openAnother();
+        const stream = streamName('two-race');
+        await store.appendToStream(stream, [event('Created')], 'no_stream');
+
+        const outcomes = await Promise.allSettled(
+          [store, other, store, other, store, other].map((s, i) => s.appendToStream(stream, [event(`Attempt${i}`)], 0)),
+        );
+
+        expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+        for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toBeInstanceOf(WrongExpectedRevisionError);
+        expect(await other.readStream(stream)).toHaveLength(2);
+        expect(await store.readStream(stream)).toEqual(await other.readStream(stream));
+      });
+
+      it('8 appenders on two instances: subscribers and a pager on both see every event once, in one increasing order, no gap', async () => {
+        const other = await openAnother();
+        const start = await store.headPosition();
+        const appenders = 8;
+        const batches = 20;
+        // Batches of 1-3 events, so appends of different sizes interleave.
+        const sizeOf = (a: number, b: number): number => 1 + ((a + b) % 3);
+        let total = 0;
+        for (let a = 0; a < appenders; a++) for (let b = 0; b < batches; b++) total += sizeOf(a, b);
+        const complete = (seen: RecordedEvent[]): boolean => ours(seen).length >= total;
+
+        const followers = [
+          collect(store.subscribeToAll({ after: start }), complete, { yieldEvery: 10 }),
+          collect(other.subscribeToAll({ after: start }), complete, { yieldEvery: 10 }),
+        ];
+        const pagers = [page(store, start, complete), page(other, start, complete)];
+        await Promise.all(
+          Array.from({ length: appenders }, async (_, a) => {
+            const writer = a % 2 === 0 ? store : other;
+            const stream = streamName(`storm-${a}`);
+            let revision: number | 'no_stream' = 'no_stream';
+            for (let b = 0; b < batches; b++) {
+              const events = Array.from({ length: sizeOf(a, b) }, (_, i) => event('Storm', { a, b, i }));
+              revision = (await writer.appendToStream(stream, events, revision)).nextExpectedRevision;
+              if (b % 3 === a % 3) await nextTurn();
+            }
+          }),
+        );
+        const observed = await Promise.all([...followers, ...pagers]);
+
+        const log = ours(await other.readAll({ after: start }));
+        expect(log).toHaveLength(total);
+        for (let i = 1; i < log.length; i++) expect(log[i].position).toBeGreaterThan(log[i - 1].position);
+        expect(ours(await store.readAll({ after: start })).map((e) => e.id)).toEqual(log.map((e) => e.id));
+        for (const seen of observed) {
+          const mine = ours(seen);
+          expect(mine.map((e) => e.position)).toEqual(log.map((e) => e.position));
+          expect(mine.map((e) => e.id)).toEqual(log.map((e) => e.id));
+        }
+        for (let a = 0; a < appenders; a++) {
+          const revisions = log.filter((e) => e.streamId === streamName(`storm-${a}`)).map((e) => e.revision);
+          expect(revisions).toEqual(Array.from({ length: revisions.length }, (_, r) => r));
+        }
+      });
+    });
   });
 }
 
@@ -324,6 +399,32 @@ async function collect(
     }
   } finally {
     clearTimeout(timer);
+  }
+  return seen;
+}
+
+/**
+ * Pages through readAll while appends are running, as a poller would: any event that
+ * became visible only after a later position was read would be skipped, and `done` would
+ * never hold (it then fails by timing out with what it has).
+ */
+async function page(
+  store: EventStore,
+  after: number,
+  done: (seen: RecordedEvent[]) => boolean,
+  { timeoutMs = 30_000, pageSize = 7 } = {},
+): Promise<RecordedEvent[]> {
+  const seen: RecordedEvent[] = [];
+  const deadline = Date.now() + timeoutMs;
+  let cursor = after;
+  while (!done(seen) && Date.now() < deadline) {
+    const batch = await store.readAll({ after: cursor, maxCount: pageSize });
+    if (batch.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      continue;
+    }
+    seen.push(...batch);
+    cursor = batch[batch.length - 1].position;
   }
   return seen;
 }

@@ -79,6 +79,34 @@ export class WrongExpectedRevisionError extends Error {
 
 /** Where a consumer of the store (projection, relay) has got to. */
 export interface CheckpointStore {
+  /** The saved position, or -1 (before the first event) when none was saved. */
   load(name: string): Promise<number>;
+  /** Overwrites the saved position (lower too: a rebuild starts again from -1). */
   save(name: string, position: number): Promise<void>;
+}
+
+/** A folded state as of a store position, saved under a key. */
+export interface Snapshot<T = unknown> {
+  /** The position of the last event folded into `state`. */
+  position: number;
+  /** Any JSON value; it comes back as JSON.parse(JSON.stringify(state)). */
+  state: T;
+  /** When it was saved (ISO-8601). */
+  savedAt: string;
+}
+
+/**
+ * Key → snapshot, so a consumer can start from a fold instead of position 0. Several
+ * instances may save under one key: a save never replaces a snapshot of a later position.
+ */
+export interface SnapshotStore {
+  /** The snapshot saved under `key`, or undefined. */
+  load<T = unknown>(key: string): Promise<Snapshot<T> | undefined>;
+  /**
+   * Saves `state` as of `position`, unless the snapshot under `key` is of a later position
+   * (another instance got further). Resolves true when saved.
+   */
+  save(key: string, position: number, state: unknown): Promise<boolean>;
+  /** Removes the snapshot under `key` (e.g. before a rebuild); nothing when there is none. */
+  delete(key: string): Promise<void>;
 }

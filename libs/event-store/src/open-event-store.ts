@@ -1,41 +1,114 @@
 import { join } from 'node:path';
-import { EventStoreDbEventStore } from './esdb.event-store';
-import type { CheckpointStore, EventStore } from './event-store.port';
+import { EventStoreDbEventStore, isEventStoreDbConnectionString, maskCredentials } from './esdb.event-store';
+import type { CheckpointStore, EventStore, SnapshotStore } from './event-store.port';
+import { PostgresCheckpointStore } from './postgres.checkpoint-store';
+import { PostgresDatabase, maskPostgresUrl, type PostgresConnectionOptions } from './postgres.connection';
+import { PostgresEventStore, type PostgresEventStoreTuning } from './postgres.event-store';
+import { PostgresSnapshotStore } from './postgres.snapshot-store';
 import { SqliteCheckpointStore } from './sqlite.checkpoint-store';
 import { SqliteEventStore } from './sqlite.event-store';
+import { SqliteSnapshotStore } from './sqlite.snapshot-store';
+
+export type EventStoreKind = 'sqlite' | 'postgres' | 'esdb';
 
 export interface OpenedEventStore {
   eventStore: EventStore;
-  /** Checkpoints of relays and projections live next to the service, in SQLite, whatever the store. */
+  kind: EventStoreKind;
+  /** Checkpoints of relays and projections that live next to the service, in SQLite, whatever the store. */
   checkpoints: CheckpointStore;
+  /**
+   * Checkpoints kept in the event store's own database, so instances on several machines
+   * share them: the PostgreSQL schema, or the SQLite events file (one machine). Undefined
+   * on EventStoreDB.
+   */
+  sharedCheckpoints?: CheckpointStore;
+  /** Snapshots in the event store's own database (as `sharedCheckpoints`). Undefined on EventStoreDB. */
+  snapshots?: SnapshotStore;
+  /** For logs: the adapter and where it is, with any password masked. */
   describe: string;
   close(): Promise<void>;
 }
 
+export interface OpenEventStoreOptions {
+  /** For a `postgres://` store; the URL's `?schema=` wins over `schema` here. */
+  postgres?: Omit<PostgresConnectionOptions, 'connectionString'> & PostgresEventStoreTuning;
+}
+
 /**
- * `sqlite` (the embedded default: `<dataDir>/events.db`) or an EventStoreDB/KurrentDB
- * connection string (`esdb://`, `esdb+discover://`, `kurrentdb://`).
+ * `sqlite` (the embedded default: `<dataDir>/events.db`), a PostgreSQL URL (`postgres://`
+ * or `postgresql://`; `?schema=NAME` picks the schema, default `jobline`), or a
+ * KurrentDB/EventStoreDB connection string (`kurrentdb://`, `kurrentdb+discover://`,
+ * `esdb://`, `esdb+discover://`). Anything else throws; nothing connects until first use.
  */
-export function openEventStore(spec: string, dataDir: string): OpenedEventStore {
-  const checkpoints = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
-  let eventStore: EventStore;
-  let describe: string;
+export function openEventStore(spec: string, dataDir: string, options: OpenEventStoreOptions = {}): OpenedEventStore {
+  let opened: Omit<OpenedEventStore, 'checkpoints' | 'close'> & { closeStore(): Promise<void> };
   if (spec === 'sqlite') {
-    eventStore = new SqliteEventStore({ path: join(dataDir, 'events.db') });
-    describe = `SQLite ${join(dataDir, 'events.db')}`;
-  } else if (/^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover):\/\//.test(spec)) {
-    eventStore = new EventStoreDbEventStore({ connectionString: spec });
-    describe = `EventStoreDB ${spec.replace(/\/\/[^@/]*@/, '//***@')}`;
+    const path = join(dataDir, 'events.db');
+    const store = new SqliteEventStore({ path });
+    opened = {
+      eventStore: store,
+      kind: 'sqlite',
+      sharedCheckpoints: new SqliteCheckpointStore({ db: store.database }),
+      snapshots: new SqliteSnapshotStore({ db: store.database }),
+      describe: `SQLite ${path}`,
+      closeStore: () => store.close(),
+    };
+  } else if (isPostgresUrl(spec)) {
+    const { connectionString, schema } = parsePostgresUrl(spec);
+    const database = new PostgresDatabase({ ...options.postgres, connectionString, schema: schema ?? options.postgres?.schema });
+    const store = new PostgresEventStore({ ...options.postgres, database });
+    opened = {
+      eventStore: store,
+      kind: 'postgres',
+      sharedCheckpoints: new PostgresCheckpointStore({ database }),
+      snapshots: new PostgresSnapshotStore({ database }),
+      describe: `PostgreSQL ${maskPostgresUrl(connectionString)} schema ${database.schema}`,
+      closeStore: async () => {
+        await store.close();
+        await database.close();
+      },
+    };
+  } else if (isEventStoreDbConnectionString(spec)) {
+    const store = new EventStoreDbEventStore({ connectionString: spec });
+    opened = { eventStore: store, kind: 'esdb', describe: `EventStoreDB ${maskCredentials(spec)}`, closeStore: () => store.close() };
   } else {
-    throw new Error(`JOBLINE_EVENT_STORE must be "sqlite" or an esdb:// connection string, not ${JSON.stringify(spec)}`);
+    throw new Error(
+      `JOBLINE_EVENT_STORE must be "sqlite", a postgres:// URL or a kurrentdb:// (esdb://) connection string, not ${JSON.stringify(maskPostgresUrl(maskCredentials(spec)))}`,
+    );
   }
+  const checkpoints = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
+  const { closeStore, ...rest } = opened;
   return {
-    eventStore,
+    ...rest,
     checkpoints,
-    describe,
     close: async () => {
-      await eventStore.close();
+      await closeStore();
       await checkpoints.close();
     },
   };
+}
+
+export function isPostgresUrl(spec: string): boolean {
+  return /^postgres(ql)?:\/\//.test(spec);
+}
+
+/**
+ * Takes Jobline's own `schema` parameter out of a PostgreSQL URL (node-postgres would pass
+ * it to the server as a setting). Throws on a URL that does not parse.
+ */
+export function parsePostgresUrl(spec: string): { connectionString: string; schema?: string } {
+  let url: URL;
+  try {
+    url = new URL(spec);
+  } catch {
+    throw new Error(`not a valid PostgreSQL URL: ${JSON.stringify(maskPostgresUrl(spec))}`);
+  }
+  if (!isPostgresUrl(spec) || (!url.hostname && !url.searchParams.get('host'))) {
+    throw new Error(`a PostgreSQL URL needs postgres:// and a host (or ?host=/socket/dir): ${JSON.stringify(maskPostgresUrl(spec))}`);
+  }
+  const schemas = url.searchParams.getAll('schema');
+  if (schemas.length > 1) throw new Error(`more than one schema= in ${JSON.stringify(maskPostgresUrl(spec))}`);
+  if (schemas.length === 0) return { connectionString: spec };
+  url.searchParams.delete('schema');
+  return { connectionString: url.toString(), schema: schemas[0] };
 }

@@ -5,13 +5,32 @@ import { describeEventStoreConformance } from './event-store.conformance';
 import { WrongExpectedRevisionError, type NewEvent, type RecordedEvent } from './event-store.port';
 import { SqliteCheckpointStore } from './sqlite.checkpoint-store';
 import { SqliteEventStore } from './sqlite.event-store';
+import { SqliteSnapshotStore } from './sqlite.snapshot-store';
+import { describeSnapshotStoreConformance } from './snapshot-store.conformance';
 
 describeEventStoreConformance('SqliteEventStore', async () => {
   const dir = tempDir('jobline-event-store-');
+  const path = join(dir.path, 'events.db');
   // A small batch makes the catch-up span many reads, which is where a gap would hide.
-  const store = new SqliteEventStore({ path: join(dir.path, 'events.db'), readBatchSize: 64 });
+  const store = new SqliteEventStore({ path, readBatchSize: 64 });
   return {
     store,
+    // Another connection to the file, as another process has; it sees the first one's appends by polling.
+    openAnother: async () => new SqliteEventStore({ path, readBatchSize: 64, pollIntervalMs: 10 }),
+    cleanup: async () => {
+      await store.close();
+      dir.remove();
+    },
+  };
+});
+
+describeSnapshotStoreConformance('SqliteSnapshotStore', async () => {
+  const dir = tempDir('jobline-snapshots-');
+  const path = join(dir.path, 'snapshots.db');
+  const store = new SqliteSnapshotStore({ path });
+  return {
+    store,
+    openAnother: async () => new SqliteSnapshotStore({ path }),
     cleanup: async () => {
       await store.close();
       dir.remove();

@@ -3,3 +3,4 @@ export { freePort } from '../../messaging/src/free-port';
 export { startNatsServer, findNatsServer, type RunningNatsServer } from '../../messaging/src/nats-server';
 export * from './decider-spec';
 export { eventually } from './eventually';
+export { testPostgres, randomSchemaName, dropSchema, DEFAULT_TEST_POSTGRES_URL, type TestPostgres } from './postgres';
