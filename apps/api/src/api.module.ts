@@ -20,6 +20,8 @@ import { MetricsController } from './metrics/metrics.controller';
 import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
 import { WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
+import { DashboardAssets, defaultDashboardDir } from './web/dashboard-assets';
+import { DASHBOARD_ASSETS, DashboardController } from './web/dashboard.controller';
 import { startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc/jobs.grpc-server';
 import type { Registry } from 'prom-client';
 import { watchBus, type BusState } from '../../../libs/service/src/bus';
@@ -64,6 +66,12 @@ export interface ApiOptions {
   bus?: BusState;
   /** More registries served on GET /metrics after the api's own (`jobline dev`: the other services'). */
   extraRegistries?: readonly Registry[];
+  /**
+   * The web dashboard at `/`: the folder `vite build` wrote (default <repository>/dist/web,
+   * where `npm run build` puts it), or false for none. A folder without index.html is
+   * served as a 404 saying how to build it.
+   */
+  dashboard?: { dir?: string } | false;
 }
 
 /** PEM (string or bytes) of the server certificate and key, and of the CA that client certificates must chain to. */
@@ -83,14 +91,18 @@ export interface ApiApp {
   close(): Promise<void>;
 }
 
+/** Every controller of the api (the OpenAPI test checks each route is documented). */
+export const API_CONTROLLERS = [JobsController, SystemController, HealthController, MetricsController, DashboardController];
+
 @Module({})
 export class ApiModule {
-  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx)): DynamicModule {
+  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx), dashboard: DashboardAssets | null = null): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [JobsController, SystemController, HealthController, MetricsController],
+      controllers: API_CONTROLLERS,
       providers: [
         { provide: API_CONTEXT, useValue: ctx },
+        { provide: DASHBOARD_ASSETS, useValue: dashboard },
         { provide: TOKEN_REGISTRY, useValue: tokens },
         { provide: API_METRICS, useValue: metrics },
         JobsService,
@@ -144,11 +156,16 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   };
 
   const metrics = new ApiMetrics({ ...ctx, extraRegistries: options.extraRegistries });
+  const dashboardDir = options.dashboard === false ? null : (options.dashboard?.dir ?? defaultDashboardDir());
+  const dashboard = dashboardDir === null ? null : DashboardAssets.load(dashboardDir);
+  if (dashboardDir !== null && !dashboard && options.logger !== false) {
+    new Logger('api').warn(`no dashboard in ${dashboardDir} (run \`npm run build\`): / answers 404`);
+  }
   let app: INestApplication;
   let wsGateway: WsGateway | null = null;
   let grpcServer: GrpcServerHandle | null = null;
   try {
-    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics), {
+    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics, dashboard), {
       // Bodies are read by the routes that take one (JsonBody), after authentication, with a 1 MiB limit.
       bodyParser: false,
       logger: options.logger ?? ['error', 'warn'],

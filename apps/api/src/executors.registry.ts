@@ -15,6 +15,8 @@ export interface ExecutorInfo {
   startedAt: string;
   /** When its last heartbeat arrived here (ISO-8601). */
   lastSeen: string;
+  /** Milliseconds since that heartbeat, by this api's clock (so a client's clock does not matter). */
+  heartbeatAgeMs: number;
   /** A heartbeat arrived within the last `aliveMs`. */
   alive: boolean;
   /**
@@ -93,6 +95,7 @@ export class ExecutorsRegistry {
         runtime: hb.runtime,
         startedAt: hb.startedAt,
         lastSeen: new Date(at).toISOString(),
+        heartbeatAgeMs: Math.max(0, now - at),
         alive: now - at <= this.aliveMs,
         ...(hb.state ? { state: now - at <= this.aliveMs ? hb.state : 'unreachable' } : {}),
         ...(hb.note && now - at <= this.aliveMs ? { note: hb.note } : {}),

@@ -11,6 +11,7 @@ import { JsonBody } from './http/json-body';
 import { SubmitBody, type SubmitBodyValue } from './http/submit-body';
 import { JobsService, type JobEventItem } from './jobs.service';
 import { LogsService } from './logs/logs.service';
+import { readBundleManifest } from './bundle-manifest';
 import type { JobsPage } from './projections/jobs.projection';
 
 /** REST edge of jobs: parse, call, map. Rules live in JobsService and LogsService. */
@@ -77,12 +78,7 @@ export class JobsController {
   @Get(':id/bundle')
   async bundle(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: ServerResponse): Promise<void> {
     const job = await this.jobs.get(caller, id, {});
-    if (!job.bundleDigest) throw new NotFoundError(`job ${id} has no bundle`);
-    // Bundles are shared by digest, so a purge leaves the bytes; the purged job no longer serves them.
-    if (job.purged) throw new NotFoundError(`job ${id} was purged`);
-    this.bundles ??= BundleStore.open(this.ctx.nc);
-    const bytes = await (await this.bundles).get(job.bundleDigest);
-    if (!bytes) throw new NotFoundError(`the bundle of job ${id} is no longer stored`);
+    const bytes = await this.bundleBytes(caller, id);
     res.writeHead(200, {
       'content-type': 'application/gzip',
       'content-length': String(bytes.length),
@@ -90,6 +86,26 @@ export class JobsController {
       etag: `"${job.bundleDigest}"`,
     });
     res.end(bytes);
+  }
+
+  private async bundleBytes(caller: Caller, id: string): Promise<Uint8Array> {
+    const job = this.jobs.visible(caller, id);
+    if (!job.bundleDigest) throw new NotFoundError(`job ${id} has no bundle`);
+    // Bundles are shared by digest, so a purge leaves the bytes; the purged job no longer serves them.
+    if (job.purged) throw new NotFoundError(`job ${id} was purged`);
+    this.bundles ??= BundleStore.open(this.ctx.nc);
+    const bytes = await (await this.bundles).get(job.bundleDigest);
+    if (!bytes) throw new NotFoundError(`the bundle of job ${id} is no longer stored`);
+    return bytes;
+  }
+
+  /** The bundle's `.jobline/manifest.json` (every file with mode, size, sha256; source and data); 404 without a bundle. */
+  @Get(':id/bundle/manifest')
+  async bundleManifest(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<unknown> {
+    const bytes = await this.bundleBytes(caller, id);
+    const manifest = await readBundleManifest(bytes);
+    if (manifest === null) throw new NotFoundError(`the bundle of job ${id} has no manifest`);
+    return manifest;
   }
 
   /** The `outputs` of the job's latest attempt (application/gzip); 404 when it stored none. */

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
+  ExecutorIdSchema,
   IllegalStateError,
   JOB_STATUSES,
   JoblineError,
@@ -28,27 +29,41 @@ import { evolveJobView } from '../../../libs/domain/src';
 import type { RecordedEvent } from '../../../libs/event-store/src/event-store.port';
 import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
-import { intParam, listParam, parseQuery } from './http/query';
+import { instantParam, intParam, listOfParam, listParam, parseQuery } from './http/query';
 import { jobIdForKey, parseIdempotencyKey } from './idempotency';
-import { JOB_ORDERS, MAX_LIMIT, type JobOrder, type JobsPage } from './projections/jobs.projection';
+import { DEFAULT_LIMIT, JOB_ORDERS, MAX_LIMIT, MAX_TIMELINE_BUCKETS, type JobOrder, type JobsPage, type TimelineBucket } from './projections/jobs.projection';
 import { UploadStore } from '../../../libs/messaging/src/bundle-store';
 
-const ListQuerySchema = z.strictObject({
-  status: listParam(JOB_STATUSES).optional(),
-  priority: listParam(Priority.options).optional(),
-  owner: OwnerSchema.optional(),
-  limit: intParam(1, MAX_LIMIT).optional(),
-  cursor: z.string().min(1).max(512).optional(),
-  order: z.enum(JOB_ORDERS as unknown as [JobOrder, ...JobOrder[]]).optional(),
+// Exported: the OpenAPI document (openapi/openapi.document.ts) is generated from these.
+export const ListQuerySchema = z.strictObject({
+  status: listParam(JOB_STATUSES).optional().describe('Only jobs in these statuses.'),
+  priority: listParam(Priority.options).optional().describe('Only jobs of these priorities.'),
+  owner: OwnerSchema.optional().describe("Only this owner's jobs (admins; a non-admin may only name itself)."),
+  executor: listOfParam(ExecutorIdSchema, 50).optional().describe('Only jobs whose latest attempt ran on one of these executors.'),
+  submittedFrom: instantParam().optional().describe('Only jobs submitted at or after this instant.'),
+  submittedTo: instantParam().optional().describe('Only jobs submitted before this instant.'),
+  limit: intParam(1, MAX_LIMIT).optional().describe(`Items per page (default ${DEFAULT_LIMIT}).`),
+  cursor: z.string().min(1).max(512).optional().describe("The previous page's nextCursor (same filters and order)."),
+  order: z.enum(JOB_ORDERS as unknown as [JobOrder, ...JobOrder[]]).optional().describe('Sort order (default -submittedAt).'),
 });
 
-const GetQuerySchema = z.strictObject({
-  at: z.iso.datetime({ offset: true, message: 'must be an ISO-8601 date-time with a zone, e.g. 2025-01-31T12:00:00Z' }).optional(),
+export const GetQuerySchema = z.strictObject({
+  at: z.iso
+    .datetime({ offset: true, message: 'must be an ISO-8601 date-time with a zone, e.g. 2025-01-31T12:00:00Z' })
+    .optional()
+    .describe("The job as it stood at this instant, replayed from its history (404 before its submission)."),
 });
 
-const StatsQuerySchema = z.strictObject({ owner: OwnerSchema.optional() });
+export const StatsQuerySchema = z.strictObject({ owner: OwnerSchema.optional().describe("Only this owner's jobs (admins).") });
 
-const CancelBodySchema = z.strictObject({ reason: z.string().min(1).max(1024).optional() }).optional();
+export const TimelineQuerySchema = z.strictObject({
+  from: instantParam().optional().describe('Start of the first bucket (default: `to` minus 60 buckets).'),
+  to: instantParam().optional().describe('End of the timeline, exclusive (default: now).'),
+  bucket: intParam(1, 31 * 24 * 3600).optional().describe('Bucket width in seconds (default 60).'),
+  owner: OwnerSchema.optional().describe("Only this owner's jobs (admins)."),
+});
+
+export const CancelBodySchema = z.strictObject({ reason: z.string().min(1).max(1024).optional().describe('Recorded in JobCancelRequested.') }).optional();
 
 export interface SubmitResult {
   /** False when an Idempotency-Key named a job that already existed. */
@@ -64,7 +79,17 @@ export interface JobEventItem {
   version: number;
   occurredAt: string;
   actor: string;
+  /** The id of the event or command that caused this one (null for a submission). */
+  causationId: string | null;
+  correlationId: string | null;
   data: unknown;
+}
+
+export interface JobTimeline {
+  from: string;
+  to: string;
+  bucketSeconds: number;
+  buckets: (Omit<TimelineBucket, 'start'> & { start: string })[];
 }
 
 export interface JobStats {
@@ -230,6 +255,25 @@ export class JobsService {
     return { total: Object.values(byStatus).reduce((a, b) => a + b, 0), byStatus };
   }
 
+  /** Jobs submitted and finished per time bucket: the caller's own, or (admins) everyone's or one owner's. */
+  timeline(caller: Caller, query: unknown, now: number = Date.now()): JobTimeline {
+    const q = parseQuery(TimelineQuerySchema, query);
+    const bucketMs = (q.bucket ?? 60) * 1000;
+    const to = q.to ?? Math.ceil(now / bucketMs) * bucketMs;
+    const from = q.from ?? to - 60 * bucketMs;
+    if (from >= to) throw new ValidationError('invalid timeline', [{ path: 'from', message: 'must be before to' }]);
+    if (Math.ceil((to - from) / bucketMs) > MAX_TIMELINE_BUCKETS) {
+      throw new ValidationError('invalid timeline', [{ path: 'bucket', message: `at most ${MAX_TIMELINE_BUCKETS} buckets between from and to: use a wider bucket` }]);
+    }
+    const buckets = this.ctx.projection.timeline({ from, to, bucketMs, owner: this.ownerScope(caller, q.owner) });
+    return {
+      from: new Date(from).toISOString(),
+      to: new Date(to).toISOString(),
+      bucketSeconds: bucketMs / 1000,
+      buckets: buckets.map((b) => ({ ...b, start: new Date(b.start).toISOString() })),
+    };
+  }
+
   /** The job if the caller may see it; otherwise exactly the answer for a job that does not exist. */
   visible(caller: Caller, rawId: string): JobView {
     const id = rawId.toLowerCase();
@@ -299,7 +343,7 @@ function toEventItem(r: RecordedEvent): JobEventItem {
   } catch (err) {
     if (!(err instanceof UnknownEventError)) throw err;
   }
-  const meta = r.metadata as { version?: unknown; occurredAt?: unknown; actor?: unknown };
+  const meta = r.metadata as { version?: unknown; occurredAt?: unknown; actor?: unknown; causationId?: unknown; correlationId?: unknown };
   return {
     position: r.position,
     id: r.id,
@@ -307,6 +351,8 @@ function toEventItem(r: RecordedEvent): JobEventItem {
     version: event ? event.metadata.version : Number(meta.version ?? 1),
     occurredAt: event ? event.metadata.occurredAt : String(meta.occurredAt ?? r.recordedAt),
     actor: event ? event.metadata.actor : String(meta.actor ?? ''),
+    causationId: event ? event.metadata.causationId : typeof meta.causationId === 'string' ? meta.causationId : null,
+    correlationId: event ? event.metadata.correlationId : typeof meta.correlationId === 'string' ? meta.correlationId : null,
     data: event ? event.data : r.data,
   };
 }

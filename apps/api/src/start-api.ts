@@ -126,6 +126,7 @@ export async function startApi(config: JoblineConfig, deps: ApiDeps = {}): Promi
       streams: streamOptions(config),
       logger: nestLogger(logger),
       extraRegistries: deps.extraRegistries,
+      dashboard: config.api.dashboardDir === false ? (false as const) : config.api.dashboardDir ? { dir: resolve(config.api.dashboardDir) } : {},
       ...(tls.https && tls.files ? { tls: tls.files } : {}),
     };
     let port = config.api.port;

@@ -4,7 +4,7 @@ import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
 import type { ExecutorInfo } from './executors.registry';
 import { AuthGuard, CurrentCaller } from './http/auth.guard';
-import { JobsService, type JobStats } from './jobs.service';
+import { JobsService, type JobStats, type JobTimeline } from './jobs.service';
 
 @Controller('v1')
 @UseGuards(AuthGuard)
@@ -24,6 +24,18 @@ export class SystemController {
   @Get('stats')
   stats(@CurrentCaller() caller: Caller, @Query() query: unknown): JobStats {
     return this.jobs.stats(caller, query);
+  }
+
+  /** Jobs submitted and finished (by terminal status) per time bucket, for throughput and failure-rate charts. */
+  @Get('stats/timeline')
+  timeline(@CurrentCaller() caller: Caller, @Query() query: unknown): JobTimeline {
+    return this.jobs.timeline(caller, query);
+  }
+
+  /** Who the credentials name: the dashboard asks this to sign in (a token, or the client certificate under HTTPS). */
+  @Get('me')
+  me(@CurrentCaller() caller: Caller): Caller {
+    return { owner: caller.owner, admin: caller.admin };
   }
 }
 

@@ -31,6 +31,8 @@ export interface JoblineConfig {
     https: boolean;
     tokensFile: string | null;
     submitTimeoutMs: number;
+    /** null: the built one next to the code; false: none. */
+    dashboardDir: string | null | false;
   };
   orchestrator: { cancelConfirmMs: number; packager: boolean; httpPort: number | null };
   executor: {
@@ -146,6 +148,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       https: get('JOBLINE_API_HTTPS') ?? false,
       tokensFile: get('JOBLINE_TOKENS_FILE') ?? null,
       submitTimeoutMs: get('JOBLINE_SUBMIT_TIMEOUT_MS') ?? 10_000,
+      dashboardDir: values.has('JOBLINE_DASHBOARD_DIR') ? (get('JOBLINE_DASHBOARD_DIR') === 'none' ? false : (get('JOBLINE_DASHBOARD_DIR') ?? null)) : null,
     },
     orchestrator: {
       cancelConfirmMs: get('JOBLINE_CANCEL_CONFIRM_MS') ?? 30_000,

@@ -108,6 +108,7 @@ export const VARIABLES = {
   JOBLINE_TLS_DIR: v('JOBLINE_TLS_DIR', path, 'a folder', '<data dir>/certs', S.api, 'ca.crt, server.crt, server.key (as `jobline certs init` writes them). Set explicitly, they must exist.'),
   JOBLINE_API_HTTPS: v('JOBLINE_API_HTTPS', bool, 'true | false', 'false', S.api, 'Serve REST and WebSocket over TLS 1.3 with the TLS folder\'s certificates; client certificates name callers.'),
   JOBLINE_TOKENS_FILE: v('JOBLINE_TOKENS_FILE', path, 'a JSON file', '(api: required; dev: optional)', S.api, 'API tokens: [{"sha256": "<hex of the token>", "owner": "acme", "admin": false}].'),
+  JOBLINE_DASHBOARD_DIR: v('JOBLINE_DASHBOARD_DIR', path, 'a folder, or none', '<install>/dist/web (what npm run build writes)', S.api, 'The built web dashboard served at /; none: no dashboard.'),
   JOBLINE_SUBMIT_TIMEOUT_MS: v('JOBLINE_SUBMIT_TIMEOUT_MS', int(1, 600_000), 'milliseconds', '10000', S.api, 'How long POST /v1/jobs waits for the submission to be recorded before a 503.'),
 
   // --- orchestrator --------------------------------------------------------------------

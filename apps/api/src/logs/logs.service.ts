@@ -9,7 +9,8 @@ import { boolParam, intParam, parseQuery } from '../http/query';
 import { JobsService } from '../jobs.service';
 import { LogAssembler, type LogPiece } from './log-assembler';
 
-const LogQuerySchema = z.strictObject({
+// Exported: the OpenAPI document is generated from it.
+export const LogQuerySchema = z.strictObject({
   attempt: intParam(1, 1_000_000).optional(),
   stream: z.enum(['stdout', 'stderr']).optional(),
   offset: intParam(0, Number.MAX_SAFE_INTEGER).optional(),

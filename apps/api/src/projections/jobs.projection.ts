@@ -7,6 +7,7 @@ import {
   UnknownEventError,
   ValidationError,
   decodeJobEvent,
+  isTerminal,
   type JobStatus,
   type JobView,
   type Priority,
@@ -36,6 +37,12 @@ export interface ListJobsQuery {
   status?: JobStatus[];
   priority?: Priority[];
   owner?: string;
+  /** Jobs whose latest attempt ran (or runs) on one of these executors. */
+  executor?: string[];
+  /** Submitted at or after this instant (epoch ms). */
+  submittedFrom?: number;
+  /** Submitted before this instant (epoch ms). */
+  submittedTo?: number;
   /** Default 20, at most 100. */
   limit?: number;
   /** Opaque, from a previous page's nextCursor (same order). */
@@ -54,7 +61,7 @@ export interface JobsPage {
 /** Every row, sorted, so two projections can be compared for equality. */
 export interface JobsProjectionDump {
   position: number;
-  jobs: { id: string; owner: string; status: string; priority: number; submittedAt: number; view: string }[];
+  jobs: { id: string; owner: string; status: string; priority: number; submittedAt: number; finishedAt: number | null; executor: string | null; view: string }[];
   idempotency: { owner: string; key: string; jobId: string }[];
 }
 
@@ -69,6 +76,34 @@ export interface ProjectionHealth {
 
 export const DEFAULT_LIMIT = 20;
 export const MAX_LIMIT = 100;
+/** Most buckets one timeline answers with. */
+export const MAX_TIMELINE_BUCKETS = 1_000;
+
+export interface TimelineQuery {
+  /** Epoch ms, inclusive; the first bucket starts here. */
+  from: number;
+  /** Epoch ms, exclusive. */
+  to: number;
+  bucketMs: number;
+  owner?: string;
+}
+
+/** Jobs submitted and finished (by terminal status) in each bucket of [from, to). */
+export interface TimelineBucket {
+  /** Start of the bucket (epoch ms). */
+  start: number;
+  submitted: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  timedOut: number;
+}
+
+/*
+ * Bump when the tables change: a file of another version is emptied and rebuilt from
+ * position 0 of the store (the read model is derived, so nothing is lost).
+ */
+const SCHEMA_VERSION = 2;
 
 /*
  * submitted_at is epoch ms, so ordering never depends on how a timestamp was spelled.
@@ -82,9 +117,13 @@ CREATE TABLE IF NOT EXISTS jobs (
   status       TEXT    NOT NULL,
   priority     INTEGER NOT NULL,
   submitted_at INTEGER NOT NULL,
+  finished_at  INTEGER,
+  executor     TEXT,
   view         TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at, id);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_executor_submitted ON jobs (executor, submitted_at, id);
 CREATE INDEX IF NOT EXISTS jobs_owner_submitted ON jobs (owner, submitted_at, id);
 CREATE INDEX IF NOT EXISTS jobs_status_submitted ON jobs (status, submitted_at, id);
 CREATE INDEX IF NOT EXISTS jobs_priority ON jobs (priority, submitted_at, id);
@@ -169,11 +208,13 @@ export class JobsProjection {
     this.db.pragma('journal_mode = WAL');
     // A projection is rebuildable: losing the last commits to a power cut costs a short replay.
     this.db.pragma('synchronous = NORMAL');
+    this.migrate();
     this.db.exec(SCHEMA);
     this.selectView = this.db.prepare('SELECT view FROM jobs WHERE id = ?').pluck();
     this.upsertJob = this.db.prepare(
-      `INSERT INTO jobs (id, owner, status, priority, submitted_at, view) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET status = excluded.status, priority = excluded.priority, view = excluded.view`,
+      `INSERT INTO jobs (id, owner, status, priority, submitted_at, finished_at, executor, view) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET status = excluded.status, priority = excluded.priority, finished_at = excluded.finished_at,
+         executor = excluded.executor, view = excluded.view`,
     );
     // The first submission with a key owns it; a later one reusing it must not take it over.
     this.insertKey = this.db.prepare('INSERT OR IGNORE INTO idempotency (owner, key, job_id) VALUES (?, ?, ?)');
@@ -184,7 +225,8 @@ export class JobsProjection {
     this.checkpoint = this.db.prepare('SELECT position FROM checkpoint WHERE id = 0').pluck().get() as number;
     this.applyTx = this.db.transaction((views: Map<string, JobView>, keys: [string, string, string][], position: number) => {
       for (const v of views.values()) {
-        this.upsertJob.run(v.id, v.owner, v.status, PRIORITY_RANK[v.priority] ?? 1, epochMs(v.submittedAt), JSON.stringify(v));
+        const finishedAt = v.finishedAt !== null && isTerminal(v.status) ? epochMs(v.finishedAt) : null;
+        this.upsertJob.run(v.id, v.owner, v.status, PRIORITY_RANK[v.priority] ?? 1, epochMs(v.submittedAt), finishedAt, v.executor, JSON.stringify(v));
       }
       for (const k of keys) this.insertKey.run(k[0], k[1], k[2]);
       this.saveCheckpoint.run(position);
@@ -346,6 +388,18 @@ export class JobsProjection {
       where.push(`priority IN (${query.priority.map(() => '?').join(', ')})`);
       params.push(...query.priority.map((p) => PRIORITY_RANK[p]));
     }
+    if (query.executor?.length) {
+      where.push(`executor IN (${query.executor.map(() => '?').join(', ')})`);
+      params.push(...query.executor);
+    }
+    if (query.submittedFrom !== undefined) {
+      where.push('submitted_at >= ?');
+      params.push(query.submittedFrom);
+    }
+    if (query.submittedTo !== undefined) {
+      where.push('submitted_at < ?');
+      params.push(query.submittedTo);
+    }
     const after = query.cursor === undefined ? null : decodeCursor(query.cursor, order);
     const statements = this.listStatementsFor(order, where, after !== null);
     const total = statements.count.get(...params) as number;
@@ -368,11 +422,37 @@ export class JobsProjection {
     return counts;
   }
 
+  /**
+   * Throughput over time: per bucket of [from, to), the jobs submitted in it and the jobs
+   * that reached each terminal status in it (by finishedAt). Every bucket is present.
+   */
+  timeline(query: TimelineQuery): TimelineBucket[] {
+    const { from, to, bucketMs } = query;
+    const n = Math.ceil((to - from) / bucketMs);
+    if (!(bucketMs > 0) || !(to > from) || n > MAX_TIMELINE_BUCKETS) throw new ValidationError(`invalid timeline: from must be before to, with at most ${MAX_TIMELINE_BUCKETS} buckets`, [{ path: 'bucket', message: `from < to and at most ${MAX_TIMELINE_BUCKETS} buckets` }]);
+    const buckets: TimelineBucket[] = Array.from({ length: n }, (_, i) => ({ start: from + i * bucketMs, submitted: 0, succeeded: 0, failed: 0, cancelled: 0, timedOut: 0 }));
+    // Numbers are bound as REAL: the CAST makes the bucket index an integer (a floor: the difference is never negative).
+    const owner = query.owner === undefined ? '' : 'AND owner = ?';
+    const args = (...a: number[]) => (query.owner === undefined ? a : [...a, query.owner]);
+    const submitted = this.db
+      .prepare(`SELECT CAST((submitted_at - ?) / ? AS INTEGER) AS b, COUNT(*) AS n FROM jobs WHERE submitted_at >= ? AND submitted_at < ? ${owner} GROUP BY b`)
+      .all(...args(from, bucketMs, from, to)) as { b: number; n: number }[];
+    for (const r of submitted) buckets[r.b].submitted = r.n;
+    const finished = this.db
+      .prepare(`SELECT CAST((finished_at - ?) / ? AS INTEGER) AS b, status, COUNT(*) AS n FROM jobs WHERE finished_at >= ? AND finished_at < ? ${owner} GROUP BY b, status`)
+      .all(...args(from, bucketMs, from, to)) as { b: number; status: JobStatus; n: number }[];
+    for (const r of finished) {
+      const key = r.status === 'timed_out' ? 'timedOut' : r.status;
+      if (key === 'succeeded' || key === 'failed' || key === 'cancelled' || key === 'timedOut') buckets[r.b][key] = r.n;
+    }
+    return buckets;
+  }
+
   dump(): JobsProjectionDump {
     return {
       position: this.checkpoint,
       jobs: this.db
-        .prepare('SELECT id, owner, status, priority, submitted_at AS submittedAt, view FROM jobs ORDER BY id')
+        .prepare('SELECT id, owner, status, priority, submitted_at AS submittedAt, finished_at AS finishedAt, executor, view FROM jobs ORDER BY id')
         .all() as JobsProjectionDump['jobs'],
       idempotency: this.db
         .prepare('SELECT owner, key, job_id AS jobId FROM idempotency ORDER BY owner, key')
@@ -497,6 +577,18 @@ export class JobsProjection {
         for (const w of done) w.resolve(true);
       }
     }
+  }
+
+  /** A file written by another schema version is emptied: catching up from -1 rebuilds it. */
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version === SCHEMA_VERSION) return;
+    const hasTables = this.db.prepare("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('jobs', 'idempotency', 'checkpoint')").pluck().get() as number;
+    if (hasTables > 0) {
+      this.warn(`jobs projection: read model of schema version ${version}, this build uses ${SCHEMA_VERSION}: rebuilding it from position 0`);
+      this.db.exec('DROP TABLE IF EXISTS jobs; DROP TABLE IF EXISTS idempotency; DROP TABLE IF EXISTS checkpoint;');
+    }
+    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }
 
   private remember(id: string, view: JobView): void {

@@ -1,0 +1,171 @@
+import { z } from 'zod';
+import { ExecutorIdSchema, JOB_STATUSES, JobIdSchema, JobSpecSchema, OwnerSchema, Priority, type JobView } from '../../../../libs/contracts/src';
+import { IsoTimeSchema, ResourceUsageSchema, SandboxKindSchema } from '../../../../libs/contracts/src/schemas';
+import type { Caller } from '../api-tokens';
+import type { ExecutorInfo } from '../executors.registry';
+import type { Problem } from '../http/problem.filter';
+import type { JobEventItem, JobStats, JobTimeline } from '../jobs.service';
+import type { JobsPage } from '../projections/jobs.projection';
+
+/**
+ * Zod schemas of what the REST api answers. The TypeScript types the handlers return stay
+ * the source; the compile-time checks at the end fail `tsc` when a schema and its type
+ * drift apart, and the api's tests parse real responses with them. With the request
+ * schemas the api validates with, they are the source of the OpenAPI document.
+ */
+
+export const JobStatusSchema = z.enum(JOB_STATUSES as unknown as ['pending', ...JobView['status'][]]).describe('pending → queued → running → a terminal status');
+
+export const JobViewSchema = z
+  .strictObject({
+    id: JobIdSchema,
+    owner: OwnerSchema,
+    status: JobStatusSchema,
+    priority: Priority,
+    spec: JobSpecSchema,
+    submittedAt: IsoTimeSchema,
+    startedAt: IsoTimeSchema.nullable().describe('When the current attempt started'),
+    finishedAt: IsoTimeSchema.nullable(),
+    attempt: z.number().int().min(0).describe('The current attempt (0 before the first dispatch)'),
+    exitCode: z.number().int().nullable().describe('128 + n when signal n ended the job'),
+    signal: z.string().nullable(),
+    reason: z.string().nullable().describe('Why the job failed, was cancelled or timed out'),
+    executor: ExecutorIdSchema.nullable().describe('The executor of the current attempt'),
+    sandbox: SandboxKindSchema.nullable(),
+    bundleDigest: z.string().nullable().describe('sha256:<hex> of the job’s bundle, for a job with a source'),
+    usage: ResourceUsageSchema.nullable(),
+    logBytes: z.number().int().min(0).describe('Bytes of output of the current attempt'),
+    cancelRequested: z.boolean(),
+    purged: z.boolean().describe('Logs and artifacts deleted (DELETE); the history stays'),
+  })
+  .describe('A job as the read model shows it');
+
+export const JobsPageSchema = z
+  .strictObject({
+    items: z.array(JobViewSchema),
+    total: z.number().int().min(0).describe('Jobs matching the filters, all pages together'),
+    nextCursor: z.string().nullable().describe('Pass as cursor for the next page; null on the last'),
+  })
+  .describe('One page of jobs');
+
+export const JobEventItemSchema = z
+  .strictObject({
+    position: z.number().int().min(0).describe('Position in the whole store'),
+    id: z.string(),
+    type: z.string().describe('The event type, e.g. JobStarted (see the AsyncAPI document for each type’s data)'),
+    version: z.number().int().min(1),
+    occurredAt: IsoTimeSchema,
+    actor: z.string().describe('Who caused it: an owner, an executor, the scheduler...'),
+    causationId: z.string().nullable().describe('The event or command that caused this one'),
+    correlationId: z.string().nullable(),
+    data: z.unknown().describe('The event data, as published on jobline.evt.<jobId>.<type>'),
+  })
+  .describe('One event of a job’s history');
+
+export const JobEventsSchema = z.strictObject({ items: z.array(JobEventItemSchema) }).describe('A job’s history in stream order');
+
+const statusCounts = z.strictObject(Object.fromEntries(JOB_STATUSES.map((s) => [s, z.number().int().min(0)])) as Record<JobView['status'], z.ZodNumber>);
+
+export const JobStatsSchema = z.strictObject({ total: z.number().int().min(0), byStatus: statusCounts }).describe('Jobs per status');
+
+export const JobTimelineSchema = z
+  .strictObject({
+    from: IsoTimeSchema,
+    to: IsoTimeSchema,
+    bucketSeconds: z.number().int().min(1),
+    buckets: z.array(
+      z.strictObject({
+        start: IsoTimeSchema,
+        submitted: z.number().int().min(0).describe('Jobs submitted in the bucket'),
+        succeeded: z.number().int().min(0).describe('Jobs that finished in the bucket, by terminal status'),
+        failed: z.number().int().min(0),
+        cancelled: z.number().int().min(0),
+        timedOut: z.number().int().min(0),
+      }),
+    ),
+  })
+  .describe('Throughput over time: every bucket of [from, to), empty ones too');
+
+export const ExecutorInfoSchema = z
+  .strictObject({
+    id: ExecutorIdSchema,
+    instanceId: z.string(),
+    kind: z.enum(['local', 'ssh']),
+    capacity: z.number().int().min(0),
+    running: z.number().int().min(0).describe('Attempts running at its last heartbeat'),
+    labels: z.record(z.string(), z.string()),
+    sandbox: SandboxKindSchema,
+    runtime: z.string(),
+    startedAt: z.string(),
+    lastSeen: IsoTimeSchema,
+    heartbeatAgeMs: z.number().min(0).describe('Milliseconds since its last heartbeat, by the api’s clock'),
+    alive: z.boolean().describe('Heard from within the lease (10 s)'),
+    state: z.string().optional().describe("SSH hosts: 'connected', 'host-key-mismatch' or 'unreachable'"),
+    note: z.string().optional(),
+  })
+  .describe('An executor, from its heartbeats');
+
+export const ExecutorsSchema = z.strictObject({ items: z.array(ExecutorInfoSchema) });
+
+export const CallerSchema = z.strictObject({ owner: OwnerSchema, admin: z.boolean() }).describe('Who the credentials name');
+
+export const CancelAcceptedSchema = z
+  .strictObject({ id: JobIdSchema, status: JobStatusSchema, cancelRequested: z.literal(true) })
+  .describe('The cancellation was handed to the orchestrator');
+
+export const ProblemSchema = z
+  .looseObject({
+    type: z.string().describe('urn:jobline:problem:<code>'),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string().describe('The stable error code, as on gRPC and the WebSocket'),
+    errors: z.array(z.strictObject({ path: z.string(), message: z.string() })).optional().describe('What is wrong with each field of an invalid input'),
+  })
+  .describe('RFC 9457 problem details');
+
+export const BundleManifestSchema = z
+  .looseObject({
+    version: z.literal(1),
+    source: z.looseObject({}).optional().describe('{git: {url, commit}} or {archive: {sha256}}'),
+    data: z.array(z.strictObject({ path: z.string(), url: z.string(), sha256: z.string() })).optional(),
+    files: z.array(
+      z.looseObject({
+        path: z.string(),
+        type: z.enum(['file', 'symlink']),
+        mode: z.string(),
+        size: z.number().int().min(0).optional(),
+        sha256: z.string().optional(),
+        target: z.string().optional(),
+      }),
+    ),
+  })
+  .describe('.jobline/manifest.json of a bundle');
+
+export const HealthSchema = z.strictObject({ status: z.literal('ok') });
+
+export const ReadinessSchema = z
+  .strictObject({
+    ready: z.boolean(),
+    checks: z.strictObject({
+      nats: z.strictObject({ ok: z.boolean(), rttMs: z.number().optional(), error: z.string().optional() }),
+      projection: z.strictObject({ ok: z.boolean(), position: z.number().int(), live: z.boolean(), error: z.string().nullable() }),
+    }),
+    reasons: z.array(z.string()),
+  })
+  .describe('Whether this instance can serve');
+
+// ---- compile-time agreement with the handlers' types: a drift fails `tsc` here ----
+type Agrees<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type AllTrue<T extends Record<string, true>> = T;
+type ProblemKeys = 'type' | 'title' | 'status' | 'detail' | 'code' | 'errors';
+export type _RestSchemasAgree = AllTrue<{
+  JobView: Agrees<z.output<typeof JobViewSchema>, JobView>;
+  JobsPage: Agrees<z.output<typeof JobsPageSchema>, JobsPage>;
+  JobEventItem: Agrees<z.output<typeof JobEventItemSchema>, JobEventItem>;
+  JobStats: Agrees<z.output<typeof JobStatsSchema>, JobStats>;
+  JobTimeline: Agrees<z.output<typeof JobTimelineSchema>, JobTimeline>;
+  ExecutorInfo: Agrees<z.output<typeof ExecutorInfoSchema>, ExecutorInfo>;
+  Caller: Agrees<z.output<typeof CallerSchema>, Caller>;
+  Problem: Agrees<Pick<z.output<typeof ProblemSchema>, ProblemKeys>, Pick<Problem, ProblemKeys>>;
+}>;
