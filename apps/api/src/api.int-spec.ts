@@ -180,6 +180,9 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
         { name: 'empty script', body: JSON.stringify({ command: '   ' }), detail: /invalid job spec/, path: 'command' },
         { name: 'no command', body: JSON.stringify({ env: { A: '1' } }), detail: /invalid job spec/, path: 'command' },
         { name: 'an array', body: JSON.stringify([{ command: ['true'] }]), detail: /invalid job spec/ },
+        // Raw text: JSON.stringify of an object literal cannot write an own __proto__ key.
+        { name: 'env key __proto__ (was dropped with a 201)', body: '{"command": ["true"], "env": {"__proto__": "x", "A": "1"}}', detail: /invalid job spec/, path: 'env.__proto__' },
+        { name: 'label key __proto__', body: '{"command": ["true"], "target": {"labels": {"__proto__": "x"}}}', detail: /invalid job spec/, path: 'target.labels.__proto__' },
         { name: 'empty body', body: '', detail: /empty/ },
         { name: 'over 1 MiB', body: JSON.stringify({ command: ['echo', 'x'.repeat(1024 * 1024)] }), detail: /too large.*1048576 bytes/ },
         { name: 'bad Idempotency-Key', body: JSON.stringify({ command: ['true'] }), key: 'x'.repeat(201), detail: /Idempotency-Key/ },
