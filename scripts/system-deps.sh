@@ -2,7 +2,7 @@
 # Installs the system packages Jobline needs on Debian/Ubuntu, only those missing:
 # nats-server (the bus; `jobline dev` and the tests start their own), git (bundles),
 # a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps,
-# openssh-server (sshd for the SSH executor's tests).
+# openssh-server (sshd for the SSH executor's tests), zsh (the completion tests).
 set -eu
 need=""
 { [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || need="$need nats-server"
@@ -13,6 +13,8 @@ command -v python3 >/dev/null || need="$need python3"
 command -v pgrep >/dev/null || need="$need procps"
 # openssh-server: the SSH executor's tests start their own sshd on a loopback port (never the system's).
 [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+# zsh: the CLI's tests load `jobline completion zsh` in a real zsh.
+command -v zsh >/dev/null || need="$need zsh"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
