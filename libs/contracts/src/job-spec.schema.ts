@@ -132,7 +132,8 @@ export const JobSpecSchema = z
           .min(1)
           .max(1024)
           .refine(noNul, 'must not contain NUL')
-          .refine((g) => !g.startsWith('/') && !g.includes('\\') && !g.split('/').includes('..'), "must be a relative glob without '..' or backslashes"),
+          .refine((g) => !g.startsWith('/') && !g.includes('\\') && !/(^|[/{,])\.\.($|[/},])/.test(g), "must be a relative glob without '..' or backslashes")
+          .refine((g) => !g.startsWith('!'), "must not start with '!': negation is not supported, name the files to keep"),
       )
       .max(SPEC_LIMITS.outputs)
       .optional(),
