@@ -1,4 +1,4 @@
-import { Busboy } from '@fastify/busboy';
+import busboy, { type Busboy, type FieldInfo } from 'busboy';
 import { createParamDecorator, UnsupportedMediaTypeException, type ExecutionContext, type PipeTransform } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { Transform, pipeline, type Readable } from 'node:stream';
@@ -90,22 +90,24 @@ export async function readSubmitBody(req: IncomingMessage, limits: SubmitBodyLim
       onComplete?.(null);
     };
 
-    let boy: InstanceType<typeof Busboy>;
+    let boy: Busboy;
     try {
-      boy = Busboy({
-        headers: req.headers as { 'content-type': string },
-        // Only `archive` is streamed; `spec` is a small field, even when sent as a file (-F spec=@spec.json).
-        isPartAFile: (name) => name === 'archive',
+      boy = busboy({
+        headers: req.headers,
         // latin1 keeps the spec's bytes as they are, so they are checked as UTF-8 below instead of being repaired.
         defCharset: 'latin1',
-        limits: { fieldSize: maxSpec, fileSize: maxArchive, files: 1, fields: 1, parts: 2, headerPairs: 16 },
+        // busboy reports a limit when it is reached: 3 parts means a third one was sent.
+        limits: { fieldSize: maxSpec, fileSize: maxArchive, files: 1, fields: 2, parts: 3, headerPairs: 16 },
       });
     } catch (err) {
       return rejectBody(bad(`malformed multipart body: ${(err as Error).message}`));
     }
-    boy.on('field', (name: string, value: string, _nameTruncated: boolean, valueTruncated: boolean) => {
+    // busboy makes a part with a filename (or application/octet-stream) a file, anything else a field.
+    boy.on('field', (name: string, value: string, info: FieldInfo) => {
+      if (name === 'archive') return fail(bad('the archive part must be sent as a file, with a filename (curl -F archive=@src.tar.gz)'));
       if (name !== 'spec') return fail(bad(`unknown multipart part ${JSON.stringify(name)} (expected spec and archive)`));
-      if (valueTruncated) return fail(bad(`the spec part is larger than ${maxSpec} bytes`));
+      if (spec) return fail(bad('multipart part "spec" appears twice'));
+      if (info.valueTruncated) return fail(bad(`the spec part is larger than ${maxSpec} bytes`));
       if (archive) return fail(bad('the spec part must come before the archive part'));
       try {
         spec = { value: JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(value, 'latin1'))) as unknown };
@@ -113,11 +115,15 @@ export async function readSubmitBody(req: IncomingMessage, limits: SubmitBodyLim
         fail(bad(`malformed JSON in the spec part: ${(err as Error).message}`));
       }
     });
-    boy.on('file', (_name: string, file: Readable) => {
+    boy.on('file', (name: string, file: Readable) => {
       archive = file;
       // Errors reach the consumer through its reads; one nobody reads must not crash the process.
       file.on('error', () => undefined);
       if (failure) return file.resume();
+      if (name !== 'archive') {
+        file.resume();
+        return fail(bad(name === 'spec' ? 'the spec part must be JSON text, not a file upload (curl -F spec=\'{...}\' or -F spec=\'<spec.json\')' : `unknown multipart part ${JSON.stringify(name)} (expected spec and archive)`));
+      }
       if (!spec) {
         file.resume();
         return fail(bad('the spec part must come before the archive part (send spec first, then archive)'));
@@ -129,7 +135,8 @@ export async function readSubmitBody(req: IncomingMessage, limits: SubmitBodyLim
     boy.on('partsLimit', () => fail(bad('a multipart submission has two parts: spec, then archive')));
     boy.on('filesLimit', () => fail(bad('multipart part "archive" appears twice')));
     boy.on('fieldsLimit', () => fail(bad('multipart part "spec" appears twice, or an unknown part was sent')));
-    boy.on('finish', done);
+    boy.on('error', (err: Error) => fail(bad(`malformed multipart body: ${err.message}`)));
+    boy.on('close', done);
 
     // Counts every byte, framing included, so a body cannot grow without bound outside the parts.
     let total = 0;
