@@ -3,7 +3,7 @@
 # nats-server (the bus; `jobline dev` and the tests start their own), git (bundles),
 # a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps,
 # openssh-server (sshd for the SSH executor's tests), chromium (the dashboard's browser tests,
-# driven by playwright-core: never a browser download).
+# driven by playwright-core: never a browser download), zsh (the completion tests).
 set -eu
 need=""
 { [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || need="$need nats-server"
@@ -15,6 +15,8 @@ command -v pgrep >/dev/null || need="$need procps"
 # openssh-server: the SSH executor's tests start their own sshd on a loopback port (never the system's).
 [ -x /usr/sbin/sshd ] || need="$need openssh-server"
 [ -x /usr/bin/chromium ] || need="$need chromium"
+# zsh: the CLI's tests load `jobline completion zsh` in a real zsh.
+command -v zsh >/dev/null || need="$need zsh"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

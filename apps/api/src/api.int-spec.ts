@@ -3,11 +3,13 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { INestMicroservice } from '@nestjs/common';
 import { existsSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Objm } from '@nats-io/obj';
 import { join } from 'node:path';
 import request from 'supertest';
 import { STREAMS, jobStreamName, type JobView } from '../../../libs/contracts/src';
 import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
+import { UPLOAD_BUCKET, UploadStore } from '../../../libs/messaging/src/bundle-store';
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
@@ -180,6 +182,9 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
         { name: 'empty script', body: JSON.stringify({ command: '   ' }), detail: /invalid job spec/, path: 'command' },
         { name: 'no command', body: JSON.stringify({ env: { A: '1' } }), detail: /invalid job spec/, path: 'command' },
         { name: 'an array', body: JSON.stringify([{ command: ['true'] }]), detail: /invalid job spec/ },
+        // Raw text: JSON.stringify of an object literal cannot write an own __proto__ key.
+        { name: 'env key __proto__ (was dropped with a 201)', body: '{"command": ["true"], "env": {"__proto__": "x", "A": "1"}}', detail: /invalid job spec/, path: 'env.__proto__' },
+        { name: 'label key __proto__', body: '{"command": ["true"], "target": {"labels": {"__proto__": "x"}}}', detail: /invalid job spec/, path: 'target.labels.__proto__' },
         { name: 'empty body', body: '', detail: /empty/ },
         { name: 'over 1 MiB', body: JSON.stringify({ command: ['echo', 'x'.repeat(1024 * 1024)] }), detail: /too large.*1048576 bytes/ },
         { name: 'bad Idempotency-Key', body: JSON.stringify({ command: ['true'] }), key: 'x'.repeat(201), detail: /Idempotency-Key/ },
@@ -213,6 +218,49 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
       const latin1 = await rawPost(new URL('/v1/jobs', api.url).href, ALICE, [Buffer.from('{"command": "echo caf\xe9"}', 'latin1')]);
       expect(latin1.status).toBe(400);
       expect(JSON.parse(latin1.body).detail).toMatch(/not valid UTF-8/);
+      expect(await commandsLastSeq()).toBe(seq);
+    });
+
+    it('streams a multipart archive into the upload store; a bad body stores and publishes nothing', async () => {
+      const uploads = await UploadStore.open(nc);
+      const spec = JSON.stringify({ command: 'true', source: { archive: true } });
+      const archive = Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(3 * 1024 * 1024)]);
+      const multipart = (parts: [string, string | Buffer, string?][]) =>
+        http()
+          .post('/v1/jobs')
+          .set(auth(ALICE))
+          .set('Content-Type', 'multipart/form-data; boundary=JoBlInE')
+          .send(
+            Buffer.concat([
+              ...parts.flatMap(([name, data, filename]) => [
+                Buffer.from(`--JoBlInE\r\nContent-Disposition: form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}\r\n\r\n`),
+                Buffer.from(data),
+                Buffer.from('\r\n'),
+              ]),
+              Buffer.from('--JoBlInE--\r\n'),
+            ]),
+          );
+      const ok = await multipart([['spec', spec], ['archive', archive, 'src.tar.gz']]);
+      expect(ok.status).toBe(201);
+      expect(Buffer.from((await uploads.get(ok.body.id))!).equals(archive)).toBe(true);
+
+      const seq = await commandsLastSeq();
+      const objects = async () => (await (await new Objm(nc).open(UPLOAD_BUCKET)).list()).length;
+      const before = await objects();
+      for (const [what, parts, detail] of [
+        ['a part after the archive', [['spec', spec], ['archive', archive, 'a.tgz'], ['extra', 'x']], /unknown multipart part "extra"|two parts/],
+        ['the archive before the spec', [['archive', archive, 'a.tgz'], ['spec', spec]], /spec part must come before the archive part/],
+        ['an invalid spec', [['spec', JSON.stringify({ command: '', source: { archive: true } })], ['archive', archive, 'a.tgz']], /invalid job spec/],
+      ] as [string, [string, string | Buffer, string?][], RegExp][]) {
+        const res = await multipart(parts);
+        try {
+          expectProblem(res, 400);
+          expect(res.body.detail).toMatch(detail);
+        } catch (err) {
+          throw new Error(`case "${what}": ${(err as Error).message}`, { cause: err });
+        }
+      }
+      expect(await objects()).toBe(before);
       expect(await commandsLastSeq()).toBe(seq);
     });
 

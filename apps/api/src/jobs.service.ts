@@ -33,6 +33,7 @@ import { instantParam, intParam, listOfParam, listParam, parseQuery } from './ht
 import { jobIdForKey, parseIdempotencyKey } from './idempotency';
 import { DEFAULT_LIMIT, JOB_ORDERS, MAX_LIMIT, MAX_TIMELINE_BUCKETS, type JobOrder, type JobsPage, type TimelineBucket } from './projections/jobs.projection';
 import { UploadStore } from '../../../libs/messaging/src/bundle-store';
+import type { ArchiveUpload } from './http/submit-body';
 
 // Exported: the OpenAPI document (openapi/openapi.document.ts) is generated from these.
 export const ListQuerySchema = z.strictObject({
@@ -108,27 +109,46 @@ export class JobsService {
 
   private uploads: Promise<UploadStore> | null = null;
 
-  /** `archive`: the source uploaded with a multipart submission (spec.source must be {archive: true}). */
-  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined, archive?: Buffer): Promise<SubmitResult> {
-    const key = parseIdempotencyKey(idempotencyKeyHeader);
-    if (body === undefined) throw new ValidationError('the request body is empty: expected a JobSpec as JSON', [{ path: '(body)', message: 'required' }]);
-    const parsed = parseJobSpec(body);
-    if (!parsed.ok) throw new ValidationError('invalid job spec', parsed.issues);
-    const spec = parsed.value;
-    const wantsArchive = spec.source !== undefined && 'archive' in spec.source;
-    if (wantsArchive && !archive) throw new ValidationError('source.archive needs the archive: submit multipart/form-data with spec and archive parts', [{ path: 'source.archive', message: 'no archive part' }]);
-    if (archive && !wantsArchive) throw new ValidationError('an archive was uploaded but the spec does not say source: {archive: true}', [{ path: 'source', message: 'must be {archive: true} with an archive part' }]);
-    const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
-    if (key !== undefined) {
-      const existing = this.ctx.projection.get(jobId);
-      if (existing) return { created: false, job: sameSubmission(existing, caller, key, spec) };
+  /**
+   * `archive`: the source uploaded with a multipart submission, still streaming (spec.source
+   * must be {archive: true}). It is stored as it arrives, after the spec was validated; a
+   * submission refused before that reads and drops it.
+   */
+  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined, archive?: ArchiveUpload): Promise<SubmitResult> {
+    let stored = false;
+    try {
+      const key = parseIdempotencyKey(idempotencyKeyHeader);
+      if (body === undefined) throw new ValidationError('the request body is empty: expected a JobSpec as JSON', [{ path: '(body)', message: 'required' }]);
+      const parsed = parseJobSpec(body);
+      if (!parsed.ok) throw new ValidationError('invalid job spec', parsed.issues);
+      const spec = parsed.value;
+      const wantsArchive = spec.source !== undefined && 'archive' in spec.source;
+      if (wantsArchive && !archive) throw new ValidationError('source.archive needs the archive: submit multipart/form-data with spec and archive parts', [{ path: 'source.archive', message: 'no archive part' }]);
+      if (archive && !wantsArchive) throw new ValidationError('an archive was uploaded but the spec does not say source: {archive: true}', [{ path: 'source', message: 'must be {archive: true} with an archive part' }]);
+      const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
+      if (key !== undefined) {
+        const existing = this.ctx.projection.get(jobId);
+        if (existing) return { created: false, job: sameSubmission(existing, caller, key, spec) };
+      }
+      this.requireBus();
+      if (archive) {
+        // Stored before the submission is published: the packager finds it as soon as it hears of the job.
+        this.uploads ??= UploadStore.open(this.ctx.nc);
+        try {
+          await (await this.uploads).putStream(jobId, archive.stream);
+          stored = true;
+        } catch (err) {
+          if (err instanceof JoblineError) throw err;
+          throw new JoblineError('unavailable', `the archive could not be stored: ${err instanceof Error ? err.message : String(err)}; nothing was submitted, try again`);
+        }
+      }
+      return await this.publishSubmission(caller, jobId, spec, key);
+    } finally {
+      if (archive && !stored) await archive.discard();
     }
-    this.requireBus();
-    if (archive) {
-      // Stored before the submission is published: the packager finds it as soon as it hears of the job.
-      this.uploads ??= UploadStore.open(this.ctx.nc);
-      await (await this.uploads).put(jobId, archive);
-    }
+  }
+
+  private async publishSubmission(caller: Caller, jobId: string, spec: JobSpec, key: string | undefined): Promise<SubmitResult> {
     const deadline = Date.now() + this.ctx.submitTimeoutMs;
     const message: SubmitJobMessage = { jobId, spec, ...(key !== undefined ? { idempotencyKey: key } : {}) };
     let duplicate: boolean;

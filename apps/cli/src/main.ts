@@ -1,22 +1,27 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+/* Services are imported when their command runs: a client command (status, logs...) loads none of them. */
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConfigError, VARIABLES, VARIABLE_NAMES, effectiveVariables, formatEffectiveConfig, loadConfig, type ConfigProfile, type JoblineConfig, type VariableSpec } from '../../../libs/config/src';
 import { createLogger, runService, type ServiceLogger } from '../../../libs/service/src';
-import { startApi } from '../../api/src/start-api';
-import { startExecutor } from '../../executor/src/node/start-executor';
-import { startOrchestrator } from '../../orchestrator/src/start-orchestrator';
-import { startPackager } from '../../packager/src/start-packager';
-import { certsInit, certsIssue } from './certs/dev-pki';
-import { historyCommand, listCommand, logsCommand, startCommand, statusCommand, stopCommand, type Output } from './remote/job-commands';
+import { JOB_ORDERS, JOB_STATUSES } from '../../../libs/contracts/src';
+import type { DevStack } from './dev-stack';
+import { completionScript } from './completion';
+import { historyCommand, listCommand, logsCommand, startCommand, statusCommand, stopCommand, type ListFlags, type Output } from './remote/job-commands';
+import { colourWanted, createStyle } from './terminal-style';
 import { JobsRemote, describeError, exitCodeFor, resolveRemoteConfig } from './remote/jobs-remote';
-import { startDev, type DevStack } from './dev-stack';
 import { runFirstJob } from './first-job';
-import { replay } from './replay';
 
 /** The `jobline` command. Only this file (and libs/service's runService) reads process.env and handles signals. */
 
-export const VERSION: string = (JSON.parse(readFileSync(join(__dirname, '../../../../package.json'), 'utf8')) as { version: string }).version;
+/** The version in the repository's package.json, found from the build (dist/apps/cli/src) or the sources (apps/cli/src, under jest). */
+export const VERSION: string = (() => {
+  for (let dir = __dirname, i = 0; i < 6; i++, dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  throw new Error('package.json not found above the CLI');
+})();
 
 /** The configuration, or (invalid) every problem on stderr and exit 2. */
 function configOrExit(env: Readonly<Record<string, string | undefined>>, profile: ConfigProfile): JoblineConfig {
@@ -66,6 +71,13 @@ function count(max: number) {
     return n;
   };
 }
+function range(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}..${max}`);
+    return n;
+  };
+}
 function natsUrl(value: string): string {
   if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(value)) throw new InvalidArgumentError('expected a NATS URL such as nats://127.0.0.1:4222');
   return value;
@@ -111,7 +123,7 @@ export function buildProgram(): Command {
       await runService({
         name: 'dev',
         logger,
-        start: () => startDev(config),
+        start: async () => (await import('./dev-stack')).startDev(config),
         started: async (stack) => {
           process.stdout.write(devBanner(stack));
           let code = 0;
@@ -139,10 +151,10 @@ export function buildProgram(): Command {
         const logger = createLogger({ service: name, ...config.log });
         await runService({ name, logger, start: () => start(config, logger) });
       });
-  service('api', 'run the api: REST, WebSocket, gRPC (mTLS), the jobs read model', (c, logger) => startApi(c, { logger }));
-  service('orchestrator', 'run the orchestrator: records commands and reports, schedules, relays events to the bus', (c, logger) => startOrchestrator(c, { logger }));
-  service('packager', 'run a packager: builds the bundles of jobs with a source', (c, logger) => startPackager(c, { logger }));
-  service('executor', 'run an executor: a local one, or one per host of JOBLINE_SSH_INVENTORY', (c, logger) => startExecutor(c, { logger }));
+  service('api', 'run the api: REST, WebSocket, gRPC (mTLS), the jobs read model', async (c, logger) => (await import('../../api/src/start-api')).startApi(c, { logger }));
+  service('orchestrator', 'run the orchestrator: records commands and reports, schedules, relays events to the bus', async (c, logger) => (await import('../../orchestrator/src/start-orchestrator')).startOrchestrator(c, { logger }));
+  service('packager', 'run a packager: builds the bundles of jobs with a source', async (c, logger) => (await import('../../packager/src/start-packager')).startPackager(c, { logger }));
+  service('executor', 'run an executor: a local one, or one per host of JOBLINE_SSH_INVENTORY', async (c, logger) => (await import('../../executor/src/node/start-executor')).startExecutor(c, { logger }));
 
   program
     .command('config')
@@ -170,7 +182,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--data-dir <dir>', 'the data folder of `jobline dev`').env('JOBLINE_DATA_DIR').default('.jobline'))
     .option('--json', 'print the result as JSON')
     .action(async (o: { dataDir: string; json?: boolean }) => {
-      const result = await replay({ dataDir: o.dataDir });
+      const result = await (await import('./replay')).replay({ dataDir: o.dataDir });
       if (o.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       else {
         process.stdout.write(
@@ -184,9 +196,12 @@ export function buildProgram(): Command {
     });
 
   // Job commands over gRPC with mTLS; see resolveRemoteConfig for where the settings come from.
+  // Colours only on a terminal (NO_COLOR, TERM=dumb and FORCE_COLOR respected); progress notes only when stderr is one.
   const stdio: Output = {
     out: (d) => new Promise<void>((resolve) => (process.stdout.write(d) ? resolve() : process.stdout.once('drain', resolve))),
     err: (d) => new Promise<void>((resolve) => (process.stderr.write(d) ? resolve() : process.stderr.once('drain', resolve))),
+    style: createStyle(colourWanted(process.env, Boolean(process.stdout.isTTY))),
+    progress: Boolean(process.stderr.isTTY),
   };
   const remoteCommand = (name: string, description: string) =>
     program
@@ -198,7 +213,7 @@ export function buildProgram(): Command {
       .addOption(new Option('--key <file>', 'client key (PEM)').env('JOBLINE_KEY'))
       .addOption(new Option('--config <file>', 'JSON file with address, ca, cert, key').env('JOBLINE_CONFIG'))
       .addOption(new Option('--data-dir <dir>', 'default certificates: <data-dir>/certs/admin.*').env('JOBLINE_DATA_DIR').default('.jobline'))
-      .option('--json', 'machine-readable output');
+      .option('--json', 'print the documented JSON shapes (those of the REST API) instead of text');
   type RemoteFlags = { address?: string; ca?: string; cert?: string; key?: string; config?: string; dataDir: string; json?: boolean };
   const withRemote = async (o: RemoteFlags, run: (r: JobsRemote) => Promise<number>) => {
     let remote: JobsRemote | null = null;
@@ -223,16 +238,19 @@ export function buildProgram(): Command {
     .argument('[command...]')
     .action((command: string[], o: RemoteFlags & Parameters<typeof startCommand>[2]) => withRemote(o, (r) => startCommand(r, command, o, Boolean(o.json), stdio)));
   remoteCommand('status', "a job's status").argument('<id>').action((id: string, o: RemoteFlags) => withRemote(o, (r) => statusCommand(r, id, Boolean(o.json), stdio)));
-  remoteCommand('logs', "a job's output; -f follows it and exits with the job's exit code")
+  remoteCommand('logs', "a job's output; -f follows it (saying while it is queued) and exits with the job's exit code; --json: one log frame per line")
     .option('-f, --follow', 'stream live output until the job ends')
     .argument('<id>')
     .action((id: string, o: RemoteFlags & { follow?: boolean }) => withRemote(o, (r) => logsCommand(r, id, Boolean(o.follow), Boolean(o.json), stdio)));
   remoteCommand('stop', 'stop (cancel) a job').argument('<id>').action((id: string, o: RemoteFlags) => withRemote(o, (r) => stopCommand(r, id, Boolean(o.json), stdio)));
-  remoteCommand('list', 'your jobs (an admin: everyone\'s), newest first')
-    .addOption(new Option('--status <s>', 'only this status').choices(['pending', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out']))
+  remoteCommand('list', 'your jobs (an admin: everyone\'s), newest first, one page at a time with the total')
+    .addOption(new Option('--status <s>', 'only this status').choices(JOB_STATUSES))
+    .addOption(new Option('--priority <p>', 'only this priority').choices(['low', 'normal', 'high']))
     .option('--owner <owner>', 'only this owner (admins)')
-    .addOption(new Option('--limit <n>', 'at most n jobs (1-100)').argParser(count(100)))
-    .action((o: RemoteFlags & { status?: string; owner?: string; limit?: number }) => withRemote(o, (r) => listCommand(r, o, Boolean(o.json), stdio)));
+    .addOption(new Option('--limit <n>', 'jobs per page, 1-100 (default 20)').argParser(range(1, 100)))
+    .option('--cursor <cursor>', 'the page after the one that printed this cursor (same filters and order)')
+    .addOption(new Option('--order <order>', 'sort order (default -submittedAt: newest first)').choices([...JOB_ORDERS]))
+    .action((o: RemoteFlags & ListFlags) => withRemote(o, (r) => listCommand(r, o, Boolean(o.json), stdio)));
   remoteCommand('history', "a job's stored events, in order").argument('<id>').action((id: string, o: RemoteFlags) => withRemote(o, (r) => historyCommand(r, id, Boolean(o.json), stdio)));
 
   const certs = program.command('certs').description('development certificates for gRPC mTLS, in <data-dir>/certs');
@@ -242,7 +260,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--data-dir <dir>', 'the data folder of `jobline dev`').env('JOBLINE_DATA_DIR').default('.jobline'))
     .option('--force', 'replace an existing CA (every certificate it issued stops working)')
     .action(async (o: { dataDir: string; force?: boolean }) => {
-      const r = await certsInit(o.dataDir, { force: o.force });
+      const r = await (await import('./certs/dev-pki')).certsInit(o.dataDir, { force: o.force });
       process.stdout.write(
         `created in ${r.dir}:\n  CA      ${r.ca.cert}  (key ${r.ca.key}: keep it private)\n  server  ${r.server.cert}\n  admin   ${r.admin.cert}  (CN=admin, OU=admin)\n`,
       );
@@ -254,8 +272,16 @@ export function buildProgram(): Command {
     .option('--admin', 'mark it OU=admin: the holder sees and controls every owner\'s jobs')
     .addOption(new Option('--days <n>', 'validity in days').argParser(count(3650)).default(825))
     .action(async (name: string, o: { dataDir: string; admin?: boolean; days: number }) => {
-      const r = await certsIssue(o.dataDir, name, { admin: o.admin, days: o.days });
+      const r = await (await import('./certs/dev-pki')).certsIssue(o.dataDir, name, { admin: o.admin, days: o.days });
       process.stdout.write(`issued ${r.cert} (key ${r.key}) for ${name}${o.admin ? ' (admin)' : ''}\n`);
+    });
+
+  program
+    .command('completion')
+    .description('print a shell completion script: eval "$(jobline completion bash)" in ~/.bashrc, or jobline completion zsh > "${fpath[1]}/_jobline"')
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+    .action((shell: 'bash' | 'zsh') => {
+      process.stdout.write(completionScript(program, shell));
     });
 
   return program;

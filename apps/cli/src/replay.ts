@@ -7,6 +7,7 @@ import { SqliteEventStore } from '../../../libs/event-store/src';
 import { JobsProjection } from '../../api/src/projections/jobs.projection';
 
 export interface ReplayResult {
+  /** Events read from the store from position 0 (every stream), counted one by one. */
   events: number;
   jobs: number;
   rebuildMs: number;
@@ -34,7 +35,7 @@ export async function replay(o: { dataDir: string }): Promise<ReplayResult> {
     const rebuilt = await JobsProjection.rebuild(store, join(scratch, 'read-models.db'));
     const rebuildMs = Math.round(performance.now() - started);
     const head = rebuilt.position;
-    const problems = await verifyHistories(store, head);
+    const { problems, events } = await verifyHistories(store, head);
     const dump = rebuilt.dump();
     let liveMatches: boolean | null = null;
     const differences: string[] = [];
@@ -60,7 +61,6 @@ export async function replay(o: { dataDir: string }): Promise<ReplayResult> {
       }
     }
     await rebuilt.close();
-    const events = head + 1;
     return {
       events,
       jobs: dump.jobs.length,
@@ -76,8 +76,13 @@ export async function replay(o: { dataDir: string }): Promise<ReplayResult> {
   }
 }
 
-async function verifyHistories(store: SqliteEventStore, head: number): Promise<string[]> {
+/**
+ * Checks every job history and counts the events read. Positions are not a count: SQLite's
+ * start at 1 and other stores' leave gaps, so `head + 1` overstated it (by one, or more).
+ */
+async function verifyHistories(store: SqliteEventStore, head: number): Promise<{ problems: string[]; events: number }> {
   const problems: string[] = [];
+  let events = 0;
   const revisions = new Map<string, number>();
   const states = new Map<string, ReturnType<typeof fold>>();
   let after = -1;
@@ -86,6 +91,7 @@ async function verifyHistories(store: SqliteEventStore, head: number): Promise<s
     if (page.length === 0) break;
     for (const r of page) {
       after = r.position;
+      events++;
       if (!r.streamId.startsWith(JOB_STREAM_PREFIX)) continue;
       const expected = (revisions.get(r.streamId) ?? -1) + 1;
       if (r.revision !== expected) problems.push(`${r.streamId}: revision ${r.revision} where ${expected} was expected`);
@@ -97,5 +103,5 @@ async function verifyHistories(store: SqliteEventStore, head: number): Promise<s
       }
     }
   }
-  return problems;
+  return { problems, events };
 }

@@ -1,7 +1,8 @@
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
-import { inflateRawSync, gunzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
+import * as yauzl from 'yauzl';
 import { PackagingError } from './bundle-builder';
 
 /** Limits on an uploaded source archive; a breach fails packaging with the limit named. */
@@ -32,7 +33,10 @@ function checkedPath(raw: string, maxDepth: number): string {
   const parts = p.split('/').filter((s) => s !== '' && s !== '.');
   if (parts.includes('..')) throw new PackagingError(`archive entry ${JSON.stringify(raw)} contains '..'`);
   if (parts.length === 0) return '';
-  if (parts.length > maxDepth) throw new PackagingError(`archive entry ${JSON.stringify(raw)} is deeper than ${maxDepth} levels`);
+  if (parts.length > maxDepth) throw new PackagingError(`archive entry ${JSON.stringify(raw.slice(0, 200))} is deeper than ${maxDepth} levels`);
+  // Linux limits: 255 bytes a name, 4096 a path. Said here, before anything is written.
+  if (parts.some((s) => Buffer.byteLength(s) > 255)) throw new PackagingError(`archive entry ${JSON.stringify(raw.slice(0, 200))}… has a name longer than 255 bytes`);
+  if (Buffer.byteLength(p) > 4096) throw new PackagingError(`archive entry ${JSON.stringify(raw.slice(0, 200))}… is a path longer than 4096 bytes`);
   return parts.join('/');
 }
 
@@ -129,59 +133,91 @@ function tarEntries(gz: Buffer, l: Required<ArchiveLimits>): Promise<Entry[]> {
   });
 }
 
-function zipEntries(zip: Buffer, l: Required<ArchiveLimits>): Entry[] {
+const zipError = (e: unknown) => (e instanceof PackagingError ? e : new PackagingError(`archive is not a valid zip: ${(e as Error).message}`));
+
+/**
+ * The entries of a zip, read by yauzl (central directory first, sizes validated against what
+ * inflates, zip64 as yauzl reads it). File names are taken raw and checked by the same rules
+ * as tar entries; encrypted entries and compression methods other than store/deflate are
+ * refused; declared sizes count against the budget before anything is inflated.
+ */
+async function zipEntries(zip: Buffer, l: Required<ArchiveLimits>): Promise<Entry[]> {
   const budget = new Budget(l);
-  // End of central directory: the last 'PK\5\6' within the final 64 KiB + 22 bytes.
-  let eocd = -1;
-  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 65_535); i--) {
-    if (zip.readUInt32LE(i) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
+  let file: yauzl.ZipFile;
+  try {
+    // decodeStrings: false — names come as bytes and are checked here (yauzl would repair or reject them with its own words).
+    file = await yauzl.fromBufferPromise(zip, { lazyEntries: true, decodeStrings: false, validateEntrySizes: true, strictFileNames: true });
+  } catch (e) {
+    throw zipError(e);
   }
-  if (eocd < 0) throw new PackagingError('archive is not a valid zip (no end of central directory)');
-  const count = zip.readUInt16LE(eocd + 10);
-  let off = zip.readUInt32LE(eocd + 16);
-  if (count === 0xffff || off === 0xffffffff) throw new PackagingError('zip64 archives are not supported');
+  if (file.entryCount > l.maxEntries) throw new PackagingError(`archive has more than ${l.maxEntries} entries`);
   const out: Entry[] = [];
-  for (let n = 0; n < count; n++) {
-    if (off + 46 > zip.length || zip.readUInt32LE(off) !== 0x02014b50) throw new PackagingError('archive is not a valid zip (bad central directory)');
-    const method = zip.readUInt16LE(off + 10);
-    const csize = zip.readUInt32LE(off + 20);
-    const usize = zip.readUInt32LE(off + 24);
-    const nameLen = zip.readUInt16LE(off + 28);
-    const extraLen = zip.readUInt16LE(off + 30);
-    const commentLen = zip.readUInt16LE(off + 32);
-    const unixMode = zip.readUInt32LE(off + 38) >>> 16;
-    const local = zip.readUInt32LE(off + 42);
-    const raw = zip.subarray(off + 46, off + 46 + nameLen).toString('utf8');
-    off += 46 + nameLen + extraLen + commentLen;
-    const kind = unixMode & 0o170000;
-    const isDir = raw.endsWith('/') || kind === 0o040000;
-    const path = checkedPath(raw, l.maxDepth);
-    if (kind !== 0 && kind !== 0o100000 && kind !== 0o040000 && kind !== 0o120000) throw new PackagingError(`archive entry ${path} is a device, fifo or socket, which is refused`);
-    budget.add(isDir ? 0 : usize);
-    if (isDir) {
-      if (path) out.push({ path, type: 'dir', mode: 0o755 });
-      continue;
-    }
-    if (local + 30 > zip.length || zip.readUInt32LE(local) !== 0x04034b50) throw new PackagingError(`archive entry ${path}: bad local header`);
-    const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
-    const body = zip.subarray(start, start + csize);
-    let data: Buffer;
-    if (method === 0) data = Buffer.from(body);
-    else if (method === 8) {
-      try {
-        data = inflateRawSync(body, { maxOutputLength: Math.max(usize, 1) });
-      } catch (e) {
-        throw new PackagingError(`archive entry ${path}: cannot inflate (${(e as Error).message})`);
+  try {
+    for (;;) {
+      const entry = await new Promise<yauzl.Entry | null>((resolve, reject) => {
+        file.once('entry', resolve);
+        file.once('end', () => resolve(null));
+        file.once('error', reject);
+        file.readEntry();
+      });
+      file.removeAllListeners('entry').removeAllListeners('end').removeAllListeners('error');
+      if (!entry) break;
+      const raw = Buffer.isBuffer(entry.fileName) ? (entry.fileName as Buffer).toString('utf8') : String(entry.fileName);
+      const unixMode = entry.externalFileAttributes >>> 16;
+      const kind = unixMode & 0o170000;
+      const isDir = raw.endsWith('/') || kind === 0o040000;
+      const path = checkedPath(raw, l.maxDepth);
+      if (kind !== 0 && kind !== 0o100000 && kind !== 0o040000 && kind !== 0o120000) throw new PackagingError(`archive entry ${path} is a device, fifo or socket, which is refused`);
+      if (entry.isEncrypted()) throw new PackagingError(`archive entry ${path} is encrypted, which is refused: upload an archive without a password`);
+      budget.add(isDir ? 0 : entry.uncompressedSize);
+      if (isDir) {
+        if (path) out.push({ path, type: 'dir', mode: 0o755 });
+        continue;
       }
-    } else throw new PackagingError(`archive entry ${path}: compression method ${method} is not supported`);
-    if (data.length !== usize) throw new PackagingError(`archive entry ${path}: its size does not match the directory`);
-    if (kind === 0o120000) out.push({ path, type: 'symlink', mode: 0o777, target: checkedLink(path, data.toString('utf8')) });
-    else out.push({ path, type: 'file', mode: unixMode & 0o777 || 0o644, data });
+      if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
+        throw new PackagingError(`archive entry ${path}: compression method ${entry.compressionMethod} is not supported (use deflate or store)`);
+      }
+      const data = await new Promise<Buffer>((resolve, reject) => {
+        file.openReadStream(entry, (err, stream) => {
+          if (err) return reject(new PackagingError(`archive entry ${path}: ${err.message}`));
+          const chunks: Buffer[] = [];
+          stream.on('data', (c: Buffer) => chunks.push(c));
+          stream.on('error', (e: Error) => reject(new PackagingError(`archive entry ${path}: ${e.message}`)));
+          stream.on('end', () => resolve(Buffer.concat(chunks)));
+        });
+      });
+      if (kind === 0o120000) out.push({ path, type: 'symlink', mode: 0o777, target: checkedLink(path, data.toString('utf8')) });
+      else out.push({ path, type: 'file', mode: unixMode & 0o777 || 0o644, data });
+    }
+  } catch (e) {
+    throw zipError(e);
+  } finally {
+    file.close();
   }
   return out;
+}
+
+/**
+ * Conflicts that would make a write land somewhere else than its own path: an entry inside
+ * another entry that is a file or a link (a write through a link could leave the tree), a
+ * path given twice, a folder that is also a file. Checked before anything is written.
+ */
+function checkLayout(entries: Entry[]): void {
+  const byPath = new Map<string, Entry>();
+  for (const e of entries) {
+    const seen = byPath.get(e.path);
+    if (seen && !(seen.type === 'dir' && e.type === 'dir')) throw new PackagingError(`archive has ${e.path} twice`);
+    byPath.set(e.path, e);
+  }
+  for (const e of entries) {
+    const parts = e.path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = byPath.get(parts.slice(0, i).join('/'));
+      if (parent && parent.type !== 'dir') {
+        throw new PackagingError(`archive entry ${e.path} is inside ${parent.path}, which is a ${parent.type === 'symlink' ? 'link' : 'file'}`);
+      }
+    }
+  }
 }
 
 /**
@@ -196,21 +232,28 @@ export async function unpackArchive(bytes: Buffer, root: string, limits: Archive
   let entries: Entry[];
   if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x04034b50) {
     format = 'zip';
-    entries = zipEntries(bytes, l);
+    entries = await zipEntries(bytes, l);
   } else if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     format = 'tar.gz';
     entries = await tarEntries(bytes, l);
   } else throw new PackagingError('the archive is neither a zip nor a tar.gz');
-  const seen = new Set<string>();
-  for (const e of entries) {
-    if (seen.has(e.path) && e.type !== 'dir') throw new PackagingError(`archive has ${e.path} twice`);
-    seen.add(e.path);
-  }
+  checkLayout(entries);
   const links = new Set(entries.filter((e) => e.type === 'symlink').map((e) => e.path));
   for (const e of entries) if (e.type === 'symlink') checkLinkWalk(e.path, e.target!, links);
   // Directories and files first, links last: no write can go through a link of the archive.
   const order = { dir: 0, file: 1, symlink: 2 } as const;
-  for (const e of [...entries].sort((a, b) => order[a.type] - order[b.type])) {
+  try {
+    await writeEntries(root, [...entries].sort((a, b) => order[a.type] - order[b.type]));
+  } catch (err) {
+    // Whatever was written goes: a refused archive leaves the folder as empty as it was.
+    for (const name of await readdir(root).catch(() => [])) await rm(`${root}/${name}`, { recursive: true, force: true });
+    throw err;
+  }
+  return { format, entries: entries.length };
+}
+
+async function writeEntries(root: string, entries: Entry[]): Promise<void> {
+  for (const e of entries) {
     const target = `${root}/${e.path}`;
     if (e.type === 'dir') {
       await mkdir(target, { recursive: true });
@@ -224,5 +267,4 @@ export async function unpackArchive(bytes: Buffer, root: string, limits: Archive
       throw new PackagingError(`archive entry ${e.path} cannot be written: ${(err as Error).message}`);
     }
   }
-  return { format, entries: entries.length };
 }

@@ -85,10 +85,26 @@ export const Retry = z.strictObject({
   backoffSeconds: z.number().min(0).max(3600).default(0),
 });
 
+/**
+ * Refuses an own key `__proto__` in a record. JSON.parse (and proto-loader's maps) keep it as
+ * an own key, but zod's record skips it on purpose (assigning it would set the prototype), so
+ * it vanished and the request was answered 201 without it. `constructor` and `prototype` are
+ * ordinary own keys that parse and run like any other, so they are kept.
+ * The JSON Schema is unchanged (a preprocess is invisible there); the type stays the record's.
+ */
+export function refuseProtoKey<S extends z.ZodType>(schema: S): S {
+  return z.preprocess((value, ctx) => {
+    if (value !== null && typeof value === 'object' && Object.prototype.hasOwnProperty.call(value, '__proto__')) {
+      ctx.issues.push({ code: 'custom', message: '"__proto__" cannot be used as a key: JavaScript objects cannot hold it as an entry', path: ['__proto__'], input: value });
+    }
+    return value;
+  }, schema) as unknown as S;
+}
+
 export const Target = z.strictObject({
   executor: z.enum(['local', 'ssh']).optional(),
   host: z.string().min(1).max(253).optional(),
-  labels: z.record(z.string().max(63), z.string().max(255)).optional(),
+  labels: refuseProtoKey(z.record(z.string().max(63), z.string().max(255))).optional(),
 });
 
 const EnvKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a valid environment variable name');
@@ -98,10 +114,11 @@ export const JobSpecSchema = z
   .strictObject({
     command: Command.optional(),
     steps: z.array(Step).min(1).max(SPEC_LIMITS.steps).optional(),
-    env: z
-      .record(EnvKey, z.string().max(SPEC_LIMITS.argBytes).refine(noNul, 'must not contain NUL'))
-      .refine((e) => Object.keys(e).length <= SPEC_LIMITS.envEntries, `at most ${SPEC_LIMITS.envEntries} entries`)
-      .optional(),
+    env: refuseProtoKey(
+      z
+        .record(EnvKey, z.string().max(SPEC_LIMITS.argBytes).refine(noNul, 'must not contain NUL'))
+        .refine((e) => Object.keys(e).length <= SPEC_LIMITS.envEntries, `at most ${SPEC_LIMITS.envEntries} entries`),
+    ).optional(),
     workdir: RelativePath.optional(),
     priority: Priority.default('normal'),
     timeoutSeconds: z.number().int().min(1).max(SPEC_LIMITS.timeoutSeconds).optional(),
@@ -115,7 +132,8 @@ export const JobSpecSchema = z
           .min(1)
           .max(1024)
           .refine(noNul, 'must not contain NUL')
-          .refine((g) => !g.startsWith('/') && !g.includes('\\') && !g.split('/').includes('..'), "must be a relative glob without '..' or backslashes"),
+          .refine((g) => !g.startsWith('/') && !g.includes('\\') && !/(^|[/{,])\.\.($|[/},])/.test(g), "must be a relative glob without '..' or backslashes")
+          .refine((g) => !g.startsWith('!'), "must not start with '!': negation is not supported, name the files to keep"),
       )
       .max(SPEC_LIMITS.outputs)
       .optional(),

@@ -29,3 +29,7 @@ export interface JobView {
   cancelRequested: boolean;
   purged: boolean;
 }
+
+/** The orders GET /v1/jobs (and `jobline list --order`) accept. */
+export type JobOrder = '-submittedAt' | 'submittedAt' | '-priority' | 'priority';
+export const JOB_ORDERS: readonly JobOrder[] = ['-submittedAt', 'submittedAt', '-priority', 'priority'];

@@ -73,6 +73,14 @@ export class UploadStore {
     await this.os.putBlob({ name: `archive-${jobId}`, description: 'jobline source archive' }, bytes);
   }
 
+  /**
+   * Stores an upload as it arrives. The object appears only once `stream` closes; if it
+   * errors, the chunks already sent are purged and the stream's error is thrown.
+   */
+  async putStream(jobId: string, stream: ReadableStream<Uint8Array>): Promise<void> {
+    await this.os.put({ name: `archive-${jobId}`, description: 'jobline source archive' }, stream);
+  }
+
   get(jobId: string): Promise<Uint8Array | null> {
     return this.os.getBlob(`archive-${jobId}`);
   }

@@ -32,14 +32,45 @@ export const toTimestamp = (iso: string): PbTimestamp => {
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
 };
 
-export function fromTimestamp(t: PbTimestamp): string {
-  const ms = (t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
-  if (!Number.isFinite(ms)) throw new ValidationError('invalid timestamp', [{ path: 'at', message: 'out of range' }]);
-  return new Date(ms).toISOString();
+/** Earliest and latest instants a google.protobuf.Timestamp may hold (0001-01-01 .. 9999-12-31). */
+const MIN_TIMESTAMP_SECONDS = -62_135_596_800;
+const MAX_TIMESTAMP_SECONDS = 253_402_300_799;
+
+/** A proto Timestamp as an ISO string; out-of-range seconds or nanos are refused, not wrapped. */
+export function fromTimestamp(t: PbTimestamp, path = 'at'): string {
+  const seconds = t.seconds ?? 0;
+  const nanos = t.nanos ?? 0;
+  if (!Number.isSafeInteger(seconds) || seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS) {
+    throw new ValidationError(`invalid ${path}: seconds ${seconds} is outside 0001-01-01..9999-12-31`, [{ path: `${path}.seconds`, message: 'out of range' }]);
+  }
+  if (!Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
+    throw new ValidationError(`invalid ${path}: nanos must be 0..999999999 (got ${nanos})`, [{ path: `${path}.nanos`, message: 'out of range' }]);
+  }
+  return new Date(seconds * 1000 + Math.floor(nanos / 1e6)).toISOString();
 }
 
-export const priorityFromPb = (p: string | undefined): JobSpec['priority'] | undefined => (p ? PRIORITY_FROM_PB[p] : undefined);
-export const statusFromPb = (s: string | undefined): JobStatus | undefined => (s ? STATUS_FROM_PB[s] : undefined);
+/**
+ * A proto enum value as proto-loader hands it over (its name; a number the schema does not
+ * know stays a number): the mapped value, undefined for unset or *_UNSPECIFIED, and a
+ * ValidationError naming the field for anything else. Nothing is coerced to a default.
+ */
+function enumFromPb<T>(value: unknown, table: Record<string, T>, path: string, unspecified: string): T | undefined {
+  if (value === undefined || value === null || value === unspecified || value === 0) return undefined;
+  if (typeof value === 'string' && Object.prototype.hasOwnProperty.call(table, value)) return table[value];
+  const expected = Object.keys(table).join(', ');
+  throw new ValidationError(`invalid ${path}: ${JSON.stringify(value)} is not a known value (expected ${expected}, or unset)`, [
+    { path, message: `unknown enum value ${JSON.stringify(value)}; expected ${expected}` },
+  ]);
+}
+
+const EXECUTOR_FROM_PB: Record<string, 'local' | 'ssh'> = { EXECUTOR_KIND_LOCAL: 'local', EXECUTOR_KIND_SSH: 'ssh' };
+const LOG_STREAM_FROM_PB: Record<string, 'stdout' | 'stderr'> = { LOG_STREAM_STDOUT: 'stdout', LOG_STREAM_STDERR: 'stderr' };
+
+export const priorityFromPb = (p: unknown, path = 'priority'): JobSpec['priority'] | undefined => enumFromPb(p, PRIORITY_FROM_PB, path, 'PRIORITY_UNSPECIFIED');
+export const statusFromPb = (s: unknown, path = 'status'): JobStatus | undefined => enumFromPb(s, STATUS_FROM_PB, path, 'JOB_STATUS_UNSPECIFIED');
+export const executorKindFromPb = (k: unknown, path = 'spec.target.executor'): 'local' | 'ssh' | undefined => enumFromPb(k, EXECUTOR_FROM_PB, path, 'EXECUTOR_KIND_UNSPECIFIED');
+/** LogsRequest.stream: undefined means both streams. */
+export const logStreamFromPb = (s: unknown, path = 'stream'): 'stdout' | 'stderr' | undefined => enumFromPb(s, LOG_STREAM_FROM_PB, path, 'LOG_STREAM_UNSPECIFIED');
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- proto-loader messages are untyped JSON-like objects */
 
@@ -52,7 +83,7 @@ export function specFromPb(pb: any): Record<string, unknown> {
   else if (pb.steps) out.steps = (pb.steps.steps ?? []).map((s: any) => ({ name: s.name ?? '', run: s.run ?? '' }));
   if (pb.env && Object.keys(pb.env).length) out.env = pb.env;
   if (pb.workdir) out.workdir = pb.workdir;
-  const priority = priorityFromPb(pb.priority);
+  const priority = priorityFromPb(pb.priority, 'spec.priority');
   if (priority) out.priority = priority;
   if (pb.timeoutSeconds !== undefined) out.timeoutSeconds = pb.timeoutSeconds;
   if (pb.resources) {
@@ -67,8 +98,8 @@ export function specFromPb(pb: any): Record<string, unknown> {
   if (pb.retry) out.retry = { maxAttempts: pb.retry.maxAttempts ?? 0, backoffSeconds: pb.retry.backoffSeconds ?? 0 };
   if (pb.target) {
     const t: Record<string, unknown> = {};
-    if (pb.target.executor === 'EXECUTOR_KIND_LOCAL') t.executor = 'local';
-    if (pb.target.executor === 'EXECUTOR_KIND_SSH') t.executor = 'ssh';
+    const executor = executorKindFromPb(pb.target.executor);
+    if (executor) t.executor = executor;
     if (pb.target.host !== undefined) t.host = pb.target.host;
     if (pb.target.labels && Object.keys(pb.target.labels).length) t.labels = pb.target.labels;
     out.target = t;

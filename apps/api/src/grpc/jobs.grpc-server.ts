@@ -6,7 +6,7 @@ import type { Caller } from '../api-tokens';
 import type { JobsService } from '../jobs.service';
 import type { JobChange } from '../projections/jobs.projection';
 import { readJobLog } from '../ws/job-log';
-import { STATUS_TO_PB, fromTimestamp, jobViewToPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
+import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
 
 export interface GrpcTlsOptions {
@@ -140,7 +140,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
     }),
     Logs: streaming(async (c, req, write, signal) => {
       const job = jobs.visible(c, req.jobId ?? '');
-      const only = req.stream === 'LOG_STREAM_STDOUT' ? 'stdout' : req.stream === 'LOG_STREAM_STDERR' ? 'stderr' : undefined;
+      const only = logStreamFromPb(req.stream);
       const follow = Boolean(req.follow);
       for await (const p of readJobLog(ctx, job.id, { fromAttempt: req.fromAttempt || 1, offset: req.offset ?? 0, follow, signal })) {
         if (only && p.stream !== only) continue;

@@ -30,8 +30,8 @@ export interface JobsProjectionOptions {
   onWarning?: (message: string, error?: unknown) => void;
 }
 
-export type JobOrder = '-submittedAt' | 'submittedAt' | '-priority' | 'priority';
-export const JOB_ORDERS: readonly JobOrder[] = ['-submittedAt', 'submittedAt', '-priority', 'priority'];
+export { JOB_ORDERS, type JobOrder } from '../../../../libs/contracts/src/job-view';
+import type { JobOrder } from '../../../../libs/contracts/src/job-view';
 
 export interface ListJobsQuery {
   status?: JobStatus[];

@@ -54,13 +54,37 @@ export function resolveRemoteConfig(flags: PartialConfig, env: PartialConfig, co
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- proto-loader messages are untyped */
 
+/** A failed call, with what the CLI needs to say what to do next. */
+export class RemoteCallError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly address: string,
+    readonly method: string,
+  ) {
+    super(details);
+    this.name = 'RemoteCallError';
+  }
+}
+
+export interface JobsRemoteOptions {
+  /** Deadline of a unary call (default 30 s): a server that accepts the connection but never answers must not hang the CLI. */
+  callTimeoutMs?: number;
+}
+
 /** A JobService client with promise-returning calls. */
 export class JobsRemote {
   private readonly client: grpc.Client & Record<string, any>;
+  readonly address: string;
+  private readonly callTimeoutMs: number;
 
-  constructor(config: RemoteConfig) {
-    const read = (what: string, p: string) => {
-      if (!existsSync(p)) throw new Error(`${what} ${p} not found (run \`jobline certs init\`, or pass --${what === 'CA' ? 'ca' : what})`);
+  constructor(config: RemoteConfig, options: JobsRemoteOptions = {}) {
+    this.address = config.address;
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+    const read = (what: 'CA' | 'cert' | 'key', p: string) => {
+      const flag = what === 'CA' ? 'ca' : what;
+      const env = what === 'CA' ? 'JOBLINE_CA' : what === 'cert' ? 'JOBLINE_CERT' : 'JOBLINE_KEY';
+      if (!existsSync(p)) throw new Error(`${what} file ${p} not found: run \`jobline certs init\` (development certificates), or pass --${flag} or set ${env}`);
       return readFileSync(p);
     };
     const Client = jobServiceClient();
@@ -70,9 +94,19 @@ export class JobsRemote {
     }) as any;
   }
 
+  private wrap(method: string, err: grpc.ServiceError | Error): Error {
+    const e = err as Partial<grpc.ServiceError>;
+    return e.code !== undefined ? new RemoteCallError(e.code, e.details || err.message, this.address, method) : err;
+  }
+
   call(method: string, req: unknown): Promise<any> {
     return new Promise((resolve, reject) =>
-      (this.client[method] as (r: unknown, cb: (e: grpc.ServiceError | null, res: any) => void) => void).call(this.client, req, (err, res) => (err ? reject(err) : resolve(res))),
+      (this.client[method] as (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, res: any) => void) => void).call(
+        this.client,
+        req,
+        { deadline: Date.now() + this.callTimeoutMs },
+        (err, res) => (err ? reject(this.wrap(method, err)) : resolve(res)),
+      ),
     );
   }
 
@@ -81,13 +115,32 @@ export class JobsRemote {
     const call = this.client[method](req) as grpc.ClientReadableStream<any>;
     return new Promise((resolve, reject) => {
       let chain = Promise.resolve();
+      const fail = (err: Error) => {
+        call.cancel();
+        reject(this.wrap(method, err));
+      };
       call.on('data', (m) => {
         call.pause();
-        chain = chain.then(() => onItem(m)).then(() => void call.resume(), reject);
+        chain = chain.then(() => onItem(m)).then(() => void call.resume(), fail);
       });
-      call.on('error', reject);
-      call.on('end', () => void chain.then(resolve, reject));
+      call.on('error', fail);
+      call.on('end', () => void chain.then(resolve, fail));
     });
+  }
+
+  /** Status changes (Watch) until the returned function is called; errors end it quietly (it is only progress). */
+  watch(req: unknown, onChange: (m: any) => void): () => void {
+    const call = this.client.Watch(req) as grpc.ClientReadableStream<any>;
+    let open = true;
+    call.on('data', (m) => {
+      if (open) onChange(m);
+    });
+    call.on('error', () => undefined);
+    return () => {
+      if (!open) return;
+      open = false;
+      call.cancel();
+    };
   }
 
   close(): void {
@@ -120,8 +173,44 @@ export function exitCodeFor(err: unknown): number {
   }
 }
 
-/** A gRPC error as one readable line. */
-export const describeError = (err: unknown): string => {
-  const e = err as Partial<grpc.ServiceError> & Error;
-  return e.code !== undefined ? `${grpc.status[e.code]}: ${e.details || e.message}` : e.message;
-};
+/** What grpc-js says when no connection could be made or kept (as opposed to the server answering UNAVAILABLE). */
+const CONNECTION_FAILURE = /No connection established|Failed to connect|Connection dropped|ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|Name resolution failed|DNS resolution failed/i;
+const ADDRESS_HINT = 'set --address or JOBLINE_GRPC_ADDRESS';
+const CREDENTIALS_HINT = 'check --ca/--cert/--key (JOBLINE_CA, JOBLINE_CERT, JOBLINE_KEY), or run `jobline certs init` for development certificates';
+
+/**
+ * A failed call as one line that says what went wrong and what to do next, instead of
+ * grpc-js's own text ("14 UNAVAILABLE: No connection established. Last error: …").
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof RemoteCallError)) {
+    const e = err as Partial<grpc.ServiceError> & Error;
+    return e.code !== undefined ? `${grpc.status[e.code]}: ${e.details || e.message}` : e.message;
+  }
+  const { code, details, address } = err;
+  switch (code) {
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.DEADLINE_EXCEEDED: {
+      if (/certificate|ssl|tls|handshake|alert/i.test(details)) return `the TLS handshake with the Jobline gRPC server at ${address} failed (${lastError(details)}): ${CREDENTIALS_HINT}`;
+      if (code === grpc.status.DEADLINE_EXCEEDED) return `the Jobline gRPC server at ${address} did not answer in time: is it overloaded, or is ${address} another service? ${ADDRESS_HINT}`;
+      // The server's own UNAVAILABLE (its bus is down...) is Jobline's text: pass it on as it is.
+      if (!CONNECTION_FAILURE.test(details)) return `the Jobline server at ${address} is unavailable: ${details}; try again shortly`;
+      return `cannot reach the Jobline gRPC server at ${address}: is \`jobline api\` (or \`jobline dev\`) running? ${ADDRESS_HINT} (${lastError(details)})`;
+    }
+    case grpc.status.NOT_FOUND:
+      return `${details}: \`jobline list\` shows the jobs you can see (another owner's job is not found either)`;
+    case grpc.status.INVALID_ARGUMENT:
+      return `refused, nothing was changed: ${details} (\`jobline ${err.method.toLowerCase()} --help\` for usage)`;
+    case grpc.status.FAILED_PRECONDITION:
+      return `not possible now: ${details}`;
+    case grpc.status.PERMISSION_DENIED:
+      return `permission denied: ${details}; an admin certificate (\`jobline certs issue NAME --admin\`) may do this`;
+    case grpc.status.UNAUTHENTICATED:
+      return `not authenticated: ${details}; ${CREDENTIALS_HINT}`;
+    default:
+      return `the server failed (${grpc.status[code] ?? code}): ${details}`;
+  }
+}
+
+/** grpc-js's "No connection established. Last error: X (time)" → X. */
+const lastError = (details: string) => /Last error: (.*?)(?: \(\d{4}-.*\))?$/.exec(details)?.[1] ?? details;

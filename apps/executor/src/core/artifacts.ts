@@ -32,35 +32,9 @@ export function outputGlobProblem(glob: string): string | null {
   if (glob.includes('\0')) return `outputs glob ${JSON.stringify(glob)} contains NUL`;
   if (glob.startsWith('/')) return `outputs glob ${JSON.stringify(glob)} is absolute; name paths relative to the workspace`;
   if (glob.includes('\\')) return `outputs glob ${JSON.stringify(glob)} contains a backslash`;
-  if (glob.split('/').some((s) => s === '..')) return `outputs glob ${JSON.stringify(glob)} contains '..'`;
+  // '..' as a segment, or as one alternative of a brace ({..,x}/secret would expand to ../secret).
+  if (/(^|[/{,])\.\.($|[/},])/.test(glob)) return `outputs glob ${JSON.stringify(glob)} contains '..'`;
+  // A leading '!' would mean "everything but", the opposite of naming files to keep.
+  if (glob.startsWith('!')) return `outputs glob ${JSON.stringify(glob)} starts with '!': negation is not supported; name the files to keep`;
   return null;
-}
-
-/**
- * A glob as a regular expression over '/'-separated relative paths: `*` any run of
- * characters but '/', `?` one character but '/', a whole `**` segment zero or more
- * segments; everything else literal. Leading './' and repeated '/' are ignored; a name
- * starting with '.' is matched like any other.
- */
-export function globToRegExp(glob: string): RegExp {
-  const problem = outputGlobProblem(glob);
-  if (problem) throw new Error(problem);
-  const segments = glob.split('/').filter((s) => s !== '' && s !== '.');
-  let re = '';
-  segments.forEach((seg, i) => {
-    const last = i === segments.length - 1;
-    if (seg === '**') {
-      re += last ? '.*' : '(?:[^/]+/)*';
-      return;
-    }
-    for (const ch of seg) re += ch === '*' ? '[^/]*' : ch === '?' ? '[^/]' : ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-    if (!last) re += '/';
-  });
-  return new RegExp(`^${re}$`);
-}
-
-/** A matcher for several globs: true when any matches the relative path. */
-export function outputsMatcher(globs: string[]): (path: string) => boolean {
-  const res = globs.map(globToRegExp);
-  return (path) => res.some((r) => r.test(path));
 }

@@ -1,7 +1,26 @@
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { tarGzDeterministic } from '../../../packager/src/bundle-builder';
-import { outputsMatcher, type ArtifactCollector, type ArtifactResult } from '../core/artifacts';
+import picomatch from 'picomatch/posix';
+import { outputGlobProblem, type ArtifactCollector, type ArtifactResult } from '../core/artifacts';
+
+/**
+ * The matcher of several `outputs` globs (picomatch, over '/'-separated paths relative to the
+ * workspace): true when any matches. `*` and `?` stay within a folder, a `**` segment spans
+ * any number of folders, `{a,b}` braces, `[abc]`/`[a-z]`/`[[:digit:]]` classes and extglobs
+ * `@(a|b)` work; names starting with '.' are matched like any other (`dot`); a leading './'
+ * and repeated '/' are ignored. Throws on a glob outputGlobProblem refuses.
+ */
+export function outputsMatcher(globs: string[]): (path: string) => boolean {
+  const matchers = globs.map((glob) => {
+    const problem = outputGlobProblem(glob);
+    if (problem) throw new Error(problem);
+    const normalized = glob.split('/').filter((s) => s !== '' && s !== '.').join('/');
+    if (normalized === '') throw new Error(`outputs glob ${JSON.stringify(glob)} names no file`);
+    return picomatch(normalized, { dot: true });
+  });
+  return (path) => matchers.some((m) => m(path));
+}
 
 /** Where collected artifacts are stored (the JetStream object store: ArtifactStore). */
 export interface ArtifactSink {

@@ -26,8 +26,11 @@ export function tarOf(entries: { name: string; type?: string; link?: string; dat
   return gzipSync(Buffer.concat(blocks));
 }
 
-/** A zip (deflated entries), hand-built for the same reason. */
-export function zipOf(entries: { name: string; data?: string; mode?: number }[]): Buffer {
+/**
+ * A zip (deflated entries), hand-built for the same reason. `flags` is the general purpose
+ * bit flag (bit 0: encrypted), `method` the compression method written (the data is still deflated).
+ */
+export function zipOf(entries: { name: string | Buffer; data?: string | Buffer; mode?: number; flags?: number; method?: number }[]): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
@@ -38,7 +41,8 @@ export function zipOf(entries: { name: string; data?: string; mode?: number }[])
     const l = Buffer.alloc(30);
     l.writeUInt32LE(0x04034b50, 0);
     l.writeUInt16LE(20, 4);
-    l.writeUInt16LE(8, 8);
+    l.writeUInt16LE(e.flags ?? 0, 6);
+    l.writeUInt16LE(e.method ?? 8, 8);
     l.writeUInt32LE(body.length, 18);
     l.writeUInt32LE(data.length, 22);
     l.writeUInt16LE(name.length, 26);
@@ -46,7 +50,8 @@ export function zipOf(entries: { name: string; data?: string; mode?: number }[])
     c.writeUInt32LE(0x02014b50, 0);
     c.writeUInt16LE(0x031e, 4);
     c.writeUInt16LE(20, 6);
-    c.writeUInt16LE(8, 10);
+    c.writeUInt16LE(e.flags ?? 0, 8);
+    c.writeUInt16LE(e.method ?? 8, 10);
     c.writeUInt32LE(body.length, 20);
     c.writeUInt32LE(data.length, 24);
     c.writeUInt16LE(name.length, 28);

@@ -77,9 +77,18 @@ export const PAYLOAD_SCHEMAS = {
 export type PayloadSchemaName = keyof typeof PAYLOAD_SCHEMAS;
 export const PAYLOAD_SCHEMA_NAMES = Object.keys(PAYLOAD_SCHEMAS) as PayloadSchemaName[];
 
-/** "Exactly one of command or steps" is a zod superRefine; say it in JSON Schema too. */
+/**
+ * "Exactly one of command or steps" is a zod superRefine; say it in JSON Schema too. Each
+ * branch names the property it requires (`true`: the parent's `properties` say what it is), so
+ * the schema passes Ajv's strict mode (strictRequired) as well as any lax validator.
+ */
 const overrides = (ctx: { zodSchema: unknown; jsonSchema: JsonSchema }) => {
-  if (ctx.zodSchema === JobSpecSchema) ctx.jsonSchema.oneOf = [{ required: ['command'] }, { required: ['steps'] }];
+  if (ctx.zodSchema === JobSpecSchema) {
+    ctx.jsonSchema.oneOf = [
+      { properties: { command: true }, required: ['command'] },
+      { properties: { steps: true }, required: ['steps'] },
+    ];
+  }
 };
 
 /** The draft-07 JSON Schema of one payload. */

@@ -1,3 +1,5 @@
+import Ajv, { type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { JOB_EVENT_TYPES, EVENT_VERSIONS, type JobEventType } from '../events';
@@ -10,79 +12,26 @@ import { PAYLOAD_SCHEMAS, PAYLOAD_SCHEMA_NAMES, payloadJsonSchema, type JsonSche
  * The published JSON Schemas are checked against the zod schemas they come from: for a
  * valid sample of every payload and for mutations of it (a required key removed, an
  * unknown key added, a deliberately wrong value), zod and the JSON Schema must give the
- * same verdict. The JSON Schema side runs through a small validator of the keywords zod
- * emits, which refuses any keyword it does not know rather than ignore it.
+ * same verdict. The JSON Schema side runs through Ajv (draft-07, what the documents
+ * declare) in strict mode: an unknown keyword, an unknown format, a type-less constraint
+ * or an ambiguous union is an error when the schema compiles, so no part of a schema is
+ * silently ignored; formats (uuid, date-time, uri...) are checked by ajv-formats.
  */
-
-// ---------------------------------------------------------------- a small validator
-const IGNORED = new Set(['$schema', 'title', 'description', 'default', 'format', 'examples']);
-const CHECKED = new Set([
-  'type', 'const', 'enum', 'minLength', 'maxLength', 'pattern', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
-  'items', 'minItems', 'maxItems', 'properties', 'required', 'additionalProperties', 'propertyNames', 'anyOf', 'oneOf', 'allOf',
-]);
+const ajv = new Ajv({ strict: true, allErrors: true });
+addFormats(ajv);
 
 type S = Record<string, unknown>;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
-function hasType(v: unknown, t: string): boolean {
-  switch (t) {
-    case 'string': return typeof v === 'string';
-    case 'number': return typeof v === 'number' && Number.isFinite(v);
-    case 'integer': return Number.isInteger(v);
-    case 'boolean': return typeof v === 'boolean';
-    case 'null': return v === null;
-    case 'array': return Array.isArray(v);
-    case 'object': return isObject(v);
-    default: throw new Error(`unknown type ${t}`);
+const compiled = new Map<unknown, ValidateFunction>();
+/** Problems of `v` against `s`; [] when valid. Throws when `s` does not compile in strict mode. */
+function check(s: S | boolean, v: unknown): string[] {
+  let validate = compiled.get(s);
+  if (!validate) {
+    validate = ajv.compile(typeof s === 'boolean' ? s : { ...s, $schema: undefined, $id: undefined });
+    compiled.set(s, validate);
   }
-}
-
-/** Problems of `v` against `s`; [] when valid. */
-function check(s: S | boolean, v: unknown, at = '$'): string[] {
-  if (s === true) return [];
-  if (s === false) return [`${at}: not allowed`];
-  for (const k of Object.keys(s)) if (!IGNORED.has(k) && !CHECKED.has(k)) throw new Error(`validator does not know keyword ${k} (at ${at})`);
-  const errs: string[] = [];
-  if (s.type !== undefined && !([] as string[]).concat(s.type as string).some((t) => hasType(v, t))) return [`${at}: not ${String(s.type)}`];
-  if ('const' in s && !same(v, s.const)) errs.push(`${at}: not ${JSON.stringify(s.const)}`);
-  if (s.enum && !(s.enum as unknown[]).some((e) => same(e, v))) errs.push(`${at}: not one of ${JSON.stringify(s.enum)}`);
-  if (typeof v === 'string') {
-    const n = [...v].length;
-    if (typeof s.minLength === 'number' && n < s.minLength) errs.push(`${at}: shorter than ${s.minLength}`);
-    if (typeof s.maxLength === 'number' && n > s.maxLength) errs.push(`${at}: longer than ${s.maxLength}`);
-    if (typeof s.pattern === 'string' && !new RegExp(s.pattern).test(v)) errs.push(`${at}: does not match ${s.pattern}`);
-  }
-  if (typeof v === 'number') {
-    if (typeof s.minimum === 'number' && v < s.minimum) errs.push(`${at}: below ${s.minimum}`);
-    if (typeof s.maximum === 'number' && v > s.maximum) errs.push(`${at}: above ${s.maximum}`);
-    if (typeof s.exclusiveMinimum === 'number' && v <= s.exclusiveMinimum) errs.push(`${at}: not above ${s.exclusiveMinimum}`);
-    if (typeof s.exclusiveMaximum === 'number' && v >= s.exclusiveMaximum) errs.push(`${at}: not below ${s.exclusiveMaximum}`);
-  }
-  if (Array.isArray(v)) {
-    if (typeof s.minItems === 'number' && v.length < s.minItems) errs.push(`${at}: fewer than ${s.minItems} items`);
-    if (typeof s.maxItems === 'number' && v.length > s.maxItems) errs.push(`${at}: more than ${s.maxItems} items`);
-    if (s.items !== undefined) {
-      if (Array.isArray(s.items)) throw new Error('tuple items are not expected');
-      v.forEach((item, i) => errs.push(...check(s.items as S, item, `${at}[${i}]`)));
-    }
-  }
-  if (isObject(v)) {
-    const props = (s.properties ?? {}) as Record<string, S>;
-    for (const r of (s.required ?? []) as string[]) if (!(r in v)) errs.push(`${at}: missing ${r}`);
-    for (const [k, val] of Object.entries(v)) {
-      if (s.propertyNames !== undefined) errs.push(...check(s.propertyNames as S, k, `${at}{${k}}`));
-      if (k in props) errs.push(...check(props[k], val, `${at}.${k}`));
-      else if (s.additionalProperties !== undefined) errs.push(...check(s.additionalProperties as S, val, `${at}.${k}`));
-    }
-  }
-  if (s.allOf) for (const sub of s.allOf as S[]) errs.push(...check(sub, v, at));
-  if (s.anyOf && !(s.anyOf as S[]).some((sub) => check(sub, v, at).length === 0)) errs.push(`${at}: matches no anyOf branch`);
-  if (s.oneOf) {
-    const n = (s.oneOf as S[]).filter((sub) => check(sub, v, at).length === 0).length;
-    if (n !== 1) errs.push(`${at}: matches ${n} oneOf branches, not 1`);
-  }
-  return errs;
+  return validate(v) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || '$'}: ${e.message ?? e.keyword}`);
 }
 
 // ---------------------------------------------------------------- samples
@@ -284,11 +233,16 @@ describe('payload JSON Schemas', () => {
     const eventSpec = (jsonSchemas.JobSubmittedData.properties as Record<string, S>).spec;
     expect(submitSpec.required ?? []).not.toContain('priority');
     expect(eventSpec.required).toContain('priority');
-    expect(submitSpec.oneOf).toEqual([{ required: ['command'] }, { required: ['steps'] }]);
+    expect(submitSpec.oneOf).toEqual([
+      { properties: { command: true }, required: ['command'] },
+      { properties: { steps: true }, required: ['steps'] },
+    ]);
   });
 
-  it('the validator refuses keywords it does not know, so it cannot pass a schema it did not read', () => {
-    expect(() => check({ type: 'string', contentEncoding: 'base64' }, 'x')).toThrow(/contentEncoding/);
+  it('the validator refuses keywords and formats it does not know, so it cannot pass a schema it did not read', () => {
+    expect(() => check({ type: 'string', frobnicate: true }, 'x')).toThrow(/unknown keyword/);
+    expect(() => check({ type: 'string', format: 'colour' }, 'x')).toThrow(/unknown format/);
+    expect(check({ type: 'string', format: 'uuid' }, 'not-a-uuid')).not.toEqual([]);
   });
 });
 
