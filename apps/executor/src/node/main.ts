@@ -12,6 +12,7 @@ import type { ProcessRunner } from '../core/process-runner.port';
 import { startSshExecutor } from '../ssh/ssh-executor';
 import { loadSshInventory, type SshInventory } from '../ssh/ssh-inventory';
 import { detectSandbox, SandboxModeSchema, type SandboxDetection, type SandboxMode } from './sandbox/detect';
+import { SandboxRunner } from './sandbox/sandbox-runner';
 import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { fileBundleCache } from './bundle-files';
 import { ArtifactStore } from '../../../../libs/messaging/src/artifacts-store';
@@ -92,7 +93,12 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     artifacts: workspaceArtifactCollector({ root: workRoot, sink: await ArtifactStore.open(options.nc), maxBytes: options.maxArtifactBytes }),
   });
   await executor.start();
-  return { executor, runner, sandbox: detection, stop: () => executor.stop() };
+  const stop = async () => {
+    await executor.stop();
+    // Its parent cgroup is named by the work root; a later start on the same root makes it again.
+    if (runner instanceof SandboxRunner) await runner.removeParent().catch(() => undefined);
+  };
+  return { executor, runner, sandbox: detection, stop };
 }
 
 const optionalId = z.preprocess((v) => (v === undefined || v === '' ? undefined : Number(v)), z.number().int().min(1).max(2 ** 32 - 2).optional());

@@ -1,4 +1,6 @@
-import { readdirSync, rmdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, realpathSync, rmdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
 import { ATTEMPT_ID } from '../../core/running-record';
 
@@ -9,6 +11,8 @@ import { ATTEMPT_ID } from '../../core/running-record';
  */
 export interface CgroupDriver {
   readonly kind: 'cgroup-v1' | 'cgroup-v2';
+  /** This executor's parent cgroup, relative to our own cgroup: `jobline/<executorId>.<hash of the work root>`. */
+  readonly parentName: string;
   /** What the host does not allow (e.g. no io throttling on an overlay), for the started report. */
   readonly notes: readonly string[];
   /** Creates the attempt's cgroup with its limits. Throws when the host refuses. */
@@ -37,6 +41,24 @@ export interface AttemptCgroup {
   oomKilled(killedBySigkill: boolean): boolean;
   /** Removes the cgroup directories (after killAll). */
   remove(): Promise<void>;
+}
+
+/**
+ * The executor's parent cgroup, relative to our own: `jobline/<executorId>.<12 hex>`, the
+ * hex being the start of the sha256 of the work root's real path. The leftover clean-up
+ * kills every attempt cgroup under it, so two executors with the same id on one host (two
+ * dev stacks in different data folders, both `local`) must not share it: only a restart of
+ * the same executor on the same work root finds its predecessor's cgroups. `.` cannot occur
+ * in an executor id, so no other id and hash make the same name.
+ */
+export function executorCgroupName(executorId: string, workRoot: string): string {
+  let root = resolve(workRoot);
+  try {
+    root = realpathSync(root);
+  } catch {
+    // Not created yet: its resolved path names it.
+  }
+  return `jobline/${executorId}.${createHash('sha256').update(root).digest('hex').slice(0, 12)}`;
 }
 
 /** An attempt's cgroup is named by its attempt id. */

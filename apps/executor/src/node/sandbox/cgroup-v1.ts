@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
@@ -12,21 +12,22 @@ const OPTIONAL = ['freezer', 'blkio'] as const;
 type Controller = (typeof REQUIRED)[number] | (typeof OPTIONAL)[number];
 
 export interface CgroupV1Probe {
-  /** Names this executor's parent cgroup: jobline/<executorId> under our own cgroup of each hierarchy. */
+  /** With the work root, names this executor's parent cgroup under our own cgroup of each hierarchy (see executorCgroupName). */
   executorId: string;
-  /** The directory that holds the workspaces: its disk gets the io throttle. */
+  /** The directory that holds the workspaces: its disk gets the io throttle, and it scopes the parent cgroup. */
   workRoot: string;
 }
 
 /**
  * cgroup v1 (one hierarchy per controller, or a few co-mounted): the attempt gets a
- * cgroup `jobline/<executorId>/<attempt>` under this process' own cgroup in each of the
+ * cgroup `jobline/<executorId>.<work root hash>/<attempt>` under this process' own cgroup in each of the
  * cpu, cpuacct, memory, pids (and freezer, blkio) hierarchies.
  */
 export class CgroupV1Driver implements CgroupDriver {
   readonly kind = 'cgroup-v1' as const;
 
   private constructor(
+    readonly parentName: string,
     /** controller → this executor's parent directory in that controller's hierarchy. */
     private readonly parents: ReadonlyMap<Controller, string>,
     private readonly disk: BlockDevice | null,
@@ -41,6 +42,7 @@ export class CgroupV1Driver implements CgroupDriver {
     const own = ownCgroups();
     const parents = new Map<Controller, string>();
     const notes: string[] = [];
+    const parentName = executorCgroupName(p.executorId, p.workRoot);
     for (const c of [...REQUIRED, ...OPTIONAL]) {
       const mount = mounts.find((m) => m.controllers.includes(c));
       const path = own.get(c);
@@ -50,7 +52,7 @@ export class CgroupV1Driver implements CgroupDriver {
         notes.push(c === 'freezer' ? 'no freezer hierarchy: stop kills without freezing first' : 'no blkio hierarchy: io limits are not applied');
         continue;
       }
-      const dir = join(base, 'jobline', p.executorId);
+      const dir = join(base, parentName);
       try {
         mkdirSync(dir, { recursive: true });
       } catch (err) {
@@ -68,7 +70,7 @@ export class CgroupV1Driver implements CgroupDriver {
       if ('reason' in d) notes.push(`io limits skipped: ${d.reason}`);
       else disk = d;
     }
-    return new CgroupV1Driver(parents, disk, hasMemsw, notes);
+    return new CgroupV1Driver(parentName, parents, disk, hasMemsw, notes);
   }
 
   create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {

@@ -1,21 +1,21 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
 const REQUIRED = ['cpu', 'memory', 'pids'] as const;
 
 export interface CgroupV2Probe {
-  /** Names this executor's parent cgroup: jobline/<executorId> under our own cgroup. */
+  /** With the work root, names this executor's parent cgroup under our own cgroup (see executorCgroupName). */
   executorId: string;
-  /** The directory that holds the workspaces: its disk gets the io limit. */
+  /** The directory that holds the workspaces: its disk gets the io limit, and it scopes the parent cgroup. */
   workRoot: string;
 }
 
 /**
- * cgroup v2 (the unified hierarchy): the attempt gets `jobline/<executorId>/<attempt>`
+ * cgroup v2 (the unified hierarchy): the attempt gets `jobline/<executorId>.<work root hash>/<attempt>`
  * under this process' own cgroup, which must be delegated to us (writable, with the cpu,
  * memory and pids controllers available).
  */
@@ -23,6 +23,7 @@ export class CgroupV2Driver implements CgroupDriver {
   readonly kind = 'cgroup-v2' as const;
 
   private constructor(
+    readonly parentName: string,
     private readonly parent: string,
     private readonly disk: BlockDevice | null,
     readonly notes: readonly string[],
@@ -43,7 +44,8 @@ export class CgroupV2Driver implements CgroupDriver {
     const notes: string[] = [];
     const wanted = [...REQUIRED, ...(available.includes('io') ? ['io'] : [])];
     if (!wanted.includes('io')) notes.push('no io controller delegated: io limits are not applied');
-    const parent = join(base, 'jobline', p.executorId);
+    const parentName = executorCgroupName(p.executorId, p.workRoot);
+    const parent = join(base, parentName);
     try {
       enableControllers(base, wanted, own === '/');
       mkdirSync(join(base, 'jobline'), { recursive: true });
@@ -60,7 +62,7 @@ export class CgroupV2Driver implements CgroupDriver {
       else disk = d;
     }
     if (!existsSync(join(parent, 'cgroup.kill'))) notes.push('no cgroup.kill (kernel before 5.14): stop freezes and kills instead');
-    return new CgroupV2Driver(parent, disk, notes);
+    return new CgroupV2Driver(parentName, parent, disk, notes);
   }
 
   create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {

@@ -17,7 +17,7 @@ export type SandboxMode = z.infer<typeof SandboxModeSchema>;
 
 export const SandboxOptionsSchema = z.strictObject({
   mode: SandboxModeSchema.default('auto'),
-  /** Names the executor's parent cgroup, jobline/<executorId>. */
+  /** With the work root, names the executor's parent cgroup, jobline/<executorId>.<work root hash>. */
   executorId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
   /** This executor's own directory of workspaces. */
   workRoot: z.string().min(1),
@@ -44,7 +44,7 @@ export interface DetectLogger {
  * Decides at start-up what the host allows, cgroup v2 before v1 before none:
  * root, util-linux's unshare/setpriv/mount, namespaces that can really be created (one
  * `unshare` probe), a work root the job user can reach, and a cgroup hierarchy with the
- * controllers we need where we may create `jobline/<executorId>`. Logs the outcome.
+ * controllers we need where we may create `jobline/<executorId>.<work root hash>`. Logs the outcome.
  */
 export function detectSandbox(options: SandboxOptions, logger?: DetectLogger): { runner: ProcessRunner; detection: SandboxDetection } {
   const o = SandboxOptionsSchema.parse(options);

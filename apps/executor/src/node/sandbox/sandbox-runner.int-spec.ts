@@ -23,8 +23,7 @@ const root = mkdtempSync(join(tmpdir(), 'jobline-sandbox-'));
 chmodSync(root, 0o755);
 const executorId = `t${process.pid}`;
 
-function prepare(kind: 'cgroup-v1' | 'cgroup-v2'): { driver: CgroupDriver; runner: SandboxRunner; workRoot: string } | string {
-  const workRoot = join(root, kind);
+function prepare(kind: 'cgroup-v1' | 'cgroup-v2', workRoot = join(root, kind)): { driver: CgroupDriver; runner: SandboxRunner; workRoot: string } | string {
   const pre = sandboxPrerequisites(workRoot, 10001, 10001);
   if ('reason' in pre) return pre.reason;
   const probe = kind === 'cgroup-v1' ? CgroupV1Driver.probe : CgroupV2Driver.probe;
@@ -115,7 +114,8 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       expect(ids.trim().split('\n')).toEqual(['10001', '10001']);
       // Every controller line of ours names jobline/<executor>/<attempt>.
       const lines = cgroups.trim().split('\n');
-      const ours = lines.filter((l) => l.endsWith(`/jobline/${executorId}-${kind.slice(-2)}/${id}`));
+      expect(driver.parentName).toMatch(new RegExp(`^jobline/${executorId}-${kind.slice(-2)}\\.[0-9a-f]{12}$`));
+      const ours = lines.filter((l) => l.endsWith(`/${driver.parentName}/${id}`));
       expect(ours.length).toBeGreaterThanOrEqual(kind === 'cgroup-v1' ? 4 : 1);
       // The init, the shell, ls and grep: nothing of the host.
       expect(Number(procCount.trim())).toBeLessThanOrEqual(5);
@@ -263,7 +263,7 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       const file = (controller: string, name: string) => {
         const m = kind === 'cgroup-v1' ? mounts.find((x) => x.controllers.includes(controller)) : mounts.find((x) => x.fstype === 'cgroup2');
         const base = join(m!.mountpoint, own.get(kind === 'cgroup-v1' ? controller : '')!);
-        return readFileSync(join(base, 'jobline', `${executorId}-${kind.slice(-2)}`, id, name), 'utf8').trim();
+        return readFileSync(join(base, driver.parentName, id, name), 'utf8').trim();
       };
       const mb100 = String(100 * 1024 * 1024);
       if (kind === 'cgroup-v1') {
@@ -297,6 +297,27 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       expect(existsSync(join(again.workRoot, id))).toBe(false);
       expect((await done).status.exitCode).not.toBe(0);
       await proc.dispose();
+    });
+
+    it('an executor with the same id on another work root leaves those attempts alone', async () => {
+      const id = attemptId();
+      const proc = await runner.launch({ attemptId: id, argv: ['sh', '-c', 'sleep 1000 & sleep 1000'], env: { PATH } });
+      const done = collect(proc);
+      await waitFor('the sleeps', () => processesOf(id).length >= 3);
+      // Same executor id, another data folder: a second dev stack, both `local`.
+      const other = prepare(kind, join(root, `${kind}-elsewhere`)) as Exclude<typeof setup, string>;
+      try {
+        expect(other.driver.parentName).not.toBe(driver.parentName);
+        await other.runner.cleanupLeftovers();
+        expect(processesOf(id).length).toBeGreaterThanOrEqual(3);
+        expect(driver.list()).toContain(id);
+      } finally {
+        await proc.shutdown(500);
+        await done;
+        await proc.dispose();
+        await other.driver.removeParent();
+      }
+      expect(processesOf(id)).toEqual([]);
     });
   });
 }
