@@ -19,6 +19,7 @@ import { subjects, type AttemptReport, type RunAttemptMessage } from '../libs/co
 import { ensureStreams } from '../libs/messaging/src/streams';
 import { startNatsServer } from '../libs/messaging/src/nats-server';
 import { tempDir } from '../libs/testing/src/temp-dir';
+import { withDefaults } from './bench-kit';
 import { Executor } from '../apps/executor/src/core/executor';
 import type { ProcessRunner } from '../apps/executor/src/core/process-runner.port';
 import { detectSandbox } from '../apps/executor/src/node/sandbox/detect';
@@ -78,7 +79,7 @@ async function runnerOnce(runner: ProcessRunner, id: string): Promise<void> {
 }
 
 export async function runSandboxBench(options: Partial<SandboxBenchOptions> = {}): Promise<object> {
-  const { jobs, capacity } = { ...SANDBOX_DEFAULTS, ...options };
+  const { jobs, capacity } = withDefaults(SANDBOX_DEFAULTS, options);
   const tmp = tempDir('jobline-bench-sandbox-');
   chmodSync(tmp.path, 0o755);
   const executorId = `bench${process.pid}`;

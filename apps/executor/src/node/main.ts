@@ -13,6 +13,7 @@ import { startSshExecutor } from '../ssh/ssh-executor';
 import { loadSshInventory, type SshInventory } from '../ssh/ssh-inventory';
 import { detectSandbox, SandboxModeSchema, type SandboxDetection, type SandboxMode } from './sandbox/detect';
 import { SandboxRunner } from './sandbox/sandbox-runner';
+import { NodeProcessRunner } from './node-process-runner';
 import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { fileBundleCache } from './bundle-files';
 import { ArtifactStore } from '../../../../libs/messaging/src/artifacts-store';
@@ -37,8 +38,9 @@ export interface NodeExecutorOptions {
   /** Create the JetStream streams first (default true; `jobline dev` may have done it). */
   ensureStreams?: boolean;
   /**
-   * auto (default): cgroup v2, else v1, else unsandboxed with a warning, whichever the host
-   * allows; none: never sandbox; required: refuse to start without a sandbox.
+   * auto (default): as root, a cgroup v2 (else v1) sandbox or refuse to start (SandboxUnavailableError);
+   * not as root, unsandboxed as this user, said in every JobStarted. required: a sandbox or refuse
+   * to start. none: never sandbox (recorded in every JobStarted).
    */
   sandbox?: SandboxMode;
   /** The unprivileged uid/gid sandboxed jobs run as (default 10001). */
@@ -95,7 +97,8 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
   await executor.start();
   const stop = async () => {
     await executor.stop();
-    // Its parent cgroup is named by the work root; a later start on the same root makes it again.
+    // The launcher kills whatever of ours is left; the parent cgroup is named by the work root, a later start makes it again.
+    if (runner instanceof SandboxRunner || runner instanceof NodeProcessRunner) await runner.close();
     if (runner instanceof SandboxRunner) await runner.removeParent().catch(() => undefined);
   };
   return { executor, runner, sandbox: detection, stop };

@@ -15,6 +15,8 @@ export interface CgroupDriver {
   readonly parentName: string;
   /** What the host does not allow (e.g. no io throttling on an overlay), for the started report. */
   readonly notes: readonly string[];
+  /** The limits of `resources` this driver cannot apply (e.g. io on an overlay); an attempt asking for one is refused, never run without it. */
+  unenforceable(resources: JobSpec['resources'] | undefined): string[];
   /** Creates the attempt's cgroup with its limits. Throws when the host refuses. */
   create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup;
   /** The attempt cgroups that exist under this executor's parent (leftovers after a crash, or live ones). */
@@ -103,4 +105,9 @@ export function childCgroups(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The io limits a spec asks for, by name, for a driver that cannot apply them. */
+export function ioLimitsAsked(resources: JobSpec['resources'] | undefined): string[] {
+  return (['ioReadBps', 'ioWriteBps'] as const).filter((k) => resources?.[k] !== undefined).map((k) => `resources.${k}`);
 }

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
@@ -49,7 +49,7 @@ export class CgroupV1Driver implements CgroupDriver {
       const base = mount && path !== undefined ? cgroupDir(mount, path) : null;
       if (!base) {
         if ((REQUIRED as readonly string[]).includes(c)) return { reason: `the cgroup v1 ${c} controller is not mounted` };
-        notes.push(c === 'freezer' ? 'no freezer hierarchy: stop kills without freezing first' : 'no blkio hierarchy: io limits are not applied');
+        notes.push(c === 'freezer' ? 'no freezer hierarchy: stop kills without freezing first' : 'no blkio hierarchy: io limits cannot be enforced (jobs asking for them are refused)');
         continue;
       }
       const dir = join(base, parentName);
@@ -67,10 +67,14 @@ export class CgroupV1Driver implements CgroupDriver {
     let disk: BlockDevice | null = null;
     if (parents.has('blkio')) {
       const d = backingDisk(p.workRoot);
-      if ('reason' in d) notes.push(`io limits skipped: ${d.reason}`);
+      if ('reason' in d) notes.push(`io limits cannot be enforced (${d.reason}): jobs asking for them are refused`);
       else disk = d;
     }
     return new CgroupV1Driver(parentName, parents, disk, hasMemsw, notes);
+  }
+
+  unenforceable(resources: JobSpec['resources'] | undefined): string[] {
+    return this.disk && this.parents.has('blkio') ? [] : ioLimitsAsked(resources);
   }
 
   create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
@@ -43,7 +43,7 @@ export class CgroupV2Driver implements CgroupDriver {
     }
     const notes: string[] = [];
     const wanted = [...REQUIRED, ...(available.includes('io') ? ['io'] : [])];
-    if (!wanted.includes('io')) notes.push('no io controller delegated: io limits are not applied');
+    if (!wanted.includes('io')) notes.push('no io controller delegated: io limits cannot be enforced (jobs asking for them are refused)');
     const parentName = executorCgroupName(p.executorId, p.workRoot);
     const parent = join(base, parentName);
     try {
@@ -58,11 +58,15 @@ export class CgroupV2Driver implements CgroupDriver {
     let disk: BlockDevice | null = null;
     if (wanted.includes('io')) {
       const d = backingDisk(p.workRoot);
-      if ('reason' in d) notes.push(`io limits skipped: ${d.reason}`);
+      if ('reason' in d) notes.push(`io limits cannot be enforced (${d.reason}): jobs asking for them are refused`);
       else disk = d;
     }
     if (!existsSync(join(parent, 'cgroup.kill'))) notes.push('no cgroup.kill (kernel before 5.14): stop freezes and kills instead');
     return new CgroupV2Driver(parentName, parent, disk, notes);
+  }
+
+  unenforceable(resources: JobSpec['resources'] | undefined): string[] {
+    return this.disk ? [] : ioLimitsAsked(resources);
   }
 
   create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {

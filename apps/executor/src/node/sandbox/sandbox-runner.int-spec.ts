@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,9 @@ import { hasEnvEntry, listProcesses } from '../proc-scan';
 import type { CgroupDriver } from './cgroup-driver';
 import { CgroupV1Driver } from './cgroup-v1';
 import { CgroupV2Driver } from './cgroup-v2';
-import { detectSandbox, sandboxPrerequisites } from './detect';
+import { findLauncher } from '../launcher/launcher-build';
+import { LauncherHandle, probeSandbox } from '../launcher/launcher-client';
+import { detectSandbox, hostAllowsSandbox, SandboxUnavailableError } from './detect';
 import { cgroupMounts, ownCgroups } from './host';
 import { SandboxRunner } from './sandbox-runner';
 
@@ -23,13 +26,19 @@ const root = mkdtempSync(join(tmpdir(), 'jobline-sandbox-'));
 chmodSync(root, 0o755);
 const executorId = `t${process.pid}`;
 
+const launcher = findLauncher();
+
 function prepare(kind: 'cgroup-v1' | 'cgroup-v2', workRoot = join(root, kind)): { driver: CgroupDriver; runner: SandboxRunner; workRoot: string } | string {
-  const pre = sandboxPrerequisites(workRoot, 10001, 10001);
-  if ('reason' in pre) return pre.reason;
+  const host = hostAllowsSandbox();
+  if (host) return host;
+  if ('reason' in launcher) return launcher.reason;
+  const failed = probeSandbox(launcher.path, 10001, 10001);
+  if (failed) return failed;
+  mkdirSync(workRoot, { recursive: true });
   const probe = kind === 'cgroup-v1' ? CgroupV1Driver.probe : CgroupV2Driver.probe;
   const driver = probe({ executorId: `${executorId}-${kind.slice(-2)}`, workRoot });
   if ('reason' in driver) return driver.reason;
-  return { driver, workRoot, runner: new SandboxRunner({ workRoot, driver, tools: pre.tools, drainMs: 100 }) };
+  return { driver, workRoot, runner: new SandboxRunner({ workRoot, driver, launcher: new LauncherHandle(launcher.path), drainMs: 100 }) };
 }
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -89,9 +98,11 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
 
   (typeof setup === 'string' ? describe.skip : describe)(title, () => {
     const { runner, driver } = setup as Exclude<typeof setup, string>;
+    const setup2 = () => setup as Exclude<typeof setup, string>;
 
     afterAll(async () => {
       await runner.cleanupLeftovers();
+      await runner.close();
       await driver.removeParent();
     });
 
@@ -125,6 +136,47 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
         .map((l) => l.slice(0, l.indexOf('=')))
         .sort();
       expect(names).toEqual(['HOME', ATTEMPT_MARKER, 'PATH', 'PWD'].sort()); // PWD is the job shell's own
+    });
+
+    it('has no capabilities, no new privileges, no supplementary groups, and cannot become root', async () => {
+      // A set-uid-root program the job can run: it works outside (euid 0), not inside.
+      const dir = mkdtempSync('/var/tmp/jobline-suid-');
+      chmodSync(dir, 0o755);
+      const suid = join(dir, 'id');
+      writeFileSync(suid, readFileSync('/usr/bin/id'));
+      chmodSync(suid, 0o4755);
+      let done: Finished;
+      try {
+        expect(spawnSync(suid, ['-u'], { uid: 10001, gid: 10001, encoding: 'utf8' }).stdout.trim()).toBe('0');
+        done = await run(['sh', '-c', `grep -E "^(Uid|Gid|Groups|Cap[A-Za-z]+|NoNewPrivs):" /proc/self/status; echo "euid $(${suid} -u)"`]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      const { stdout, status } = done;
+      expect(status.exitCode).toBe(0);
+      expect(stdout).toContain('euid 10001\n');
+      const f = Object.fromEntries(stdout.trim().split('\n').map((l) => l.split(/:\s*/, 2) as [string, string]));
+      expect(f.Uid.split(/\s+/)).toEqual(['10001', '10001', '10001', '10001']);
+      expect(f.Gid.split(/\s+/)).toEqual(['10001', '10001', '10001', '10001']);
+      expect(f.Groups ?? '').toBe('');
+      for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) expect(f[cap]).toBe('0000000000000000');
+      expect(f.NoNewPrivs).toBe('1');
+    });
+
+    it('lets the job reopen its own output, and shows no other workspace', async () => {
+      const other = attemptId();
+      mkdirSync(join(setup2().workRoot, other));
+      try {
+        const { stdout, stderr, status } = await run(['sh', '-c', `echo to-stdout > /dev/stdout; echo to-stderr > /proc/self/fd/2; ls -A "${setup2().workRoot}"`]);
+        expect(status.exitCode).toBe(0);
+        expect(stderr).toBe('to-stderr\n');
+        const [line, ...listed] = stdout.trim().split('\n');
+        expect(line).toBe('to-stdout');
+        expect(listed).toHaveLength(1);
+        expect(listed[0]).not.toBe(other);
+      } finally {
+        rmSync(join(setup2().workRoot, other), { recursive: true, force: true });
+      }
     });
 
     it('passes only the given variables, and gives a private /tmp and its own workspace as HOME', async () => {
@@ -323,12 +375,29 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
 }
 
 describe('sandbox detection', () => {
-  it('mode none runs unsandboxed and says so', () => {
+  it('mode none runs unsandboxed and says so (JobStarted carries the note)', () => {
     const { runner, detection } = detectSandbox({ mode: 'none', executorId: 'det', workRoot: join(root, 'det-none') });
     expect(detection.kind).toBe('none');
     expect(runner.kind).toBe('none');
-    expect(runner.note).toMatch(/turned off by configuration/);
+    expect(runner.note).toMatch(/turned off by configuration \(JOBLINE_SANDBOX=none\)/);
+    if (process.geteuid?.() === 0) expect(runner.note).toMatch(/jobs run as root/);
   });
+
+  it('mode required refuses to start without a full sandbox, saying why', () => {
+    const attempt = () => detectSandbox({ mode: 'required', executorId: 'det', workRoot: join(root, 'det-req'), launcherPath: '/bin/false' });
+    expect(attempt).toThrow(SandboxUnavailableError);
+    expect(attempt).toThrow(/JOBLINE_SANDBOX=required but no sandbox can be set up: .+/);
+  });
+
+  (process.geteuid?.() === 0 ? it : it.skip)(
+    `mode auto as root refuses to start when the sandbox cannot be set up${process.geteuid?.() === 0 ? '' : ' (SKIPPED: needs root)'}`,
+    () => {
+      // A launcher whose probe fails: as root a sandbox should work, so no fallback to jobs as root.
+      const attempt = () => detectSandbox({ mode: 'auto', executorId: 'det', workRoot: join(root, 'det-auto-broken'), launcherPath: '/bin/false' });
+      expect(attempt).toThrow(SandboxUnavailableError);
+      expect(attempt).toThrow(/should allow it \(the sandbox probe failed: .+\).*JOBLINE_SANDBOX=none/);
+    },
+  );
 
   it('mode auto picks what the host allows and names why anything stronger was refused', async () => {
     const { runner, detection } = detectSandbox({ executorId: 'jobline-detect-test', workRoot: join(root, 'det-auto') });
