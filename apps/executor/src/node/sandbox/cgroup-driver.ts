@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, realpathSync, rmdirSync } from 'node:fs';
+import { readdirSync, realpathSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
 import { ATTEMPT_ID } from '../../core/running-record';
@@ -18,7 +19,7 @@ export interface CgroupDriver {
   /** The limits of `resources` this driver cannot apply (e.g. io on an overlay); an attempt asking for one is refused, never run without it. */
   unenforceable(resources: JobSpec['resources'] | undefined): string[];
   /** Creates the attempt's cgroup with its limits. Throws when the host refuses. */
-  create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup;
+  create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup>;
   /** The attempt cgroups that exist under this executor's parent (leftovers after a crash, or live ones). */
   list(): string[];
   /** A handle on an existing attempt cgroup, to kill and remove a leftover. */
@@ -85,7 +86,7 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export async function removeCgroupDir(dir: string): Promise<void> {
   for (let tries = 0; ; tries++) {
     try {
-      rmdirSync(dir);
+      await rmdir(dir);
       return;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;

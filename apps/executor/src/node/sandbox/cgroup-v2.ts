@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
 import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
@@ -27,6 +28,8 @@ export class CgroupV2Driver implements CgroupDriver {
     private readonly parent: string,
     private readonly disk: BlockDevice | null,
     readonly notes: readonly string[],
+    /** memory.swap.max exists (swap accounting on): memory limits then cover swap too. */
+    private readonly hasSwapMax: boolean,
   ) {}
 
   /** The driver, or why this host offers no usable v2 hierarchy. Creates the executor's parent cgroup with controllers enabled. */
@@ -62,36 +65,40 @@ export class CgroupV2Driver implements CgroupDriver {
       else disk = d;
     }
     if (!existsSync(join(parent, 'cgroup.kill'))) notes.push('no cgroup.kill (kernel before 5.14): stop freezes and kills instead');
-    return new CgroupV2Driver(parentName, parent, disk, notes);
+    const hasSwapMax = existsSync(join(parent, 'memory.swap.max'));
+    return new CgroupV2Driver(parentName, parent, disk, notes, hasSwapMax);
   }
 
   unenforceable(resources: JobSpec['resources'] | undefined): string[] {
     return this.disk ? [] : ioLimitsAsked(resources);
   }
 
-  create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {
+  async create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
     const cg = this.open(name);
     const r = resources ?? {};
-    mkdirSync(cg.dir);
+    // Through the thread pool: the event loop does not wait for the kernel.
+    await mkdir(cg.dir);
+    const at = (file: string, value: string | number) => writeFile(join(cg.dir, file), String(value));
     try {
-      const at = (file: string, value: string | number) => writeFileSync(join(cg.dir, file), String(value));
+      const writes: Promise<void>[] = [];
       if (r.cpu !== undefined) {
         const q = cpuQuota(r.cpu);
-        at('cpu.max', `${q.quotaUs} ${q.periodUs}`);
+        writes.push(at('cpu.max', `${q.quotaUs} ${q.periodUs}`));
       }
       if (r.memoryMb !== undefined) {
-        at('memory.max', r.memoryMb * 1024 * 1024);
-        if (existsSync(join(cg.dir, 'memory.swap.max'))) at('memory.swap.max', 0);
+        writes.push(at('memory.max', r.memoryMb * 1024 * 1024));
+        if (this.hasSwapMax) writes.push(at('memory.swap.max', 0));
       }
-      if (r.pids !== undefined) at('pids.max', r.pids);
+      if (r.pids !== undefined) writes.push(at('pids.max', r.pids));
       if (this.disk && (r.ioReadBps !== undefined || r.ioWriteBps !== undefined)) {
         const parts = [this.disk.id];
         if (r.ioReadBps !== undefined) parts.push(`rbps=${r.ioReadBps}`);
         if (r.ioWriteBps !== undefined) parts.push(`wbps=${r.ioWriteBps}`);
-        at('io.max', parts.join(' '));
+        writes.push(at('io.max', parts.join(' ')));
       }
+      await Promise.all(writes);
     } catch (err) {
-      void cg.remove();
+      await cg.remove().catch(() => undefined);
       throw err;
     }
     return cg;

@@ -1,5 +1,5 @@
-import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chmodSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { ResourceUsage } from '../../../../../libs/contracts/src';
@@ -94,7 +94,7 @@ export class SandboxRunner implements ProcessRunner {
     const cwd = resolve(workspace, req.cwd ?? '.');
     if (cwd !== workspace && !cwd.startsWith(workspace + sep)) throw new LaunchError(`workdir ${req.cwd} leaves the workspace`);
     const env: Record<string, string> = { HOME: workspace, ...req.env, [ATTEMPT_MARKER]: req.attemptId };
-    this.makeWorkspace(workspace, cwd, req.cwd);
+    await this.makeWorkspace(workspace, cwd, req.cwd);
     if (req.bundleFile) {
       try {
         await unpackBundle(req.bundleFile, workspace, { uid: this.uid, gid: this.gid });
@@ -107,7 +107,7 @@ export class SandboxRunner implements ProcessRunner {
     let cgroup: AttemptCgroup;
     try {
       program = resolveProgram(req.argv[0], env.PATH ?? DEFAULT_PATH, cwd);
-      cgroup = this.o.driver.create(req.attemptId, req.resources);
+      cgroup = await this.o.driver.create(req.attemptId, req.resources);
     } catch (err) {
       rmSync(workspace, { recursive: true, force: true });
       if (err instanceof LaunchError) throw err;
@@ -180,18 +180,18 @@ export class SandboxRunner implements ProcessRunner {
     return [...this.active];
   }
 
-  private makeWorkspace(workspace: string, cwd: string, requested: string | undefined): void {
+  private async makeWorkspace(workspace: string, cwd: string, requested: string | undefined): Promise<void> {
     try {
-      mkdirSync(workspace, { mode: 0o700 });
-      chownSync(workspace, this.uid, this.gid);
+      await mkdir(workspace, { mode: 0o700 });
+      await chown(workspace, this.uid, this.gid);
       let dir = workspace;
       for (const part of relative(workspace, cwd).split(sep).filter(Boolean)) {
         dir = join(dir, part);
-        mkdirSync(dir);
-        chownSync(dir, this.uid, this.gid);
+        await mkdir(dir);
+        await chown(dir, this.uid, this.gid);
       }
     } catch (err) {
-      rmSync(workspace, { recursive: true, force: true });
+      await rm(workspace, { recursive: true, force: true });
       throw new LaunchError(`cannot create workdir ${requested ?? '.'}: ${(err as Error).message}`, 127, { cause: err });
     }
   }
