@@ -60,6 +60,19 @@ async function waitFor(what: string, probe: () => boolean, timeoutMs = 10_000): 
     await killed.dispose();
   });
 
+  it('a stop right after the launch reaches the job (the launch returns once the job has exec\'d)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const a = id();
+      const proc = await runner.launch({ attemptId: a, argv: ['sleep', '1000'], env: { PATH } });
+      const done = collect(proc);
+      expect(processesOf(a).map((p) => p.pid)).toContain(proc.pid);
+      await proc.shutdown(2000);
+      expect((await done).status).toMatchObject({ exitCode: 143, signal: 'SIGTERM' });
+      expect(processesOf(a)).toEqual([]);
+      await proc.dispose();
+    }
+  });
+
   it('a missing program is a launch error (127), before anything runs', async () => {
     await expect(runner.launch({ attemptId: id(), argv: ['no-such-program-here'], env: { PATH } })).rejects.toMatchObject({ exitCode: 127, message: expect.stringMatching(/not found/) });
   });

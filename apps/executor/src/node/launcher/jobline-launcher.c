@@ -69,6 +69,8 @@ struct attempt {
   int out_r, err_r; /* held until the client acks, -1 after */
   int exited;
   int plain;
+  int sync_r;    /* EOF once the job has exec'd (or died trying); -1 once announced */
+  int announced; /* the S line is out */
 };
 
 static struct attempt *attempts;
@@ -252,15 +254,24 @@ static void sandbox_mounts(const struct run_req *r, int err_w) {
   }
 }
 
-/* The namespace init: never returns. */
-static void sandbox_init(const struct run_req *r, int out_w, int err_w) {
+/*
+ * The namespace init: never returns. `ready_w` (or -1) is closed once the job has exec'd, so the
+ * launcher announces an attempt only when the job is in its cgroup, its namespaces and its session:
+ * a stop right after the start reaches it.
+ */
+static void sandbox_init(const struct run_req *r, int out_w, int err_w, int ready_w) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   close(alive_w);
   struct pollfd p = {alive_r, POLLIN, 0};
   if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) _exit(125); /* the launcher died before we armed the signal */
   /* From here on only the attempt's stdio: nothing of the launcher (its protocol pipes, other attempts' pipes). */
   job_stdio(out_w, err_w);
-  close_from(3);
+  if (ready_w >= 0) {
+    if (dup2(ready_w, 3) < 0) _exit(125);
+    fcntl(3, F_SETFD, FD_CLOEXEC);
+    ready_w = 3;
+  }
+  close_from(ready_w >= 0 ? 4 : 3);
   /* The job may reopen its output (/dev/stdout, /proc/self/fd/1): the pipes are its own. */
   if (fchown(1, r->uid, r->gid) < 0 || fchown(2, r->uid, r->gid) < 0) die_in_child(2, "chown", "the output pipes");
   setsid();
@@ -271,9 +282,12 @@ static void sandbox_init(const struct run_req *r, int out_w, int err_w) {
   }
   sandbox_mounts(r, 2);
   if (r->net) loopback_up(2);
+  int execp[2];
+  if (pipe2(execp, O_CLOEXEC) < 0) die_in_child(2, "pipe", NULL);
   pid_t job = fork();
   if (job < 0) die_in_child(2, "fork", "the job");
   if (job == 0) {
+    close(execp[0]);
     reset_signals();
     drop_privileges(r, 2);
     if (r->probe) _exit(0);
@@ -283,6 +297,13 @@ static void sandbox_init(const struct run_req *r, int out_w, int err_w) {
     dprintf(2, "jobline: cannot run %s: %s\n", r->program, strerror(e));
     _exit(e == ENOENT ? 127 : 126);
   }
+  /* The job's copy of execp[1] closes at its exec (or its death): then the attempt is announced. */
+  close(execp[1]);
+  char b;
+  while (read(execp[0], &b, 1) < 0 && errno == EINTR) {
+  }
+  close(execp[0]);
+  if (ready_w >= 0) close(ready_w);
   /* Only the job holds the pipes: they end when it and whatever it left are gone. */
   int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
   dup2(null, 1);
@@ -309,6 +330,7 @@ static struct attempt *find_attempt(const char *seq) {
 }
 
 static void forget(struct attempt *a) {
+  if (a->sync_r >= 0) close(a->sync_r);
   if (a->out_r >= 0) close(a->out_r);
   if (a->err_r >= 0) close(a->err_r);
   *a = attempts[--n_attempts];
@@ -330,12 +352,24 @@ static void start(struct run_req *r) {
     close(out[1]);
     return;
   }
+  int sync[2];
+  if (pipe2(sync, O_CLOEXEC) < 0) {
+    say("E %s pipe: %s\n", r->seq, strerror(errno));
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    return;
+  }
   pid_t pid;
   if (r->plain) {
     pid = fork();
     if (pid == 0) {
+      /* sync[1] (close-on-exec) stays open until the exec: its end tells the launcher the job runs. */
+      if (dup2(sync[1], 3) < 0) _exit(125);
+      fcntl(3, F_SETFD, FD_CLOEXEC);
       job_stdio(out[1], err[1]);
-      close_from(3);
+      close_from(4);
       reset_signals();
       setsid();
       if (chdir(r->cwd) < 0) die_in_child(2, "chdir", r->cwd);
@@ -348,14 +382,16 @@ static void start(struct run_req *r) {
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (r->net ? CLONE_NEWNET : 0);
     /* clone without a new stack behaves as fork, with the namespaces. */
     pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid == 0) sandbox_init(r, out[1], err[1]);
+    if (pid == 0) sandbox_init(r, out[1], err[1], sync[1]);
   }
   int e = errno;
   close(out[1]);
   close(err[1]);
+  close(sync[1]);
   if (pid < 0) {
     close(out[0]);
     close(err[0]);
+    close(sync[0]);
     say("E %s %s: %s\n", r->seq, r->plain ? "fork" : "cannot create the namespaces", strerror(e));
     return;
   }
@@ -371,7 +407,16 @@ static void start(struct run_req *r) {
   a->out_r = out[0];
   a->err_r = err[0];
   a->plain = r->plain;
-  say("S %s %d %d %d\n", r->seq, (int)pid, out[0], err[0]);
+  a->sync_r = sync[0];
+}
+
+/* The job runs (or already died): tell the client, once. */
+static void announce(struct attempt *a) {
+  if (a->announced) return;
+  a->announced = 1;
+  if (a->sync_r >= 0) close(a->sync_r);
+  a->sync_r = -1;
+  say("S %s %d %d %d\n", a->seq, (int)a->pid, a->out_r, a->err_r);
 }
 
 static void reap(void) {
@@ -382,6 +427,7 @@ static void reap(void) {
     for (size_t i = 0; i < n_attempts; i++) {
       struct attempt *a = &attempts[i];
       if (a->pid != pid || a->exited) continue;
+      announce(a); /* S before X, always */
       a->exited = 1;
       if (WIFEXITED(st)) say("X %s %d 0\n", a->seq, WEXITSTATUS(st));
       else say("X %s -1 %d\n", a->seq, WTERMSIG(st));
@@ -540,7 +586,7 @@ static int probe(const char *uid_s, const char *gid_s) {
     fprintf(stderr, "jobline sandbox: cannot create the namespaces: %s\n", strerror(errno));
     return 125;
   }
-  if (pid == 0) sandbox_init(&r, p[1], p[1]);
+  if (pid == 0) sandbox_init(&r, p[1], p[1], -1);
   close(p[1]);
   char buf[1024];
   ssize_t n;
@@ -626,11 +672,27 @@ int main(int argc, char **argv) {
   fcntl(STDIN_FILENO, F_SETFD, FD_CLOEXEC);
   fcntl(STDOUT_FILENO, F_SETFD, FD_CLOEXEC);
   say("R %d " LAUNCHER_VERSION "\n", (int)getpid());
+  struct pollfd *p = NULL;
+  size_t cap_p = 0;
   for (;;) {
-    struct pollfd p[2] = {{STDIN_FILENO, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) {
+    if (cap_p < n_attempts + 2) {
+      cap_p = (n_attempts + 2) * 2;
+      p = realloc(p, cap_p * sizeof *p);
+      if (!p) _exit(4);
+    }
+    p[0] = (struct pollfd){STDIN_FILENO, POLLIN, 0};
+    p[1] = (struct pollfd){sfd, POLLIN, 0};
+    nfds_t np = 2;
+    for (size_t i = 0; i < n_attempts; i++)
+      if (attempts[i].sync_r >= 0) p[np++] = (struct pollfd){attempts[i].sync_r, POLLIN, 0};
+    if (poll(p, np, -1) < 0) {
       if (errno == EINTR) continue;
       shutdown_all(8);
+    }
+    for (nfds_t k = 2; k < np; k++) {
+      if (!p[k].revents) continue;
+      for (size_t i = 0; i < n_attempts; i++)
+        if (attempts[i].sync_r == p[k].fd) announce(&attempts[i]);
     }
     if (p[1].revents & POLLIN) {
       struct signalfd_siginfo si;

@@ -284,6 +284,19 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       expect(driver.list()).not.toContain(id);
     });
 
+    it('a stop right after the launch reaches the job (the launch returns once the job runs in its cgroup)', async () => {
+      for (let i = 0; i < 5; i++) {
+        const id = attemptId();
+        const proc = await runner.launch({ attemptId: id, argv: ['sleep', '1000'], env: { PATH } });
+        const done = collect(proc);
+        expect(driver.open(id).pids().length).toBeGreaterThanOrEqual(2); // the init and the job
+        await proc.shutdown(2000);
+        expect((await done).status).toMatchObject({ exitCode: 143, signal: 'SIGTERM' });
+        expect(processesOf(id)).toEqual([]);
+        await proc.dispose();
+      }
+    });
+
     it('a background child holding the output open does not keep the attempt alive', async () => {
       const { status, stdout, id } = await run(['sh', '-c', '(sleep 1000 &); echo main done']);
       expect(status.exitCode).toBe(0);
