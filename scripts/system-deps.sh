@@ -10,6 +10,8 @@ need=""
 command -v git >/dev/null || need="$need git"
 command -v g++ >/dev/null || need="$need g++"
 command -v make >/dev/null || need="$need make"
+# cc builds dist/bin/jobline-launcher, the small C program that starts every job (npm run build).
+command -v cc >/dev/null || need="$need gcc"
 command -v python3 >/dev/null || need="$need python3"
 command -v pgrep >/dev/null || need="$need procps"
 # openssh-server: the SSH executor's tests start their own sshd on a loopback port (never the system's).

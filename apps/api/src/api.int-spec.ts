@@ -429,7 +429,8 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
     const gate = () => join(dir.path, `gate-${randomUUID()}`);
 
     beforeAll(async () => {
-      executor = await startNodeExecutor({ nc, executorId: 'api-test', capacity: 4, workRoot: join(dir.path, 'work'), graceMs: 500, heartbeatMs: 200, logger: quietExecutor });
+      // The jobs wait on gate files in the test's folder, which a sandbox hides from them: explicitly unsandboxed.
+      executor = await startNodeExecutor({ nc, executorId: 'api-test', capacity: 4, workRoot: join(dir.path, 'work'), graceMs: 500, heartbeatMs: 200, logger: quietExecutor, sandbox: 'none' });
     });
 
     /** A follow request read as it arrives; `done` settles when the response is over, complete or cut. */

@@ -54,8 +54,9 @@ export async function runService<H extends Stoppable>(o: RunServiceOptions<H>): 
   try {
     handle = await o.start();
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`jobline ${o.name}: ${err.message}\n`);
+    // A configuration the host cannot honour (e.g. a sandbox it should have but cannot set up) is refused like a bad value.
+    if (err instanceof ConfigError || (err as { code?: unknown }).code === 'SANDBOX_UNAVAILABLE') {
+      process.stderr.write(`jobline ${o.name}: ${(err as Error).message}\n`);
       process.exit(2);
     }
     o.logger.error({ err }, `${o.name}: could not start: ${err instanceof Error ? err.message : String(err)}`);

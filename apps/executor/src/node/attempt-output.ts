@@ -1,8 +1,7 @@
-import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 
 /**
- * The stdout and stderr of an attempt's main process, as the core reads them. After the
+ * The stdout and stderr pipes of an attempt's main process, as the core reads them. After the
  * process exits, a pipe that stays open (a background child holding it) with nothing
  * buffered and nothing read for drainMs is cut, so it cannot keep the attempt alive.
  */
@@ -12,17 +11,17 @@ export class AttemptOutput {
   private lastRead = 0;
 
   constructor(
-    private readonly child: ChildProcess,
+    private readonly pipes: { stdout: Readable; stderr: Readable },
     private readonly drainMs: number,
   ) {
-    this.stdout = this.track(child.stdout!);
-    this.stderr = this.track(child.stderr!);
+    this.stdout = this.track(pipes.stdout);
+    this.stderr = this.track(pipes.stderr);
   }
 
   /** Call once the main process has exited. */
   cutWhenQuiet(): void {
-    this.drain(this.child.stdout!);
-    this.drain(this.child.stderr!);
+    this.drain(this.pipes.stdout);
+    this.drain(this.pipes.stderr);
   }
 
   private drain(s: Readable): void {

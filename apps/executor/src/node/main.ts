@@ -7,6 +7,8 @@ import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import { Executor, type ExecutorLogger } from '../core/executor';
 import type { ProcessRunner } from '../core/process-runner.port';
 import { detectSandbox, type SandboxDetection, type SandboxMode } from './sandbox/detect';
+import { SandboxRunner } from './sandbox/sandbox-runner';
+import { NodeProcessRunner } from './node-process-runner';
 import { serveFromEnv } from '../../../../libs/service/src';
 import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { fileBundleCache } from './bundle-files';
@@ -32,8 +34,9 @@ export interface NodeExecutorOptions {
   /** Create the JetStream streams first (default true; `jobline dev` may have done it). */
   ensureStreams?: boolean;
   /**
-   * auto (default): cgroup v2, else v1, else unsandboxed with a warning, whichever the host
-   * allows; none: never sandbox; required: refuse to start without a sandbox.
+   * auto (default): as root, a cgroup v2 (else v1) sandbox or refuse to start (SandboxUnavailableError);
+   * not as root, unsandboxed as this user, said in every JobStarted. required: a sandbox or refuse
+   * to start. none: never sandbox (recorded in every JobStarted).
    */
   sandbox?: SandboxMode;
   /** The unprivileged uid/gid sandboxed jobs run as (default 10001). */
@@ -88,7 +91,13 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     artifacts: workspaceArtifactCollector({ root: workRoot, sink: await ArtifactStore.open(options.nc), maxBytes: options.maxArtifactBytes }),
   });
   await executor.start();
-  return { executor, runner, sandbox: detection, stop: () => executor.stop() };
+  const stop = async () => {
+    await executor.stop();
+    // The launcher kills whatever of ours is left; the parent cgroup is named by the work root, a later start makes it again.
+    if (runner instanceof SandboxRunner || runner instanceof NodeProcessRunner) await runner.close();
+    if (runner instanceof SandboxRunner) await runner.removeParent().catch(() => undefined);
+  };
+  return { executor, runner, sandbox: detection, stop };
 }
 
 /** The Node executor's process entry (`jobline executor` does the same): configuration, start, signals. */

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
@@ -14,6 +14,9 @@ import {
 import { hasEnvEntry, killQuietly, listProcesses, readStat, sampleUsage } from './proc-scan';
 import { unpackBundle } from './bundle-files';
 import { AttemptOutput } from './attempt-output';
+import { LauncherError, type LaunchedProcess, type LauncherHandle } from './launcher/launcher-client';
+import { resolveProgram } from './program-path';
+import { DEFAULT_PATH } from '../core/command';
 import { ATTEMPT_ID, ATTEMPT_MARKER, RUNNING_FILE, decodeRunningRecords, encodeRunningRecords, isAttemptEntry, type RunningRecord } from '../core/running-record';
 
 export { ATTEMPT_MARKER };
@@ -28,13 +31,29 @@ export interface NodeProcessRunnerOptions {
   drainMs?: number;
   /** Why there is no sandbox, for the started report (default: a generic "no sandbox" note). */
   note?: string;
+  /**
+   * Starts the attempts (default: none, child_process.spawn). Through the launcher a job's
+   * processes die with the executor: it is the executor's child with a parent-death signal
+   * and the subreaper of every job, and kills them all when the executor goes.
+   */
+  launcher?: LauncherHandle;
+}
+
+/** What a runner without cgroups cannot enforce: an attempt asking for any of it is refused, never run without it. */
+export function limitsWithoutSandbox(resources: LaunchRequest['resources']): string[] {
+  const r = resources ?? {};
+  const asked = (['cpu', 'memoryMb', 'pids', 'ioReadBps', 'ioWriteBps'] as const).filter((k) => r[k] !== undefined).map((k) => `resources.${k}`);
+  if (r.network === false) asked.push('resources.network: false');
+  return asked;
 }
 
 
 /**
  * Runs attempts as plain child processes, each in its own process group and workspace:
- * no limits, no namespaces (kind 'none'). Stop and clean-up act on the process group,
- * so a process that calls setsid() escapes them; only a cgroup runner closes that gap.
+ * no limits, no namespaces (kind 'none'); an attempt asking for limits is refused. Stop and
+ * clean-up act on the process group and on the JOBLINE_ATTEMPT marker of its processes.
+ * Through the launcher, nothing of a job outlives a killed executor (the launcher is every
+ * job's subreaper and kills them all when the executor dies).
  *
  * Usage: Node cannot report a child's rusage and /proc of an exited process is gone, so
  * exit statuses carry `usage: null`; stats() samples /proc/<pid> of the main process while it runs.
@@ -48,16 +67,18 @@ export class NodeProcessRunner implements ProcessRunner {
   private dirty = false;
   private writing: Promise<void> | null = null;
 
-  constructor(options: NodeProcessRunnerOptions) {
-    this.root = resolve(options.workRoot);
-    this.drainMs = options.drainMs ?? 200;
-    this.note = options.note ?? 'no sandbox: no cgroup limits or namespaces; the attempt runs in its own process group';
+  constructor(private readonly o: NodeProcessRunnerOptions) {
+    this.root = resolve(o.workRoot);
+    this.drainMs = o.drainMs ?? 200;
+    this.note = o.note ?? 'no sandbox: no cgroup limits or namespaces; the attempt runs in its own process group';
     mkdirSync(this.root, { recursive: true });
   }
 
   async launch(req: LaunchRequest): Promise<RunningProcess> {
     if (!ATTEMPT_ID.test(req.attemptId)) throw new LaunchError(`invalid attempt id ${JSON.stringify(req.attemptId)}`);
     if (req.argv.length === 0) throw new LaunchError('empty command');
+    const refused = limitsWithoutSandbox(req.resources);
+    if (refused.length > 0) throw new LaunchError(`this executor has no sandbox and cannot enforce ${refused.join(', ')}: refusing to run the job without the limits it asks for`, 125);
     const workspace = join(this.root, req.attemptId);
     const cwd = resolve(workspace, req.cwd ?? '.');
     if (cwd !== workspace && !cwd.startsWith(workspace + sep)) throw new LaunchError(`workdir ${req.cwd} leaves the workspace`);
@@ -77,25 +98,34 @@ export class NodeProcessRunner implements ProcessRunner {
     }
 
     const env = { HOME: workspace, ...req.env, [ATTEMPT_MARKER]: req.attemptId };
-    const child = spawn(req.argv[0], req.argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    // Listeners go on before the first await so an instant exit is not missed.
-    const attempt = new NodeAttempt(child, req.attemptId, this.drainMs, () => this.release(req.attemptId, workspace));
+    let launched: LaunchedProcess;
     try {
-      await new Promise<void>((ok, fail) => {
-        child.once('spawn', ok);
-        child.once('error', fail);
-      });
+      launched = this.o.launcher ? await this.viaLauncher(this.o.launcher, req.argv, env, cwd) : await spawned(req.argv, env, cwd);
     } catch (err) {
       rmSync(workspace, { recursive: true, force: true });
-      const e = err as NodeJS.ErrnoException;
-      const why = e.code === 'ENOENT' ? 'program not found' : e.code === 'EACCES' ? 'permission denied' : e.message;
-      throw new LaunchError(`cannot run ${JSON.stringify(req.argv[0])}: ${why}`, 127, { cause: err });
+      if (err instanceof LaunchError) throw err;
+      throw new LaunchError(`cannot run ${JSON.stringify(req.argv[0])}: ${(err as Error).message}`, 127, { cause: err });
     }
-    this.records.set(req.attemptId, { pgid: child.pid!, startedAt: new Date().toISOString() });
+    const attempt = new NodeAttempt(launched, req.attemptId, this.drainMs, () => this.release(req.attemptId, workspace));
+    this.records.set(req.attemptId, { pgid: launched.pid, startedAt: new Date().toISOString() });
     this.persist();
     return attempt;
   }
 
+  /** Closes the launcher (it kills whatever of ours still runs); a later launch starts a new one. */
+  async close(): Promise<void> {
+    await this.o.launcher?.close();
+  }
+
+  private async viaLauncher(handle: LauncherHandle, argv: string[], env: Record<string, string>, cwd: string): Promise<LaunchedProcess> {
+    const program = resolveProgram(argv[0], env.PATH ?? DEFAULT_PATH, cwd);
+    try {
+      return await (await handle.get()).run({ mode: 'plain', cwd, program, argv, env });
+    } catch (err) {
+      if (err instanceof LauncherError) throw new LaunchError(`cannot start ${JSON.stringify(argv[0])}: ${err.message}`, 125, { cause: err });
+      throw err;
+    }
+  }
   /**
    * Kills the process groups a crashed predecessor left (recorded in running.json, each
    * member verified by its JOBLINE_ATTEMPT marker, so a reused pid is never hit) and any
@@ -184,21 +214,16 @@ class NodeAttempt implements RunningProcess {
   private disposed: Promise<void> | undefined;
 
   constructor(
-    private readonly child: ChildProcess,
+    launched: LaunchedProcess,
     private readonly attemptId: string,
     drainMs: number,
     private readonly releaseFn: () => Promise<void>,
   ) {
-    this.pid = child.pid ?? -1;
-    this.output = new AttemptOutput(child, drainMs);
+    this.pid = launched.pid;
+    this.output = new AttemptOutput(launched, drainMs);
     this.stdout = this.output.stdout;
     this.stderr = this.output.stderr;
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-      child.once('exit', (code, signal) => done({ code, signal })),
-    );
-    this.status = exit.then((e) => this.settle(e.code, e.signal));
-    // A spawn failure emits 'error' and no 'exit'; launch() reports it, wait() is never called.
-    child.on('error', () => undefined);
+    this.status = launched.exited.then((e) => this.settle(e.code, e.signal));
   }
 
   wait(): Promise<ExitStatus> {
@@ -274,4 +299,24 @@ function exists(target: number): boolean {
 async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!cond() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Without a launcher: a child of the executor in its own session and process group. */
+async function spawned(argv: string[], env: Record<string, string>, cwd: string): Promise<LaunchedProcess> {
+  const child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Listeners go on before the first await so an instant exit is not missed.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  try {
+    await new Promise<void>((ok, fail) => {
+      child.once('spawn', ok);
+      child.once('error', fail);
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'program not found' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    throw new LaunchError(`cannot run ${JSON.stringify(argv[0])}: ${why}`, 127, { cause: err });
+  }
+  // A later 'error' (none is expected after 'spawn') must not crash the executor.
+  child.on('error', () => undefined);
+  return { pid: child.pid!, stdout: child.stdout, stderr: child.stderr, exited };
 }

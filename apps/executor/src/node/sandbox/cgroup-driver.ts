@@ -1,4 +1,7 @@
-import { readdirSync, rmdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, realpathSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
 import { ATTEMPT_ID } from '../../core/running-record';
 
@@ -9,10 +12,14 @@ import { ATTEMPT_ID } from '../../core/running-record';
  */
 export interface CgroupDriver {
   readonly kind: 'cgroup-v1' | 'cgroup-v2';
+  /** This executor's parent cgroup, relative to our own cgroup: `jobline/<executorId>.<hash of the work root>`. */
+  readonly parentName: string;
   /** What the host does not allow (e.g. no io throttling on an overlay), for the started report. */
   readonly notes: readonly string[];
+  /** The limits of `resources` this driver cannot apply (e.g. io on an overlay); an attempt asking for one is refused, never run without it. */
+  unenforceable(resources: JobSpec['resources'] | undefined): string[];
   /** Creates the attempt's cgroup with its limits. Throws when the host refuses. */
-  create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup;
+  create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup>;
   /** The attempt cgroups that exist under this executor's parent (leftovers after a crash, or live ones). */
   list(): string[];
   /** A handle on an existing attempt cgroup, to kill and remove a leftover. */
@@ -39,6 +46,24 @@ export interface AttemptCgroup {
   remove(): Promise<void>;
 }
 
+/**
+ * The executor's parent cgroup, relative to our own: `jobline/<executorId>.<12 hex>`, the
+ * hex being the start of the sha256 of the work root's real path. The leftover clean-up
+ * kills every attempt cgroup under it, so two executors with the same id on one host (two
+ * dev stacks in different data folders, both `local`) must not share it: only a restart of
+ * the same executor on the same work root finds its predecessor's cgroups. `.` cannot occur
+ * in an executor id, so no other id and hash make the same name.
+ */
+export function executorCgroupName(executorId: string, workRoot: string): string {
+  let root = resolve(workRoot);
+  try {
+    root = realpathSync(root);
+  } catch {
+    // Not created yet: its resolved path names it.
+  }
+  return `jobline/${executorId}.${createHash('sha256').update(root).digest('hex').slice(0, 12)}`;
+}
+
 /** An attempt's cgroup is named by its attempt id. */
 export const ATTEMPT_CGROUP_NAME = ATTEMPT_ID;
 
@@ -61,7 +86,7 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export async function removeCgroupDir(dir: string): Promise<void> {
   for (let tries = 0; ; tries++) {
     try {
-      rmdirSync(dir);
+      await rmdir(dir);
       return;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -81,4 +106,9 @@ export function childCgroups(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The io limits a spec asks for, by name, for a driver that cannot apply them. */
+export function ioLimitsAsked(resources: JobSpec['resources'] | undefined): string[] {
+  return (['ioReadBps', 'ioWriteBps'] as const).filter((k) => resources?.[k] !== undefined).map((k) => `resources.${k}`);
 }

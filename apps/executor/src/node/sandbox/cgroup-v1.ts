@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
@@ -12,21 +13,22 @@ const OPTIONAL = ['freezer', 'blkio'] as const;
 type Controller = (typeof REQUIRED)[number] | (typeof OPTIONAL)[number];
 
 export interface CgroupV1Probe {
-  /** Names this executor's parent cgroup: jobline/<executorId> under our own cgroup of each hierarchy. */
+  /** With the work root, names this executor's parent cgroup under our own cgroup of each hierarchy (see executorCgroupName). */
   executorId: string;
-  /** The directory that holds the workspaces: its disk gets the io throttle. */
+  /** The directory that holds the workspaces: its disk gets the io throttle, and it scopes the parent cgroup. */
   workRoot: string;
 }
 
 /**
  * cgroup v1 (one hierarchy per controller, or a few co-mounted): the attempt gets a
- * cgroup `jobline/<executorId>/<attempt>` under this process' own cgroup in each of the
+ * cgroup `jobline/<executorId>.<work root hash>/<attempt>` under this process' own cgroup in each of the
  * cpu, cpuacct, memory, pids (and freezer, blkio) hierarchies.
  */
 export class CgroupV1Driver implements CgroupDriver {
   readonly kind = 'cgroup-v1' as const;
 
   private constructor(
+    readonly parentName: string,
     /** controller → this executor's parent directory in that controller's hierarchy. */
     private readonly parents: ReadonlyMap<Controller, string>,
     private readonly disk: BlockDevice | null,
@@ -41,16 +43,17 @@ export class CgroupV1Driver implements CgroupDriver {
     const own = ownCgroups();
     const parents = new Map<Controller, string>();
     const notes: string[] = [];
+    const parentName = executorCgroupName(p.executorId, p.workRoot);
     for (const c of [...REQUIRED, ...OPTIONAL]) {
       const mount = mounts.find((m) => m.controllers.includes(c));
       const path = own.get(c);
       const base = mount && path !== undefined ? cgroupDir(mount, path) : null;
       if (!base) {
         if ((REQUIRED as readonly string[]).includes(c)) return { reason: `the cgroup v1 ${c} controller is not mounted` };
-        notes.push(c === 'freezer' ? 'no freezer hierarchy: stop kills without freezing first' : 'no blkio hierarchy: io limits are not applied');
+        notes.push(c === 'freezer' ? 'no freezer hierarchy: stop kills without freezing first' : 'no blkio hierarchy: io limits cannot be enforced (jobs asking for them are refused)');
         continue;
       }
-      const dir = join(base, 'jobline', p.executorId);
+      const dir = join(base, parentName);
       try {
         mkdirSync(dir, { recursive: true });
       } catch (err) {
@@ -65,36 +68,43 @@ export class CgroupV1Driver implements CgroupDriver {
     let disk: BlockDevice | null = null;
     if (parents.has('blkio')) {
       const d = backingDisk(p.workRoot);
-      if ('reason' in d) notes.push(`io limits skipped: ${d.reason}`);
+      if ('reason' in d) notes.push(`io limits cannot be enforced (${d.reason}): jobs asking for them are refused`);
       else disk = d;
     }
-    return new CgroupV1Driver(parents, disk, hasMemsw, notes);
+    return new CgroupV1Driver(parentName, parents, disk, hasMemsw, notes);
   }
 
-  create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {
+  unenforceable(resources: JobSpec['resources'] | undefined): string[] {
+    return this.disk && this.parents.has('blkio') ? [] : ioLimitsAsked(resources);
+  }
+
+  async create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
     const cg = this.open(name);
     const r = resources ?? {};
+    // Through the thread pool, every hierarchy at once: creating v1 cgroups takes the kernel about a millisecond.
+    const at = (c: Controller, file: string, value: string | number) => writeFile(join(cg.dirs.get(c)!, file), String(value));
     try {
-      for (const dir of new Set(cg.dirs.values())) mkdirSync(dir);
-      const at = (c: Controller, file: string, value: string | number) => writeFileSync(join(cg.dirs.get(c)!, file), String(value));
-      if (r.cpu !== undefined) {
-        const q = cpuQuota(r.cpu);
-        at('cpu', 'cpu.cfs_period_us', q.periodUs);
-        at('cpu', 'cpu.cfs_quota_us', q.quotaUs);
-      }
-      if (r.memoryMb !== undefined) {
-        const bytes = r.memoryMb * 1024 * 1024;
-        at('memory', 'memory.limit_in_bytes', bytes);
-        // memory+swap equal to memory: no swap at all (memsw must be set after, never below, the memory limit).
-        if (this.hasMemsw) at('memory', 'memory.memsw.limit_in_bytes', bytes);
-      }
-      if (r.pids !== undefined) at('pids', 'pids.max', r.pids);
-      if (this.disk && cg.dirs.has('blkio')) {
-        if (r.ioReadBps !== undefined) at('blkio', 'blkio.throttle.read_bps_device', `${this.disk.id} ${r.ioReadBps}`);
-        if (r.ioWriteBps !== undefined) at('blkio', 'blkio.throttle.write_bps_device', `${this.disk.id} ${r.ioWriteBps}`);
-      }
+      await Promise.all([...new Set(cg.dirs.values())].map((dir) => mkdir(dir)));
+      await Promise.all([
+        (async () => {
+          if (r.cpu === undefined) return;
+          const q = cpuQuota(r.cpu);
+          await at('cpu', 'cpu.cfs_period_us', q.periodUs);
+          await at('cpu', 'cpu.cfs_quota_us', q.quotaUs);
+        })(),
+        (async () => {
+          if (r.memoryMb === undefined) return;
+          const bytes = r.memoryMb * 1024 * 1024;
+          await at('memory', 'memory.limit_in_bytes', bytes);
+          // memory+swap equal to memory: no swap at all (memsw must be set after, never below, the memory limit).
+          if (this.hasMemsw) await at('memory', 'memory.memsw.limit_in_bytes', bytes);
+        })(),
+        r.pids !== undefined ? at('pids', 'pids.max', r.pids) : undefined,
+        this.disk && cg.dirs.has('blkio') && r.ioReadBps !== undefined ? at('blkio', 'blkio.throttle.read_bps_device', `${this.disk.id} ${r.ioReadBps}`) : undefined,
+        this.disk && cg.dirs.has('blkio') && r.ioWriteBps !== undefined ? at('blkio', 'blkio.throttle.write_bps_device', `${this.disk.id} ${r.ioWriteBps}`) : undefined,
+      ]);
     } catch (err) {
-      void cg.remove();
+      await cg.remove().catch(() => undefined);
       throw err;
     }
     return cg;

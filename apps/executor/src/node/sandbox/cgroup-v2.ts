@@ -1,21 +1,22 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
 const REQUIRED = ['cpu', 'memory', 'pids'] as const;
 
 export interface CgroupV2Probe {
-  /** Names this executor's parent cgroup: jobline/<executorId> under our own cgroup. */
+  /** With the work root, names this executor's parent cgroup under our own cgroup (see executorCgroupName). */
   executorId: string;
-  /** The directory that holds the workspaces: its disk gets the io limit. */
+  /** The directory that holds the workspaces: its disk gets the io limit, and it scopes the parent cgroup. */
   workRoot: string;
 }
 
 /**
- * cgroup v2 (the unified hierarchy): the attempt gets `jobline/<executorId>/<attempt>`
+ * cgroup v2 (the unified hierarchy): the attempt gets `jobline/<executorId>.<work root hash>/<attempt>`
  * under this process' own cgroup, which must be delegated to us (writable, with the cpu,
  * memory and pids controllers available).
  */
@@ -23,9 +24,12 @@ export class CgroupV2Driver implements CgroupDriver {
   readonly kind = 'cgroup-v2' as const;
 
   private constructor(
+    readonly parentName: string,
     private readonly parent: string,
     private readonly disk: BlockDevice | null,
     readonly notes: readonly string[],
+    /** memory.swap.max exists (swap accounting on): memory limits then cover swap too. */
+    private readonly hasSwapMax: boolean,
   ) {}
 
   /** The driver, or why this host offers no usable v2 hierarchy. Creates the executor's parent cgroup with controllers enabled. */
@@ -42,8 +46,9 @@ export class CgroupV2Driver implements CgroupDriver {
     }
     const notes: string[] = [];
     const wanted = [...REQUIRED, ...(available.includes('io') ? ['io'] : [])];
-    if (!wanted.includes('io')) notes.push('no io controller delegated: io limits are not applied');
-    const parent = join(base, 'jobline', p.executorId);
+    if (!wanted.includes('io')) notes.push('no io controller delegated: io limits cannot be enforced (jobs asking for them are refused)');
+    const parentName = executorCgroupName(p.executorId, p.workRoot);
+    const parent = join(base, parentName);
     try {
       enableControllers(base, wanted, own === '/');
       mkdirSync(join(base, 'jobline'), { recursive: true });
@@ -56,36 +61,44 @@ export class CgroupV2Driver implements CgroupDriver {
     let disk: BlockDevice | null = null;
     if (wanted.includes('io')) {
       const d = backingDisk(p.workRoot);
-      if ('reason' in d) notes.push(`io limits skipped: ${d.reason}`);
+      if ('reason' in d) notes.push(`io limits cannot be enforced (${d.reason}): jobs asking for them are refused`);
       else disk = d;
     }
     if (!existsSync(join(parent, 'cgroup.kill'))) notes.push('no cgroup.kill (kernel before 5.14): stop freezes and kills instead');
-    return new CgroupV2Driver(parent, disk, notes);
+    const hasSwapMax = existsSync(join(parent, 'memory.swap.max'));
+    return new CgroupV2Driver(parentName, parent, disk, notes, hasSwapMax);
   }
 
-  create(name: string, resources: JobSpec['resources'] | undefined): AttemptCgroup {
+  unenforceable(resources: JobSpec['resources'] | undefined): string[] {
+    return this.disk ? [] : ioLimitsAsked(resources);
+  }
+
+  async create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
     const cg = this.open(name);
     const r = resources ?? {};
-    mkdirSync(cg.dir);
+    // Through the thread pool: the event loop does not wait for the kernel.
+    await mkdir(cg.dir);
+    const at = (file: string, value: string | number) => writeFile(join(cg.dir, file), String(value));
     try {
-      const at = (file: string, value: string | number) => writeFileSync(join(cg.dir, file), String(value));
+      const writes: Promise<void>[] = [];
       if (r.cpu !== undefined) {
         const q = cpuQuota(r.cpu);
-        at('cpu.max', `${q.quotaUs} ${q.periodUs}`);
+        writes.push(at('cpu.max', `${q.quotaUs} ${q.periodUs}`));
       }
       if (r.memoryMb !== undefined) {
-        at('memory.max', r.memoryMb * 1024 * 1024);
-        if (existsSync(join(cg.dir, 'memory.swap.max'))) at('memory.swap.max', 0);
+        writes.push(at('memory.max', r.memoryMb * 1024 * 1024));
+        if (this.hasSwapMax) writes.push(at('memory.swap.max', 0));
       }
-      if (r.pids !== undefined) at('pids.max', r.pids);
+      if (r.pids !== undefined) writes.push(at('pids.max', r.pids));
       if (this.disk && (r.ioReadBps !== undefined || r.ioWriteBps !== undefined)) {
         const parts = [this.disk.id];
         if (r.ioReadBps !== undefined) parts.push(`rbps=${r.ioReadBps}`);
         if (r.ioWriteBps !== undefined) parts.push(`wbps=${r.ioWriteBps}`);
-        at('io.max', parts.join(' '));
+        writes.push(at('io.max', parts.join(' ')));
       }
+      await Promise.all(writes);
     } catch (err) {
-      void cg.remove();
+      await cg.remove().catch(() => undefined);
       throw err;
     }
     return cg;

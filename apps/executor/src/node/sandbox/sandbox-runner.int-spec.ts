@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,9 @@ import { hasEnvEntry, listProcesses } from '../proc-scan';
 import type { CgroupDriver } from './cgroup-driver';
 import { CgroupV1Driver } from './cgroup-v1';
 import { CgroupV2Driver } from './cgroup-v2';
-import { detectSandbox, sandboxPrerequisites } from './detect';
+import { findLauncher } from '../launcher/launcher-build';
+import { LauncherHandle, probeSandbox } from '../launcher/launcher-client';
+import { detectSandbox, hostAllowsSandbox, SandboxUnavailableError } from './detect';
 import { cgroupMounts, ownCgroups } from './host';
 import { SandboxRunner } from './sandbox-runner';
 
@@ -23,14 +26,19 @@ const root = mkdtempSync(join(tmpdir(), 'jobline-sandbox-'));
 chmodSync(root, 0o755);
 const executorId = `t${process.pid}`;
 
-function prepare(kind: 'cgroup-v1' | 'cgroup-v2'): { driver: CgroupDriver; runner: SandboxRunner; workRoot: string } | string {
-  const workRoot = join(root, kind);
-  const pre = sandboxPrerequisites(workRoot, 10001, 10001);
-  if ('reason' in pre) return pre.reason;
+const launcher = findLauncher();
+
+function prepare(kind: 'cgroup-v1' | 'cgroup-v2', workRoot = join(root, kind)): { driver: CgroupDriver; runner: SandboxRunner; workRoot: string } | string {
+  const host = hostAllowsSandbox();
+  if (host) return host;
+  if ('reason' in launcher) return launcher.reason;
+  const failed = probeSandbox(launcher.path, 10001, 10001);
+  if (failed) return failed;
+  mkdirSync(workRoot, { recursive: true });
   const probe = kind === 'cgroup-v1' ? CgroupV1Driver.probe : CgroupV2Driver.probe;
   const driver = probe({ executorId: `${executorId}-${kind.slice(-2)}`, workRoot });
   if ('reason' in driver) return driver.reason;
-  return { driver, workRoot, runner: new SandboxRunner({ workRoot, driver, tools: pre.tools, drainMs: 100 }) };
+  return { driver, workRoot, runner: new SandboxRunner({ workRoot, driver, launcher: new LauncherHandle(launcher.path), drainMs: 100 }) };
 }
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -90,9 +98,11 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
 
   (typeof setup === 'string' ? describe.skip : describe)(title, () => {
     const { runner, driver } = setup as Exclude<typeof setup, string>;
+    const setup2 = () => setup as Exclude<typeof setup, string>;
 
     afterAll(async () => {
       await runner.cleanupLeftovers();
+      await runner.close();
       await driver.removeParent();
     });
 
@@ -115,7 +125,8 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       expect(ids.trim().split('\n')).toEqual(['10001', '10001']);
       // Every controller line of ours names jobline/<executor>/<attempt>.
       const lines = cgroups.trim().split('\n');
-      const ours = lines.filter((l) => l.endsWith(`/jobline/${executorId}-${kind.slice(-2)}/${id}`));
+      expect(driver.parentName).toMatch(new RegExp(`^jobline/${executorId}-${kind.slice(-2)}\\.[0-9a-f]{12}$`));
+      const ours = lines.filter((l) => l.endsWith(`/${driver.parentName}/${id}`));
       expect(ours.length).toBeGreaterThanOrEqual(kind === 'cgroup-v1' ? 4 : 1);
       // The init, the shell, ls and grep: nothing of the host.
       expect(Number(procCount.trim())).toBeLessThanOrEqual(5);
@@ -125,6 +136,47 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
         .map((l) => l.slice(0, l.indexOf('=')))
         .sort();
       expect(names).toEqual(['HOME', ATTEMPT_MARKER, 'PATH', 'PWD'].sort()); // PWD is the job shell's own
+    });
+
+    it('has no capabilities, no new privileges, no supplementary groups, and cannot become root', async () => {
+      // A set-uid-root program the job can run: it works outside (euid 0), not inside.
+      const dir = mkdtempSync('/var/tmp/jobline-suid-');
+      chmodSync(dir, 0o755);
+      const suid = join(dir, 'id');
+      writeFileSync(suid, readFileSync('/usr/bin/id'));
+      chmodSync(suid, 0o4755);
+      let done: Finished;
+      try {
+        expect(spawnSync(suid, ['-u'], { uid: 10001, gid: 10001, encoding: 'utf8' }).stdout.trim()).toBe('0');
+        done = await run(['sh', '-c', `grep -E "^(Uid|Gid|Groups|Cap[A-Za-z]+|NoNewPrivs):" /proc/self/status; echo "euid $(${suid} -u)"`]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      const { stdout, status } = done;
+      expect(status.exitCode).toBe(0);
+      expect(stdout).toContain('euid 10001\n');
+      const f = Object.fromEntries(stdout.trim().split('\n').map((l) => l.split(/:\s*/, 2) as [string, string]));
+      expect(f.Uid.split(/\s+/)).toEqual(['10001', '10001', '10001', '10001']);
+      expect(f.Gid.split(/\s+/)).toEqual(['10001', '10001', '10001', '10001']);
+      expect(f.Groups ?? '').toBe('');
+      for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) expect(f[cap]).toBe('0000000000000000');
+      expect(f.NoNewPrivs).toBe('1');
+    });
+
+    it('lets the job reopen its own output, and shows no other workspace', async () => {
+      const other = attemptId();
+      mkdirSync(join(setup2().workRoot, other));
+      try {
+        const { stdout, stderr, status } = await run(['sh', '-c', `echo to-stdout > /dev/stdout; echo to-stderr > /proc/self/fd/2; ls -A "${setup2().workRoot}"`]);
+        expect(status.exitCode).toBe(0);
+        expect(stderr).toBe('to-stderr\n');
+        const [line, ...listed] = stdout.trim().split('\n');
+        expect(line).toBe('to-stdout');
+        expect(listed).toHaveLength(1);
+        expect(listed[0]).not.toBe(other);
+      } finally {
+        rmSync(join(setup2().workRoot, other), { recursive: true, force: true });
+      }
     });
 
     it('passes only the given variables, and gives a private /tmp and its own workspace as HOME', async () => {
@@ -232,6 +284,19 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       expect(driver.list()).not.toContain(id);
     });
 
+    it('a stop right after the launch reaches the job (the launch returns once the job runs in its cgroup)', async () => {
+      for (let i = 0; i < 5; i++) {
+        const id = attemptId();
+        const proc = await runner.launch({ attemptId: id, argv: ['sleep', '1000'], env: { PATH } });
+        const done = collect(proc);
+        expect(driver.open(id).pids().length).toBeGreaterThanOrEqual(2); // the init and the job
+        await proc.shutdown(2000);
+        expect((await done).status).toMatchObject({ exitCode: 143, signal: 'SIGTERM' });
+        expect(processesOf(id)).toEqual([]);
+        await proc.dispose();
+      }
+    });
+
     it('a background child holding the output open does not keep the attempt alive', async () => {
       const { status, stdout, id } = await run(['sh', '-c', '(sleep 1000 &); echo main done']);
       expect(status.exitCode).toBe(0);
@@ -263,7 +328,7 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       const file = (controller: string, name: string) => {
         const m = kind === 'cgroup-v1' ? mounts.find((x) => x.controllers.includes(controller)) : mounts.find((x) => x.fstype === 'cgroup2');
         const base = join(m!.mountpoint, own.get(kind === 'cgroup-v1' ? controller : '')!);
-        return readFileSync(join(base, 'jobline', `${executorId}-${kind.slice(-2)}`, id, name), 'utf8').trim();
+        return readFileSync(join(base, driver.parentName, id, name), 'utf8').trim();
       };
       const mb100 = String(100 * 1024 * 1024);
       if (kind === 'cgroup-v1') {
@@ -298,16 +363,54 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       expect((await done).status.exitCode).not.toBe(0);
       await proc.dispose();
     });
+
+    it('an executor with the same id on another work root leaves those attempts alone', async () => {
+      const id = attemptId();
+      const proc = await runner.launch({ attemptId: id, argv: ['sh', '-c', 'sleep 1000 & sleep 1000'], env: { PATH } });
+      const done = collect(proc);
+      await waitFor('the sleeps', () => processesOf(id).length >= 3);
+      // Same executor id, another data folder: a second dev stack, both `local`.
+      const other = prepare(kind, join(root, `${kind}-elsewhere`)) as Exclude<typeof setup, string>;
+      try {
+        expect(other.driver.parentName).not.toBe(driver.parentName);
+        await other.runner.cleanupLeftovers();
+        expect(processesOf(id).length).toBeGreaterThanOrEqual(3);
+        expect(driver.list()).toContain(id);
+      } finally {
+        await proc.shutdown(500);
+        await done;
+        await proc.dispose();
+        await other.driver.removeParent();
+      }
+      expect(processesOf(id)).toEqual([]);
+    });
   });
 }
 
 describe('sandbox detection', () => {
-  it('mode none runs unsandboxed and says so', () => {
+  it('mode none runs unsandboxed and says so (JobStarted carries the note)', () => {
     const { runner, detection } = detectSandbox({ mode: 'none', executorId: 'det', workRoot: join(root, 'det-none') });
     expect(detection.kind).toBe('none');
     expect(runner.kind).toBe('none');
-    expect(runner.note).toMatch(/turned off by configuration/);
+    expect(runner.note).toMatch(/turned off by configuration \(JOBLINE_SANDBOX=none\)/);
+    if (process.geteuid?.() === 0) expect(runner.note).toMatch(/jobs run as root/);
   });
+
+  it('mode required refuses to start without a full sandbox, saying why', () => {
+    const attempt = () => detectSandbox({ mode: 'required', executorId: 'det', workRoot: join(root, 'det-req'), launcherPath: '/bin/false' });
+    expect(attempt).toThrow(SandboxUnavailableError);
+    expect(attempt).toThrow(/JOBLINE_SANDBOX=required but no sandbox can be set up: .+/);
+  });
+
+  (process.geteuid?.() === 0 ? it : it.skip)(
+    `mode auto as root refuses to start when the sandbox cannot be set up${process.geteuid?.() === 0 ? '' : ' (SKIPPED: needs root)'}`,
+    () => {
+      // A launcher whose probe fails: as root a sandbox should work, so no fallback to jobs as root.
+      const attempt = () => detectSandbox({ mode: 'auto', executorId: 'det', workRoot: join(root, 'det-auto-broken'), launcherPath: '/bin/false' });
+      expect(attempt).toThrow(SandboxUnavailableError);
+      expect(attempt).toThrow(/should allow it \(the sandbox probe failed: .+\).*JOBLINE_SANDBOX=none/);
+    },
+  );
 
   it('mode auto picks what the host allows and names why anything stronger was refused', async () => {
     const { runner, detection } = detectSandbox({ executorId: 'jobline-detect-test', workRoot: join(root, 'det-auto') });

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chmodSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { ResourceUsage } from '../../../../../libs/contracts/src';
 import { DEFAULT_PATH } from '../../core/command';
 import {
@@ -15,27 +14,18 @@ import {
 import { ATTEMPT_MARKER } from '../node-process-runner';
 import { hasEnvEntry, killQuietly, listProcesses } from '../proc-scan';
 import { ATTEMPT_CGROUP_NAME, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
-import { isExecutableFile, readText } from './host';
 import { unpackBundle } from '../bundle-files';
 import { AttemptOutput } from '../attempt-output';
-
-/** Absolute paths of the host programs the sandbox is built from (util-linux, iproute2, coreutils). */
-export interface SandboxTools {
-  sh: string;
-  unshare: string;
-  setpriv: string;
-  mount: string;
-  env: string;
-  /** iproute2's ip, to bring loopback up in a job's own network namespace; without it loopback stays down. */
-  ip: string | null;
-}
+import { resolveProgram } from '../program-path';
+import { LauncherError, type LauncherHandle, type LaunchedProcess } from '../launcher/launcher-client';
 
 export interface SandboxRunnerOptions {
   /** Holds one workspace per attempt (created if missing). One per executor. */
   workRoot: string;
   driver: CgroupDriver;
-  tools: SandboxTools;
-  /** The unprivileged uid and gid jobs run as (default 10001). */
+  /** The jobline-launcher that creates the namespaces and starts the jobs. */
+  launcher: LauncherHandle;
+  /** The unprivileged uid and gid jobs run as (default 10001). Never 0. */
   uid?: number;
   gid?: number;
   /** After the main process exited, how long a silent pipe may stay open before it is cut (default 200 ms). */
@@ -46,51 +36,6 @@ export interface SandboxRunnerOptions {
 
 export const SANDBOX_DEFAULTS = { uid: 10001, gid: 10001, drainMs: 200 } as const;
 
-/** Trusted PATH for the root-run part (unshare, the init); the job's PATH applies only after privileges are dropped. */
-const HOST_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
-const FSTAB = '.jobline-fstab';
-/** Mounted afresh inside every sandbox (see the fstab written by the constructor). */
-const PRIVATE_MOUNTS = ['/tmp', '/dev/shm'];
-
-/**
- * The init, pid 1 of the attempt's pid namespace, run by root inside the new namespaces:
- * joins the attempt's cgroups (writing 0 to cgroup.procs moves the writer), mounts a
- * private /tmp and /dev/shm, brings loopback up when the job has its own network, then
- * runs the job under setpriv (unprivileged uid/gid, no groups, no capabilities, no new
- * privileges) with `env -i` and the job's environment only, and exits with its status.
- *
- * The job is a child, not pid 1 itself: the kernel drops signals without a handler sent to
- * a namespace's init, so a job as pid 1 would ignore SIGTERM. The init never execs its
- * last command (`; exit $?`), reaps orphans while it waits, and when it exits the kernel
- * kills whatever is left in the namespace.
- */
-const INIT_PRELUDE = [
-  'n=$1; shift',
-  'while [ "$n" -gt 0 ]; do echo 0 > "$1" || exit 125; shift; n=$((n-1)); done',
-  'fstab=$1 mnt=$2 ip=$3 setpriv=$4 envbin=$5 uid=$6 gid=$7 ws=$8 cwd=$9 rebind=${10}; shift 10',
-  'unset PWD',
-  '"$mnt" -a -T "$fstab" || exit 125',
-  // A workspace under /tmp is hidden by the private /tmp: bind it back from our cwd (which is the workspace).
-  'if [ -n "$rebind" ]; then mkdir -p "$ws" && "$mnt" --no-canonicalize --bind /proc/self/cwd "$ws" || exit 125; fi',
-  'cd "$cwd" || exit 125',
-  'if [ -n "$ip" ]; then "$ip" link set lo up || exit 125; fi',
-].join('\n');
-
-/**
- * The job's variables travel in the init's environment as JL_E<i>=NAME=value (root-only
- * /proc/<pid>/environ, names no loader or libc reads), never in its world-readable
- * command line, and become the job's environment only after privileges are dropped.
- */
-function initScript(envCount: number): string {
-  const pairs = Array.from({ length: envCount }, (_, i) => `"$JL_E${i}"`).join(' ');
-  return [
-    INIT_PRELUDE,
-    `set -- ${pairs} "$@"`,
-    '"$setpriv" --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$envbin" -i -- "$@"',
-    'exit $?',
-  ].join('\n');
-}
-
 /** Signal number → its first (canonical) name: SIGABRT rather than SIGIOT. */
 const signalNames = new Map<number, string>();
 for (const [name, n] of Object.entries(osConstants.signals)) if (!signalNames.has(n)) signalNames.set(n, name);
@@ -98,8 +43,16 @@ for (const [name, n] of Object.entries(osConstants.signals)) if (!signalNames.ha
 /**
  * Runs each attempt in its own cgroup (v1 or v2, from the driver) and pid, mount, ipc,
  * uts and (unless resources.network) network namespaces, as an unprivileged user in its
- * own workspace. Everything about an attempt's processes is asked of its cgroup, which a
- * job cannot leave: signals, the final kill, cpu time, peak memory and OOM kills.
+ * own workspace, through the jobline-launcher (launcher/jobline-launcher.c does the
+ * namespaces, mounts and privilege drop). Everything about an attempt's processes is asked
+ * of its cgroup, which a job cannot leave: signals, the final kill, cpu time, peak memory
+ * and OOM kills.
+ *
+ * Inside the job's mount namespace the work root — or, when the job user could not traverse
+ * the way to it (a 0700 data folder), the highest folder on that way it cannot traverse —
+ * is covered by an empty tmpfs holding only the path to this attempt's workspace, bound
+ * back at its own path: the job reaches its workspace under the same absolute path, and
+ * sees neither other attempts' workspaces nor what else that folder holds.
  */
 export class SandboxRunner implements ProcessRunner {
   readonly kind: 'cgroup-v1' | 'cgroup-v2';
@@ -108,6 +61,7 @@ export class SandboxRunner implements ProcessRunner {
   private readonly uid: number;
   private readonly gid: number;
   private readonly drainMs: number;
+  private readonly mask: string;
   private readonly active = new Set<string>();
 
   constructor(private readonly o: SandboxRunnerOptions) {
@@ -115,26 +69,32 @@ export class SandboxRunner implements ProcessRunner {
     this.root = resolve(o.workRoot);
     this.uid = o.uid ?? SANDBOX_DEFAULTS.uid;
     this.gid = o.gid ?? SANDBOX_DEFAULTS.gid;
+    if (this.uid === 0 || this.gid === 0) throw new Error('the sandbox never runs jobs as uid or gid 0');
     this.drainMs = o.drainMs ?? SANDBOX_DEFAULTS.drainMs;
     const notes = [...o.driver.notes, ...(o.notes ?? [])];
     if (notes.length > 0) this.note = notes.join('; ');
     mkdirSync(this.root, { recursive: true });
     // Workspaces are the job user's; the root only needs to be traversable, not listable.
     chmodSync(this.root, 0o711);
-    const fstab = [`jobline-tmp /tmp tmpfs rw,nosuid,nodev,mode=1777 0 0`];
-    if (existsSync('/dev/shm')) fstab.push(`jobline-shm /dev/shm tmpfs rw,nosuid,nodev,mode=1777 0 0`);
-    writeFileSync(join(this.root, FSTAB), fstab.join('\n') + '\n', { mode: 0o644 });
+    this.mask = maskFor(this.root, this.uid, this.gid);
+  }
+
+  /** What the job's mount namespace covers with a tmpfs (see the class comment). */
+  get maskedPath(): string {
+    return this.mask;
   }
 
   async launch(req: LaunchRequest): Promise<RunningProcess> {
     if (!ATTEMPT_CGROUP_NAME.test(req.attemptId)) throw new LaunchError(`invalid attempt id ${JSON.stringify(req.attemptId)}`);
     if (req.argv.length === 0) throw new LaunchError('empty command');
     if (this.active.has(req.attemptId)) throw new LaunchError(`attempt ${req.attemptId} is already running`);
+    const refused = this.o.driver.unenforceable(req.resources);
+    if (refused.length > 0) throw new LaunchError(`this executor cannot enforce ${refused.join(', ')}: refusing to run the job without the limits it asks for`, 125);
     const workspace = join(this.root, req.attemptId);
     const cwd = resolve(workspace, req.cwd ?? '.');
     if (cwd !== workspace && !cwd.startsWith(workspace + sep)) throw new LaunchError(`workdir ${req.cwd} leaves the workspace`);
     const env: Record<string, string> = { HOME: workspace, ...req.env, [ATTEMPT_MARKER]: req.attemptId };
-    this.makeWorkspace(workspace, cwd, req.cwd);
+    await this.makeWorkspace(workspace, cwd, req.cwd);
     if (req.bundleFile) {
       try {
         await unpackBundle(req.bundleFile, workspace, { uid: this.uid, gid: this.gid });
@@ -147,41 +107,37 @@ export class SandboxRunner implements ProcessRunner {
     let cgroup: AttemptCgroup;
     try {
       program = resolveProgram(req.argv[0], env.PATH ?? DEFAULT_PATH, cwd);
-      cgroup = this.o.driver.create(req.attemptId, req.resources);
+      cgroup = await this.o.driver.create(req.attemptId, req.resources);
     } catch (err) {
       rmSync(workspace, { recursive: true, force: true });
       if (err instanceof LaunchError) throw err;
       throw new LaunchError(`cannot create the attempt's cgroup: ${(err as Error).message}`, 125, { cause: err });
     }
 
-    const t = this.o.tools;
-    const network = req.resources?.network === true;
-    const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-    const args = [
-      '--pid', '--mount', '--ipc', '--uts', ...(network ? [] : ['--net']), '--fork', '--mount-proc',
-      '--', t.sh, '-c', initScript(pairs.length), 'jobline-init',
-      String(cgroup.procsFiles.length), ...cgroup.procsFiles,
-      join(this.root, FSTAB), t.mount, network ? '' : (t.ip ?? ''), t.setpriv, t.env, String(this.uid), String(this.gid),
-      workspace, cwd, PRIVATE_MOUNTS.some((m) => workspace.startsWith(m + '/')) ? '1' : '',
-      program, ...req.argv.slice(1),
-    ];
-    const initEnv: Record<string, string> = { PATH: HOST_PATH };
-    pairs.forEach((p, i) => (initEnv[`JL_E${i}`] = p));
-    const child = spawn(t.unshare, args, { cwd: workspace, env: initEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.active.add(req.attemptId);
-    const attempt = new SandboxAttempt(child, cgroup, this.drainMs, () => this.release(req.attemptId, workspace, cgroup));
+    let launched: LaunchedProcess;
     try {
-      await new Promise<void>((ok, fail) => {
-        child.once('spawn', ok);
-        child.once('error', fail);
+      const launcher = await this.o.launcher.get();
+      launched = await launcher.run({
+        mode: 'sandbox',
+        uid: this.uid,
+        gid: this.gid,
+        isolateNetwork: req.resources?.network !== true,
+        mask: this.mask,
+        workspace,
+        cwd,
+        program,
+        procsFiles: cgroup.procsFiles,
+        argv: req.argv,
+        env,
       });
     } catch (err) {
-      this.active.delete(req.attemptId);
       await cgroup.remove().catch(() => undefined);
       rmSync(workspace, { recursive: true, force: true });
-      throw new LaunchError(`cannot start the sandbox (${t.unshare}): ${(err as Error).message}`, 125, { cause: err });
+      const why = err instanceof LauncherError ? err.message : (err as Error).message;
+      throw new LaunchError(`cannot start the sandbox: ${why}`, 125, { cause: err });
     }
-    return attempt;
+    this.active.add(req.attemptId);
+    return new SandboxAttempt(launched, cgroup, this.drainMs, () => this.release(req.attemptId, workspace, cgroup));
   }
 
   /**
@@ -209,6 +165,11 @@ export class SandboxRunner implements ProcessRunner {
     for (const id of ids) rmSync(join(this.root, id), { recursive: true, force: true });
   }
 
+  /** Closes the launcher (it kills whatever of ours still runs); a later launch starts a new one. */
+  async close(): Promise<void> {
+    await this.o.launcher.close();
+  }
+
   /** Removes this executor's parent cgroups (when retiring an executor id; fails while attempts exist). */
   removeParent(): Promise<void> {
     return this.o.driver.removeParent();
@@ -219,18 +180,18 @@ export class SandboxRunner implements ProcessRunner {
     return [...this.active];
   }
 
-  private makeWorkspace(workspace: string, cwd: string, requested: string | undefined): void {
+  private async makeWorkspace(workspace: string, cwd: string, requested: string | undefined): Promise<void> {
     try {
-      mkdirSync(workspace, { mode: 0o700 });
-      chownSync(workspace, this.uid, this.gid);
+      await mkdir(workspace, { mode: 0o700 });
+      await chown(workspace, this.uid, this.gid);
       let dir = workspace;
       for (const part of relative(workspace, cwd).split(sep).filter(Boolean)) {
         dir = join(dir, part);
-        mkdirSync(dir);
-        chownSync(dir, this.uid, this.gid);
+        await mkdir(dir);
+        await chown(dir, this.uid, this.gid);
       }
     } catch (err) {
-      rmSync(workspace, { recursive: true, force: true });
+      await rm(workspace, { recursive: true, force: true });
       throw new LaunchError(`cannot create workdir ${requested ?? '.'}: ${(err as Error).message}`, 127, { cause: err });
     }
   }
@@ -245,35 +206,6 @@ export class SandboxRunner implements ProcessRunner {
   }
 }
 
-/**
- * argv[0] as an absolute path, looked up as the shell would (PATH, or relative to the
- * working directory when it holds a slash), so a missing program is a launch error like
- * the unsandboxed runner's, not a message from deep inside the sandbox.
- */
-function resolveProgram(name: string, path: string, cwd: string): string {
-  let found: string | null = null;
-  if (name.includes('/')) {
-    const abs = isAbsolute(name) ? name : resolve(cwd, name);
-    if (existsSync(abs)) {
-      if (!isExecutableFile(abs)) throw new LaunchError(`cannot run ${JSON.stringify(name)}: permission denied`, 126);
-      found = abs;
-    }
-  } else {
-    for (const dir of path.split(':')) {
-      if (!dir || !isAbsolute(dir)) continue;
-      const candidate = join(dir, name);
-      if (isExecutableFile(candidate)) {
-        found = candidate;
-        break;
-      }
-    }
-  }
-  if (!found) throw new LaunchError(`cannot run ${JSON.stringify(name)}: program not found`, 127);
-  // env(1) would take a path with '=' for a variable assignment.
-  if (found.includes('=')) throw new LaunchError(`cannot run ${JSON.stringify(name)}: a program path must not contain '='`, 126);
-  return found;
-}
-
 class SandboxAttempt implements RunningProcess {
   readonly pid: number;
   readonly stdout: AsyncIterable<Uint8Array>;
@@ -283,24 +215,18 @@ class SandboxAttempt implements RunningProcess {
   private stopping: Promise<void> | undefined;
   private exited = false;
   private disposed: Promise<void> | undefined;
-  /** shutdown() had to SIGKILL what the grace period left. */
-  private forced = false;
 
   constructor(
-    private readonly child: ChildProcess,
+    launched: LaunchedProcess,
     private readonly cgroup: AttemptCgroup,
     drainMs: number,
     private readonly releaseFn: () => Promise<void>,
   ) {
-    this.pid = child.pid ?? -1;
-    this.output = new AttemptOutput(child, drainMs);
+    this.pid = launched.pid;
+    this.output = new AttemptOutput(launched, drainMs);
     this.stdout = this.output.stdout;
     this.stderr = this.output.stderr;
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-      child.once('exit', (code, signal) => done({ code, signal })),
-    );
-    this.status = exit.then((e) => this.settle(e.code, e.signal));
-    child.on('error', () => undefined);
+    this.status = launched.exited.then((e) => this.settle(e.code, e.signal));
   }
 
   wait(): Promise<ExitStatus> {
@@ -308,6 +234,7 @@ class SandboxAttempt implements RunningProcess {
   }
 
   signal(sig: string): void {
+    // The init (pid 1 of the namespace) has no handlers: only the job's processes act on it.
     this.cgroup.signal(sig as NodeJS.Signals);
   }
 
@@ -329,11 +256,6 @@ class SandboxAttempt implements RunningProcess {
     this.cgroup.signal('SIGTERM');
     await this.until(() => this.cgroup.pids().length === 0, graceMs);
     if (this.cgroup.pids().length === 0) return;
-    this.forced = true;
-    // The job's processes first, so the init reports 137 itself: unshare (util-linux 2.38)
-    // cannot pass on its child's SIGKILL and would exit 1 with a complaint on stderr.
-    for (const pid of this.cgroup.pids()) if (!isNamespaceInit(pid)) killQuietly(pid, 'SIGKILL');
-    await this.until(() => this.cgroup.pids().length === 0, 500);
     await this.cgroup.killAll();
   }
 
@@ -349,8 +271,7 @@ class SandboxAttempt implements RunningProcess {
     if (this.stopping) await this.stopping.catch(() => undefined);
     await this.cgroup.killAll().catch(() => undefined);
     this.output.cutWhenQuiet();
-    // The init itself SIGKILLed (it raced the kill of its job): unshare exits 1 instead of passing the signal on.
-    const decoded = this.forced && !signal && code === 1 ? decodeExit(null, 'SIGKILL') : decodeExit(code, signal);
+    const decoded = decodeExit(code, signal);
     return {
       ...decoded,
       oomKilled: this.cgroup.oomKilled(decoded.signal === 'SIGKILL'),
@@ -359,10 +280,25 @@ class SandboxAttempt implements RunningProcess {
   }
 }
 
-/** Is this host pid the init (pid 1) of its own pid namespace? */
-function isNamespaceInit(pid: number): boolean {
-  const m = /^NSpid:\s+(.*)$/m.exec(readText(`/proc/${pid}/status`) ?? '');
-  return m !== null && m[1].trim().split(/\s+/).pop() === '1';
+/**
+ * The highest folder on the way from / to the work root that uid/gid cannot traverse, or
+ * the work root itself when the whole way is open: what the job's mount namespace covers
+ * with a tmpfs. Never / (that would hide the whole system).
+ */
+export function maskFor(root: string, uid: number, gid: number): string {
+  let highest: string | null = null;
+  for (let dir = dirname(root); ; dir = dirname(dir)) {
+    if (!traversable(dir, uid, gid)) highest = dir;
+    if (dir === dirname(dir)) break;
+  }
+  if (highest === '/') throw new Error(`uid ${uid} cannot traverse / itself: no sandbox is possible`);
+  return highest ?? root;
+}
+
+function traversable(dir: string, uid: number, gid: number): boolean {
+  const st = statSync(dir);
+  const bits = st.uid === uid ? 0o100 : st.gid === gid ? 0o010 : 0o001;
+  return (st.mode & bits) !== 0;
 }
 
 /**
@@ -370,7 +306,7 @@ function isNamespaceInit(pid: number): boolean {
  * of a namespace cannot die of its own signal to pass it on). So 128 + n is read as signal
  * n; a job that exits with such a code on purpose is reported as signalled, exactly as a
  * shell or a container runtime would show it. A signal that killed the init itself (the
- * final SIGKILL) comes through unshare as a real signal.
+ * final SIGKILL) comes through the launcher as a real signal.
  */
 export function decodeExit(code: number | null, signal: NodeJS.Signals | null): { exitCode: number; signal: string | null } {
   if (signal) return { exitCode: 128 + (osConstants.signals[signal] ?? 0), signal };

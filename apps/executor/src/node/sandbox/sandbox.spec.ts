@@ -1,4 +1,4 @@
-import { cpuQuota } from './cgroup-driver';
+import { cpuQuota, executorCgroupName } from './cgroup-driver';
 import { cgroupDir, cgroupMounts, keyValues, ownCgroups } from './host';
 import { decodeExit } from './sandbox-runner';
 
@@ -52,5 +52,15 @@ describe('sandbox limits and exit decoding', () => {
     expect(decodeExit(134, null)).toEqual({ exitCode: 134, signal: 'SIGABRT' });
     expect(decodeExit(null, 'SIGKILL')).toEqual({ exitCode: 137, signal: 'SIGKILL' });
     expect(decodeExit(255, null)).toEqual({ exitCode: 255, signal: null });
+  });
+});
+
+describe('the executor parent cgroup', () => {
+  it('is named by the executor id and its work root, so two data folders never share one', () => {
+    const a = executorCgroupName('local', '/srv/one/.jobline/work/local');
+    expect(a).toMatch(/^jobline\/local\.[0-9a-f]{12}$/);
+    expect(executorCgroupName('local', '/srv/one/.jobline/work/local/')).toBe(a);
+    expect(executorCgroupName('local', '/srv/two/.jobline/work/local')).not.toBe(a);
+    expect(executorCgroupName('other', '/srv/one/.jobline/work/local')).not.toBe(a);
   });
 });
