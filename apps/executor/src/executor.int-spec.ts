@@ -20,7 +20,7 @@ import {
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
 import { startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
-import { Executor, NOT_STARTED_EXIT_CODE, type ExecutorOptions } from './core/executor';
+import { Executor, executorConsumers, NOT_STARTED_EXIT_CODE, type ExecutorOptions } from './core/executor';
 import { FileReportOutbox, outboxDir } from './node/file-report-outbox';
 import { ATTEMPT_MARKER, NodeProcessRunner } from './node/node-process-runner';
 import { OrchestratorPeer } from './testing/orchestrator-peer';
@@ -494,6 +494,21 @@ describe('Executor claims, leases and heartbeats, against a real nats-server', (
     }
   });
 
+  it('makes its consumers again when they are gone (deleted while it ran), and takes work and stop orders', async () => {
+    const ex = await startExecutor({ retryMinMs: 50, retryMaxMs: 200 });
+    const names = executorConsumers(ex.executorId);
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete(STREAMS.work, names.work);
+    await jsm.consumers.delete(STREAMS.control, names.control);
+    const jobId = crypto.randomUUID();
+    const mark = marker();
+    const { finished } = reportsOf(jobId);
+    await dispatch(ex, { command: `sleep ${mark}` }, 1, jobId);
+    await waitFor('the sleep to run', () => processesMatching(`sleep ${mark}`).length === 1, 20_000);
+    await js.publish(subjects.control(ex.executorId), JSON.stringify({ kind: 'stop', jobId, attempt: 1, reason: 'cancel' } satisfies StopAttemptMessage));
+    expect((await finished()).signal).toBe('SIGTERM');
+  });
+
   it('after a restart, claims nothing before a lease reply answered the new instance', async () => {
     peer.answerHeartbeats = false;
     try {
@@ -663,7 +678,7 @@ describe('Executor through a nats-server outage (stopped, then started again on 
 
     await restartBus();
     // A ping answered: the test's connection is back (the new executor's start needs the bus).
-    await busNc.flush();
+    await waitFor('the connection to be back', () => busNc.flush().then(() => true, () => false), 20_000);
     const second = outboxedExecutor(executorId);
     await second.executor.start();
     try {

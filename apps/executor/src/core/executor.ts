@@ -176,12 +176,8 @@ export class Executor {
    */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new Error('executor already started');
-    const names = executorConsumers(this.o.executorId);
-    const jsm = await jetstreamManager(this.o.nc);
-    await ensureConsumer(jsm, STREAMS.work, names.work, subjects.work(this.o.executorId));
-    await ensureConsumer(jsm, STREAMS.control, names.control, subjects.control(this.o.executorId));
-    const work = await this.js.consumers.get(STREAMS.work, names.work);
-    const control = await this.js.consumers.get(STREAMS.control, names.control);
+    const work = await this.consumer('work');
+    const control = await this.consumer('control');
 
     this.state = 'running';
     this.stopping = new AbortController();
@@ -224,7 +220,20 @@ export class Executor {
 
   // ---- taking work -------------------------------------------------------------------
 
-  private async workLoop(consumer: Consumer): Promise<void> {
+  /** Creates (or brings up to date) one of its durable consumers and returns it. */
+  private async consumer(which: 'work' | 'control'): Promise<Consumer> {
+    const names = executorConsumers(this.o.executorId);
+    const jsm = await jetstreamManager(this.o.nc);
+    if (which === 'work') {
+      await ensureConsumer(jsm, STREAMS.work, names.work, subjects.work(this.o.executorId));
+      return this.js.consumers.get(STREAMS.work, names.work);
+    }
+    await ensureConsumer(jsm, STREAMS.control, names.control, subjects.control(this.o.executorId));
+    return this.js.consumers.get(STREAMS.control, names.control);
+  }
+
+  private async workLoop(initial: Consumer): Promise<void> {
+    let consumer: Consumer | null = initial;
     let delay = this.o.retryMinMs;
     let failing = false;
     while (this.live()) {
@@ -239,6 +248,8 @@ export class Executor {
         continue;
       }
       try {
+        // After a failure the consumer is made again: it may be gone (deleted, or the bus lost its store).
+        consumer ??= await this.consumer('work');
         // Ask for no more than the free slots: a message pulled is a message this executor must run.
         const batch = await consumer.fetch({ max_messages: free, expires: 30_000 });
         this.fetchBatch = batch;
@@ -255,6 +266,7 @@ export class Executor {
         // Logged once per streak: a long outage must not flood the log.
         if (!failing) this.o.logger.warn({ err, executorId: this.o.executorId }, 'pulling work failed; retrying with back-off');
         failing = true;
+        consumer = null;
         await this.pause(delay);
         delay = Math.min(delay * 2, this.o.retryMaxMs);
       } finally {
@@ -263,12 +275,15 @@ export class Executor {
     }
   }
 
-  private async controlLoop(consumer: Consumer): Promise<void> {
+  private async controlLoop(initial: Consumer): Promise<void> {
+    let consumer: Consumer | null = initial;
     let delay = this.o.retryMinMs;
     while (this.live()) {
       try {
-        // consume() re-issues its pulls after a reconnect by itself; this loop covers it ending.
-        const messages = await consumer.consume({ max_messages: 16 });
+        consumer ??= await this.consumer('control');
+        // consume() re-issues its pulls after a reconnect by itself; it ends when its consumer is
+        // gone, and then this loop makes the consumer again.
+        const messages = await consumer.consume({ max_messages: 16, abort_on_missing_resource: true });
         this.ctlMessages = messages;
         if (!this.live()) {
           await messages.close();
@@ -282,6 +297,7 @@ export class Executor {
         if (!this.live()) break;
         this.o.logger.warn({ err, executorId: this.o.executorId }, 'reading stop orders failed; retrying with back-off');
       }
+      consumer = null;
       if (!this.live()) break;
       await this.pause(delay);
       delay = Math.min(delay * 2, this.o.retryMaxMs);
