@@ -119,6 +119,8 @@ export class Executor {
   /** Insertion-ordered so the oldest entries are forgotten first. */
   private readonly seen = new Set<string>();
   private readonly disposing = new Set<Promise<void>>();
+  /** Finished reports being written to the outbox (the slot is free already). */
+  private readonly storing = new Set<Promise<void>>();
   private readonly reports: ReportSender;
   private lease: LeaseKeeper;
   private state: 'idle' | 'running' | 'stopping' = 'idle';
@@ -209,7 +211,7 @@ export class Executor {
     await this.fetchBatch?.close().catch(() => undefined);
     if (options.killRunning ?? true) for (const a of this.active.values()) this.stopAttempt(a, 'executor stopping');
     while (this.active.size > 0) await Promise.allSettled([...this.active.values()].map((a) => a.done));
-    await Promise.allSettled([...this.disposing]);
+    await Promise.allSettled([...this.disposing, ...this.storing]);
     await this.reports.stop(this.o.stopDeliveryMs);
     await this.ctlMessages?.close().catch(() => undefined);
     await Promise.allSettled(this.loops);
@@ -437,7 +439,9 @@ export class Executor {
       this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'some log output could not be stored');
     }
     const finishedAt = this.o.clock();
-    await this.reports.send({
+    // Its process is gone: the slot is free while the report is written to the outbox (before its
+    // first publish); the report does not wait for the next attempt, nor the next for its fsync.
+    this.track(this.reports.send({
       kind: 'finished',
       ...base,
       exitCode: status.exitCode,
@@ -447,7 +451,7 @@ export class Executor {
       finishedAt: finishedAt.toISOString(),
       usage: status.usage,
       logBytes: batcher.bytes,
-    });
+    }));
     // The workspace is released after the slot: removing a big one must not delay the report or the next attempt.
     const disposal = proc
       .dispose()
@@ -521,6 +525,11 @@ export class Executor {
       this.heartbeat(false);
     }
     return !a.notCurrent;
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.finally(() => this.storing.delete(tracked));
+    this.storing.add(tracked);
   }
 
   private async notStarted(a: Active, at: Date, error: string, exitCode = NOT_STARTED_EXIT_CODE): Promise<void> {

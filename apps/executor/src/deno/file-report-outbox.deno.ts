@@ -15,16 +15,17 @@ export class DenoFileReportOutbox implements ReportOutbox {
   async put(key: string, text: string): Promise<void> {
     const file = this.fileOf(key);
     const tmp = `${file}.${Deno.pid}.tmp`;
-    const f = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+    // As under Node: the quick steps at once, only the two syncs awaited (each await costs a loop round).
+    const f = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
     try {
       const bytes = new TextEncoder().encode(text);
       let written = 0;
-      while (written < bytes.length) written += await f.write(bytes.subarray(written));
+      while (written < bytes.length) written += f.writeSync(bytes.subarray(written));
       await f.sync();
     } finally {
       f.close();
     }
-    await Deno.rename(tmp, file);
+    Deno.renameSync(tmp, file);
     await this.syncDir();
   }
 
@@ -34,7 +35,7 @@ export class DenoFileReportOutbox implements ReportOutbox {
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
-    await this.syncDir();
+    // Not synced: a removal lost in a crash only makes the next start send a duplicate, which is dropped.
   }
 
   async list(): Promise<{ key: string; text: string }[]> {
@@ -57,13 +58,10 @@ export class DenoFileReportOutbox implements ReportOutbox {
     return `${this.dir}/${key}${SUFFIX}`;
   }
 
-  /** A rename is durable only once the folder holding it is synced. */
+  /** A rename is durable only once the folder holding it is synced; the folder stays open for that. */
+  private dirFile: Deno.FsFile | null = null;
   private async syncDir(): Promise<void> {
-    const d = await Deno.open(this.dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
+    this.dirFile ??= Deno.openSync(this.dir, { read: true });
+    await this.dirFile.sync();
   }
 }
