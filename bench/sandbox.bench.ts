@@ -31,6 +31,8 @@ import { findLauncher } from '../apps/executor/src/node/launcher/launcher-build'
 import { detectSandbox } from '../apps/executor/src/node/sandbox/detect';
 import { which } from '../apps/executor/src/node/sandbox/host';
 import { SandboxRunner } from '../apps/executor/src/node/sandbox/sandbox-runner';
+import { FileReportOutbox, outboxDir } from '../apps/executor/src/node/file-report-outbox';
+import { OrchestratorPeer } from '../apps/executor/src/testing/orchestrator-peer';
 
 const silent = { info: () => undefined, warn: () => undefined, error: (f: object, m: string) => console.error(m, f) };
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -215,7 +217,10 @@ async function executorThroughput(runner: SandboxRunner, executorId: string, dir
   const nc = await connect({ servers: server.url });
   const js = jetstream(nc);
   await ensureStreams(await jetstreamManager(nc));
-  const executor = new Executor({ nc, executorId, runner, capacity, runtime: 'node bench', logger: silent });
+  // The orchestrator's side of claims and leases, without an event store.
+  const peer = new OrchestratorPeer({ nc }).start();
+  const outbox = new FileReportOutbox(outboxDir(join(dir, 'outbox'), executorId));
+  const executor = new Executor({ nc, executorId, runner, outbox, capacity, runtime: 'node bench', logger: silent });
   await executor.start();
   let finished = 0;
   let failed = 0;
@@ -239,6 +244,8 @@ async function executorThroughput(runner: SandboxRunner, executorId: string, dir
       spec: { command: ['true'], priority: 'normal' },
       bundleDigest: null,
       dispatchedAt: new Date().toISOString(),
+      // Everything is queued at once here (a scheduler would send no more than the free slots): no start deadline.
+      startBy: new Date(Date.now() + 3_600_000).toISOString(),
     };
     return js.publish(subjects.work(executorId), JSON.stringify(msg));
   };
@@ -254,6 +261,7 @@ async function executorThroughput(runner: SandboxRunner, executorId: string, dir
     return { jobsPerSec: Math.round(jobs / ((performance.now() - t0) / 1000)), failed };
   } finally {
     await executor.stop();
+    peer.stop();
     sub.unsubscribe();
     await nc.close();
     await server.stop();

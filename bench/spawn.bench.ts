@@ -1,7 +1,7 @@
 /**
  * Executor hot path with tiny jobs (`true`), side by side with bare child_process.spawn:
  *  - throughput: N jobs queued at once on one executor, until every finished report is stored;
- *  - latency: jobs dispatched at a steady rate, dispatch → started report (p50/p99);
+ *  - latency: jobs dispatched at a steady rate, dispatch → claim (the started report, p50/p99);
  *  - overhead: the executor's started → finished durationMs against a bare spawn → exit.
  *
  *   npm run bench -- spawn [--jobs=N] [--capacity=N]
@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { Msg } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { subjects, type AttemptReport, type RunAttemptMessage } from '../libs/contracts/src';
 import { ensureStreams } from '../libs/messaging/src/streams';
@@ -19,6 +20,8 @@ import { tempDir } from '../libs/testing/src/temp-dir';
 import { withDefaults } from './bench-kit';
 import { Executor } from '../apps/executor/src/core/executor';
 import { NodeProcessRunner } from '../apps/executor/src/node/node-process-runner';
+import { FileReportOutbox, outboxDir } from '../apps/executor/src/node/file-report-outbox';
+import { OrchestratorPeer } from '../apps/executor/src/testing/orchestrator-peer';
 
 const silent = { info: () => undefined, warn: () => undefined, error: (f: object, m: string) => console.error(m, f) };
 
@@ -65,10 +68,13 @@ export async function runSpawnBench(options: Partial<SpawnBenchOptions> = {}) {
   const nc = await connect({ servers: server.url });
   const js = jetstream(nc);
   await ensureStreams(await jetstreamManager(nc));
+  // The orchestrator's side of claims and leases, without an event store.
+  const peer = new OrchestratorPeer({ nc }).start();
   const executor = new Executor({
     nc,
     executorId: 'bench',
     runner: new NodeProcessRunner({ workRoot: join(tmp.path, 'work') }),
+    outbox: new FileReportOutbox(outboxDir(join(tmp.path, 'work'), 'bench')),
     capacity,
     runtime: 'node bench',
     logger: silent,
@@ -80,14 +86,17 @@ export async function runSpawnBench(options: Partial<SpawnBenchOptions> = {}) {
   const durations: number[] = [];
   let finished = 0;
   let onFinished: () => void = () => undefined;
+  const claims = nc.subscribe(subjects.claimsAll, {
+    callback: (_err: Error | null, m: Msg) => {
+      const t = dispatchedAt.get(m.json<AttemptReport>().jobId);
+      if (t !== undefined) startedLatency.push(performance.now() - t);
+    },
+  });
   const sub = nc.subscribe(subjects.reportsAll);
   void (async () => {
     for await (const m of sub) {
       const r = m.json<AttemptReport>();
-      if (r.kind === 'started') {
-        const t = dispatchedAt.get(r.jobId);
-        if (t !== undefined) startedLatency.push(performance.now() - t);
-      } else {
+      if (r.kind === 'finished') {
         durations.push(r.durationMs);
         finished++;
         onFinished();
@@ -104,6 +113,8 @@ export async function runSpawnBench(options: Partial<SpawnBenchOptions> = {}) {
       spec: { command: ['true'], priority: 'normal' },
       bundleDigest: null,
       dispatchedAt: new Date().toISOString(),
+      // Everything is queued at once here (a scheduler would send no more than the free slots): no start deadline.
+      startBy: new Date(Date.now() + 3_600_000).toISOString(),
     };
     if (record) dispatchedAt.set(jobId, performance.now());
     return js.publish(subjects.work('bench'), JSON.stringify(msg));
@@ -138,6 +149,8 @@ export async function runSpawnBench(options: Partial<SpawnBenchOptions> = {}) {
 
   const bare = await bareSpawn(jobs, capacity);
   await executor.stop();
+  claims.unsubscribe();
+  peer.stop();
   sub.unsubscribe();
   await nc.close();
   await server.stop();

@@ -4,8 +4,9 @@ import { join, resolve } from 'node:path';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
-import { subjects, type AttemptReport, type RunAttemptMessage } from '../../libs/contracts/src';
+import { subjects, type RunAttemptMessage } from '../../libs/contracts/src';
 import { ensureStreams } from '../../libs/messaging/src/streams';
+import { OrchestratorPeer } from '../../apps/executor/src/testing/orchestrator-peer';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../libs/testing/src';
 import { ATTEMPT_MARKER } from '../../apps/executor/src/core/running-record';
 import { hasEnvEntry, listProcesses } from '../../apps/executor/src/node/proc-scan';
@@ -56,7 +57,8 @@ describe('an executor killed with SIGKILL takes its jobs with it', () => {
   let server: RunningNatsServer;
   let nc: NatsConnection;
   let js: JetStreamClient;
-  const started = new Map<string, Extract<AttemptReport, { kind: 'started' }>>();
+  let peer: OrchestratorPeer;
+  const startedOf = (jobId: string) => peer.claims.find((c) => c.jobId === jobId);
   const executors: ChildProcess[] = [];
 
   beforeAll(async () => {
@@ -70,17 +72,8 @@ describe('an executor killed with SIGKILL takes its jobs with it', () => {
     nc = await connect({ servers: server.url });
     js = jetstream(nc);
     await ensureStreams(await jetstreamManager(nc));
-    const remember = (r: AttemptReport) => r.kind === 'started' && started.set(r.jobId, r);
-    void (async () => {
-      for await (const m of nc.subscribe(subjects.reportsAll)) remember(m.json<AttemptReport>());
-    })();
-    // Executors that claim attempts before running them get every claim granted (no orchestrator here).
-    void (async () => {
-      for await (const m of nc.subscribe(subjects.claimsAll)) {
-        remember(m.json<AttemptReport>());
-        m.respond(JSON.stringify({ granted: true }));
-      }
-    })();
+    // No orchestrator here: a peer grants every claim and answers heartbeats with leases.
+    peer = new OrchestratorPeer({ nc }).start();
   }, 180_000);
 
   afterAll(async () => {
@@ -94,6 +87,7 @@ describe('an executor killed with SIGKILL takes its jobs with it', () => {
         await runner.removeParent();
       }
     }
+    peer?.stop();
     await nc?.close();
     await server?.stop();
     dir?.remove();
@@ -147,10 +141,10 @@ describe('an executor killed with SIGKILL takes its jobs with it', () => {
     // Every job runs: its shell and three sleeps.
     await eventually(() => all.every((j) => liveProcessesOf(j).length >= 4), 30_000, 'every job and its children to run');
     // The started report (or claim) may reach us a moment after the processes are visible.
-    await eventually(() => all.every((j) => started.has(j)), 10_000, 'every attempt to be reported started');
+    await eventually(() => all.every((j) => startedOf(j)), 10_000, 'every attempt to be claimed');
     for (const r of runs) {
       for (const j of r.jobs) {
-        const s = started.get(j);
+        const s = startedOf(j);
         expect(s).toBeDefined();
         if (r.kind === 'sandboxed') expect(s!.sandbox).toMatch(/^cgroup-v[12]$/);
         else {

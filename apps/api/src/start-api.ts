@@ -95,8 +95,7 @@ export async function startApi(config: JoblineConfig, deps: ApiDeps = {}): Promi
       const b = await connectBus(config, 'jobline-api', logger);
       nc = b.nc;
       bus = b.state;
-      const own = nc;
-      cleanups.push(() => own.drain());
+      cleanups.push(() => b.close());
     }
     let eventStore = deps.eventStore;
     let describe = 'the given event store';

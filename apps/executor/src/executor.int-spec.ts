@@ -17,15 +17,19 @@ import {
   type RunAttemptMessage,
   type StopAttemptMessage,
 } from '../../../libs/contracts/src';
+import { connectNats } from '../../../libs/messaging/src/connection';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
 import { startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
-import { Executor, type ExecutorOptions } from './core/executor';
+import { Executor, executorConsumers, NOT_STARTED_EXIT_CODE, type ExecutorOptions } from './core/executor';
+import { FileReportOutbox, outboxDir } from './node/file-report-outbox';
 import { ATTEMPT_MARKER, NodeProcessRunner } from './node/node-process-runner';
+import { OrchestratorPeer } from './testing/orchestrator-peer';
 
 let tmp: TempDir;
 let server: RunningNatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
+let peer: OrchestratorPeer;
 const running: Executor[] = [];
 
 const quietLogger = {
@@ -40,6 +44,12 @@ beforeAll(async () => {
   nc = await connect({ servers: server.url });
   js = jetstream(nc);
   await ensureStreams(await jetstreamManager(nc));
+  // The orchestrator's side of claims and leases: grants every claim unless a test says otherwise.
+  peer = new OrchestratorPeer({ nc }).start();
+});
+
+afterEach(() => {
+  peer.decide = () => 'grant';
 });
 
 afterEach(async () => {
@@ -47,6 +57,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  peer?.stop();
   await nc?.close();
   await server?.stop();
   tmp?.remove();
@@ -61,6 +72,7 @@ async function startExecutor(overrides: Partial<ExecutorOptions> = {}): Promise<
     nc,
     executorId,
     runner: new NodeProcessRunner({ workRoot: join(tmp.path, 'work', executorId) }),
+    outbox: new FileReportOutbox(outboxDir(join(tmp.path, 'work'), executorId)),
     runtime: 'node test',
     logger: quietLogger,
     heartbeatMs: 200,
@@ -82,17 +94,17 @@ function collect<T>(subject: string): T[] {
   return got;
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
+async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = probe();
+    const v = await probe();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-async function dispatch(executor: Executor, spec: JobSpecInput, attempt = 1, jobId = crypto.randomUUID()): Promise<RunAttemptMessage> {
+async function dispatch(executor: Executor, spec: JobSpecInput, attempt = 1, jobId = crypto.randomUUID(), startInMs = 10_000): Promise<RunAttemptMessage> {
   const msg: RunAttemptMessage = {
     kind: 'run',
     jobId,
@@ -101,19 +113,22 @@ async function dispatch(executor: Executor, spec: JobSpecInput, attempt = 1, job
     spec: { priority: 'normal', ...spec } as RunAttemptMessage['spec'],
     bundleDigest: null,
     dispatchedAt: new Date().toISOString(),
+    startBy: new Date(Date.now() + startInMs).toISOString(),
   };
   await js.publish(subjects.work(executor.executorId), JSON.stringify(msg));
   return msg;
 }
 
-/** Reports of one job, checked against the contract schema as they are read. */
+/** What one job's attempts told the orchestrator: claims (the started reports) and the reports on the bus. */
 function reportsOf(jobId: string) {
-  const reports = collect<AttemptReport>(subjects.report(jobId));
+  const onBus = collect<AttemptReport>(subjects.report(jobId));
+  const claims = () => peer.claims.filter((c) => c.jobId === jobId);
+  /** Claims first: a command runs only after its claim was granted. */
+  const all = (): AttemptReport[] => [...claims(), ...onBus];
   const finished = () =>
-    waitFor('the finished report', () => reports.find((r) => r.kind === 'finished') as Extract<AttemptReport, { kind: 'finished' }> | undefined);
-  const started = () =>
-    waitFor('the started report', () => reports.find((r) => r.kind === 'started') as Extract<AttemptReport, { kind: 'started' }> | undefined);
-  return { reports, started, finished };
+    waitFor('the finished report', () => onBus.find((r) => r.kind === 'finished') as Extract<AttemptReport, { kind: 'finished' }> | undefined);
+  const started = () => peer.until(`the claim of ${jobId}`, () => claims()[0]);
+  return { all, onBus, started, finished, claims };
 }
 
 interface StoredChunk {
@@ -175,15 +190,16 @@ describe('Executor with the Node runner, against a real nats-server', () => {
   it('runs a shell command and reports started, then finished with its exit code and logs', async () => {
     const ex = await startExecutor();
     const jobId = crypto.randomUUID();
-    const { reports, finished } = reportsOf(jobId);
+    const { all, onBus, finished } = reportsOf(jobId);
     await dispatch(ex, { command: 'echo hello; echo oops >&2; exit 3' }, 1, jobId);
 
     const done = await finished();
-    expect(reports.map((r) => r.kind)).toEqual(['started', 'finished']);
-    for (const r of reports) expect(AttemptReportSchema.safeParse(r).success).toBe(true);
-    const started = reports[0] as Extract<AttemptReport, { kind: 'started' }>;
+    // The started report is the claim (core NATS request); only the finished one is on JetStream.
+    expect(all().map((r) => r.kind)).toEqual(['started', 'finished']);
+    expect(onBus.map((r) => r.kind)).toEqual(['finished']);
+    for (const r of all()) expect(AttemptReportSchema.safeParse(r).success).toBe(true);
+    const started = all()[0] as Extract<AttemptReport, { kind: 'started' }>;
     expect(started).toMatchObject({ jobId, attempt: 1, executorId: ex.executorId, sandbox: 'none' });
-    expect(started.pid).toBeGreaterThan(0);
     expect(done).toMatchObject({ exitCode: 3, signal: null, oomKilled: false, logBytes: 11, usage: null });
     expect(Date.parse(done.finishedAt)).toBeGreaterThanOrEqual(Date.parse(started.startedAt));
 
@@ -314,7 +330,7 @@ describe('Executor with the Node runner, against a real nats-server', () => {
   it('ignores a re-delivered run of an attempt it already ran', async () => {
     const ex = await startExecutor({ capacity: 1 });
     const jobId = crypto.randomUUID();
-    const { reports, finished } = reportsOf(jobId);
+    const { all, finished } = reportsOf(jobId);
     await dispatch(ex, { command: 'echo once' }, 1, jobId);
     await dispatch(ex, { command: 'echo once' }, 1, jobId);
     await finished();
@@ -323,7 +339,7 @@ describe('Executor with the Node runner, against a real nats-server', () => {
     const afterReports = reportsOf(after);
     await dispatch(ex, { command: 'true' }, 1, after);
     await afterReports.finished();
-    expect(reports.map((r) => r.kind)).toEqual(['started', 'finished']);
+    expect(all().map((r) => r.kind)).toEqual(['started', 'finished']);
   });
 
   it('sends heartbeats with its capacity and running attempts', async () => {
@@ -348,10 +364,10 @@ describe('Executor with the Node runner, against a real nats-server', () => {
   it('reports a program that cannot be started as finished with 127 and an error', async () => {
     const ex = await startExecutor();
     const jobId = crypto.randomUUID();
-    const { reports, finished } = reportsOf(jobId);
+    const { all, finished } = reportsOf(jobId);
     await dispatch(ex, { command: ['/nonexistent/jobline-no-such-program'] }, 1, jobId);
     const done = await finished();
-    expect(reports.map((r) => r.kind)).toEqual(['started', 'finished']);
+    expect(all().map((r) => r.kind)).toEqual(['started', 'finished']);
     expect(done.exitCode).toBe(127);
     expect(done.error).toMatch(/not found/);
     expect(AttemptReportSchema.safeParse(done).success).toBe(true);
@@ -371,6 +387,145 @@ describe('Executor with the Node runner, against a real nats-server', () => {
     const done = await finished();
     expect(done.signal).not.toBeNull();
     expect(processesMatching(`sleep ${mark}`)).toEqual([]);
+  });
+});
+
+describe('Executor claims, leases and heartbeats, against a real nats-server', () => {
+  /** A command that leaves a marker file: it proves whether the command ran at all. */
+  const markerFile = () => join(tmp.path, `ran-${crypto.randomUUID()}`);
+
+  it('sends heartbeats every heartbeatMs, not faster, and an option given as undefined takes the default (counted over 3 s)', async () => {
+    const fast = uniqueId('hb-fast');
+    const plain = uniqueId('hb-default');
+    const beats = (id: string) => peer.heartbeats.filter((h) => h.executorId === id);
+    await startExecutor({ executorId: fast, heartbeatMs: 250 });
+    // What a caller passing its own optional setting through does: the bug that sent ~880 heartbeats a second.
+    await startExecutor({ executorId: plain, heartbeatMs: undefined });
+    const from = { fast: beats(fast).length, plain: beats(plain).length };
+    await new Promise((r) => setTimeout(r, 3000));
+    const fastCount = beats(fast).length - from.fast;
+    const plainCount = beats(plain).length - from.plain;
+    // 12 expected at 250 ms, 3 at the default 1000 ms; late timers on a busy machine send fewer, never more.
+    expect(fastCount).toBeGreaterThanOrEqual(6);
+    expect(fastCount).toBeLessThanOrEqual(14);
+    expect(plainCount).toBeGreaterThanOrEqual(1);
+    expect(plainCount).toBeLessThanOrEqual(4);
+    expect(beats(fast).every((h) => h.heartbeatMs === 250)).toBe(true);
+    expect(beats(plain).every((h) => h.heartbeatMs === 1000)).toBe(true);
+  });
+
+  it('runs nothing and reports nothing when its claim is refused', async () => {
+    const ex = await startExecutor();
+    const jobId = crypto.randomUUID();
+    const file = markerFile();
+    peer.decide = (c) => (c.jobId === jobId ? 'refuse' : 'grant');
+    const { onBus, claims } = reportsOf(jobId);
+    await dispatch(ex, { command: ['touch', file] }, 1, jobId);
+    await peer.until('the claim', () => claims().length === 1);
+    await waitFor('the attempt to be dropped', () => !ex.running.some((r) => r.jobId === jobId));
+    // A later job on the same executor runs: whatever the refused one would have done, it would have done by then.
+    const after = crypto.randomUUID();
+    const afterReports = reportsOf(after);
+    await dispatch(ex, { command: 'true' }, 1, after);
+    await afterReports.finished();
+    expect(existsSync(file)).toBe(false);
+    expect(onBus).toEqual([]);
+    expect(claims()).toHaveLength(1);
+    expect(await storedLogs(jobId)).toEqual([]);
+  });
+
+  it('retries an unanswered claim until the start deadline, then gives the attempt up without running it, and says so', async () => {
+    const ex = await startExecutor({ retryMinMs: 50, retryMaxMs: 200, requestTimeoutMs: 200 });
+    const jobId = crypto.randomUUID();
+    const file = markerFile();
+    peer.decide = (c) => (c.jobId === jobId ? 'ignore' : 'grant');
+    const { finished, claims } = reportsOf(jobId);
+    const msg = await dispatch(ex, { command: ['touch', file] }, 1, jobId, 1500);
+    const done = await finished();
+    expect(claims().length).toBeGreaterThanOrEqual(3);
+    expect(done).toMatchObject({ exitCode: NOT_STARTED_EXIT_CODE, signal: null, logBytes: 0 });
+    expect(done.error).toMatch(/not started: no answer to its claim before its start deadline/);
+    expect(Date.parse(done.finishedAt)).toBeGreaterThanOrEqual(Date.parse(msg.startBy!));
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('does not even claim a run order whose start deadline has passed', async () => {
+    const ex = await startExecutor();
+    const jobId = crypto.randomUUID();
+    const file = markerFile();
+    const { finished, claims } = reportsOf(jobId);
+    await dispatch(ex, { command: ['touch', file] }, 1, jobId, -1000);
+    const done = await finished();
+    expect(done.error).toMatch(/not started/);
+    expect(claims()).toEqual([]);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('stops an attempt as soon as a lease reply no longer lists it', async () => {
+    const ex = await startExecutor({ heartbeatMs: 200, leaseMs: 1500, graceMs: 500 });
+    const jobId = crypto.randomUUID();
+    const mark = marker();
+    const { finished } = reportsOf(jobId);
+    await dispatch(ex, { command: `sleep ${mark}` }, 1, jobId);
+    await waitFor('the sleep to run', () => processesMatching(`sleep ${mark}`).length === 1);
+    // Kept while listed: several heartbeats go by and it runs on.
+    const seen = peer.heartbeats.length;
+    await peer.until('three more heartbeats', () => peer.heartbeats.length >= seen + 3);
+    expect(processesMatching(`sleep ${mark}`)).toHaveLength(1);
+    peer.forget(jobId, 1);
+    const done = await finished();
+    expect(done.signal).toBe('SIGTERM');
+    expect(processesMatching(`sleep ${mark}`)).toEqual([]);
+  });
+
+  it('keeps running attempts while no lease reply comes (the bus or the orchestrator is away)', async () => {
+    const ex = await startExecutor({ heartbeatMs: 100, leaseMs: 600, requestTimeoutMs: 100 });
+    const jobId = crypto.randomUUID();
+    const { finished } = reportsOf(jobId);
+    await dispatch(ex, { command: 'sleep 2; echo survived' }, 1, jobId);
+    await reportsOf(jobId).started();
+    peer.answerHeartbeats = false;
+    try {
+      const done = await finished();
+      expect(done).toMatchObject({ exitCode: 0, signal: null });
+      expect(text(await storedLogs(jobId), 'stdout')).toBe('survived\n');
+    } finally {
+      peer.answerHeartbeats = true;
+    }
+  });
+
+  it('makes its consumers again when they are gone (deleted while it ran), and takes work and stop orders', async () => {
+    const ex = await startExecutor({ retryMinMs: 50, retryMaxMs: 200 });
+    const names = executorConsumers(ex.executorId);
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete(STREAMS.work, names.work);
+    await jsm.consumers.delete(STREAMS.control, names.control);
+    const jobId = crypto.randomUUID();
+    const mark = marker();
+    const { finished } = reportsOf(jobId);
+    await dispatch(ex, { command: `sleep ${mark}` }, 1, jobId);
+    await waitFor('the sleep to run', () => processesMatching(`sleep ${mark}`).length === 1, 20_000);
+    await js.publish(subjects.control(ex.executorId), JSON.stringify({ kind: 'stop', jobId, attempt: 1, reason: 'cancel' } satisfies StopAttemptMessage));
+    expect((await finished()).signal).toBe('SIGTERM');
+  });
+
+  it('after a restart, claims nothing before a lease reply answered the new instance', async () => {
+    peer.answerHeartbeats = false;
+    try {
+      const ex = await startExecutor({ heartbeatMs: 100, leaseMs: 1000, requestTimeoutMs: 100 });
+      const jobId = crypto.randomUUID();
+      const { claims, finished } = reportsOf(jobId);
+      await dispatch(ex, { command: 'true' }, 1, jobId);
+      await waitFor('the run order to be taken', () => ex.running.some((r) => r.jobId === jobId));
+      const beats = peer.heartbeats.length;
+      await peer.until('a few unanswered heartbeats', () => peer.heartbeats.length >= beats + 3);
+      expect(claims()).toEqual([]);
+      peer.answerHeartbeats = true;
+      expect((await finished()).exitCode).toBe(0);
+      expect(claims()).toHaveLength(1);
+    } finally {
+      peer.answerHeartbeats = true;
+    }
   });
 });
 
@@ -412,6 +567,126 @@ describe('NodeProcessRunner.cleanupLeftovers', () => {
           // already gone
         }
       }
+    }
+  });
+});
+
+describe('Executor through a nats-server outage (stopped, then started again on the same port and store)', () => {
+  let dir: TempDir;
+  let bus: RunningNatsServer;
+  let busNc: NatsConnection;
+  let busPeer: OrchestratorPeer;
+  const storeDir = () => join(dir.path, 'nats');
+
+  beforeAll(async () => {
+    dir = tempDir('jobline-executor-outage-');
+    bus = await startNatsServer({ storeDir: storeDir() });
+    // Reconnects forever, as every service's connection does.
+    busNc = await connectNats({ servers: bus.url, name: 'executor-outage-test', overrides: { reconnectTimeWait: 100, reconnectJitter: 50 } });
+    await ensureStreams(await jetstreamManager(busNc));
+    busPeer = new OrchestratorPeer({ nc: busNc }).start();
+  });
+
+  // A test that fails mid-outage must not leave the next one without a bus.
+  afterEach(async () => {
+    if (bus.process.exitCode !== null || bus.process.signalCode !== null) await restartBus();
+  });
+
+  afterAll(async () => {
+    busPeer?.stop();
+    await busNc?.close();
+    await bus?.stop();
+    dir?.remove();
+  });
+
+  const restartBus = async () => {
+    bus = await startNatsServer({ storeDir: storeDir(), port: bus.port });
+  };
+
+  function outboxedExecutor(executorId: string, overrides: Partial<ExecutorOptions> = {}) {
+    const outbox = new FileReportOutbox(outboxDir(join(dir.path, 'work'), executorId));
+    const executor = new Executor({
+      nc: busNc,
+      executorId,
+      runner: new NodeProcessRunner({ workRoot: join(dir.path, 'work', executorId) }),
+      outbox,
+      runtime: 'node test',
+      logger: quietLogger,
+      heartbeatMs: 200,
+      graceMs: 1000,
+      retryMinMs: 50,
+      retryMaxMs: 500,
+      requestTimeoutMs: 500,
+      ...overrides,
+    });
+    return { executor, outbox };
+  }
+
+  async function run(executorId: string, spec: JobSpecInput): Promise<string> {
+    const jobId = crypto.randomUUID();
+    const msg: RunAttemptMessage = {
+      kind: 'run',
+      jobId,
+      owner: 'alice',
+      attempt: 1,
+      spec: { priority: 'normal', ...spec } as RunAttemptMessage['spec'],
+      bundleDigest: null,
+      dispatchedAt: new Date().toISOString(),
+      startBy: new Date(Date.now() + 30_000).toISOString(),
+    };
+    await jetstream(busNc).publish(subjects.work(executorId), JSON.stringify(msg));
+    return jobId;
+  }
+
+  it('keeps a report that finished during the outage in its outbox and delivers it once the bus is back', async () => {
+    const { executor, outbox } = outboxedExecutor(uniqueId('outage'));
+    await executor.start();
+    try {
+      const jobId = await run(executor.executorId, { command: 'sleep 1; echo after' });
+      await busPeer.until('the claim', () => busPeer.claims.some((c) => c.jobId === jobId));
+      await bus.stop();
+      // The attempt ends while nothing can be published: its report waits, durably (after the log
+      // batcher gave up on its last chunk: a few publish timeouts).
+      await waitFor('the report in the outbox', () => executor.pendingReports === 1, 45_000);
+      expect((await outbox.list()).map((e) => e.key)).toEqual([`${jobId}.1.finished`]);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(executor.running).toEqual([]);
+      await restartBus();
+      const done = await busPeer.until('the finished report', () => busPeer.finished.find((r) => r.jobId === jobId), 20_000);
+      expect(done).toMatchObject({ exitCode: 0, signal: null });
+      await waitFor('the outbox to empty', () => executor.pendingReports === 0, 10_000);
+      expect(await outbox.list()).toEqual([]);
+      // The consumers and heartbeats resumed by themselves: the next attempt runs.
+      const next = await run(executor.executorId, { command: 'true' });
+      expect((await busPeer.until('the next report', () => busPeer.finished.find((r) => r.jobId === next), 20_000)).exitCode).toBe(0);
+    } finally {
+      await executor.stop();
+    }
+  });
+
+  it('re-sends what a stopped executor left in its outbox when the next one starts', async () => {
+    const executorId = uniqueId('outbox');
+    const first = outboxedExecutor(executorId, { stopDeliveryMs: 200 });
+    await first.executor.start();
+    // No output: nothing for the log batcher to wait for.
+    const jobId = await run(executorId, { command: 'sleep 0.5' });
+    await busPeer.until('the claim', () => busPeer.claims.some((c) => c.jobId === jobId));
+    await bus.stop();
+    await waitFor('the report in the outbox', () => first.executor.pendingReports === 1, 45_000);
+    await first.executor.stop();
+    expect((await first.outbox.list()).map((e) => e.key)).toEqual([`${jobId}.1.finished`]);
+
+    await restartBus();
+    // A ping answered: the test's connection is back (the new executor's start needs the bus).
+    await waitFor('the connection to be back', () => busNc.flush().then(() => true, () => false), 20_000);
+    const second = outboxedExecutor(executorId);
+    await second.executor.start();
+    try {
+      const done = await busPeer.until('the finished report', () => busPeer.finished.find((r) => r.jobId === jobId), 20_000);
+      expect(done.exitCode).toBe(0);
+      await waitFor('the outbox to empty', async () => (await second.outbox.list()).length === 0, 10_000);
+    } finally {
+      await second.executor.stop();
     }
   });
 });

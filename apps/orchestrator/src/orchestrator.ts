@@ -1,17 +1,21 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/nats-core';
+import type { Msg, NatsConnection, Subscription as NatsSubscription } from '@nats-io/nats-core';
 import {
   AttemptReportSchema,
   CancelJobMessageSchema,
+  ClaimRequestSchema,
   ExecutorHeartbeatSchema,
   OwnerSchema,
   PackagingResultSchema,
   PurgeJobMessageSchema,
+  NotFoundError,
+  StaleAttemptError,
   SubmitJobMessageSchema,
   ValidationError,
   parseWith,
   subjects,
   type AttemptReport,
+  type ClaimReply,
 } from '../../../libs/contracts/src';
 import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
@@ -37,7 +41,12 @@ export interface OrchestratorOptions {
   packager?: boolean;
   /** Told about every command that appended events (metrics); must not throw. */
   onRecorded?: (handled: HandledCommand) => void;
+  /** The heartbeat period assumed for executors that do not announce theirs (default 1000 ms): 3 missed, and an executor gets no new work. */
+  heartbeatMs?: number;
 }
+
+/** Every orchestrator answers claims in this queue group: one of them records each. */
+export const CLAIMS_QUEUE = 'orchestrators';
 
 /**
  * The orchestrator's core, host-neutral: the Nest microservice (commands.controller.ts)
@@ -48,6 +57,8 @@ export class Orchestrator {
   readonly relay: Relay;
   readonly scheduler: Scheduler;
   private heartbeats: NatsSubscription | null = null;
+  private claims: NatsSubscription | null = null;
+  private busStatus: (AsyncIterable<{ type: string }> & { stop?: () => void }) | null = null;
   private artifacts: Promise<ArtifactStore> | null = null;
 
   constructor(private readonly o: OrchestratorOptions) {
@@ -59,6 +70,7 @@ export class Orchestrator {
       jobs: this.handler,
       logger: o.logger,
       packager: o.packager ?? false,
+      leaseMs: o.leaseMs,
     });
     this.scheduler = new Scheduler({
       eventStore: o.eventStore,
@@ -66,28 +78,90 @@ export class Orchestrator {
       logger: o.logger,
       leaseMs: o.leaseMs,
       cancelConfirmMs: o.cancelConfirmMs,
+      heartbeatMs: o.heartbeatMs,
       clock: o.clock,
     });
   }
 
   async start(): Promise<void> {
     await this.relay.start();
+    this.busStatus = this.o.nc.status();
+    void this.watchBus(this.busStatus);
+    // Heartbeats are requests: the answer is the executor's lease (the attempts still current there).
     this.heartbeats = this.o.nc.subscribe(subjects.heartbeatsAll, {
       callback: (err, msg) => {
         if (err) return;
         const hb = parseWith(ExecutorHeartbeatSchema, safeJson(msg.data));
-        if (hb.ok) this.scheduler.onHeartbeat(hb.value);
-        else this.o.logger.warn(`orchestrator: ignored a malformed heartbeat on ${msg.subject}`);
+        if (!hb.ok) {
+          this.o.logger.warn(`orchestrator: ignored a malformed heartbeat on ${msg.subject}`);
+          return;
+        }
+        this.scheduler.onHeartbeat(hb.value).then(
+          (lease) => {
+            if (lease && msg.reply) msg.respond(JSON.stringify(lease));
+          },
+          (e) => this.o.logger.error(`orchestrator: heartbeat of ${hb.value.executorId} not answered: ${(e as Error).message}`),
+        );
       },
     });
+    this.claims = this.o.nc.subscribe(subjects.claimsAll, { queue: CLAIMS_QUEUE, callback: (err, msg) => void (err ? undefined : this.answerClaim(msg)) });
     await this.scheduler.start();
     this.o.logger.log('orchestrator: relay and scheduler running');
   }
 
   async stop(): Promise<void> {
+    this.claims?.unsubscribe();
     this.heartbeats?.unsubscribe();
+    this.busStatus?.stop?.();
     await this.scheduler.stop();
     await this.relay.stop();
+  }
+
+  /**
+   * `jobline.claim.<jobId>`: an executor asks to start an attempt. Granted once JobStarted is
+   * stored (or was already, for this attempt on this executor); refused when the attempt is
+   * not current. Throws on a transient failure (the store is down...): then no answer is
+   * given and the executor asks again.
+   */
+  async claim(payload: unknown, subject?: string): Promise<ClaimReply> {
+    const parsed = parseWith(ClaimRequestSchema, payload);
+    if (!parsed.ok) return { granted: false, code: 'invalid_argument', message: `invalid claim: ${parsed.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` };
+    const r = parsed.value;
+    if (subject !== undefined && subject !== subjects.claim(r.jobId)) return { granted: false, code: 'invalid_argument', message: `a claim of job ${r.jobId} sent on ${subject}` };
+    const stale = (message: string): ClaimReply => ({ granted: false, code: 'stale', message });
+    const before = (await this.handler.load(r.jobId)).job;
+    if (before.phase === 'none') return { granted: false, code: 'not_found', message: `no job ${r.jobId}` };
+    if (before.attempt === r.attempt && before.executorId !== r.executorId) return stale(`attempt ${r.attempt} was dispatched to ${before.executorId}, not ${r.executorId}`);
+    try {
+      const { job } = await this.report(r);
+      // A claim of an attempt that already finished changes nothing: it must not run again.
+      if (job.attempt !== r.attempt || job.phase !== 'running') return stale(`attempt ${r.attempt} is not running (job is ${job.phase} at attempt ${job.attempt})`);
+      return { granted: true };
+    } catch (err) {
+      if (err instanceof StaleAttemptError) return stale(err.message);
+      if (err instanceof NotFoundError) return { granted: false, code: 'not_found', message: err.message };
+      throw err;
+    }
+  }
+
+  private async answerClaim(msg: Msg): Promise<void> {
+    let reply: ClaimReply;
+    try {
+      reply = await this.claim(safeJson(msg.data), msg.subject);
+    } catch (err) {
+      this.o.logger.warn(`orchestrator: claim on ${msg.subject} not answered (the executor asks again): ${(err as Error).message}`);
+      return;
+    }
+    if (!reply.granted) this.o.logger.log(`orchestrator: claim on ${msg.subject} refused (${reply.code}): ${reply.message}`);
+    if (msg.reply) msg.respond(JSON.stringify(reply));
+  }
+
+  /** While its own connection is down the scheduler hears no executor, so it must not count their silence. */
+  private async watchBus(status: AsyncIterable<{ type: string }>): Promise<void> {
+    for await (const s of status) {
+      if (s.type === 'disconnect') this.scheduler.busDown();
+      else if (s.type === 'reconnect') this.scheduler.busBack();
+    }
   }
 
   /** `jobline.cmd.<owner>.submit` */

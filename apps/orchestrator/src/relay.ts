@@ -28,6 +28,8 @@ export interface RelayOptions {
   batchSize?: number;
   /** Pause after a failed publish before trying again (default 500 ms). */
   retryDelayMs?: number;
+  /** The scheduler's lease: a run order's start deadline (`startBy`) is its dispatch time plus this (default 10 s). */
+  leaseMs?: number;
 }
 
 /**
@@ -45,12 +47,14 @@ export class Relay {
   private readonly name: string;
   private readonly batchSize: number;
   private readonly retryDelayMs: number;
+  private readonly leaseMs: number;
   private readonly waiters: { position: number; resolve: () => void }[] = [];
 
   constructor(private readonly o: RelayOptions) {
     this.name = o.name ?? 'relay';
     this.batchSize = o.batchSize ?? 512;
     this.retryDelayMs = o.retryDelayMs ?? 500;
+    this.leaseMs = o.leaseMs ?? 10_000;
   }
 
   /** The last position published and checkpointed. */
@@ -148,6 +152,8 @@ export class Relay {
           spec: job.spec!,
           bundleDigest: job.bundleDigest,
           dispatchedAt: event.data.dispatchedAt,
+          // Fencing: by then the scheduler may have declared the attempt lost, so it must not start later.
+          startBy: new Date(Date.parse(event.data.dispatchedAt) + this.leaseMs).toISOString(),
         };
         return { subject: subjects.work(event.data.executorId), payload: msg, msgId: `${event.id}:run` };
       }
@@ -161,7 +167,8 @@ export class Relay {
           kind: 'stop',
           jobId: event.metadata.jobId,
           attempt: dispatch.data.attempt,
-          reason: event.type === 'JobTimedOut' ? 'timeout' : 'cancel',
+          // A lost attempt's executor may only be silent (paused, cut off): told, it stops the attempt when it hears.
+          reason: event.type === 'JobTimedOut' ? 'timeout' : event.type === 'JobLost' ? 'lost' : 'cancel',
         };
         return { subject: subjects.control(dispatch.data.executorId), payload: msg, msgId: `${event.id}:stop` };
       }

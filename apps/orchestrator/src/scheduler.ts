@@ -4,6 +4,7 @@ import {
   decodeJobEvent,
   type ExecutorHeartbeat,
   type JobSpec,
+  type LeaseReply,
   type Priority,
   type StoredJobEvent,
 } from '../../../libs/contracts/src';
@@ -22,6 +23,12 @@ export interface SchedulerOptions {
   cancelConfirmMs?: number;
   /** How often liveness is checked (default 1 s). */
   tickMs?: number;
+  /**
+   * The heartbeat period assumed for executors whose heartbeats do not announce theirs
+   * (default 1000 ms). An executor silent for 3 periods is suspect: it gets no new work
+   * (its attempts are declared lost only at the lease).
+   */
+  heartbeatMs?: number;
   clock?: () => Date;
 }
 
@@ -75,7 +82,12 @@ export class Scheduler {
   private caughtUp = false;
   private startedAtMs = 0;
   private pumpScheduled = false;
+  /** This scheduler's own bus connection: while it is down it hears nobody, so nobody's silence counts. */
+  private busUp = true;
+  /** When the bus came back: every executor's silence counts from then at the earliest (a fresh lease). */
+  private busBackAtMs = 0;
   private readonly leaseMs: number;
+  private readonly heartbeatMs: number;
   private readonly cancelConfirmMs: number;
   private readonly clock: () => Date;
   private readonly caughtUpWaiters: (() => void)[] = [];
@@ -83,6 +95,7 @@ export class Scheduler {
   constructor(private readonly o: SchedulerOptions) {
     this.leaseMs = o.leaseMs ?? 10_000;
     this.cancelConfirmMs = o.cancelConfirmMs ?? 30_000;
+    this.heartbeatMs = o.heartbeatMs ?? 1000;
     this.clock = o.clock ?? (() => new Date());
   }
 
@@ -104,7 +117,13 @@ export class Scheduler {
     await this.loop;
   }
 
-  onHeartbeat(hb: ExecutorHeartbeat): void {
+  /**
+   * Takes a heartbeat; resolves with the lease reply to send back (null before the history is
+   * caught up: an answer then could omit attempts that are current). For a new instance the
+   * reply waits until its predecessor's attempts are recorded lost, so a claim the new
+   * instance sends after this reply finds them no longer current.
+   */
+  async onHeartbeat(hb: ExecutorHeartbeat): Promise<LeaseReply | null> {
     const known = this.executors.get(hb.executorId);
     const state: ExecutorState = known ?? { id: hb.executorId, heartbeat: hb, lastSeenMs: 0, assigned: new Set(), alive: true };
     const restarted = !known || known.heartbeat.instanceId !== hb.instanceId;
@@ -112,7 +131,26 @@ export class Scheduler {
     state.lastSeenMs = this.now();
     state.alive = true;
     this.executors.set(hb.executorId, state);
-    if (restarted) this.reclaimFromRestartedExecutor(state);
+    const reclaimed = restarted ? this.reclaimFromRestartedExecutor(state) : [];
+    this.schedulePump();
+    if (!this.caughtUp) return null;
+    await Promise.all(reclaimed);
+    return this.leaseReply(state, hb.instanceId);
+  }
+
+  /** The bus connection dropped: stop counting executors' silence and dispatching (nothing could reach them). */
+  busDown(): void {
+    if (!this.busUp) return;
+    this.busUp = false;
+    this.o.logger.warn('scheduler: bus connection lost; executors\' silence is not counted until it is back');
+  }
+
+  /** The bus is back: every executor gets a fresh lease from now. */
+  busBack(): void {
+    if (this.busUp) return;
+    this.busUp = true;
+    this.busBackAtMs = this.now();
+    this.o.logger.log('scheduler: bus connection back; every executor has a fresh lease');
     this.schedulePump();
   }
 
@@ -263,11 +301,13 @@ export class Scheduler {
     });
   }
 
-  /** Hands queued attempts to executors with free slots, best priority first. */
+  /** Hands queued attempts to executors with free slots, best priority first; none while the bus is down, none to a suspect executor. */
   private pump(): void {
+    if (!this.busUp) return;
     const skipped = [];
+    const now = this.now();
     while (this.ready.size > 0) {
-      const candidates = [...this.executors.values()].filter((e) => e.alive && e.assigned.size < e.heartbeat.capacity);
+      const candidates = [...this.executors.values()].filter((e) => e.alive && e.assigned.size < e.heartbeat.capacity && !this.suspect(e, now));
       if (candidates.length === 0) break;
       const entry = this.ready.pop()!;
       const job = this.jobs.get(entry.jobId);
@@ -314,46 +354,74 @@ export class Scheduler {
     job.timer = null;
   }
 
+  /** How long an executor has been silent, as far as this scheduler could have heard it. */
+  private silentMs(e: ExecutorState, now: number): number {
+    // Never heard from since this scheduler started: silent since the start.
+    return now - Math.max(e.lastSeenMs || this.startedAtMs, this.busBackAtMs);
+  }
+
+  /** Silent for ~3 heartbeat periods: no new work for it, though its attempts are lost only at the lease. */
+  private suspect(e: ExecutorState, now: number): boolean {
+    const period = e.heartbeat.heartbeatMs ?? this.heartbeatMs;
+    return this.silentMs(e, now) > Math.min(3 * period, this.leaseMs);
+  }
+
+  /** Every attempt this scheduler holds as current on the executor (dispatched or running, not being declared lost). */
+  private leaseReply(e: ExecutorState, instanceId: string): LeaseReply {
+    const current: LeaseReply['current'] = [];
+    for (const jobId of e.assigned) {
+      const job = this.jobs.get(jobId);
+      if (!job || job.executorId !== e.id || (job.phase !== 'dispatched' && job.phase !== 'running') || job.lostAttempt === job.attempt) continue;
+      current.push({ jobId, attempt: job.attempt });
+    }
+    return { executorId: e.id, instanceId, current, leaseMs: this.leaseMs, sentAt: this.iso() };
+  }
+
   /** Liveness: an executor that stopped sending heartbeats has lost its attempts. */
   private tick(): void {
-    if (!this.caughtUp) return;
+    if (!this.caughtUp || !this.busUp) return;
     const now = this.now();
     for (const e of this.executors.values()) {
-      // Never heard from since this scheduler started: silent since the start.
-      const silentMs = now - (e.lastSeenMs || this.startedAtMs);
+      const silentMs = this.silentMs(e, now);
       if (silentMs <= this.leaseMs) continue;
       if (e.alive) this.o.logger.warn(`scheduler: executor ${e.id} missed its heartbeats for ${silentMs} ms`);
       e.alive = false;
-      for (const jobId of e.assigned) this.markLost(jobId, e.id, e.lastSeenMs ? 'executor stopped sending heartbeats' : 'executor is not running');
+      for (const jobId of e.assigned) void this.markLost(jobId, e.id, e.lastSeenMs ? 'executor stopped sending heartbeats' : 'executor is not running');
     }
   }
 
-  /** A new instance of an executor does not hold the attempts its predecessor was given. */
-  private reclaimFromRestartedExecutor(e: ExecutorState): void {
+  /** A new instance of an executor does not hold the attempts its predecessor was given; resolves once they are recorded lost. */
+  private reclaimFromRestartedExecutor(e: ExecutorState): Promise<void>[] {
     const instanceStart = Date.parse(e.heartbeat.startedAt);
     const running = new Set(e.heartbeat.running.map((r) => `${r.jobId}:${r.attempt}`));
+    const lost: Promise<void>[] = [];
     for (const job of this.jobs.values()) {
       if (job.executorId !== e.id || (job.phase !== 'dispatched' && job.phase !== 'running')) continue;
       if (job.dispatchedAtMs < instanceStart && !running.has(`${job.jobId}:${job.attempt}`)) {
-        this.markLost(job.jobId, e.id, 'executor restarted');
+        lost.push(this.markLost(job.jobId, e.id, 'executor restarted'));
       } else {
         e.assigned.add(job.jobId);
       }
     }
+    return lost;
   }
 
-  private markLost(jobId: string, executorId: string, reason: string): void {
+  private markLost(jobId: string, executorId: string, reason: string): Promise<void> {
     const job = this.jobs.get(jobId);
-    if (!job || job.lostAttempt === job.attempt) return;
+    if (!job || job.lostAttempt === job.attempt) return Promise.resolve();
     job.lostAttempt = job.attempt;
-    this.command(jobId, { type: 'MarkLost', data: { attempt: job.attempt, executorId, reason, now: this.iso() } });
+    return this.command(jobId, { type: 'MarkLost', data: { attempt: job.attempt, executorId, reason, now: this.iso() } });
   }
 
-  private command(jobId: string, command: JobCommand): void {
-    void this.o.handler.execute(jobId, command, SCHEDULER).catch((err) => {
-      if (err instanceof JoblineError) this.o.logger.debug?.(`scheduler: ${command.type} for ${jobId} no longer applies: ${err.message}`);
-      else this.o.logger.error(`scheduler: ${command.type} for ${jobId} failed: ${(err as Error).message}`);
-    });
+  /** Runs a command of the scheduler's own; resolves (never rejects) once it is stored or refused. */
+  private command(jobId: string, command: JobCommand): Promise<void> {
+    return this.o.handler.execute(jobId, command, SCHEDULER).then(
+      () => undefined,
+      (err) => {
+        if (err instanceof JoblineError) this.o.logger.debug?.(`scheduler: ${command.type} for ${jobId} no longer applies: ${err.message}`);
+        else this.o.logger.error(`scheduler: ${command.type} for ${jobId} failed: ${(err as Error).message}`);
+      },
+    );
   }
 
   private executor(id: string): ExecutorState {

@@ -54,8 +54,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       const b = await connectBus(config, 'jobline-orchestrator', logger);
       nc = b.nc;
       bus = b.state;
-      const own = nc;
-      cleanups.push(() => own.drain());
+      cleanups.push(() => b.close());
     }
     let eventStore = deps.eventStore;
     let checkpoints = deps.checkpoints;
@@ -78,6 +77,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       logger: messageLogger(logger),
       leaseMs: config.leaseMs,
       cancelConfirmMs: config.orchestrator.cancelConfirmMs,
+      heartbeatMs: config.executor.heartbeatMs,
       packager: config.orchestrator.packager,
       onRecorded: metrics.record,
     });

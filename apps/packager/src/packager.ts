@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isJobId, JobSpecSchema, STREAMS, subjects, type PackageJobMessage, type PackagingResult } from '../../../libs/contracts/src';
 import { BundleStore, sha256Hex, UploadStore } from '../../../libs/messaging/src/bundle-store';
+import { ensureStreams } from '../../../libs/messaging/src/streams';
 import { unpackArchive, type ArchiveLimits } from './archive';
 import { packFolder, PackagingError, type BundleOptions, type Manifest } from './bundle-builder';
 import { fetchDataFile, type DataFetchOptions } from './data-fetch';
@@ -22,6 +23,10 @@ export interface PackagerOptions extends BundleOptions {
   archive?: ArchiveLimits;
   /** Told about every result once it is published (metrics); must not throw. */
   onResult?: (result: PackagingResult) => void;
+  /** Back-off ceiling when the consumer must be re-created (the bus was away, its consumer gone): from 250 ms, doubling (default 5000 ms). */
+  retryMaxMs?: number;
+  /** How long a result publish waits for JetStream's ack before the order is handed back for another try (default 5000 ms). */
+  publishTimeoutMs?: number;
 }
 
 export interface PackagerLogger {
@@ -41,6 +46,7 @@ export class Packager {
   private messages: ConsumerMessages | null = null;
   private loop: Promise<void> | null = null;
   private readonly inflight = new Set<Promise<void>>();
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -56,11 +62,27 @@ export class Packager {
     return p;
   }
 
+  /** Ensures its consumer (the bus must be there), then takes package orders until stop(), through reconnects of any length. */
   async start(): Promise<void> {
+    await this.ensureConsumer();
+    this.loop = this.consumeLoop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.messages?.close().catch(() => undefined);
+    await this.loop;
+    await Promise.allSettled([...this.inflight]);
+  }
+
+  private async ensureConsumer(): Promise<void> {
     const jsm = await jetstreamManager(this.nc);
     try {
       await jsm.consumers.info(STREAMS.packages, PACKAGER_CONSUMER);
-    } catch {
+    } catch (err) {
+      const message = String((err as Error).message);
+      if (/stream not found/i.test(message)) await ensureStreams(jsm);
+      else if (!/consumer not found/i.test(message)) throw err;
       await jsm.consumers.add(STREAMS.packages, {
         durable_name: PACKAGER_CONSUMER,
         filter_subject: subjects.packageWorkAll,
@@ -69,22 +91,49 @@ export class Packager {
         ack_wait: 60_000_000_000,
       });
     }
-    const consumer = await jetstream(this.nc).consumers.get(STREAMS.packages, PACKAGER_CONSUMER);
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency ?? 2 });
-    const messages = this.messages;
-    this.loop = (async () => {
-      for await (const m of messages) {
-        const job = this.handle(m).finally(() => this.inflight.delete(job));
-        this.inflight.add(job);
-        if (this.inflight.size >= (this.o.concurrency ?? 2)) await Promise.race(this.inflight);
-      }
-    })();
   }
 
-  async stop(): Promise<void> {
-    await this.messages?.close();
-    await this.loop;
-    await Promise.allSettled([...this.inflight]);
+  /**
+   * consume() re-issues its pulls after a reconnect by itself; when it ends anyway (its consumer
+   * or stream was gone for a while), the consumer is ensured and consumed again, with back-off.
+   * A closed connection ends the loop: the packager's main exits then.
+   */
+  private async consumeLoop(): Promise<void> {
+    const concurrency = this.o.concurrency ?? 2;
+    const maxDelay = this.o.retryMaxMs ?? 5000;
+    let delay = 250;
+    let failing = false;
+    let first = true;
+    while (!this.stopping.signal.aborted && !this.nc.isClosed()) {
+      try {
+        if (!first) await this.ensureConsumer();
+        first = false;
+        const consumer = await jetstream(this.nc).consumers.get(STREAMS.packages, PACKAGER_CONSUMER);
+        // Ends when its consumer is gone (deleted, or the bus lost its store): it is made again below.
+        const messages = await consumer.consume({ max_messages: concurrency, abort_on_missing_resource: true });
+        this.messages = messages;
+        if (this.stopping.signal.aborted) {
+          await messages.close();
+          break;
+        }
+        if (failing) this.logger.log('packager: taking package orders again');
+        failing = false;
+        for await (const m of messages) {
+          delay = 250;
+          const job = this.handle(m).finally(() => this.inflight.delete(job));
+          this.inflight.add(job);
+          if (this.inflight.size >= concurrency) await Promise.race(this.inflight);
+        }
+      } catch (err) {
+        if (this.stopping.signal.aborted) break;
+        // Once per streak: a long outage must not flood the log.
+        if (!failing) this.logger.warn(`packager: taking package orders failed, retrying with back-off: ${(err as Error).message}`);
+        failing = true;
+      }
+      if (this.stopping.signal.aborted || this.nc.isClosed()) break;
+      await sleep(delay, this.stopping.signal);
+      delay = Math.min(delay * 2, maxDelay);
+    }
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -113,7 +162,7 @@ export class Packager {
       clearInterval(keepAlive);
     }
     try {
-      await jetstream(this.nc).publish(subjects.packaged(msg.jobId), JSON.stringify(result), { msgID: `${msg.jobId}:packaged` });
+      await jetstream(this.nc).publish(subjects.packaged(msg.jobId), JSON.stringify(result), { msgID: `${msg.jobId}:packaged`, timeout: this.o.publishTimeoutMs ?? 5000 });
       m.ack();
       this.o.onResult?.(result);
       // The bundle now holds the archive's content; the upload itself is no longer needed.
@@ -166,4 +215,17 @@ export class Packager {
       await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
 }

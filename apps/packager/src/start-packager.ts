@@ -60,8 +60,7 @@ export async function startPackager(config: JoblineConfig, deps: PackagerDeps = 
       const b = await connectBus(config, 'jobline-packager', logger);
       nc = b.nc;
       bus = b.state;
-      const own = nc;
-      cleanups.push(() => own.drain());
+      cleanups.push(() => b.close());
     }
     await ensureStreams(await jetstreamManager(nc), streamOptions(config));
     const options = packagerOptions(config);

@@ -112,7 +112,7 @@ export const VARIABLES = {
   JOBLINE_SUBMIT_TIMEOUT_MS: v('JOBLINE_SUBMIT_TIMEOUT_MS', int(1, 600_000), 'milliseconds', '10000', S.api, 'How long POST /v1/jobs waits for the submission to be recorded before a 503.'),
 
   // --- orchestrator --------------------------------------------------------------------
-  JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(1000, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api'], 'An executor silent this long has lost its attempts.'),
+  JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(1000, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api', 'executor'], 'An executor silent this long has lost its attempts (executors: until the first lease reply brings the orchestrator\'s value).'),
   JOBLINE_CANCEL_CONFIRM_MS: v('JOBLINE_CANCEL_CONFIRM_MS', int(100, 3_600_000), 'milliseconds', '30000', S.orch, 'How long an executor has to confirm a stop before the job is closed anyway.'),
   JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source wait for their bundle. false: they fail at once, saying so.'),
   JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),

@@ -44,12 +44,12 @@ export interface RunAttemptMessage {
   startBy?: string;
 }
 
-/** `jobline.ctl.<executorId>`: stop one attempt (cancel or timeout). */
+/** `jobline.ctl.<executorId>`: stop one attempt (cancel, timeout, or lost: the orchestrator no longer counts on it). */
 export interface StopAttemptMessage {
   kind: 'stop';
   jobId: string;
   attempt: number;
-  reason: 'cancel' | 'timeout' | 'purge';
+  reason: 'cancel' | 'timeout' | 'purge' | 'lost';
 }
 
 /** `jobline.report.<jobId>`: what an executor saw of an attempt. */
@@ -163,6 +163,8 @@ export interface ExecutorHeartbeat {
   state?: string;
   /** Why the state is what it is (e.g. the host-key error). */
   note?: string;
+  /** Its heartbeat period: the scheduler sends no new work once it has been silent for ~3 periods. Optional: added later. */
+  heartbeatMs?: number;
 }
 
 export const ExecutorHeartbeatSchema = z.object({
@@ -178,6 +180,7 @@ export const ExecutorHeartbeatSchema = z.object({
   sentAt: z.string(),
   state: z.string().min(1).max(64).optional(),
   note: z.string().max(1000).optional(),
+  heartbeatMs: z.number().int().min(1).max(3_600_000).optional(),
 });
 
 /** `jobline.pkg.work.<jobId>`: build the bundle of a job that carries a source. */

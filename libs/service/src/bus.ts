@@ -13,6 +13,19 @@ export interface BusState {
 export interface Bus {
   nc: NatsConnection;
   state: BusState;
+  /** Drains and closes the connection (the expected end; any other close is fatal to the service). */
+  close(): Promise<void>;
+}
+
+let onLostForGood: ((why: string) => void) | null = null;
+
+/**
+ * What a service process does when its connection closes for good (reconnects are unlimited,
+ * so that means refused: credentials, permissions): runService sets it to stop and exit 1, so
+ * a supervisor restarts the process — never a live process with a dead connection.
+ */
+export function onBusClosedForGood(handler: ((why: string) => void) | null): void {
+  onLostForGood = handler;
 }
 
 /**
@@ -22,7 +35,21 @@ export interface Bus {
 export async function connectBus(config: JoblineConfig, name: string, logger: ServiceLogger): Promise<Bus> {
   const servers = config.nats.servers ?? [NATS_DEFAULT_URL];
   const nc = await connectNats({ servers, name, user: config.nats.user, pass: config.nats.password });
-  return { nc, state: watchBus(nc, logger) };
+  let closing = false;
+  void nc.closed().then((err) => {
+    if (closing) return;
+    const why = `NATS connection ${name} closed for good${err ? `: ${err.message}` : ''}`;
+    logger.error({ err }, why);
+    onLostForGood?.(why);
+  });
+  return {
+    nc,
+    state: watchBus(nc, logger),
+    close: async () => {
+      closing = true;
+      await nc.drain();
+    },
+  };
 }
 
 /** Follows a connection's status events; logs each change once (when given a logger). */

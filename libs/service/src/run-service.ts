@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, type JoblineConfig } from '../../config/src';
 import { createLogger, type ServiceLogger } from './logger';
+import { onBusClosedForGood } from './bus';
 
 export interface Stoppable {
   stop(): Promise<void>;
@@ -25,8 +26,9 @@ export interface RunServiceOptions<H extends Stoppable> {
 export async function runService<H extends Stoppable>(o: RunServiceOptions<H>): Promise<void> {
   let handle: H | null = null;
   let stopping: Promise<void> | null = null;
-  let signalled: NodeJS.Signals | null = null;
-  const stop = (signal: NodeJS.Signals) => {
+  let signalled: NodeJS.Signals | 'bus-closed' | null = null;
+  let exitCode = 0;
+  const stop = (signal: NodeJS.Signals | 'bus-closed') => {
     if (stopping) {
       o.logger.warn({ signal }, `${o.name}: second ${signal}, exiting at once`);
       process.exit(1);
@@ -41,7 +43,7 @@ export async function runService<H extends Stoppable>(o: RunServiceOptions<H>): 
     stopping = (handle ? handle.stop() : Promise.resolve()).then(
       () => {
         o.logger.info({}, `${o.name}: stopped`);
-        process.exit(0);
+        process.exit(exitCode);
       },
       (err: unknown) => {
         o.logger.error({ err }, `${o.name}: stop failed`);
@@ -51,6 +53,10 @@ export async function runService<H extends Stoppable>(o: RunServiceOptions<H>): 
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  onBusClosedForGood(() => {
+    exitCode = 1;
+    if (!stopping) stop('bus-closed');
+  });
   try {
     handle = await o.start();
   } catch (err) {

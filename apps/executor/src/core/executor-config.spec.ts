@@ -15,6 +15,8 @@ describe('executorConfigFromEnv', () => {
       JOBLINE_EXECUTOR_CAPACITY: '8',
       JOBLINE_WORK_ROOT: '/var/lib/jobline',
       JOBLINE_GRACE_MS: '0',
+      JOBLINE_HEARTBEAT_MS: '500',
+      JOBLINE_LEASE_MS: '4000',
     });
     expect(config).toEqual({
       natsUrl: 'nats://a:4222,nats://b:4223',
@@ -24,7 +26,14 @@ describe('executorConfigFromEnv', () => {
       capacity: 8,
       workRoot: '/var/lib/jobline',
       graceMs: 0,
+      heartbeatMs: 500,
+      leaseMs: 4000,
     });
+  });
+
+  it('refuses a lease shorter than three heartbeats, and heartbeats faster than 50 ms', () => {
+    expect(() => executorConfigFromEnv({ JOBLINE_HEARTBEAT_MS: '2000', JOBLINE_LEASE_MS: '5000' })).toThrow(/JOBLINE_LEASE_MS \(5000\) must be at least 3 × JOBLINE_HEARTBEAT_MS/);
+    expect(() => executorConfigFromEnv({ JOBLINE_HEARTBEAT_MS: '1' })).toThrow(/JOBLINE_HEARTBEAT_MS/);
   });
 
   it('lists every problem in one error', () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ExecutorIdSchema } from '../../../../libs/contracts/src';
+import { EXECUTOR_DEFAULTS, resolveExecutorTimings } from './executor-options';
 
 /**
  * The executor's configuration as read from the environment, the same under every runtime.
@@ -18,6 +19,10 @@ export interface ExecutorConfig {
   workRoot: string;
   /** SIGTERM → SIGKILL grace when an attempt is stopped (default 5000 ms). */
   graceMs: number;
+  /** Heartbeat period (default 1000 ms). */
+  heartbeatMs: number;
+  /** The orchestrator's lease, until its first lease reply says (default 10,000 ms; at least 3 heartbeat periods). */
+  leaseMs: number;
 }
 
 /** Every variable the executor reads; nothing else of the environment is looked at. */
@@ -29,6 +34,8 @@ export const EXECUTOR_ENV_VARS = [
   'JOBLINE_EXECUTOR_CAPACITY',
   'JOBLINE_WORK_ROOT',
   'JOBLINE_GRACE_MS',
+  'JOBLINE_HEARTBEAT_MS',
+  'JOBLINE_LEASE_MS',
 ] as const;
 
 export type ExecutorEnv = Partial<Record<(typeof EXECUTOR_ENV_VARS)[number], string>>;
@@ -46,6 +53,8 @@ const EnvSchema = z.object({
   JOBLINE_EXECUTOR_CAPACITY: optionalNumber(z.number().int().min(1).max(1024)),
   JOBLINE_WORK_ROOT: optionalString(z.string().min(1)),
   JOBLINE_GRACE_MS: optionalNumber(z.number().int().min(0).max(3_600_000)),
+  JOBLINE_HEARTBEAT_MS: optionalNumber(z.number().int().min(50).max(60_000)),
+  JOBLINE_LEASE_MS: optionalNumber(z.number().int().min(150).max(3_600_000)),
 });
 
 export const EXECUTOR_CONFIG_DEFAULTS = {
@@ -54,6 +63,8 @@ export const EXECUTOR_CONFIG_DEFAULTS = {
   capacity: 4,
   workRoot: './.jobline/work',
   graceMs: 5000,
+  heartbeatMs: EXECUTOR_DEFAULTS.heartbeatMs,
+  leaseMs: EXECUTOR_DEFAULTS.leaseMs,
 } as const;
 
 /** Validates the executor's variables; throws one error listing every problem. */
@@ -63,14 +74,25 @@ export function executorConfigFromEnv(env: ExecutorEnv | Record<string, string |
     throw new Error(`invalid executor configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
   const e = r.data;
+  const heartbeatMs = e.JOBLINE_HEARTBEAT_MS ?? EXECUTOR_CONFIG_DEFAULTS.heartbeatMs;
+  const leaseMs = e.JOBLINE_LEASE_MS ?? EXECUTOR_CONFIG_DEFAULTS.leaseMs;
+  if (leaseMs < 3 * heartbeatMs) {
+    throw new Error(`invalid executor configuration: JOBLINE_LEASE_MS (${leaseMs}) must be at least 3 × JOBLINE_HEARTBEAT_MS (${heartbeatMs})`);
+  }
+  const capacity = e.JOBLINE_EXECUTOR_CAPACITY ?? EXECUTOR_CONFIG_DEFAULTS.capacity;
+  const graceMs = e.JOBLINE_GRACE_MS ?? EXECUTOR_CONFIG_DEFAULTS.graceMs;
+  // The same checks the executor makes of its options: what passes here starts.
+  resolveExecutorTimings({ capacity, graceMs, heartbeatMs, leaseMs });
   return {
     natsUrl: e.JOBLINE_NATS_URL ?? EXECUTOR_CONFIG_DEFAULTS.natsUrl,
     natsUser: e.JOBLINE_NATS_USER,
     natsPassword: e.JOBLINE_NATS_PASSWORD,
     executorId: e.JOBLINE_EXECUTOR_ID ?? EXECUTOR_CONFIG_DEFAULTS.executorId,
-    capacity: e.JOBLINE_EXECUTOR_CAPACITY ?? EXECUTOR_CONFIG_DEFAULTS.capacity,
+    capacity,
     workRoot: e.JOBLINE_WORK_ROOT ?? EXECUTOR_CONFIG_DEFAULTS.workRoot,
-    graceMs: e.JOBLINE_GRACE_MS ?? EXECUTOR_CONFIG_DEFAULTS.graceMs,
+    graceMs,
+    heartbeatMs,
+    leaseMs,
   };
 }
 

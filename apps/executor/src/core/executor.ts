@@ -12,12 +12,14 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import {
+  ClaimReplySchema,
   isJobId,
+  LeaseReplySchema,
   STREAMS,
   subjects,
-  type AttemptReport,
+  type ClaimRequest,
   type ExecutorHeartbeat,
   type LogStream,
   type RunAttemptMessage,
@@ -25,9 +27,15 @@ import {
 } from '../../../../libs/contracts/src';
 import { outputGlobProblem, type ArtifactCollector } from './artifacts';
 import { bundleCommand, materializeBundle, type Bundles } from './bundle';
-import { buildCommand } from './command';
+import { buildCommand, type Command } from './command';
+import { resolveExecutorTimings, type ExecutorTimings } from './executor-options';
+import { LeaseKeeper } from './lease-keeper';
 import { jetStreamLogSink, LogBatcher, type LogBatcherOptions } from './log-batcher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
+import type { ReportOutbox } from './report-outbox.port';
+import { ReportSender } from './report-sender';
+
+export { EXECUTOR_DEFAULTS, type ExecutorTimings } from './executor-options';
 
 /** pino-compatible: a logger instance can be passed as is. */
 export interface ExecutorLogger {
@@ -36,26 +44,24 @@ export interface ExecutorLogger {
   error(fields: Record<string, unknown>, message: string): void;
 }
 
-export interface ExecutorOptions {
+export interface ExecutorOptions extends Partial<ExecutorTimings> {
+  /** Made by the caller with reconnects forever (connectNats); the executor never closes it. */
   nc: NatsConnection;
   /** A subject token: [A-Za-z0-9_-]{1,64}. */
   executorId: string;
   runner: ProcessRunner;
-  /** Attempts run at the same time (default 4); no more work is pulled while all slots are busy. */
-  capacity?: number;
-  /** Heartbeat period (default 1000 ms); one is also sent at start and whenever a slot frees. */
-  heartbeatMs?: number;
-  /** Time between SIGTERM and SIGKILL when an attempt is stopped (default 5000 ms). */
-  graceMs?: number;
+  /** Finished reports wait here until the bus has acknowledged them (see ReportOutbox). */
+  outbox: ReportOutbox;
   labels?: Record<string, string>;
   /** The runtime, for heartbeats, e.g. 'node 20.20' or 'deno 2.9'. */
   runtime: string;
   logger: ExecutorLogger;
+  /** Wall clock, for report timestamps and start deadlines (default: new Date()). */
   clock?: () => Date;
+  /** Monotonic clock in ms, for intervals and pauses (default: performance.now()). */
+  monotonic?: () => number;
   /** Batching of log output (defaults in LOG_BATCHER_DEFAULTS). */
   logs?: Omit<LogBatcherOptions, 'sink'>;
-  /** How many jobId+attempt pairs are remembered to ignore a re-delivered run (default 10,000). */
-  dedupeSize?: number;
   /** Where bundles are fetched from and kept; without it, a job with a bundle cannot start here. */
   bundles?: Bundles;
   /** Collects a job's `outputs` after its run, before the finished report; without it, outputs are ignored (with a note in the job's log). */
@@ -67,39 +73,56 @@ export interface ExecutorOptions {
   available?: () => boolean;
 }
 
-export const EXECUTOR_DEFAULTS = { capacity: 4, heartbeatMs: 1000, graceMs: 5000, dedupeSize: 10_000 } as const;
-
 /** The durable consumers an executor pulls from; stable names so a restarted executor resumes its queue. */
 export const executorConsumers = (executorId: string) => ({
   work: `executor-${executorId}`,
   control: `executor-${executorId}-ctl`,
 });
 
+/** Exit code of a finished report for an attempt whose command never ran (refused deadline, stop before start...). */
+export const NOT_STARTED_EXIT_CODE = 125;
+
+type Phase = 'preparing' | 'claiming' | 'granted' | 'running' | 'finishing';
+
 interface Active {
   jobId: string;
   attempt: number;
+  phase: Phase;
+  /** Monotonic time the last claim request was sent, and the time its grant arrived. */
+  claimSentAt?: number;
+  grantedAt?: number;
   proc?: RunningProcess;
-  /** A stop arrived while the process was still being launched. */
-  stopRequested: boolean;
+  /** Why it is to be stopped, when that was asked before its process was there. */
+  stopRequested: string | null;
+  /** A lease reply no longer listed it: it is not current, and any report of it would be fenced. */
+  notCurrent?: boolean;
   shutdown?: Promise<void>;
   done?: Promise<void>;
 }
 
-const RETRY_MS = 1000;
+type ClaimOutcome = 'granted' | 'refused' | 'expired' | 'stopped';
 
 /**
  * Runs attempts handed to this executor over JetStream and reports what happened.
- * Runtime-neutral: everything platform-specific sits behind the ProcessRunner and the
- * NatsConnection passed in.
+ * Runtime-neutral: everything platform-specific sits behind the ProcessRunner, the
+ * ReportOutbox and the NatsConnection passed in.
+ *
+ * Fencing (README "How attempts are fenced"): an attempt's command runs only after the
+ * orchestrator granted its claim (JobStarted stored), before its start deadline, and never
+ * right after a pause the orchestrator may not have survived; a lease reply that no longer
+ * lists a running attempt stops it. Finished reports go through the outbox.
  */
 export class Executor {
-  private readonly o: Required<Omit<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles' | 'artifacts'>> &
-    Pick<ExecutorOptions, 'labels' | 'logs' | 'available' | 'bundles' | 'artifacts'>;
+  private readonly o: ExecutorOptions & ExecutorTimings & { clock: () => Date; monotonic: () => number };
   private readonly js: JetStreamClient;
   private readonly active = new Map<string, Active>();
   /** Insertion-ordered so the oldest entries are forgotten first. */
   private readonly seen = new Set<string>();
   private readonly disposing = new Set<Promise<void>>();
+  /** Finished reports being written to the outbox (the slot is free already). */
+  private readonly storing = new Set<Promise<void>>();
+  private readonly reports: ReportSender;
+  private lease: LeaseKeeper;
   private state: 'idle' | 'running' | 'stopping' = 'idle';
   private instanceId = '';
   private startedAt = '';
@@ -110,67 +133,114 @@ export class Executor {
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private heartbeatQueued = false;
   private stopping = new AbortController();
+  private leaseRepliesMissing = 0;
+  private closedLogged = false;
 
   constructor(options: ExecutorOptions) {
-    this.o = { ...EXECUTOR_DEFAULTS, clock: () => new Date(), ...options };
-    if (!Number.isInteger(this.o.capacity) || this.o.capacity < 1) throw new Error('capacity must be a positive integer');
+    const timings = resolveExecutorTimings(options);
+    this.o = { clock: () => new Date(), monotonic: () => performance.now(), ...definedOnly(options), ...timings };
     this.js = jetstream(options.nc);
+    this.lease = new LeaseKeeper(this.o.leaseMs, this.o.heartbeatMs, this.o.monotonic());
+    this.reports = new ReportSender({
+      js: this.js,
+      outbox: options.outbox,
+      logger: options.logger,
+      ackTimeoutMs: this.o.requestTimeoutMs,
+      retryMinMs: this.o.retryMinMs,
+      retryMaxMs: this.o.retryMaxMs,
+      isClosed: () => this.o.nc.isClosed(),
+    });
   }
 
   get executorId(): string {
     return this.o.executorId;
   }
 
-  /** The attempts this executor is running now. */
+  /** The resolved numbers this executor works with. */
+  get timings(): ExecutorTimings {
+    const { capacity, heartbeatMs, leaseMs, graceMs, requestTimeoutMs, retryMinMs, retryMaxMs, stopDeliveryMs, dedupeSize } = this.o;
+    return { capacity, heartbeatMs, leaseMs, graceMs, requestTimeoutMs, retryMinMs, retryMaxMs, stopDeliveryMs, dedupeSize };
+  }
+
+  /** The attempts this executor holds now: being prepared, claimed, run or reported. */
   get running(): { jobId: string; attempt: number }[] {
     return [...this.active.values()].map((a) => ({ jobId: a.jobId, attempt: a.attempt }));
   }
 
-  /** Ensures its consumers (the streams must exist), then takes work and heartbeats until stop(). */
+  /** Finished reports not yet acknowledged by the bus (they are in the outbox). */
+  get pendingReports(): number {
+    return this.reports.pending;
+  }
+
+  /**
+   * Ensures its consumers (the streams must exist), re-sends what a previous run left in the
+   * outbox, then takes work and heartbeats until stop().
+   */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new Error('executor already started');
-    const names = executorConsumers(this.o.executorId);
-    const jsm = await jetstreamManager(this.o.nc);
-    await ensureConsumer(jsm, STREAMS.work, names.work, subjects.work(this.o.executorId));
-    await ensureConsumer(jsm, STREAMS.control, names.control, subjects.control(this.o.executorId));
-    const work = await this.js.consumers.get(STREAMS.work, names.work);
-    const control = await this.js.consumers.get(STREAMS.control, names.control);
+    const work = await this.consumer('work');
+    const control = await this.consumer('control');
 
     this.state = 'running';
     this.stopping = new AbortController();
     this.instanceId = crypto.randomUUID();
     this.startedAt = this.o.clock().toISOString();
-    this.heartbeat();
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.o.heartbeatMs);
+    // A new instance knows nothing of what the orchestrator decided while it was not there.
+    this.lease = new LeaseKeeper(this.o.leaseMs, this.o.heartbeatMs, this.o.monotonic());
+    await this.reports.resume();
+    this.heartbeat(true);
+    this.heartbeatTimer = setInterval(() => this.heartbeat(true), this.o.heartbeatMs);
     this.loops = [this.workLoop(work), this.controlLoop(control)];
-    this.o.logger.info({ executorId: this.o.executorId, capacity: this.o.capacity, sandbox: this.o.runner.kind }, 'executor started');
+    void this.o.nc.closed().then((err) => this.onConnectionClosed(err));
+    this.o.logger.info(
+      { executorId: this.o.executorId, capacity: this.o.capacity, sandbox: this.o.runner.kind, heartbeatMs: this.o.heartbeatMs, leaseMs: this.o.leaseMs },
+      'executor started',
+    );
   }
 
   /**
    * Stops taking work. By default running attempts are shut down (SIGTERM, graceMs,
-   * SIGKILL) and their finished reports published; with killRunning false they are
-   * left to finish. Heartbeats stop last.
+   * SIGKILL) and their finished reports sent; with killRunning false they are left to
+   * finish. Reports the bus has not acknowledged within stopDeliveryMs stay in the outbox.
    */
   async stop(options: { killRunning?: boolean } = {}): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping';
     this.stopping.abort();
     this.wake?.();
-    await this.fetchBatch?.close();
-    if (options.killRunning ?? true) for (const a of this.active.values()) this.shutdownAttempt(a);
+    await this.fetchBatch?.close().catch(() => undefined);
+    if (options.killRunning ?? true) for (const a of this.active.values()) this.stopAttempt(a, 'executor stopping');
     while (this.active.size > 0) await Promise.allSettled([...this.active.values()].map((a) => a.done));
-    await Promise.allSettled([...this.disposing]);
-    await this.ctlMessages?.close();
+    await Promise.allSettled([...this.disposing, ...this.storing]);
+    await this.reports.stop(this.o.stopDeliveryMs);
+    await this.ctlMessages?.close().catch(() => undefined);
     await Promise.allSettled(this.loops);
     clearInterval(this.heartbeatTimer);
     this.state = 'idle';
     this.o.logger.info({ executorId: this.o.executorId }, 'executor stopped');
   }
 
-  private async workLoop(consumer: Consumer): Promise<void> {
-    while (this.state === 'running') {
+  // ---- taking work -------------------------------------------------------------------
+
+  /** Creates (or brings up to date) one of its durable consumers and returns it. */
+  private async consumer(which: 'work' | 'control'): Promise<Consumer> {
+    const names = executorConsumers(this.o.executorId);
+    const jsm = await jetstreamManager(this.o.nc);
+    if (which === 'work') {
+      await ensureConsumer(jsm, STREAMS.work, names.work, subjects.work(this.o.executorId));
+      return this.js.consumers.get(STREAMS.work, names.work);
+    }
+    await ensureConsumer(jsm, STREAMS.control, names.control, subjects.control(this.o.executorId));
+    return this.js.consumers.get(STREAMS.control, names.control);
+  }
+
+  private async workLoop(initial: Consumer): Promise<void> {
+    let consumer: Consumer | null = initial;
+    let delay = this.o.retryMinMs;
+    let failing = false;
+    while (this.live()) {
       if (this.o.available && !this.o.available()) {
-        await this.pause(RETRY_MS);
+        await this.pause(this.o.heartbeatMs);
         continue;
       }
       const free = this.o.capacity - this.active.size;
@@ -180,39 +250,59 @@ export class Executor {
         continue;
       }
       try {
+        // After a failure the consumer is made again: it may be gone (deleted, or the bus lost its store).
+        consumer ??= await this.consumer('work');
         // Ask for no more than the free slots: a message pulled is a message this executor must run.
         const batch = await consumer.fetch({ max_messages: free, expires: 30_000 });
         this.fetchBatch = batch;
-        if (this.state !== 'running') {
+        if (!this.live()) {
           await batch.close();
           break;
         }
         for await (const m of batch) this.onRun(m);
+        if (failing) this.o.logger.info({ executorId: this.o.executorId }, 'pulling work again');
+        failing = false;
+        delay = this.o.retryMinMs;
       } catch (err) {
-        if (this.state !== 'running') break;
-        this.o.logger.warn({ err, executorId: this.o.executorId }, 'pulling work failed; retrying');
-        await this.pause(RETRY_MS);
+        if (!this.live()) break;
+        // Logged once per streak: a long outage must not flood the log.
+        if (!failing) this.o.logger.warn({ err, executorId: this.o.executorId }, 'pulling work failed; retrying with back-off');
+        failing = true;
+        consumer = null;
+        await this.pause(delay);
+        delay = Math.min(delay * 2, this.o.retryMaxMs);
       } finally {
         this.fetchBatch = undefined;
       }
     }
   }
 
-  private async controlLoop(consumer: Consumer): Promise<void> {
-    while (this.state === 'running') {
+  private async controlLoop(initial: Consumer): Promise<void> {
+    let consumer: Consumer | null = initial;
+    let delay = this.o.retryMinMs;
+    while (this.live()) {
       try {
-        const messages = await consumer.consume({ max_messages: 16 });
+        consumer ??= await this.consumer('control');
+        // consume() re-issues its pulls after a reconnect by itself; it ends when its consumer is
+        // gone, and then this loop makes the consumer again.
+        const messages = await consumer.consume({ max_messages: 16, abort_on_missing_resource: true });
         this.ctlMessages = messages;
-        if (this.state !== 'running') {
+        if (!this.live()) {
           await messages.close();
           break;
         }
-        for await (const m of messages) this.onStop(m);
+        for await (const m of messages) {
+          this.onStop(m);
+          delay = this.o.retryMinMs;
+        }
       } catch (err) {
-        if (this.state !== 'running') break;
-        this.o.logger.warn({ err, executorId: this.o.executorId }, 'reading stop orders failed; retrying');
-        await this.pause(RETRY_MS);
+        if (!this.live()) break;
+        this.o.logger.warn({ err, executorId: this.o.executorId }, 'reading stop orders failed; retrying with back-off');
       }
+      consumer = null;
+      if (!this.live()) break;
+      await this.pause(delay);
+      delay = Math.min(delay * 2, this.o.retryMaxMs);
     }
   }
 
@@ -234,7 +324,7 @@ export class Executor {
       return;
     }
     this.remember(key);
-    const a: Active = { jobId: msg.jobId, attempt: msg.attempt, stopRequested: false };
+    const a: Active = { jobId: msg.jobId, attempt: msg.attempt, phase: 'preparing', stopRequested: null };
     this.active.set(key, a);
     a.done = this.runAttempt(a, msg)
       .catch((err) => this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'attempt failed unexpectedly'))
@@ -256,13 +346,14 @@ export class Executor {
     }
     const a = this.active.get(`${msg.jobId}/${msg.attempt}`);
     if (!a) return; // finished already, or never ran here: nothing to stop.
-    this.o.logger.info({ jobId: a.jobId, attempt: a.attempt, reason: msg.reason }, 'stopping attempt');
-    this.shutdownAttempt(a);
+    this.stopAttempt(a, `stop order (${String(msg.reason)})`);
   }
 
-  private shutdownAttempt(a: Active): void {
+  private stopAttempt(a: Active, why: string): void {
+    if (a.phase === 'finishing') return;
+    this.o.logger.info({ jobId: a.jobId, attempt: a.attempt, why }, 'stopping attempt');
     if (!a.proc) {
-      a.stopRequested = true;
+      a.stopRequested ??= why;
       return;
     }
     a.shutdown ??= a.proc
@@ -270,50 +361,65 @@ export class Executor {
       .catch((err) => this.o.logger.warn({ err, jobId: a.jobId, attempt: a.attempt }, 'shutting an attempt down failed'));
   }
 
+  // ---- one attempt -------------------------------------------------------------------
+
   private async runAttempt(a: Active, msg: RunAttemptMessage): Promise<void> {
     const { runner } = this.o;
+    const startBy = msg.startBy ? Date.parse(msg.startBy) : Date.parse(msg.dispatchedAt) + this.lease.leaseMs;
+    const claimedAt = this.o.clock();
+
+    // Prepared before the claim, so that a granted claim is followed by the launch at once.
+    let prepared: { cmd: Command; bundleFile?: string } | { error: string; exitCode: number };
+    try {
+      const bundleFile = msg.bundleDigest ? await this.bundleOf(msg.bundleDigest) : undefined;
+      const cmd = msg.bundleDigest ? bundleCommand(msg.spec) : buildCommand(msg.spec);
+      prepared = { cmd, ...(bundleFile ? { bundleFile } : {}) };
+    } catch (err) {
+      prepared = { error: err instanceof Error ? err.message : String(err), exitCode: err instanceof LaunchError ? err.exitCode : 127 };
+    }
+
+    const outcome = await this.claim(a, msg, startBy, claimedAt);
+    if (outcome === 'refused') return;
+    if (outcome !== 'granted') {
+      // No grant: nothing ran. Said so durably, since the claim may have been recorded with its answer lost.
+      const why = outcome === 'expired' ? `not started: no answer to its claim before its start deadline ${new Date(startBy).toISOString()}` : 'not started: the executor stopped';
+      return this.notStarted(a, claimedAt, why);
+    }
+    if ('error' in prepared) {
+      this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt, error: prepared.error }, 'attempt could not start');
+      return this.notStarted(a, claimedAt, prepared.error, prepared.exitCode);
+    }
+    // Paused between the claim and now: the orchestrator may have given up on us meanwhile.
+    if (!this.lease.grantStillFresh(a.claimSentAt!, this.o.monotonic()) && !(await this.confirmCurrent(a))) {
+      this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt }, 'not started: the orchestrator no longer counts on the attempt (paused past its lease)');
+      return;
+    }
+    if (a.stopRequested) return this.notStarted(a, claimedAt, `not started: ${a.stopRequested} before its command started`);
+    if (this.o.clock().getTime() > startBy) {
+      return this.notStarted(a, claimedAt, `not started: its start deadline ${new Date(startBy).toISOString()} passed`);
+    }
+
     const base = { jobId: msg.jobId, attempt: msg.attempt, executorId: this.o.executorId };
-    const sandbox = { sandbox: runner.kind, ...(runner.note ? { sandboxNote: runner.note } : {}) };
     let proc: RunningProcess;
     const launchedAt = this.o.clock();
     try {
-      let bundleFile: string | undefined;
-      if (msg.bundleDigest) {
-        if (!this.o.bundles) throw new LaunchError(`this executor cannot fetch bundles (job bundle ${msg.bundleDigest})`);
-        bundleFile = await materializeBundle(msg.bundleDigest, this.o.bundles);
-      }
-      const cmd = msg.bundleDigest ? bundleCommand(msg.spec) : buildCommand(msg.spec);
       proc = await runner.launch({
         attemptId: `${msg.jobId}-${msg.attempt}`,
-        argv: cmd.argv,
-        env: cmd.env,
-        cwd: cmd.cwd,
+        argv: prepared.cmd.argv,
+        env: prepared.cmd.env,
+        cwd: prepared.cmd.cwd,
         resources: msg.spec.resources,
-        ...(bundleFile ? { bundleFile } : {}),
+        ...(prepared.bundleFile ? { bundleFile: prepared.bundleFile } : {}),
       });
     } catch (err) {
-      const finishedAt = this.o.clock();
       const error = err instanceof Error ? err.message : String(err);
       this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt, error }, 'attempt could not start');
-      await this.report({ kind: 'started', ...base, startedAt: launchedAt.toISOString(), ...sandbox });
-      await this.report({
-        kind: 'finished',
-        ...base,
-        exitCode: err instanceof LaunchError ? err.exitCode : 127,
-        signal: null,
-        oomKilled: false,
-        durationMs: Math.max(0, finishedAt.getTime() - launchedAt.getTime()),
-        finishedAt: finishedAt.toISOString(),
-        usage: null,
-        logBytes: 0,
-        error,
-      });
-      return;
+      return this.notStarted(a, launchedAt, error, err instanceof LaunchError ? err.exitCode : 127);
     }
     a.proc = proc;
-    if (a.stopRequested) this.shutdownAttempt(a);
+    a.phase = 'running';
+    if (a.stopRequested) this.stopAttempt(a, a.stopRequested);
     const startedAt = this.o.clock();
-    const started = this.report({ kind: 'started', ...base, startedAt: startedAt.toISOString(), ...sandbox, pid: proc.pid });
 
     const batcher = new LogBatcher({ ...this.o.logs, sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt) });
     const pumps = Promise.all([pump(proc.stdout, 'stdout', batcher), pump(proc.stderr, 'stderr', batcher)]);
@@ -324,6 +430,7 @@ export class Executor {
       this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'waiting for an attempt failed');
       status = { exitCode: 255, signal: null, oomKilled: false, usage: null };
     }
+    a.phase = 'finishing';
     await pumps;
     if (msg.spec.outputs?.length) await this.collectOutputs(msg, batcher);
     try {
@@ -332,8 +439,9 @@ export class Executor {
       this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'some log output could not be stored');
     }
     const finishedAt = this.o.clock();
-    await started;
-    await this.report({
+    // Its process is gone: the slot is free while the report is written to the outbox (before its
+    // first publish); the report does not wait for the next attempt, nor the next for its fsync.
+    this.track(this.reports.send({
       kind: 'finished',
       ...base,
       exitCode: status.exitCode,
@@ -343,13 +451,109 @@ export class Executor {
       finishedAt: finishedAt.toISOString(),
       usage: status.usage,
       logBytes: batcher.bytes,
-    });
+    }));
     // The workspace is released after the slot: removing a big one must not delay the report or the next attempt.
     const disposal = proc
       .dispose()
       .catch((err) => this.o.logger.warn({ err, jobId: a.jobId, attempt: a.attempt }, 'releasing an attempt failed'))
       .finally(() => this.disposing.delete(disposal));
     this.disposing.add(disposal);
+  }
+
+  /**
+   * Asks the orchestrator to record the attempt as started: a core NATS request whose body is
+   * the `started` report. Waits first for a fresh lease (after a start or a pause); retries
+   * with back-off while there is no answer, until the start deadline.
+   */
+  private async claim(a: Active, msg: RunAttemptMessage, startBy: number, startedAt: Date): Promise<ClaimOutcome> {
+    a.phase = 'claiming';
+    const { runner } = this.o;
+    const body: ClaimRequest = {
+      kind: 'started',
+      jobId: msg.jobId,
+      attempt: msg.attempt,
+      executorId: this.o.executorId,
+      startedAt: startedAt.toISOString(),
+      sandbox: runner.kind,
+      ...(runner.note ? { sandboxNote: runner.note } : {}),
+    };
+    const data = JSON.stringify(body);
+    let delay = this.o.retryMinMs;
+    let unanswered = 0;
+    for (;;) {
+      if (!this.live()) return 'stopped';
+      const left = startBy - this.o.clock().getTime();
+      if (left <= 0) {
+        this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt, unanswered }, 'giving up the attempt: no answer to its claim before its start deadline');
+        return 'expired';
+      }
+      if (!this.lease.fresh) {
+        // After a start or a pause: the orchestrator must have heard from this instance first.
+        this.heartbeatSoon();
+        await this.lease.answeredAfter(this.lease.lastPauseAt, Math.min(left, this.o.retryMaxMs), this.stopping.signal);
+        continue;
+      }
+      a.claimSentAt = this.o.monotonic();
+      try {
+        const reply = ClaimReplySchema.safeParse(safeJson(await this.o.nc.request(subjects.claim(msg.jobId), data, { timeout: Math.min(this.o.requestTimeoutMs, left) })));
+        if (reply.success) {
+          if (reply.data.granted) {
+            a.grantedAt = this.o.monotonic();
+            a.phase = 'granted';
+            return 'granted';
+          }
+          this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt, code: reply.data.code, message: reply.data.message }, 'claim refused: the attempt does not run');
+          return 'refused';
+        }
+        this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt }, 'claim answered with something that is not a claim reply; retrying');
+      } catch (err) {
+        if (unanswered === 0) this.o.logger.warn({ err, jobId: a.jobId, attempt: a.attempt }, 'claim not answered; retrying until its start deadline');
+      }
+      unanswered++;
+      await this.pause(Math.min(delay, Math.max(0, startBy - this.o.clock().getTime())));
+      delay = Math.min(delay * 2, this.o.retryMaxMs);
+    }
+  }
+
+  /** After a pause between grant and launch: whether a lease reply to a heartbeat sent now still lists the attempt. */
+  private async confirmCurrent(a: Active): Promise<boolean> {
+    const since = this.o.monotonic();
+    this.heartbeat(false);
+    // Until answered, or until something else (a stop order, stop()) decides for the attempt.
+    while (this.live() && !a.stopRequested) {
+      if (await this.lease.answeredAfter(since, this.o.requestTimeoutMs, this.stopping.signal)) break;
+      this.heartbeat(false);
+    }
+    return !a.notCurrent;
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.finally(() => this.storing.delete(tracked));
+    this.storing.add(tracked);
+  }
+
+  private async notStarted(a: Active, at: Date, error: string, exitCode = NOT_STARTED_EXIT_CODE): Promise<void> {
+    a.phase = 'finishing';
+    const finishedAt = this.o.clock();
+    await this.reports.send({
+      kind: 'finished',
+      jobId: a.jobId,
+      attempt: a.attempt,
+      executorId: this.o.executorId,
+      exitCode,
+      signal: null,
+      oomKilled: false,
+      durationMs: Math.max(0, finishedAt.getTime() - at.getTime()),
+      finishedAt: finishedAt.toISOString(),
+      usage: null,
+      logBytes: 0,
+      error,
+    });
+  }
+
+  private async bundleOf(digest: string): Promise<string> {
+    if (!this.o.bundles) throw new LaunchError(`this executor cannot fetch bundles (job bundle ${digest})`);
+    return materializeBundle(digest, this.o.bundles);
   }
 
   /** Gathers the attempt's outputs (its processes are gone); any problem becomes a note in the job's stderr log, never a failure. */
@@ -376,26 +580,21 @@ export class Executor {
     }
   }
 
-  /** Publishes a report and waits for JetStream to store it, retrying with backoff; the message id makes a retry harmless. */
-  private async report(r: AttemptReport): Promise<void> {
-    const data = JSON.stringify(r);
-    const msgID = `${r.jobId}.${r.attempt}.${r.kind}`;
-    for (let tries = 0; ; tries++) {
-      try {
-        await this.js.publish(subjects.report(r.jobId), data, { msgID });
-        return;
-      } catch (err) {
-        if (tries >= 5) {
-          this.o.logger.error({ err, jobId: r.jobId, attempt: r.attempt, kind: r.kind }, 'report could not be published');
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** tries));
+  // ---- heartbeats and leases ---------------------------------------------------------
+
+  /** Sends a heartbeat as a request; the answer is a lease reply. `tick`: from the periodic timer (measures pauses). */
+  private heartbeat(tick: boolean): void {
+    if (!this.live()) return;
+    const now = this.o.monotonic();
+    if (tick) {
+      const late = this.lease.tick(now);
+      if (late > 0) {
+        this.o.logger.warn(
+          { executorId: this.o.executorId, lateMs: Math.round(late), running: this.active.size },
+          'this executor was paused; no attempt starts before the orchestrator confirms its lease, and those it no longer counts on are stopped',
+        );
       }
     }
-  }
-
-  private heartbeat(): void {
-    if (this.state === 'idle') return;
     if (this.o.available && !this.o.available()) return;
     const hb: ExecutorHeartbeat = {
       executorId: this.o.executorId,
@@ -408,13 +607,44 @@ export class Executor {
       runtime: this.o.runtime,
       startedAt: this.startedAt,
       sentAt: this.o.clock().toISOString(),
+      heartbeatMs: this.o.heartbeatMs,
       ...this.o.runner.hostState?.(),
     };
+    let reply: Promise<Msg>;
     try {
-      this.o.nc.publish(subjects.heartbeat(this.o.executorId), JSON.stringify(hb));
+      reply = this.o.nc.request(subjects.heartbeat(this.o.executorId), JSON.stringify(hb), { timeout: this.o.requestTimeoutMs });
     } catch (err) {
-      this.o.logger.warn({ err, executorId: this.o.executorId }, 'heartbeat not sent');
+      reply = Promise.reject(err);
     }
+    reply.then(
+      (m) => this.onLeaseReply(now, m),
+      (err) => this.onNoLeaseReply(err),
+    );
+  }
+
+  private onLeaseReply(sentAt: number, m: Msg): void {
+    const parsed = LeaseReplySchema.safeParse(safeJson(m));
+    if (!parsed.success || parsed.data.executorId !== this.o.executorId || parsed.data.instanceId !== this.instanceId) {
+      this.o.logger.warn({ executorId: this.o.executorId }, 'ignored an answer to a heartbeat that is not this instance\'s lease reply');
+      return;
+    }
+    if (this.leaseRepliesMissing > 0) this.o.logger.info({ executorId: this.o.executorId, missed: this.leaseRepliesMissing }, 'lease replies again');
+    this.leaseRepliesMissing = 0;
+    const reply = parsed.data;
+    const current = new Set(reply.current.map((c) => `${c.jobId}/${c.attempt}`));
+    // A positive statement: the orchestrator no longer counts on these (lost, timed out, superseded).
+    for (const [key, a] of this.active) {
+      if (a.grantedAt === undefined || a.grantedAt >= sentAt || current.has(key)) continue;
+      a.notCurrent = true;
+      this.stopAttempt(a, 'no longer current (the lease reply does not list it)');
+    }
+    this.lease.answered(sentAt, reply.leaseMs);
+  }
+
+  private onNoLeaseReply(err: unknown): void {
+    if (!this.live()) return;
+    // Logged once per streak. No attempt is stopped for this: a bus outage must not kill running jobs.
+    if (this.leaseRepliesMissing++ === 0) this.o.logger.warn({ err, executorId: this.o.executorId }, 'no lease reply to a heartbeat; running attempts go on');
   }
 
   /** Coalesces the heartbeats of attempts that end together into one. */
@@ -423,8 +653,23 @@ export class Executor {
     this.heartbeatQueued = true;
     setTimeout(() => {
       this.heartbeatQueued = false;
-      this.heartbeat();
+      this.heartbeat(false);
     }, 0);
+  }
+
+  private onConnectionClosed(err: void | Error): void {
+    if (this.state !== 'running' || this.closedLogged) return;
+    this.closedLogged = true;
+    clearInterval(this.heartbeatTimer);
+    this.stopping.abort();
+    this.wake?.();
+    // The caller made the connection; with reconnects forever it closes only for good. Its main exits.
+    this.o.logger.error({ err, executorId: this.o.executorId }, 'the NATS connection closed for good: no more heartbeats or work');
+  }
+
+  /** Running and connected: loops and heartbeats go on. */
+  private live(): boolean {
+    return this.state === 'running' && !this.o.nc.isClosed();
   }
 
   private remember(key: string): void {
@@ -436,6 +681,7 @@ export class Executor {
   private pause(ms: number): Promise<void> {
     const signal = this.stopping.signal;
     return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
@@ -458,6 +704,19 @@ async function pump(source: AsyncIterable<Uint8Array>, stream: LogStream, batche
   }
 }
 
+function safeJson(m: Msg): unknown {
+  try {
+    return m.json();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The options without the keys given as undefined, so that none overrides a default. */
+function definedOnly<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
 function parseRun(m: JsMsg): RunAttemptMessage | string {
   let v: Partial<RunAttemptMessage>;
   try {
@@ -469,6 +728,8 @@ function parseRun(m: JsMsg): RunAttemptMessage | string {
   if (!isJobId(v.jobId)) return 'jobId is not a job id';
   if (!Number.isInteger(v.attempt) || (v.attempt as number) < 1) return 'attempt is not a positive integer';
   if (typeof v.spec !== 'object' || v.spec === null) return 'spec is missing';
+  if (typeof v.dispatchedAt !== 'string' || Number.isNaN(Date.parse(v.dispatchedAt))) return 'dispatchedAt is not a time';
+  if (v.startBy !== undefined && (typeof v.startBy !== 'string' || Number.isNaN(Date.parse(v.startBy)))) return 'startBy is not a time';
   return v as RunAttemptMessage;
 }
 

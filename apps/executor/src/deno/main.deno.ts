@@ -5,6 +5,7 @@ import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import { Executor, type ExecutorLogger } from '../core/executor';
 import { EXECUTOR_ENV_VARS, executorConfigFromEnv, natsHostPorts, type ExecutorConfig } from '../core/executor-config';
 import { DenoProcessRunner } from './deno-process-runner.deno';
+import { DenoFileReportOutbox } from './file-report-outbox.deno';
 import { denoPermissionFlags } from './deno-command';
 
 /**
@@ -25,7 +26,6 @@ export interface DenoExecutorOptions extends Omit<ExecutorConfig, 'natsUrl' | 'n
   /** An open connection; the caller owns it (stop() does not close it). */
   nc: NatsConnection;
   logger: ExecutorLogger;
-  heartbeatMs?: number;
   /** Create the JetStream streams first (default true). */
   ensureStreams?: boolean;
 }
@@ -46,9 +46,12 @@ export async function startDenoExecutor(o: DenoExecutorOptions): Promise<DenoExe
     nc: o.nc,
     executorId: o.executorId,
     runner,
+    // Beside the workspaces, as under Node: the runner's clean-up never touches it.
+    outbox: new DenoFileReportOutbox(`${o.workRoot}/.outbox/${o.executorId}`),
     capacity: o.capacity,
     graceMs: o.graceMs,
     heartbeatMs: o.heartbeatMs,
+    leaseMs: o.leaseMs,
     runtime: DENO_RUNTIME,
     logger: o.logger,
   });

@@ -14,6 +14,7 @@ import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { fileBundleCache } from './bundle-files';
 import { ArtifactStore } from '../../../../libs/messaging/src/artifacts-store';
 import { workspaceArtifactCollector } from './artifact-files';
+import { FileReportOutbox, outboxDir } from './file-report-outbox';
 
 /** The local Node executor: startNodeExecutor, and the process entry. */
 
@@ -28,7 +29,10 @@ export interface NodeExecutorOptions {
   workRoot?: string;
   /** SIGTERM → SIGKILL grace when stopping an attempt (default 5000 ms). */
   graceMs?: number;
+  /** Heartbeat period (default 1000 ms). */
   heartbeatMs?: number;
+  /** The orchestrator's lease until its first lease reply says (default 10,000 ms; at least 3 heartbeats). */
+  leaseMs?: number;
   labels?: Record<string, string>;
   logger?: ExecutorLogger;
   /** Create the JetStream streams first (default true; `jobline dev` may have done it). */
@@ -80,9 +84,12 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     nc: options.nc,
     executorId,
     runner,
+    // Finished reports wait here until the bus acknowledged them; the next start re-sends what is left.
+    outbox: new FileReportOutbox(outboxDir(options.workRoot ?? './.jobline/work', executorId)),
     capacity: options.capacity,
     graceMs: options.graceMs,
     heartbeatMs: options.heartbeatMs,
+    leaseMs: options.leaseMs,
     labels: options.labels,
     runtime: NODE_RUNTIME,
     logger,

@@ -56,8 +56,7 @@ export async function startExecutor(config: JoblineConfig, deps: ExecutorDeps = 
       const b = await connectBus(config, `jobline-executor-${c.id}`, logger);
       nc = b.nc;
       bus = b.state;
-      const own = nc;
-      cleanups.push(() => own.drain());
+      cleanups.push(() => b.close());
     }
     const workRoot = resolve(c.workRoot);
     let local: NodeExecutorHandle | null = null;
@@ -69,6 +68,7 @@ export async function startExecutor(config: JoblineConfig, deps: ExecutorDeps = 
         workRoot,
         graceMs: c.graceMs,
         heartbeatMs: c.heartbeatMs,
+        leaseMs: config.leaseMs,
         labels: c.labels,
         logger,
         ensureStreams: !deps.streamsReady,
@@ -88,6 +88,7 @@ export async function startExecutor(config: JoblineConfig, deps: ExecutorDeps = 
         agentSocket: process.env.SSH_AUTH_SOCK,
         graceMs: c.graceMs,
         heartbeatMs: c.heartbeatMs,
+        leaseMs: config.leaseMs,
         workRoot,
         runtime: NODE_RUNTIME,
         logger,

@@ -7,6 +7,7 @@ import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import type { Bundles } from '../core/bundle';
 import { Executor, type ExecutorLogger } from '../core/executor';
 import { fileBundleCache } from '../node/bundle-files';
+import { FileReportOutbox, outboxDir } from '../node/file-report-outbox';
 import { SshRunner } from './ssh-runner';
 import type { SshInventory } from './ssh-inventory';
 
@@ -18,13 +19,16 @@ export interface SshExecutorOptions {
   agentSocket?: string;
   /** SIGTERM → SIGKILL grace when stopping an attempt (default 5000 ms). */
   graceMs?: number;
+  /** Heartbeat period (default 1000 ms). */
   heartbeatMs?: number;
+  /** The orchestrator's lease until its first lease reply says (default 10,000 ms). */
+  leaseMs?: number;
   logger?: ExecutorLogger;
   /** The runtime, for heartbeats. */
   runtime: string;
   /** Where bundles come from and are cached on this machine before the upload (default: the bundle store, cached under <workRoot>/.bundles). */
   bundles?: Bundles;
-  /** The local folder for the bundle cache (default ./.jobline/work), as for a local executor. */
+  /** The local folder for the bundle cache and the report outboxes (default ./.jobline/work), as for a local executor. */
   workRoot?: string;
   /** Create the JetStream streams first (default true). */
   ensureStreams?: boolean;
@@ -60,9 +64,11 @@ export async function startSshExecutor(options: SshExecutorOptions): Promise<Ssh
         nc: options.nc,
         executorId: host.name,
         runner,
+        outbox: new FileReportOutbox(outboxDir(options.workRoot ?? './.jobline/work', host.name)),
         capacity: host.capacity,
         graceMs: options.graceMs,
         heartbeatMs: options.heartbeatMs,
+        leaseMs: options.leaseMs,
         labels: { ...host.labels, host: host.name },
         runtime: options.runtime,
         logger,

@@ -181,8 +181,9 @@ const pgrep = (pattern: string) => spawnSync('pgrep', ['-f', `^${pattern}`], { e
       await sshd.stop();
       for (let i = 0; i < 200 && own.available(); i++) await new Promise((r) => setTimeout(r, 25));
       expect(own.available()).toBe(false);
-      // The orphaned sleeps still run while the host is unreachable.
-      expect(pgrep(`sleep ${tag}`)).not.toBe('');
+      // The session went with the connection: the attempt's watchdog killed its group at once.
+      for (let i = 0; i < 200 && pgrep(`sleep ${tag}`) !== ''; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(pgrep(`sleep ${tag}`)).toBe('');
       await sshd.start();
       expect(await waited).toMatch(/dropped during the attempt/);
       expect(own.available()).toBe(true);

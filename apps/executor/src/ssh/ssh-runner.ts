@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import type { ClientChannel } from 'ssh2';
@@ -83,19 +84,18 @@ export class SshRunner implements ProcessRunner {
     } catch (err) {
       throw new LaunchError((err as Error).message, 255, { cause: err });
     }
-    const bundleHex = req.bundleFile ? await fileSha256(req.bundleFile) : null;
-    const channel = await this.conn.exec(this.launchScript(req, bundleHex)).catch((err: Error) => {
+    const bundle = req.bundleFile ? { hex: await fileSha256(req.bundleFile), size: (await stat(req.bundleFile)).size } : null;
+    const channel = await this.conn.exec(this.launchScript(req, bundle)).catch((err: Error) => {
       throw new LaunchError(`cannot start the command on SSH host ${this.o.host.name}: ${err.message}`, 255, { cause: err });
     });
-    // The launch script's stdin carries the bundle (or nothing); the command itself gets /dev/null.
-    // Upload, check, unpack and start share the one exec request: no extra round trip.
+    // The launch script's stdin carries the bundle (or nothing), then stays open for the attempt's
+    // life: its end (this process died, the connection dropped) is what kills the remote group.
+    // The command itself gets /dev/null. Upload, check, unpack and start share the one exec request.
     if (req.bundleFile) {
-      pipeline(createReadStream(req.bundleFile), channel).catch((err: Error) => {
+      pipeline(createReadStream(req.bundleFile), channel, { end: false }).catch((err: Error) => {
         this.o.logger.warn({ host: this.o.host.name, err: err.message }, 'uploading the bundle failed');
         channel.close();
       });
-    } else {
-      channel.end();
     }
     return new Promise<RunningProcess>((resolve, reject) => {
       const stdout = new ChunkQueue();
@@ -151,7 +151,7 @@ export class SshRunner implements ProcessRunner {
     return this.conn.run(command);
   }
 
-  private launchScript(req: LaunchRequest, bundleHex: string | null): string {
+  private launchScript(req: LaunchRequest, bundle: { hex: string; size: number } | null): string {
     const a = req.attemptId;
     if (!/^[A-Za-z0-9_.-]+$/.test(a)) throw new LaunchError(`invalid attempt id ${a}`, 255);
     const env = { ...req.env, JOBLINE_ATTEMPT: a };
@@ -166,21 +166,28 @@ export class SshRunner implements ProcessRunner {
       fail,
       `echo $$ > "$d/${a}.pid" || fail "cannot record the attempt's pid"`,
     ];
-    if (bundleHex) {
-      // Like the local runner: the bundle (sent on stdin) is checked and unpacked into the workspace root first.
+    if (bundle) {
+      // Like the local runner: the bundle (its exact size, sent on stdin) is checked and unpacked into the workspace root first.
       lines.push(
-        `cat > "$ws.tar.gz" || fail "cannot write the bundle on the host"`,
+        `head -c ${bundle.size} > "$ws.tar.gz" || fail "cannot write the bundle on the host"`,
         `h=$(sha256sum < "$ws.tar.gz" | cut -c1-64) || fail "cannot checksum the bundle on the host (sha256sum)"`,
-        `[ "$h" = ${bundleHex} ] || fail "the bundle arrived corrupted: sha256 $h, expected ${bundleHex}"`,
+        `[ "$h" = ${bundle.hex} ] || fail "the bundle arrived corrupted: sha256 $h, expected ${bundle.hex}"`,
         `tar -xzf "$ws.tar.gz" -C "$ws" --no-same-owner --delay-directory-restore || fail "cannot unpack the bundle"`,
         'rm -f "$ws.tar.gz"',
       );
     }
+    // The watchdog: in the attempt's group, deaf to the signals a stop sends, it reads the channel
+    // until its end and then kills the whole group. sshd ends it when the session goes (the executor
+    // was killed, its connection dropped) and after the command exited (then it takes what was left).
+    lines.push(
+      'exec 3<&0',
+      `( trap '' HUP INT QUIT TERM USR1 USR2; while read -r _ <&3; do :; done; kill -KILL -- -$$ ) </dev/null >/dev/null 2>&1 &`,
+    );
     if (req.cwd) lines.push(`mkdir -p ${shellQuote(req.cwd)} && cd ${shellQuote(req.cwd)} || fail "cannot create workdir "${shellQuote(req.cwd)}`);
     return [
       ...lines,
       `printf '${HEADER}%s %s\\n' "$$" "$ws"`,
-      `exec env -i ${home}${assignments.join(' ')} ${req.argv.map(shellQuote).join(' ')} </dev/null`,
+      `exec env -i ${home}${assignments.join(' ')} ${req.argv.map(shellQuote).join(' ')} </dev/null 3<&-`,
     ].join('\n');
   }
 

@@ -32,7 +32,7 @@ export const StopAttemptMessageSchema = z
     kind: z.literal('stop'),
     jobId: JobIdSchema,
     attempt: z.number().int().min(1),
-    reason: z.enum(['cancel', 'timeout', 'purge']),
+    reason: z.enum(['cancel', 'timeout', 'purge', 'lost']).describe('lost: the orchestrator declared the attempt lost (its executor was silent past the lease, or restarted)'),
   })
   .describe('Stop one attempt: SIGTERM to the whole process tree, then SIGKILL after the grace period (orchestrator → executor)');
 

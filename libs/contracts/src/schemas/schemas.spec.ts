@@ -119,7 +119,10 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
     ],
     invalid: [{ kind: 'stop', jobId: JOB, owner: 'acme', attempt: 1, spec: stepsSpec, bundleDigest: null, dispatchedAt: T }],
   },
-  StopAttemptMessage: { valid: [{ kind: 'stop', jobId: JOB, attempt: 2, reason: 'timeout' }], invalid: [{ kind: 'stop', jobId: JOB, attempt: 0, reason: 'cancel' }] },
+  StopAttemptMessage: {
+    valid: [{ kind: 'stop', jobId: JOB, attempt: 2, reason: 'timeout' }, { kind: 'stop', jobId: JOB, attempt: 1, reason: 'lost' }],
+    invalid: [{ kind: 'stop', jobId: JOB, attempt: 0, reason: 'cancel' }, { kind: 'stop', jobId: JOB, attempt: 1, reason: 'paused' }],
+  },
   LeaseReply: {
     valid: [{ executorId: 'local', instanceId: 'i-1', current: [{ jobId: JOB, attempt: 2 }], leaseMs: 10_000, sentAt: T }],
     invalid: [{ executorId: 'local', instanceId: 'i-1', current: [{ jobId: JOB, attempt: 0 }], leaseMs: 10_000, sentAt: T }],
@@ -160,8 +163,15 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
         executorId: 'box', instanceId: 'i-2', kind: 'ssh', capacity: 4, running: [], labels: { host: 'box' },
         sandbox: 'ssh', runtime: 'node 20.19', startedAt: T, sentAt: T, state: 'host-key-mismatch', note: 'host key mismatch for SSH host box',
       },
+      {
+        executorId: 'local', instanceId: 'i-3', kind: 'local', capacity: 4, running: [], labels: {},
+        sandbox: 'none', runtime: 'deno 2.9', startedAt: T, sentAt: T, heartbeatMs: 1000,
+      },
     ],
-    invalid: [{ executorId: 'local', instanceId: 'i-1', kind: 'docker', capacity: 4, running: [], labels: {}, sandbox: 'none', runtime: 'node', startedAt: T, sentAt: T }],
+    invalid: [
+      { executorId: 'local', instanceId: 'i-1', kind: 'docker', capacity: 4, running: [], labels: {}, sandbox: 'none', runtime: 'node', startedAt: T, sentAt: T },
+      { executorId: 'local', instanceId: 'i-1', kind: 'local', capacity: 4, running: [], labels: {}, sandbox: 'none', runtime: 'node', startedAt: T, sentAt: T, heartbeatMs: 0 },
+    ],
   },
 };
 

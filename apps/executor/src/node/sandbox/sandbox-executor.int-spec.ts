@@ -13,6 +13,8 @@ import {
 import { ensureStreams } from '../../../../../libs/messaging/src/streams';
 import { startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../../../libs/testing/src';
 import { Executor } from '../../core/executor';
+import { OrchestratorPeer } from '../../testing/orchestrator-peer';
+import { FileReportOutbox, outboxDir } from '../file-report-outbox';
 import { ATTEMPT_MARKER } from '../node-process-runner';
 import { hasEnvEntry, listProcesses } from '../proc-scan';
 import { detectSandbox } from './detect';
@@ -32,6 +34,7 @@ const title =
   let nc: NatsConnection;
   let js: JetStreamClient;
   let executor: Executor;
+  let peer: OrchestratorPeer;
 
   beforeAll(async () => {
     server = await startNatsServer({ storeDir: join(tmp.path, 'nats') });
@@ -39,10 +42,13 @@ const title =
     js = jetstream(nc);
     await ensureStreams(await jetstreamManager(nc));
     await runner.cleanupLeftovers?.();
+    // Grants the executor's claims (the started reports) and answers its heartbeats, as an orchestrator would.
+    peer = new OrchestratorPeer({ nc }).start();
     executor = new Executor({
       nc,
       executorId,
       runner,
+      outbox: new FileReportOutbox(outboxDir(join(tmp.path, 'work'), executorId)),
       runtime: 'node test',
       logger: { info: () => undefined, warn: () => undefined, error: (f, m) => console.error(m, f) },
       heartbeatMs: 200,
@@ -53,6 +59,7 @@ const title =
 
   afterAll(async () => {
     await executor?.stop();
+    peer?.stop();
     if (runner instanceof SandboxRunner) await runner.removeParent();
     await nc?.close();
     await server?.stop();
@@ -74,7 +81,7 @@ const title =
         await new Promise((res) => setTimeout(res, 20));
       }
     };
-    return { started: () => find('started'), finished: () => find('finished') };
+    return { started: () => peer.until(`the claim of ${jobId}`, () => peer.claims.find((c) => c.jobId === jobId), 20_000), finished: () => find('finished') };
   }
 
   async function dispatch(spec: JobSpecInput, jobId = crypto.randomUUID()): Promise<string> {

@@ -1,0 +1,20 @@
+/**
+ * Where an executor keeps its finished reports until the bus has acknowledged them, so that
+ * neither an outage nor its own crash loses one: written whole and synced before the first
+ * publish, removed after JetStream's ack, re-sent by the next start. One implementation per
+ * runtime (a folder of files under Node and Deno), behind this interface.
+ */
+export interface ReportOutbox {
+  /** Stores `text` under `key` durably (written whole, then synced), replacing what was there. */
+  put(key: string, text: string): Promise<void>;
+  /** Forgets `key`; nothing happens when it is not there. */
+  remove(key: string): Promise<void>;
+  /** Everything stored, in no particular order. */
+  list(): Promise<{ key: string; text: string }[]>;
+}
+
+/** Outbox keys are file names and message ids: `<jobId>.<attempt>.<kind>`. */
+export const OUTBOX_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+/** The key, and the Nats-Msg-Id, of a report: a re-sent report is dropped by JetStream's dedupe. */
+export const reportKey = (r: { jobId: string; attempt: number; kind: string }): string => `${r.jobId}.${r.attempt}.${r.kind}`;

@@ -1,0 +1,136 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { AttemptReportSchema, subjects, type AttemptReport } from '../../../../libs/contracts/src';
+import { OUTBOX_KEY, reportKey, type ReportOutbox } from './report-outbox.port';
+
+export interface ReportSenderLogger {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface ReportSenderOptions {
+  js: JetStreamClient;
+  outbox: ReportOutbox;
+  logger: ReportSenderLogger;
+  /** How long one publish waits for JetStream's ack. */
+  ackTimeoutMs: number;
+  /** Back-off between tries: from retryMinMs, doubling, up to retryMaxMs; tries go on until stop(). */
+  retryMinMs: number;
+  retryMaxMs: number;
+  /** True once the connection is closed for good: tries stop (the report stays in the outbox). */
+  isClosed: () => boolean;
+}
+
+/**
+ * Delivers finished reports at least once: each is stored in the outbox before it is first
+ * published and removed only after JetStream acknowledged it; meanwhile it is re-published
+ * with back-off, as long as it takes. Its key is the Nats-Msg-Id, so a report that was stored
+ * but whose ack was lost is dropped as a duplicate, and a late duplicate is a no-op for the decider.
+ */
+export class ReportSender {
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly stopping = new AbortController();
+
+  constructor(private readonly o: ReportSenderOptions) {}
+
+  /** Reports not yet acknowledged. */
+  get pending(): number {
+    return this.inflight.size;
+  }
+
+  /**
+   * Resolves once the report is in the outbox (or, if the outbox cannot be written, with the
+   * error logged, once it is handed to the bus anyway); delivery goes on in the background.
+   */
+  async send(report: AttemptReport): Promise<void> {
+    const key = reportKey(report);
+    const text = JSON.stringify(report);
+    try {
+      await this.o.outbox.put(key, text);
+    } catch (err) {
+      this.o.logger.error({ err, jobId: report.jobId, attempt: report.attempt }, 'cannot write the report to the outbox; sending it without a durable copy');
+    }
+    this.deliver(key, report.jobId, text);
+  }
+
+  /** Re-sends what a previous run left in the outbox; returns how many. Entries that are not reports are left alone, with a warning. */
+  async resume(): Promise<number> {
+    let n = 0;
+    for (const { key, text } of await this.o.outbox.list()) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      const r = AttemptReportSchema.safeParse(parsed);
+      if (!OUTBOX_KEY.test(key) || !r.success || reportKey(r.data) !== key) {
+        this.o.logger.warn({ key }, 'an outbox entry is not a report of this executor; left in place');
+        continue;
+      }
+      this.deliver(key, r.data.jobId, text);
+      n++;
+    }
+    if (n > 0) this.o.logger.info({ reports: n }, 're-sending reports a previous run left in the outbox');
+    return n;
+  }
+
+  /** Waits up to `ms` for the deliveries under way, then gives up on them: they stay in the outbox for the next start. */
+  async stop(ms: number): Promise<void> {
+    if (this.inflight.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.allSettled([...this.inflight.values()]), new Promise((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+    }
+    this.stopping.abort();
+    await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  private deliver(key: string, jobId: string, text: string): void {
+    if (this.inflight.has(key) || this.stopping.signal.aborted) return;
+    const p = this.publishUntilAcked(key, jobId, text).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+  }
+
+  private async publishUntilAcked(key: string, jobId: string, text: string): Promise<void> {
+    let delay = this.o.retryMinMs;
+    let failures = 0;
+    for (;;) {
+      if (this.stopping.signal.aborted) return;
+      if (this.o.isClosed()) {
+        this.o.logger.warn({ jobId, key }, 'the connection is closed; the report stays in the outbox for the next start');
+        return;
+      }
+      try {
+        await this.o.js.publish(subjects.report(jobId), text, { msgID: key, timeout: this.o.ackTimeoutMs });
+        break;
+      } catch (err) {
+        failures++;
+        // One warning per report, not one per try: an outage must not flood the log.
+        if (failures === 1) this.o.logger.warn({ err, jobId, key }, 'report not acknowledged yet; it is kept and re-sent until it is');
+        await sleep(delay, this.stopping.signal);
+        delay = Math.min(delay * 2, this.o.retryMaxMs);
+      }
+    }
+    if (failures > 0) this.o.logger.info({ jobId, key, tries: failures + 1 }, 'report delivered');
+    try {
+      await this.o.outbox.remove(key);
+    } catch (err) {
+      // Sent again by the next start: a duplicate the decider ignores.
+      this.o.logger.warn({ err, key }, 'cannot remove a delivered report from the outbox');
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
+}
