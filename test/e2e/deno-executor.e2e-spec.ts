@@ -108,6 +108,8 @@ describeWithDeno('executor under Deno: the core journeys through a real nats-ser
     JOBLINE_EXECUTOR_CAPACITY: '4',
     JOBLINE_WORK_ROOT: workRoot,
     JOBLINE_GRACE_MS: '1000',
+    // Without a sandbox, as root only when said so (the tests run as root here).
+    ...(process.getuid?.() === 0 ? { JOBLINE_SANDBOX: 'none' } : {}),
     // In the executor's environment, never in a job's.
     JOBLINE_E2E_CANARY: 'must-not-leak',
   });
@@ -321,6 +323,18 @@ describeWithDeno('executor under Deno: the core journeys through a real nats-ser
     const events = await finished(jobId, 30_000);
     expect(events.at(-1)?.type).toBe('JobTimedOut');
     await eventually(() => processesMatching(`sleep ${duration}`).length === 0, 10_000, 'the sleep to be gone');
+  });
+
+  it('fails closed: JOBLINE_SANDBOX=required refuses to start (exit 2), and so does auto as root', () => {
+    const run = (sandbox: string) => spawnSync(DENO, denoExecutorArgs({ natsUrl: server.url, workRoot: join(dir.path, 'refused') }), { cwd: ROOT, env: { ...env(), JOBLINE_SANDBOX: sandbox, JOBLINE_EXECUTOR_ID: 'deno-refused', JOBLINE_WORK_ROOT: join(dir.path, 'refused') }, encoding: 'utf8', timeout: 60_000 });
+    const required = run('required');
+    expect(required.status).toBe(2);
+    expect(required.stdout + required.stderr).toMatch(/JOBLINE_SANDBOX=required, but the Deno executor cannot sandbox/);
+    if (process.getuid?.() === 0) {
+      const auto = run('auto');
+      expect(auto.status).toBe(2);
+      expect(auto.stdout + auto.stderr).toMatch(/running as root with JOBLINE_SANDBOX=auto/);
+    }
   });
 
   it('type-checks under Deno (tsc never compiles the *.deno.ts files)', () => {

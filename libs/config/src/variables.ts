@@ -112,7 +112,7 @@ export const VARIABLES = {
   JOBLINE_SUBMIT_TIMEOUT_MS: v('JOBLINE_SUBMIT_TIMEOUT_MS', int(1, 600_000), 'milliseconds', '10000', S.api, 'How long POST /v1/jobs waits for the submission to be recorded before a 503.'),
 
   // --- orchestrator --------------------------------------------------------------------
-  JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(1000, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api', 'executor'], 'An executor silent this long has lost its attempts (executors: until the first lease reply brings the orchestrator\'s value).'),
+  JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(150, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api', 'executor'], 'An executor silent this long has lost its attempts (executors: until the first lease reply brings the orchestrator\'s value).'),
   JOBLINE_CANCEL_CONFIRM_MS: v('JOBLINE_CANCEL_CONFIRM_MS', int(100, 3_600_000), 'milliseconds', '30000', S.orch, 'How long an executor has to confirm a stop before the job is closed anyway.'),
   JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source wait for their bundle. false: they fail at once, saying so.'),
   JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),
@@ -123,13 +123,13 @@ export const VARIABLES = {
   JOBLINE_EXECUTOR_LABELS: v('JOBLINE_EXECUTOR_LABELS', labels, 'key=value,…', '', S.exec, 'Labels that `target.labels` of a job can ask for.'),
   JOBLINE_WORK_ROOT: v('JOBLINE_WORK_ROOT', path, 'a folder', '<data dir>/work', S.exec, 'Workspaces, running attempts and the bundle cache.'),
   JOBLINE_GRACE_MS: v('JOBLINE_GRACE_MS', int(0, 3_600_000), 'milliseconds', '5000', S.exec, 'SIGTERM → SIGKILL grace when an attempt is stopped.'),
-  JOBLINE_HEARTBEAT_MS: v('JOBLINE_HEARTBEAT_MS', int(100, 60_000), 'milliseconds', '1000', S.exec, 'Heartbeat period (keep it well under JOBLINE_LEASE_MS).'),
+  JOBLINE_HEARTBEAT_MS: v('JOBLINE_HEARTBEAT_MS', int(50, 60_000), 'milliseconds', '1000', S.exec, 'Heartbeat period (keep it well under JOBLINE_LEASE_MS).'),
   JOBLINE_SANDBOX: v('JOBLINE_SANDBOX', z.enum(['auto', 'required', 'none']), 'auto | required | none', 'auto', S.exec, 'auto: sandbox where the host allows, refuse to start where it should but cannot; required: refuse without one; none: never (recorded in JobStarted).'),
   JOBLINE_SANDBOX_UID: v('JOBLINE_SANDBOX_UID', int(1, 2 ** 32 - 2), 'a uid > 0', '10001', S.exec, 'The unprivileged user sandboxed jobs run as.'),
   JOBLINE_SANDBOX_GID: v('JOBLINE_SANDBOX_GID', int(1, 2 ** 32 - 2), 'a gid > 0', '10001', S.exec, 'Its group.'),
   JOBLINE_MAX_ARTIFACT_BYTES: v('JOBLINE_MAX_ARTIFACT_BYTES', int(0, Number.MAX_SAFE_INTEGER), 'bytes', '268435456 (256 MiB)', S.exec, 'Largest total of one attempt\'s outputs.'),
   JOBLINE_SSH_INVENTORY: v('JOBLINE_SSH_INVENTORY', path, 'a JSON file', '', S.exec, 'SSH hosts: `jobline executor` runs one executor per host instead of a local one; dev runs them beside its local executor.'),
-  JOBLINE_EXECUTOR_HTTP_PORT: v('JOBLINE_EXECUTOR_HTTP_PORT', portOrOff, 'a port, or off', '8083 (dev: off)', S.exec, '/healthz, /readyz and /metrics of the executor process.'),
+  JOBLINE_EXECUTOR_HTTP_PORT: v('JOBLINE_EXECUTOR_HTTP_PORT', portOrOff, 'a port, or off', '8083 (dev: off)', S.exec, '/healthz, /readyz and /metrics of an executor.'),
 
   // --- packager ------------------------------------------------------------------------
   JOBLINE_PACKAGER_GIT_HOSTS: v('JOBLINE_PACKAGER_GIT_HOSTS', hostList, 'host names, comma-separated (*.example.com for subdomains)', 'any', S.pkg, 'Git hosts jobs may fetch from.'),

@@ -1,8 +1,10 @@
-import { EXECUTOR_CONFIG_DEFAULTS, executorConfigFromEnv, natsHostPorts } from './executor-config';
+import { VARIABLES } from '../../../../libs/config/src';
+import { EXECUTOR_CONFIG_DEFAULTS, EXECUTOR_ENV_VARS, executorConfigFromEnv, natsHostPorts } from './executor-config';
 
 describe('executorConfigFromEnv', () => {
   it('gives the documented defaults for an empty environment, empty strings counting as unset', () => {
     expect(executorConfigFromEnv({})).toEqual({ ...EXECUTOR_CONFIG_DEFAULTS, natsUser: undefined, natsPassword: undefined });
+    expect(executorConfigFromEnv({ JOBLINE_DATA_DIR: '/srv/jobline' }).workRoot).toBe('/srv/jobline/work');
     expect(executorConfigFromEnv({ JOBLINE_EXECUTOR_ID: '', JOBLINE_GRACE_MS: '' })).toMatchObject({ executorId: 'local', graceMs: 5000 });
   });
 
@@ -28,17 +30,23 @@ describe('executorConfigFromEnv', () => {
       graceMs: 0,
       heartbeatMs: 500,
       leaseMs: 4000,
+      sandbox: 'auto',
     });
   });
 
   it('refuses a lease shorter than three heartbeats, and heartbeats faster than 50 ms', () => {
-    expect(() => executorConfigFromEnv({ JOBLINE_HEARTBEAT_MS: '2000', JOBLINE_LEASE_MS: '5000' })).toThrow(/JOBLINE_LEASE_MS \(5000\) must be at least 3 × JOBLINE_HEARTBEAT_MS/);
+    expect(() => executorConfigFromEnv({ JOBLINE_HEARTBEAT_MS: '2000', JOBLINE_LEASE_MS: '5000' })).toThrow(/JOBLINE_HEARTBEAT_MS: 2000 is more than a third of JOBLINE_LEASE_MS \(5000\)/);
     expect(() => executorConfigFromEnv({ JOBLINE_HEARTBEAT_MS: '1' })).toThrow(/JOBLINE_HEARTBEAT_MS/);
+  });
+
+  it('reads only the executor\'s variables, each one declared in the one configuration', () => {
+    expect(() => executorConfigFromEnv({ JOBLINE_API_PORT: 'not a port' } as Record<string, string>)).not.toThrow();
+    for (const name of EXECUTOR_ENV_VARS) expect(VARIABLES[name].services).toContain('executor');
   });
 
   it('lists every problem in one error', () => {
     expect(() => executorConfigFromEnv({ JOBLINE_EXECUTOR_ID: 'no.dots', JOBLINE_EXECUTOR_CAPACITY: 'many', JOBLINE_GRACE_MS: '-1' })).toThrow(
-      /JOBLINE_EXECUTOR_ID.*JOBLINE_EXECUTOR_CAPACITY.*JOBLINE_GRACE_MS/,
+      /JOBLINE_EXECUTOR_ID[\s\S]*JOBLINE_EXECUTOR_CAPACITY[\s\S]*JOBLINE_GRACE_MS/,
     );
   });
 });

@@ -1,5 +1,4 @@
-import { z } from 'zod';
-import { ExecutorIdSchema } from '../../../../libs/contracts/src';
+import { NATS_DEFAULT_URL, loadConfig, type VariableName } from '../../../../libs/config/src';
 import { EXECUTOR_DEFAULTS, resolveExecutorTimings } from './executor-options';
 
 /**
@@ -15,7 +14,7 @@ export interface ExecutorConfig {
   executorId: string;
   /** Attempts at the same time (default 4). */
   capacity: number;
-  /** Workspaces go to <workRoot>/<executorId> (default ./.jobline/work). */
+  /** Workspaces go to <workRoot>/<executorId> (default <JOBLINE_DATA_DIR>/work, i.e. .jobline/work). */
   workRoot: string;
   /** SIGTERM → SIGKILL grace when an attempt is stopped (default 5000 ms). */
   graceMs: number;
@@ -23,76 +22,65 @@ export interface ExecutorConfig {
   heartbeatMs: number;
   /** The orchestrator's lease, until its first lease reply says (default 10,000 ms; at least 3 heartbeat periods). */
   leaseMs: number;
+  /** JOBLINE_SANDBOX: a runtime that cannot sandbox must refuse `required` (and jobs as root under `auto`). */
+  sandbox: 'auto' | 'required' | 'none';
 }
 
-/** Every variable the executor reads; nothing else of the environment is looked at. */
+/**
+ * Every variable the executor reads under a runtime that grants variables one by one (Deno);
+ * nothing else of the environment is looked at. All are declared, parsed and validated in
+ * the one configuration (libs/config); this only says which of them an executor needs.
+ */
 export const EXECUTOR_ENV_VARS = [
   'JOBLINE_NATS_URL',
   'JOBLINE_NATS_USER',
   'JOBLINE_NATS_PASSWORD',
+  'JOBLINE_DATA_DIR',
   'JOBLINE_EXECUTOR_ID',
   'JOBLINE_EXECUTOR_CAPACITY',
   'JOBLINE_WORK_ROOT',
   'JOBLINE_GRACE_MS',
   'JOBLINE_HEARTBEAT_MS',
   'JOBLINE_LEASE_MS',
-] as const;
+  'JOBLINE_SANDBOX',
+  'JOBLINE_LOG_LEVEL',
+] as const satisfies readonly VariableName[];
 
 export type ExecutorEnv = Partial<Record<(typeof EXECUTOR_ENV_VARS)[number], string>>;
 
-const optionalNumber = (schema: z.ZodNumber) =>
-  z.preprocess((v) => (v === undefined || v === '' ? undefined : Number(v)), schema.optional());
-const optionalString = <T extends z.ZodType<string>>(schema: T) =>
-  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
-
-const EnvSchema = z.object({
-  JOBLINE_NATS_URL: optionalString(z.string().min(1)),
-  JOBLINE_NATS_USER: optionalString(z.string().min(1)),
-  JOBLINE_NATS_PASSWORD: optionalString(z.string().min(1)),
-  JOBLINE_EXECUTOR_ID: optionalString(ExecutorIdSchema),
-  JOBLINE_EXECUTOR_CAPACITY: optionalNumber(z.number().int().min(1).max(1024)),
-  JOBLINE_WORK_ROOT: optionalString(z.string().min(1)),
-  JOBLINE_GRACE_MS: optionalNumber(z.number().int().min(0).max(3_600_000)),
-  JOBLINE_HEARTBEAT_MS: optionalNumber(z.number().int().min(50).max(60_000)),
-  JOBLINE_LEASE_MS: optionalNumber(z.number().int().min(150).max(3_600_000)),
-});
-
 export const EXECUTOR_CONFIG_DEFAULTS = {
-  natsUrl: 'nats://127.0.0.1:4222',
+  natsUrl: NATS_DEFAULT_URL,
   executorId: 'local',
   capacity: 4,
-  workRoot: './.jobline/work',
+  workRoot: '.jobline/work',
   graceMs: 5000,
   heartbeatMs: EXECUTOR_DEFAULTS.heartbeatMs,
   leaseMs: EXECUTOR_DEFAULTS.leaseMs,
+  sandbox: 'auto',
 } as const;
 
-/** Validates the executor's variables; throws one error listing every problem. */
+/**
+ * The executor's part of the one configuration (loadConfig, so the same variables mean the
+ * same thing under Node and Deno); throws a ConfigError listing every problem. Only the
+ * executor's variables are looked at.
+ */
 export function executorConfigFromEnv(env: ExecutorEnv | Record<string, string | undefined>): ExecutorConfig {
-  const r = EnvSchema.safeParse(env);
-  if (!r.success) {
-    throw new Error(`invalid executor configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  const e = r.data;
-  const heartbeatMs = e.JOBLINE_HEARTBEAT_MS ?? EXECUTOR_CONFIG_DEFAULTS.heartbeatMs;
-  const leaseMs = e.JOBLINE_LEASE_MS ?? EXECUTOR_CONFIG_DEFAULTS.leaseMs;
-  if (leaseMs < 3 * heartbeatMs) {
-    throw new Error(`invalid executor configuration: JOBLINE_LEASE_MS (${leaseMs}) must be at least 3 × JOBLINE_HEARTBEAT_MS (${heartbeatMs})`);
-  }
-  const capacity = e.JOBLINE_EXECUTOR_CAPACITY ?? EXECUTOR_CONFIG_DEFAULTS.capacity;
-  const graceMs = e.JOBLINE_GRACE_MS ?? EXECUTOR_CONFIG_DEFAULTS.graceMs;
+  const own = Object.fromEntries(EXECUTOR_ENV_VARS.map((name) => [name, (env as Record<string, string | undefined>)[name]]));
+  const c = loadConfig(own, 'service');
+  const { capacity, graceMs, heartbeatMs } = c.executor;
   // The same checks the executor makes of its options: what passes here starts.
-  resolveExecutorTimings({ capacity, graceMs, heartbeatMs, leaseMs });
+  resolveExecutorTimings({ capacity, graceMs, heartbeatMs, leaseMs: c.leaseMs });
   return {
-    natsUrl: e.JOBLINE_NATS_URL ?? EXECUTOR_CONFIG_DEFAULTS.natsUrl,
-    natsUser: e.JOBLINE_NATS_USER,
-    natsPassword: e.JOBLINE_NATS_PASSWORD,
-    executorId: e.JOBLINE_EXECUTOR_ID ?? EXECUTOR_CONFIG_DEFAULTS.executorId,
+    natsUrl: (c.nats.servers ?? [NATS_DEFAULT_URL]).join(','),
+    natsUser: c.nats.user,
+    natsPassword: c.nats.password,
+    executorId: c.executor.id,
     capacity,
-    workRoot: e.JOBLINE_WORK_ROOT ?? EXECUTOR_CONFIG_DEFAULTS.workRoot,
+    workRoot: c.executor.workRoot,
     graceMs,
     heartbeatMs,
-    leaseMs,
+    leaseMs: c.leaseMs,
+    sandbox: c.executor.sandbox,
   };
 }
 

@@ -4,10 +4,11 @@ describe('the Deno executor command', () => {
   it('grants the NATS servers, the executor variables, the work root and run, nothing more', () => {
     expect(denoPermissionFlags({ natsUrl: 'nats://10.0.0.5:4222,nats://10.0.0.6', workRoot: '/srv/work' })).toEqual([
       '--allow-net=10.0.0.5:4222,10.0.0.6:4222',
-      '--allow-env=JOBLINE_NATS_URL,JOBLINE_NATS_USER,JOBLINE_NATS_PASSWORD,JOBLINE_EXECUTOR_ID,JOBLINE_EXECUTOR_CAPACITY,JOBLINE_WORK_ROOT,JOBLINE_GRACE_MS,JOBLINE_HEARTBEAT_MS,JOBLINE_LEASE_MS',
+      '--allow-env=JOBLINE_NATS_URL,JOBLINE_NATS_USER,JOBLINE_NATS_PASSWORD,JOBLINE_DATA_DIR,JOBLINE_EXECUTOR_ID,JOBLINE_EXECUTOR_CAPACITY,JOBLINE_WORK_ROOT,JOBLINE_GRACE_MS,JOBLINE_HEARTBEAT_MS,JOBLINE_LEASE_MS,JOBLINE_SANDBOX,JOBLINE_LOG_LEVEL',
       '--allow-read=/srv/work',
       '--allow-write=/srv/work',
       '--allow-run',
+      '--allow-sys=uid',
     ]);
   });
 

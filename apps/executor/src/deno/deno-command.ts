@@ -27,6 +27,7 @@ export const DENO_RUN_FLAGS = ['--no-config', '--no-lock', '--no-remote', '--no-
  * - net: only the NATS servers of JOBLINE_NATS_URL (host:port exactly as written there);
  * - env: only the executor's own variables;
  * - read, write: only the work root (workspaces and running.json);
+ * - sys: only uid, to refuse running jobs as root by accident;
  * - run: unrestricted, because jobs run any program by name, and Deno.kill, which signals
  *   an attempt's process group, needs unrestricted run. Deno does not confine subprocesses:
  *   the isolation of a job is the sandbox's business, not Deno's.
@@ -40,6 +41,8 @@ export function denoPermissionFlags(config: Pick<ExecutorConfig, 'natsUrl' | 'wo
     `--allow-read=${config.workRoot}`,
     `--allow-write=${config.workRoot}`,
     '--allow-run',
+    // Its own uid only: as root without a sandbox it refuses to start (see sandboxRefusal).
+    '--allow-sys=uid',
   ];
 }
 

@@ -78,6 +78,17 @@ export function missingPermissions(config: ExecutorConfig): string[] {
   return missing;
 }
 
+/**
+ * The Deno executor has no sandbox (cgroups and namespaces would need --allow-all), so it
+ * fails closed like the Node one: `required` refuses to start, and so does `auto` as root
+ * (jobs would run as root); only JOBLINE_SANDBOX=none runs as root, by explicit choice.
+ */
+export function sandboxRefusal(mode: ExecutorConfig['sandbox'], uid: number | null): string | null {
+  if (mode === 'required') return 'JOBLINE_SANDBOX=required, but the Deno executor cannot sandbox jobs: run the Node executor (`jobline executor`) for a sandbox';
+  if (mode === 'auto' && uid === 0) return 'running as root with JOBLINE_SANDBOX=auto: the Deno executor cannot sandbox, so its jobs would run as root; run it as an unprivileged user, or set JOBLINE_SANDBOX=none to run jobs as root on purpose';
+  return null;
+}
+
 /** pino's JSON lines (level numbers, time, name, msg), so Node and Deno executors log alike. */
 export function jsonLogger(name: string, write: (line: string) => void = (line) => console.log(line)): ExecutorLogger {
   const line = (level: number) => (fields: Record<string, unknown>, msg: string) =>
@@ -95,6 +106,8 @@ export async function main(): Promise<number> {
     if (missing.length > 0) {
       throw new Error(`Deno lacks permissions this configuration needs: add ${missing.join(' ')} (all of them: ${denoPermissionFlags(config).join(' ')})`);
     }
+    const refusal = sandboxRefusal(config.sandbox, Deno.uid());
+    if (refusal) throw new Error(refusal);
   } catch (err) {
     logger.error({}, (err as Error).message);
     return 2;
