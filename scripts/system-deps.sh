@@ -2,7 +2,8 @@
 # Installs the system packages Jobline needs on Debian/Ubuntu, only those missing:
 # nats-server (the bus; `jobline dev` and the tests start their own), git (bundles),
 # a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps,
-# openssh-server (sshd for the SSH executor's tests).
+# openssh-server (sshd for the SSH executor's tests), docker-compose (1.29, only to validate
+# docker-compose.yml: no Docker engine is needed or started).
 set -eu
 need=""
 { [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || need="$need nats-server"
@@ -13,6 +14,8 @@ command -v python3 >/dev/null || need="$need python3"
 command -v pgrep >/dev/null || need="$need procps"
 # openssh-server: the SSH executor's tests start their own sshd on a loopback port (never the system's).
 [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+# docker-compose: deploy/deploy-files.int-spec.ts runs `docker-compose config -q` on the compose file.
+command -v docker-compose >/dev/null || need="$need docker-compose"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

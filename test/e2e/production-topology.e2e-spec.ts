@@ -2,7 +2,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { JobView } from '../../libs/contracts/src';
@@ -37,8 +37,15 @@ const SHORT_OUTAGE_MS = 500;
 const LONG_OUTAGE_MS = longestTimeoutMs() + 2000;
 const SETTLE_MS = 120_000;
 
-type Kind = 'instant' | 'sleep' | 'sleep-retry' | 'print' | 'flaky-retry' | 'ssh' | 'git';
+type Kind = 'instant' | 'sleep' | 'sleep-retry' | 'print' | 'flaky-retry' | 'ssh' | 'git' | 'cancel-me' | 'cancel-me-ssh';
+/**
+ * The load of one fault: instant, sleeping, printing, failing-then-retried jobs, jobs on the SSH
+ * host and from git; and first, two that would run for a minute (one local, one on the SSH host),
+ * cancelled once the fault is over: a lost attempt of theirs left running (by a killed or
+ * stopped executor) outlives the job and shows as a job process left.
+ */
 const MIX: Kind[] = ['instant', 'sleep-retry', 'print', 'instant', 'flaky-retry', 'ssh', 'git', 'sleep', 'instant', 'print'];
+const FIRST: Kind[] = ['cancel-me', 'cancel-me-ssh'];
 
 interface Submitted {
   id: string;
@@ -77,6 +84,8 @@ describeIf('production topology: separate processes started from the CLI and var
   const reports: FaultReport[] = [];
   const reportedPids = new Set<number>();
   let scratch: string;
+  /** What the local executor's JobStarted says about its sandbox. */
+  let sandbox: unknown = null;
 
   const specFor = (kind: Kind, i: number): Record<string, unknown> => {
     switch (kind) {
@@ -96,6 +105,10 @@ describeIf('production topology: separate processes started from the CLI and var
         return { command: `sleep 1; echo ssh-${i}`, env, target: { executor: 'ssh', host: SSH_HOST }, retry: { maxAttempts: 2, backoffSeconds: 1 } };
       case 'git':
         return { command: 'sh hello.sh', env, source: { git: { url: t.repo.url, commit: t.repo.commit } } };
+      case 'cancel-me':
+        return { command: ['sleep', '60'], env, retry: { maxAttempts: 2, backoffSeconds: 1 } };
+      case 'cancel-me-ssh':
+        return { command: ['sleep', '60'], env, target: { executor: 'ssh', host: SSH_HOST }, retry: { maxAttempts: 2, backoffSeconds: 1 } };
     }
   };
 
@@ -142,7 +155,9 @@ describeIf('production topology: separate processes started from the CLI and var
       ].join('\n');
       console.log(`production topology (${t?.store.kind ?? '?'} store), faults:\n${table}\n${reports.flatMap((r) => r.problems.slice(0, 10).map((p) => `  ${r.fault}: ${p}`)).join('\n')}`);
       mkdirSync(join(ROOT, '.tmp'), { recursive: true });
-      writeFileSync(join(ROOT, '.tmp/production-topology.json'), JSON.stringify({ at: new Date().toISOString(), store: t?.store.kind, reports }, null, 2));
+      writeFileSync(join(ROOT, '.tmp/production-topology.json'), JSON.stringify({ at: new Date().toISOString(), store: t?.store.kind, sandbox, reports }, null, 2));
+      // The services' logs, for the evidence behind a failed check.
+      if (reports.some((r) => r.problems.length)) cpSync(join(dir.path, 'logs'), join(ROOT, '.tmp/production-topology-logs'), { recursive: true });
     }
     if (t) {
       await t.stop().catch(() => undefined);
@@ -160,8 +175,10 @@ describeIf('production topology: separate processes started from the CLI and var
     expect(done).toMatchObject({ status: 'failed', exitCode: 3, executor: LOCAL_EXECUTOR_ID });
     expect((await admin.log(job.id, '?stream=stdout'))).toBe('out\n');
     expect((await admin.log(job.id, '?stream=stderr'))).toBe('err\n');
-    const types = (await admin.events(job.id)).map((e) => e.type);
-    expect(types).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+    const events = await admin.events(job.id);
+    expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+    const started = events.find((e) => e.type === 'JobStarted')!.data;
+    sandbox = { sandbox: started.sandbox, note: started.sandboxNote };
   }, 90_000);
 
   it('a job with a git source from a local repository is packaged by the packager process and run from its bundle', async () => {
@@ -394,7 +411,7 @@ describeIf('production topology: separate processes started from the CLI and var
         const before = jobs.length;
         // A batch of mixed jobs, then the fault while some of them run.
         for (let i = 0; i < JOBS_PER_FAULT; i++) {
-          const kind = MIX[i % MIX.length];
+          const kind = i < FIRST.length ? FIRST[i] : MIX[(i - FIRST.length) % MIX.length];
           const n = jobs.length;
           const s = await submitOne(specFor(kind, n), kind, fault.name, expectedLog(kind, n));
           if (!s?.accepted) throw new Error(`the load could not be submitted before the fault (${s ? 503 : 'refused'})`);
@@ -408,6 +425,8 @@ describeIf('production topology: separate processes started from the CLI and var
           30_000,
           'jobs of the batch to run',
         );
+        // The process check below can see this run's job processes (else it could not fail).
+        await eventually(() => jobProcesses(runMarker).size > 0, 10_000, 'a job process carrying the run marker');
         const target = fault.target();
         const t0 = Date.now();
         const probing = { done: false };
@@ -422,6 +441,12 @@ describeIf('production topology: separate processes started from the CLI and var
         const acceptedAfter = await accepted;
         clearTimeout(stopProbing);
         probing.done = true;
+        // The fault is over: stop the minute-long jobs (202, or 409 if they already ended).
+        for (const j of jobs.slice(before).filter((x) => x.kind === 'cancel-me' || x.kind === 'cancel-me-ssh')) {
+          const res = await admin.request(`/v1/jobs/${j.id}/cancel`, { method: 'POST', body: JSON.stringify({ reason: 'fault over' }) });
+          await res.arrayBuffer();
+          if (res.status !== 202 && res.status !== 409) throw new Error(`cancel ${j.id}: ${res.status}`);
+        }
         const report = await settleAndCheck(fault, jobs.slice(before), acceptedAfter);
         reports.push(report);
         if (report.submitAcceptedAfterMs === null) report.problems.push('REST submits were not accepted again');

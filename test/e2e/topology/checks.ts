@@ -68,15 +68,22 @@ export function verifyHistory(jobId: string, events: readonly RecordedEvent[]): 
   let successes = 0;
   try {
     let job: Job | undefined;
+    let wasTerminal = false;
     events.forEach((r, i) => {
       const e = decodeJobEvent(r);
       const before = job?.phase;
-      if (before && TERMINAL_PHASES.has(before) && e.type !== 'JobPurged' && !(before === 'failed' && e.type === 'JobRetryScheduled')) {
+      // After a failure (an exit code, a lost attempt) the job may be retried, or closed as
+      // failed; after anything else terminal, only a purge may follow.
+      const allowedAfter = before === 'failed' ? ['JobRetryScheduled', 'JobFailed', 'JobPurged'] : ['JobPurged'];
+      if (before && TERMINAL_PHASES.has(before) && !allowedAfter.includes(e.type)) {
         problems.push(`job ${jobId}: ${e.type} at revision ${i} after it was ${before} (${said()})`);
       }
       job = fold([e], job);
       if (e.type === 'JobCompleted' && e.data.exitCode === 0) successes++;
-      if (e.type !== 'JobPurged' && TERMINAL_PHASES.has(job.phase) && types[i + 1] !== 'JobRetryScheduled') ends++;
+      // One end per run of terminal states that no retry reopens.
+      const terminal = TERMINAL_PHASES.has(job.phase);
+      if (terminal && !wasTerminal && types.slice(i + 1).find((t) => t !== 'JobFailed' && t !== 'JobPurged') !== 'JobRetryScheduled') ends++;
+      wasTerminal = terminal;
     });
   } catch (err) {
     problems.push(`job ${jobId}: does not fold: ${(err as Error).message} (${said()})`);
