@@ -64,6 +64,10 @@ interface FaultReport {
   terminal: number;
   lost: number;
   doubled: number;
+  /** Attempts of the batch's jobs declared lost (JobLost): what the fault did to running work. */
+  attemptsLost: number;
+  /** Submits refused while the fault lasted (503, or no answer). */
+  refused: number;
   /** Probes answered 503 that were recorded later anyway (each must be terminal too). */
   recordedAfter503: number;
   /** From the fault to the first probe submit answered 201 (ms). */
@@ -83,6 +87,7 @@ describeIf('production topology: separate processes started from the CLI and var
   const jobs: Submitted[] = [];
   const reports: FaultReport[] = [];
   const reportedPids = new Set<number>();
+  const refusedSubmits = new Map<string, number>();
   let scratch: string;
   /** What the local executor's JobStarted says about its sandbox. */
   let sandbox: unknown = null;
@@ -149,9 +154,12 @@ describeIf('production topology: separate processes started from the CLI and var
   afterAll(async () => {
     if (reports.length) {
       const table = [
-        '| fault | outage | jobs submitted | terminal | lost | doubled | REST submit accepted again after |',
-        '|---|---|---|---|---|---|---|',
-        ...reports.map((r) => `| ${r.fault} | ${(r.outageMs / 1000).toFixed(1)} s | ${r.submitted} | ${r.terminal} | ${r.lost} | ${r.doubled} | ${r.submitAcceptedAfterMs === null ? 'never' : `${(r.submitAcceptedAfterMs / 1000).toFixed(2)} s`} |`),
+        '| fault | outage | jobs submitted | terminal | lost | doubled | attempts lost (retried or failed) | submits refused meanwhile | REST submit accepted again after |',
+        '|---|---|---|---|---|---|---|---|---|',
+        ...reports.map(
+          (r) =>
+            `| ${r.fault} | ${(r.outageMs / 1000).toFixed(1)} s | ${r.submitted} | ${r.terminal} | ${r.lost} | ${r.doubled} | ${r.attemptsLost} | ${r.refused} | ${r.submitAcceptedAfterMs === null ? 'never' : `${(r.submitAcceptedAfterMs / 1000).toFixed(2)} s`} |`,
+        ),
       ].join('\n');
       console.log(`production topology (${t?.store.kind ?? '?'} store), faults:\n${table}\n${reports.flatMap((r) => r.problems.slice(0, 10).map((p) => `  ${r.fault}: ${p}`)).join('\n')}`);
       mkdirSync(join(ROOT, '.tmp'), { recursive: true });
@@ -298,9 +306,12 @@ describeIf('production topology: separate processes started from the CLI and var
         const p: Promise<void> = submitOne({ command: 'echo probe', env }, 'probe', fault, 'probe\n')
           .then((s) => {
             if (s) jobs.push(s);
+            if (!s?.accepted) refusedSubmits.set(fault, (refusedSubmits.get(fault) ?? 0) + 1);
             if (s?.accepted && first === null) first = Date.now() - t0;
           })
-          .catch(() => undefined)
+          .catch(() => {
+            refusedSubmits.set(fault, (refusedSubmits.get(fault) ?? 0) + 1);
+          })
           .finally(() => pending.delete(p));
         pending.add(p);
       }
@@ -339,12 +350,14 @@ describeIf('production topology: separate processes started from the CLI and var
     const { store, close } = openStoreForReading(t, scratch);
     let doubled = 0;
     let lost = 0;
+    let attemptsLost = 0;
     try {
       const streams = await readJobStreams(store);
       const inBatch = new Set(batch.map((j) => j.id));
       for (const [jobId, events] of streams) {
         const v = verifyHistory(jobId, events);
         const mine = inBatch.has(jobId);
+        if (mine) attemptsLost += v.types.filter((x) => x === 'JobLost').length;
         if (v.ends > 1 || v.successes > 1) {
           if (mine) doubled++;
           problems.push(`job ${jobId} completed twice: ${v.types.join(',')}`);
@@ -397,6 +410,8 @@ describeIf('production topology: separate processes started from the CLI and var
       terminal: mine.filter((j) => TERMINAL.has(views.get(j.id)?.status ?? '')).length,
       lost,
       doubled,
+      attemptsLost,
+      refused: refusedSubmits.get(fault.name) ?? 0,
       recordedAfter503: batch.filter((j) => !j.accepted && views.get(j.id)).length,
       submitAcceptedAfterMs: acceptedAfter,
       problems,
