@@ -66,6 +66,11 @@ interface FaultReport {
   doubled: number;
   /** Attempts of the batch's jobs declared lost (JobLost): what the fault did to running work. */
   attemptsLost: number;
+  /** From the fault until every job was terminal (ms), and the job that ended last with its events' times after the fault. */
+  allTerminalAfterMs: number;
+  slowest: string;
+  /** Jobs pending (packaging), queued and running just before the fault. */
+  atFault: string;
   /** Submits refused while the fault lasted (503, or no answer). */
   refused: number;
   /** Probes answered 503 that were recorded later anyway (each must be terminal too). */
@@ -88,6 +93,8 @@ describeIf('production topology: separate processes started from the CLI and var
   const reports: FaultReport[] = [];
   const reportedPids = new Set<number>();
   const refusedSubmits = new Map<string, number>();
+  /** What was under way when the fault struck (GET /v1/stats just before). */
+  const atFault = new Map<string, string>();
   let scratch: string;
   /** What the local executor's JobStarted says about its sandbox. */
   let sandbox: unknown = null;
@@ -154,14 +161,14 @@ describeIf('production topology: separate processes started from the CLI and var
   afterAll(async () => {
     if (reports.length) {
       const table = [
-        '| fault | outage | jobs submitted | terminal | lost | doubled | attempts lost (retried or failed) | submits refused meanwhile | REST submit accepted again after |',
-        '|---|---|---|---|---|---|---|---|---|',
+        '| fault | outage | under way at the fault | jobs submitted | terminal | lost | doubled | attempts lost (retried or failed) | submits refused meanwhile | REST submit accepted again after | all terminal after |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
         ...reports.map(
           (r) =>
-            `| ${r.fault} | ${(r.outageMs / 1000).toFixed(1)} s | ${r.submitted} | ${r.terminal} | ${r.lost} | ${r.doubled} | ${r.attemptsLost} | ${r.refused} | ${r.submitAcceptedAfterMs === null ? 'never' : `${(r.submitAcceptedAfterMs / 1000).toFixed(2)} s`} |`,
+            `| ${r.fault} | ${(r.outageMs / 1000).toFixed(1)} s | ${r.atFault} | ${r.submitted} | ${r.terminal} | ${r.lost} | ${r.doubled} | ${r.attemptsLost} | ${r.refused} | ${r.submitAcceptedAfterMs === null ? 'never' : `${(r.submitAcceptedAfterMs / 1000).toFixed(2)} s`} | ${(r.allTerminalAfterMs / 1000).toFixed(1)} s |`,
         ),
       ].join('\n');
-      console.log(`production topology (${t?.store.kind ?? '?'} store), faults:\n${table}\n${reports.flatMap((r) => r.problems.slice(0, 10).map((p) => `  ${r.fault}: ${p}`)).join('\n')}`);
+      console.log(`production topology (${t?.store.kind ?? "?"} store), faults:\n${table}\n${reports.map((r) => `  ${r.fault}: last to end: ${r.slowest}`).join("\n")}\n${reports.flatMap((r) => r.problems.slice(0, 10).map((p) => `  ${r.fault}: ${p}`)).join("\n")}`);
       mkdirSync(join(ROOT, '.tmp'), { recursive: true });
       writeFileSync(join(ROOT, '.tmp/production-topology.json'), JSON.stringify({ at: new Date().toISOString(), store: t?.store.kind, sandbox, reports }, null, 2));
       // The services' logs, for the evidence behind a failed check.
@@ -321,7 +328,7 @@ describeIf('production topology: separate processes started from the CLI and var
     return first;
   };
 
-  const settleAndCheck = async (fault: Fault, batch: Submitted[], acceptedAfter: number | null): Promise<FaultReport> => {
+  const settleAndCheck = async (fault: Fault, t0: number, batch: Submitted[], acceptedAfter: number | null): Promise<FaultReport> => {
     const problems: string[] = [];
     const deadline = Date.now() + SETTLE_MS;
     // 1. Every job accepted so far reaches a terminal status (and 503'd ones, if recorded).
@@ -346,8 +353,10 @@ describeIf('production topology: separate processes started from the CLI and var
         await new Promise((r) => setTimeout(r, 200));
       }
     }
+    const allTerminalAfterMs = Date.now() - t0;
     // 2. Every history whole and in order, none completed twice (every job in the store).
     const { store, close } = openStoreForReading(t, scratch);
+    let slowest = '';
     let doubled = 0;
     let lost = 0;
     let attemptsLost = 0;
@@ -358,6 +367,12 @@ describeIf('production topology: separate processes started from the CLI and var
         const v = verifyHistory(jobId, events);
         const mine = inBatch.has(jobId);
         if (mine) attemptsLost += v.types.filter((x) => x === 'JobLost').length;
+        // The job that ended last, with each event's time after the fault: where the time went.
+        const lastAt = Date.parse(String(events.at(-1)!.metadata.occurredAt));
+        if (mine && (!slowest || lastAt > Number(slowest.split(' ')[0]))) {
+          const kind = batch.find((j) => j.id === jobId)?.kind;
+          slowest = `${lastAt} ${kind} ${jobId}: ${events.map((e) => `${e.type}@${((Date.parse(String(e.metadata.occurredAt)) - t0) / 1000).toFixed(1)}s`).join(' ')}`;
+        }
         if (v.ends > 1 || v.successes > 1) {
           if (mine) doubled++;
           problems.push(`job ${jobId} completed twice: ${v.types.join(',')}`);
@@ -412,6 +427,9 @@ describeIf('production topology: separate processes started from the CLI and var
       doubled,
       attemptsLost,
       refused: refusedSubmits.get(fault.name) ?? 0,
+      atFault: atFault.get(fault.name) ?? '',
+      allTerminalAfterMs,
+      slowest: slowest.replace(/^\d+ /, ''),
       recordedAfter503: batch.filter((j) => !j.accepted && views.get(j.id)).length,
       submitAcceptedAfterMs: acceptedAfter,
       problems,
@@ -442,6 +460,14 @@ describeIf('production topology: separate processes started from the CLI and var
         );
         // The process check below can see this run's job processes (else it could not fail).
         await eventually(() => jobProcesses(runMarker).size > 0, 10_000, 'a job process carrying the run marker');
+        // Two jobs with a git source right before the fault: their packaging is under way or waiting.
+        for (let i = 0; i < 2; i++) {
+          const s = await submitOne(specFor('git', jobs.length), 'git', fault.name, expectedLog('git', jobs.length));
+          if (!s?.accepted) throw new Error('a git job could not be submitted before the fault');
+          jobs.push(s);
+        }
+        const stats = (await (await admin.request('/v1/stats')).json()) as { byStatus: Record<string, number> };
+        atFault.set(fault.name, ['pending', 'queued', 'running'].map((k) => `${stats.byStatus[k] ?? 0} ${k}`).join(', '));
         const target = fault.target();
         const t0 = Date.now();
         const probing = { done: false };
@@ -462,7 +488,7 @@ describeIf('production topology: separate processes started from the CLI and var
           await res.arrayBuffer();
           if (res.status !== 202 && res.status !== 409) throw new Error(`cancel ${j.id}: ${res.status}`);
         }
-        const report = await settleAndCheck(fault, jobs.slice(before), acceptedAfter);
+        const report = await settleAndCheck(fault, t0, jobs.slice(before), acceptedAfter);
         reports.push(report);
         if (report.submitAcceptedAfterMs === null) report.problems.push('REST submits were not accepted again');
         expect(report.problems).toEqual([]);

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CONSUMER_DEFAULTS } from '../../../libs/messaging/src/jetstream.transport';
+import { PACKAGER_ACK_WAIT_MS } from '../../../apps/packager/src/packager';
 import { findNatsServer, freePort } from '../../../libs/testing/src';
 import { startTestSshd, type TestSshd } from '../../../apps/executor/src/ssh/testing/sshd';
 
@@ -11,8 +12,9 @@ import { startTestSshd, type TestSshd } from '../../../apps/executor/src/ssh/tes
  * service by service: nats-server from deploy/nats/jobline.conf, then `jobline orchestrator`,
  * `jobline packager`, `jobline executor` (local), `jobline executor` (SSH inventory) and
  * `jobline api`, each with the JOBLINE_* variables of the README and nothing inherited but
- * PATH and HOME. Only addresses, ports and folders differ from docker-compose.yml (free
- * loopback ports, a temporary folder) plus the shortened timings below.
+ * PATH and HOME. Only addresses, ports and folders differ from deploy/env and docker-compose.yml
+ * (free loopback ports, a temporary folder), the store (SQLite unless PostgreSQL is asked for),
+ * file:// git URLs allowed, and the shortened timings below (TEST_ONLY_VARIABLES).
  */
 
 export const ROOT = resolve(__dirname, '../../..');
@@ -50,9 +52,9 @@ export const TEST_ONLY_VARIABLES: Readonly<Record<string, string>> = {
 
 /**
  * The longest any service waits on something that an outage interrupts: the lease, the
- * cancel confirmation, the api's submit wait, the JetStream consumers' ack wait (30 s, not
- * configurable), the SSH connect and command timeouts and its keepalive. A "long outage"
- * lasts longer than all of them.
+ * cancel confirmation, the api's submit wait, the JetStream consumers' ack waits (30 s for the
+ * orchestrator's and the executors' consumers, 60 s for the packager's; neither configurable),
+ * the SSH connect and command timeouts and its keepalive. A "long outage" lasts longer than all.
  */
 export function longestTimeoutMs(t: Timings = TEST_TIMINGS): number {
   return Math.max(
@@ -61,6 +63,7 @@ export function longestTimeoutMs(t: Timings = TEST_TIMINGS): number {
     t.submitTimeoutMs,
     t.graceMs,
     CONSUMER_DEFAULTS.ackWaitMs,
+    PACKAGER_ACK_WAIT_MS,
     TEST_SSH.connectTimeoutMs,
     TEST_SSH.commandTimeoutMs,
     TEST_SSH.keepaliveIntervalMs * TEST_SSH.keepaliveCountMax,
@@ -329,8 +332,10 @@ export async function startTopology(root: string, store: StoreChoice): Promise<T
     root,
     natsPort,
     natsHttpPort,
-    natsPassword: randomBytes(12).toString('hex'),
-    acmeNatsPassword: randomBytes(12).toString('hex'),
+    // nats-server parses a `$VAR` value as a configuration token: a leading digit makes it a
+    // number (start-up error). Hence a letter first, as deploy/README.md says.
+    natsPassword: `p${randomBytes(12).toString('hex')}`,
+    acmeNatsPassword: `p${randomBytes(12).toString('hex')}`,
     eventStore,
     dataDirs,
     natsStoreDir: dir('nats'),
