@@ -10,7 +10,7 @@ import { eventually, tempDir, type TempDir } from '../../libs/testing/src';
 import { sshdUnavailable } from '../../apps/executor/src/ssh/testing/sshd';
 import { RestClient } from './support';
 import { TERMINAL, compareWithRebuild, jobProcesses, openStoreForReading, readJobStreams, verifyHistory } from './topology/checks';
-import { CLI, LOCAL_EXECUTOR_ID, ROOT, SSH_HOST, longestTimeoutMs, startTopology, storeFromEnv, topologyUnavailable, type ManagedProcess, type Topology } from './topology/topology';
+import { CLI, LOCAL_EXECUTOR_ID, ROOT, SSH_HOST, TEST_TIMINGS, longestTimeoutMs, startTopology, storeFromEnv, topologyUnavailable, type ManagedProcess, type Topology } from './topology/topology';
 
 /**
  * Issue 10, item 5: the production topology as separate OS processes (nats-server, api,
@@ -294,7 +294,7 @@ describeIf('production topology: separate processes started from the CLI and var
     faults.push({ name: `kill -9 ${name}, short outage`, outageMs: SHORT_OUTAGE_MS, target, mode: 'kill' });
     faults.push({ name: `kill -9 ${name}, long outage`, outageMs: LONG_OUTAGE_MS, target, mode: 'kill' });
   }
-  faults.push({ name: 'SIGSTOP executor past its lease, SIGCONT', outageMs: 3000 /* TEST_TIMINGS.leaseMs */ + 2000, target: () => t.services.executor, mode: 'stop' });
+  faults.push({ name: 'SIGSTOP executor past its lease, SIGCONT', outageMs: TEST_TIMINGS.leaseMs + 2000, target: () => t.services.executor, mode: 'stop' });
 
   const submitOne = async (spec: Record<string, unknown>, kind: Submitted['kind'], fault: string, log: string | null): Promise<Submitted | null> => {
     const res = await admin.request('/v1/jobs', { method: 'POST', body: JSON.stringify(spec), signal: AbortSignal.timeout(20_000) });
