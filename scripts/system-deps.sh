@@ -3,7 +3,8 @@
 # nats-server (the bus; `jobline dev` and the tests start their own), git (bundles),
 # a C++ toolchain (better-sqlite3's native build when no prebuilt binary fits), procps,
 # openssh-server (sshd for the SSH executor's tests), chromium (the dashboard's browser tests,
-# driven by playwright-core: never a browser download), zsh (the completion tests).
+# driven by playwright-core: never a browser download), zsh (the completion tests), docker-compose
+# (1.29, only to validate docker-compose.yml: no Docker engine is needed or started).
 set -eu
 need=""
 { [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || need="$need nats-server"
@@ -19,6 +20,8 @@ command -v pgrep >/dev/null || need="$need procps"
 [ -x /usr/bin/chromium ] || need="$need chromium"
 # zsh: the CLI's tests load `jobline completion zsh` in a real zsh.
 command -v zsh >/dev/null || need="$need zsh"
+# docker-compose: deploy/deploy-files.int-spec.ts runs `docker-compose config -q` on the compose file.
+command -v docker-compose >/dev/null || need="$need docker-compose"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -35,6 +35,8 @@ export interface PackagerLogger {
 }
 
 export const PACKAGER_CONSUMER = 'packager';
+/** How long a package order delivered to a packager waits for its ack before another packager gets it. */
+export const PACKAGER_ACK_WAIT_MS = 60_000;
 
 /**
  * Builds the bundles of jobs that carry a source: takes `jobline.pkg.work.<jobId>` orders,
@@ -88,7 +90,7 @@ export class Packager {
         filter_subject: subjects.packageWorkAll,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: 60_000_000_000,
+        ack_wait: PACKAGER_ACK_WAIT_MS * 1_000_000,
       });
     }
   }
