@@ -1,6 +1,7 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { LogReader } from '../../../libs/messaging/src/log-reader';
 import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import type { ExecutorsRegistry } from './executors.registry';
 import type { JobsProjection } from './projections/jobs.projection';
@@ -17,4 +18,6 @@ export interface ApiContext {
   publisher: JetStreamPublisher;
   executors: ExecutorsRegistry;
   submitTimeoutMs: number;
+  /** The one log reader every edge follows logs through (one shared live tail per job). */
+  logs: LogReader;
 }

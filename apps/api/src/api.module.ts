@@ -19,7 +19,9 @@ import { API_METRICS, ApiMetrics } from './metrics/api-metrics';
 import { MetricsController } from './metrics/metrics.controller';
 import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
-import { WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
+import { WS_GATEWAY_DEFAULTS, WS_GATEWAY_OPTIONS, WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
+import { JoblineWsAdapter } from './ws/ws.adapter';
+import { LogReader, eventStoreHistory, type LogReaderOptions } from '../../../libs/messaging/src/log-reader';
 import { startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc/jobs.grpc-server';
 
 export interface ApiOptions {
@@ -49,6 +51,8 @@ export interface ApiOptions {
   streams?: StreamOptions;
   /** WebSocket gateway (/v1/ws) limits; see WsGatewayOptions. */
   ws?: WsGatewayOptions;
+  /** The log reader behind REST `?follow`, /v1/ws and gRPC Logs (window, read-ahead, pulls, retries); see LogReaderOptions. */
+  logs?: Omit<LogReaderOptions, 'js' | 'jsm' | 'history'>;
   /** Also serve gRPC (jobline.v1.JobService, mTLS, TLS 1.3) with these options; default: no gRPC. */
   grpc?: GrpcServerOptions;
   /**
@@ -79,7 +83,7 @@ export interface ApiApp {
 
 @Module({})
 export class ApiModule {
-  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx)): DynamicModule {
+  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx), ws: WsGatewayOptions = {}): DynamicModule {
     return {
       module: ApiModule,
       controllers: [JobsController, SystemController, HealthController, MetricsController],
@@ -87,9 +91,11 @@ export class ApiModule {
         { provide: API_CONTEXT, useValue: ctx },
         { provide: TOKEN_REGISTRY, useValue: tokens },
         { provide: API_METRICS, useValue: metrics },
+        { provide: WS_GATEWAY_OPTIONS, useValue: { ...WS_GATEWAY_DEFAULTS, ...stripUndefined(ws) } },
         JobsService,
         LogsService,
         AuthGuard,
+        WsGateway,
       ],
     };
   }
@@ -125,6 +131,13 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   options.projection.start(options.eventStore);
   const executors = new ExecutorsRegistry(nc, { aliveMs: options.executorAliveMs });
   executors.start();
+  const logs = new LogReader({
+    ...options.logs,
+    js,
+    jsm,
+    // The projection's per-job listener nudges the reader; the history itself is read from the store.
+    history: eventStoreHistory(options.eventStore, (jobId, listener) => options.projection.onChange(jobId, () => listener())),
+  });
   const ctx: ApiContext = {
     nc,
     js,
@@ -134,14 +147,14 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     publisher: new JetStreamPublisher(js, { timeoutMs: Math.min(submitTimeoutMs, 5000) }),
     executors,
     submitTimeoutMs,
+    logs,
   };
 
   const metrics = new ApiMetrics(ctx);
   let app: INestApplication;
-  let wsGateway: WsGateway | null = null;
   let grpcServer: GrpcServerHandle | null = null;
   try {
-    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics), {
+    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics, options.ws), {
       // Bodies are read by the routes that take one (JsonBody), after authentication, with a 1 MiB limit.
       bodyParser: false,
       logger: options.logger ?? ['error', 'warn'],
@@ -154,11 +167,10 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
     // Before the routes (registered by listen), so every request is timed.
     app.use(metrics.httpMiddleware());
-    wsGateway = new WsGateway(ctx, tokens, app.get(JobsService), options.ws);
-    wsGateway.attach(app.getHttpServer());
+    app.useWebSocketAdapter(new JoblineWsAdapter(app, tokens));
     await app.listen(port, host);
   } catch (err) {
-    wsGateway?.close();
+    logs.close();
     executors.stop();
     throw err;
   }
@@ -166,7 +178,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     try {
       grpcServer = await startGrpcServer(ctx, app.get(JobsService), { host, ...options.grpc });
     } catch (err) {
-      wsGateway?.close();
+      logs.close();
       executors.stop();
       await app.close();
       throw err;
@@ -183,8 +195,13 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
       (closing ??= (async () => {
         executors.stop();
         await grpcServer?.close();
-        wsGateway?.close();
+        // Every follow still open ends (cut, not ended: its follower resumes elsewhere from its last offset).
+        logs.close();
         await app.close();
       })()),
   };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
