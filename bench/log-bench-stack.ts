@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { STREAMS } from '../libs/contracts/src';
 import { tempDir, type TempDir } from '../libs/testing/src/temp-dir';
 import { startDevStack, sha256Hex, type DevStack } from '../apps/cli/src/dev-stack';
-import { startApiProcess, type ApiProcess } from '../apps/api/src/testing/api-process';
+import { API_PROCESS_ENV, API_PROCESS_NODE_ARGS, startApiProcess, type ApiProcess } from '../apps/api/src/testing/api-process';
 import { createCa, issueCertificate, type KeyPairPem } from '../apps/cli/src/certs/dev-pki';
 import type { FollowersConfig, FollowersReport } from './log-followers.child';
 import { progress, quietLogger, within } from './bench-kit';
@@ -35,7 +35,7 @@ export interface LogBenchStack {
   stop(): Promise<void>;
 }
 
-export async function startLogBenchStack(bench: string, o: { capacity: number; nodeArgs?: string[] }): Promise<LogBenchStack> {
+export async function startLogBenchStack(bench: string, o: { capacity: number; nodeArgs?: string[]; /** Run the api without --expose-gc and the glibc setting. */ plainMemory?: boolean }): Promise<LogBenchStack> {
   const tmp: TempDir = tempDir(`jobline-bench-${bench}-`);
   const logger = quietLogger(bench);
   let stack: DevStack | null = null;
@@ -60,7 +60,8 @@ export async function startLogBenchStack(bench: string, o: { capacity: number; n
         tokens: [{ sha256: sha256Hex(token), owner: 'bench', admin: true }],
         grpcTls: { ca: ca.certPem, cert: server.certPem, key: server.keyPem },
       },
-      { nodeArgs: o.nodeArgs },
+      // As deployed (README, "Memory"), plus the benchmark's own node options (e.g. CPU profiling).
+      { nodeArgs: o.plainMemory ? (o.nodeArgs ?? []) : [...API_PROCESS_NODE_ARGS, ...(o.nodeArgs ?? [])], env: o.plainMemory ? {} : API_PROCESS_ENV },
     );
     const started = { stack, api };
     const rest = async (path: string, init: RequestInit = {}) => {

@@ -22,6 +22,8 @@ export interface LogRateBenchOptions {
   /** Edges to measure (default both). */
   edges: ('ws' | 'grpc')[];
   nodeArgs?: string[];
+  /** The api without --expose-gc and the glibc setting (README, Memory). */
+  plainMemory?: boolean;
 }
 
 export const LOG_RATE_DEFAULTS: LogRateBenchOptions = { bytes: 1 << 30, edges: ['ws', 'grpc'] };
@@ -45,6 +47,8 @@ export interface LogRateFigures {
 
 export interface LogRateBenchResult {
   bench: 'logs-rate';
+  /** The api ran as README "Memory" recommends (--expose-gc, MALLOC_MMAP_THRESHOLD_), or plain. */
+  apiMemory: 'recommended' | 'plain';
   runs: LogRateFigures[];
   apiBaselineRssMb: number;
   warnings: number;
@@ -90,13 +94,13 @@ async function rateRun(s: LogBenchStack, edge: 'ws' | 'grpc', bytes: number): Pr
 
 export async function runLogRateBench(options: Partial<LogRateBenchOptions> = {}): Promise<LogRateBenchResult> {
   const o = withDefaults(LOG_RATE_DEFAULTS, options);
-  const s = await startLogBenchStack('logs-rate', { capacity: 1, nodeArgs: o.nodeArgs });
+  const s = await startLogBenchStack('logs-rate', { capacity: 1, nodeArgs: o.nodeArgs, plainMemory: o.plainMemory });
   try {
     await sleep(500);
     const apiBaselineRssMb = mb(s.api.memory().rssBytes);
     const runs: LogRateFigures[] = [];
     for (const edge of o.edges) runs.push(await rateRun(s, edge, o.bytes));
-    return { bench: 'logs-rate', runs, apiBaselineRssMb, warnings: s.logger.warnings, errors: s.logger.errors };
+    return { bench: 'logs-rate', apiMemory: o.plainMemory ? 'plain' : 'recommended', runs, apiBaselineRssMb, warnings: s.logger.warnings, errors: s.logger.errors };
   } finally {
     await s.stop();
   }
@@ -109,6 +113,7 @@ export interface LogConcurrentBenchOptions {
   /** How long to let the api settle before reading its memory after a round (default 5 s). */
   settleMs: number;
   nodeArgs?: string[];
+  plainMemory?: boolean;
 }
 
 export const LOG_CONCURRENT_DEFAULTS: LogConcurrentBenchOptions = { jobs: 20, bytesPerJob: 50 * 1000 * 1000, rounds: 2, settleMs: 5000 };
@@ -129,6 +134,7 @@ export interface LogConcurrentRound {
 
 export interface LogConcurrentBenchResult {
   bench: 'logs-concurrent';
+  apiMemory: 'recommended' | 'plain';
   jobs: number;
   bytesPerJob: number;
   apiBaselineRssMb: number;
@@ -141,7 +147,7 @@ export interface LogConcurrentBenchResult {
 
 export async function runLogConcurrentBench(options: Partial<LogConcurrentBenchOptions> = {}): Promise<LogConcurrentBenchResult> {
   const o = withDefaults(LOG_CONCURRENT_DEFAULTS, options);
-  const s = await startLogBenchStack('logs-concurrent', { capacity: o.jobs, nodeArgs: o.nodeArgs });
+  const s = await startLogBenchStack('logs-concurrent', { capacity: o.jobs, nodeArgs: o.nodeArgs, plainMemory: o.plainMemory });
   try {
     await sleep(o.settleMs);
     const apiBaselineRssMb = mb(s.api.memory().rssBytes);
@@ -181,6 +187,7 @@ export async function runLogConcurrentBench(options: Partial<LogConcurrentBenchO
     }
     return {
       bench: 'logs-concurrent',
+      apiMemory: o.plainMemory ? 'plain' : 'recommended',
       jobs: o.jobs,
       bytesPerJob: o.bytesPerJob,
       apiBaselineRssMb,

@@ -43,6 +43,8 @@ const OptionsSchema = z.strictObject({
     .optional(),
   bytes: Count(64 * 2 ** 30).optional(),
   rounds: Count(100).optional(),
+  'cpu-prof-dir': z.string().min(1).optional(),
+  'plain-memory': z.boolean().optional(),
   child: z.string().optional(),
   help: z.boolean().optional(),
 });
@@ -93,17 +95,19 @@ const BENCHMARKS: Record<string, Benchmark> = {
   },
   ws: {
     about: '1,000 and 10,000 WebSocket followers of one job printing a line every 100 ms: emission → receipt latency, nothing lost, api RSS, consumers per follower',
-    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10, followers: o.followers }),
+    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10, followers: o.followers, plainMemory: o['plain-memory'] }),
   },
   'logs-rate': {
     about: '1 GiB of stdout to one WebSocket follower, then to one gRPC Logs stream: MB/s, the api process peak RSS',
-    run: (o) => runLogRateBench({ bytes: o.bytes }),
+    run: (o) => runLogRateBench({ bytes: o.bytes, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
   },
   'logs-concurrent': {
     about: '20 jobs printing 50 MB each at once, one WebSocket follower each, twice: every byte (sha256), api RSS before and after',
-    run: (o) => runLogConcurrentBench({ rounds: o.rounds, bytesPerJob: o.bytes }),
+    run: (o) => runLogConcurrentBench({ rounds: o.rounds, bytesPerJob: o.bytes, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
   },
 };
+
+const profileArgs = (o: Options) => (o['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${o['cpu-prof-dir']}`] : undefined);
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...] [options]
   --jobs=N          jobs of the throughput runs (jobs, spawn; default 2000)
@@ -117,6 +121,8 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --followers=N,M   ws: follower counts, one run each (default 1000,10000)
   --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB)
   --rounds=N        logs-concurrent: rounds (default 2)
+  --plain-memory    logs-rate, logs-concurrent, ws: run the api without --expose-gc and MALLOC_MMAP_THRESHOLD_ (see README, Memory)
+  --cpu-prof-dir=D  logs-rate, logs-concurrent: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D
 environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
 ${Object.entries(BENCHMARKS)
   .map(([name, b]) => `  ${name.padEnd(12)} ${b.about}`)
@@ -144,6 +150,8 @@ function parseCommandLine(argv: string[]): { names: string[]; options: Options; 
       followers: { type: 'string' },
       bytes: { type: 'string' },
       rounds: { type: 'string' },
+      'cpu-prof-dir': { type: 'string' },
+      'plain-memory': { type: 'boolean' },
       child: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -183,7 +191,9 @@ interface ChildOutcome {
 function runInChild(name: string, optionArgs: string[]): Promise<ChildOutcome> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [__filename, `--child=${name}`, ...optionArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const prof = optionArgs.find((a) => a.startsWith('--cpu-prof-dir='));
+    const nodeArgs = prof ? ['--cpu-prof', prof] : [];
+    const child = spawn(process.execPath, [...nodeArgs, __filename, `--child=${name}`, ...optionArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     let result: object | null = null;
     let resultAt = 0;

@@ -21,6 +21,7 @@ import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
 import { WS_GATEWAY_DEFAULTS, WS_GATEWAY_OPTIONS, WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
 import { JoblineWsAdapter } from './ws/ws.adapter';
+import { LogMemory, type LogMemoryOptions } from './logs/log-memory';
 import { LogReader, eventStoreHistory, type LogReaderOptions } from '../../../libs/messaging/src/log-reader';
 import { startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc/jobs.grpc-server';
 
@@ -53,6 +54,8 @@ export interface ApiOptions {
   ws?: WsGatewayOptions;
   /** The log reader behind REST `?follow`, /v1/ws and gRPC Logs (window, read-ahead, pulls, retries); see LogReaderOptions. */
   logs?: Omit<LogReaderOptions, 'js' | 'jsm' | 'history'>;
+  /** Full collections after log traffic (only when node runs with --expose-gc); see LogMemory. */
+  logMemory?: LogMemoryOptions;
   /** Also serve gRPC (jobline.v1.JobService, mTLS, TLS 1.3) with these options; default: no gRPC. */
   grpc?: GrpcServerOptions;
   /**
@@ -138,6 +141,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     // The projection's per-job listener nudges the reader; the history itself is read from the store.
     history: eventStoreHistory(options.eventStore, (jobId, listener) => options.projection.onChange(jobId, () => listener())),
   });
+  const logMemory = new LogMemory(logs, options.logMemory);
   const ctx: ApiContext = {
     nc,
     js,
@@ -170,6 +174,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     app.useWebSocketAdapter(new JoblineWsAdapter(app, tokens));
     await app.listen(port, host);
   } catch (err) {
+    logMemory.stop();
     logs.close();
     executors.stop();
     throw err;
@@ -178,6 +183,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     try {
       grpcServer = await startGrpcServer(ctx, app.get(JobsService), { host, ...options.grpc });
     } catch (err) {
+      logMemory.stop();
       logs.close();
       executors.stop();
       await app.close();
@@ -197,6 +203,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
         await grpcServer?.close();
         // Every follow still open ends (cut, not ended: its follower resumes elsewhere from its last offset).
         logs.close();
+        logMemory.stop();
         await app.close();
       })()),
   };

@@ -40,10 +40,15 @@ export interface LogReaderOptions {
   history: JobHistorySource;
   /** The shared tail of a job reads this many bytes ahead of its fastest follower (default 1 MiB). */
   readAheadBytes?: number;
-  /** Recent chunks kept per job for its followers; one that falls further behind reads on its own (default 8 MiB). */
+  /** Recent chunks kept per job for its followers; one that falls further behind reads on its own (default 4 MiB). */
   windowBytes?: number;
-  /** Bytes asked of JetStream per pull (default 2 MiB): what one reader holds at most beyond what it was given. */
-  pullBytes?: number;
+  /**
+   * Messages asked of JetStream per pull (default 32): what one reader holds at most beyond
+   * what it was given is this many chunks (8 MiB with the executor's 256 KiB chunks). Pulls
+   * are by count, not bytes: a pull with a byte limit that the next chunk does not fit ends
+   * without telling the client, which then waits for missed heartbeats (seconds).
+   */
+  pullMessages?: number;
   /** Bytes held after a gap in an attempt's offsets (a chunk stored late) before the gap is reported as data loss (default 16 MiB). */
   maxHeldBytes?: number;
   /** Tries of a JetStream request (create a consumer, get a message, stream info) before a read fails with UNAVAILABLE (default 6), spaced by retryDelayMs × try (default 250 ms). */
@@ -63,8 +68,8 @@ export interface LogReaderOptions {
 
 const DEFAULTS = {
   readAheadBytes: 1 << 20,
-  windowBytes: 8 << 20,
-  pullBytes: 2 << 20,
+  windowBytes: 4 << 20,
+  pullMessages: 32,
   maxHeldBytes: 16 << 20,
   retries: 6,
   retryDelayMs: 250,
@@ -72,7 +77,11 @@ const DEFAULTS = {
   drainCheckMs: 2_000,
 } as const;
 
-/** A slice of one attempt's output, in log order. */
+/**
+ * A slice of one attempt's output, in log order. A chunk passed whole is the same object
+ * for every reader of the job (treat it as read-only; an edge may memoize what it derives
+ * from it on it, under a symbol).
+ */
 export interface AttemptPiece extends LogPiece {
   attempt: number;
 }
@@ -132,17 +141,19 @@ export class LogReader {
   private readonly o: Required<Omit<LogReaderOptions, 'onConsumer'>> & Pick<LogReaderOptions, 'onConsumer'>;
   private readonly tails = new Map<string, JobTail>();
   private closed = false;
+  /** Bytes yielded to all reads so far. */
+  private delivered = 0;
 
   constructor(options: LogReaderOptions) {
     this.o = { ...DEFAULTS, ...stripUndefined(options) } as LogReader['o'];
-    for (const k of ['readAheadBytes', 'windowBytes', 'pullBytes', 'maxHeldBytes', 'retryDelayMs', 'historyRefreshMs', 'drainCheckMs'] as const) {
+    for (const k of ['readAheadBytes', 'windowBytes', 'pullMessages', 'maxHeldBytes', 'retryDelayMs', 'historyRefreshMs', 'drainCheckMs'] as const) {
       if (!(this.o[k] > 0)) throw new Error(`LogReader: ${k} must be positive`);
     }
     if (!(this.o.retries >= 1)) throw new Error('LogReader: retries must be at least 1');
   }
 
   /** Jobs with a shared tail, and the reads attached to them. */
-  stats(): { tails: number; followers: number; liveTails: number; windowBytes: number } {
+  stats(): { tails: number; followers: number; liveTails: number; windowBytes: number; bytesDelivered: number } {
     let followers = 0;
     let liveTails = 0;
     let windowBytes = 0;
@@ -151,7 +162,7 @@ export class LogReader {
       if (t.live) liveTails++;
       windowBytes += t.live?.bytes ?? 0;
     }
-    return { tails: this.tails.size, followers, liveTails, windowBytes };
+    return { tails: this.tails.size, followers, liveTails, windowBytes, bytesDelivered: this.delivered };
   }
 
   /** Stops every shared tail; reads still running end (as aborted) at their next step. */
@@ -236,9 +247,8 @@ export class LogReader {
     if (!own) return { reason: 'aborted' };
     try {
       let lastSeq = 0;
-      const stop = abortPromise(signal);
       while (!own.caughtUp) {
-        const r = await Promise.race([own.next(), stop]);
+        const r = await own.next(signal);
         if (r === 'aborted') return { reason: 'aborted' };
         if (r instanceof Error) throw new UnavailableError(`reading the log of job ${jobId} failed: ${r.message}`);
         const before = lastSeq;
@@ -246,7 +256,10 @@ export class LogReader {
         if (!r.chunk || r.chunk.attempt !== attempt) continue;
         const pieces = asm.push(r.chunk);
         await gaps.check(asm, before);
-        for (const p of pieces) yield { ...p, attempt };
+        for (const p of pieces) {
+          this.delivered += p.data.byteLength;
+          yield asPiece(p, attempt);
+        }
       }
       // A live attempt may have a chunk stored late after a gap: what is contiguous is what exists now.
       return { reason: 'complete', bytes: asm.position };
@@ -259,7 +272,6 @@ export class LogReader {
     const asm = new LogAssembler(offset);
     const gaps = new GapCheck(this.o, attempt);
     const me: TailFollower = { taken: 0 };
-    const stop = abortPromise(signal);
     let lastSeq = 0;
     let own: OwnRead | null = null;
     let ownFailures = 0;
@@ -328,7 +340,7 @@ export class LogReader {
             own = await OwnRead.open(this.o, tail.jobId, lastSeq + 1, signal, live);
             if (!own) return { reason: 'aborted' };
           }
-          const r = await raceNext(own, tail, stop, signal);
+          const r = await raceNext(own, tail, signal);
           if (r === 'aborted') return { reason: 'aborted' };
           if (r === 'changed') continue;
           if (r instanceof Error) {
@@ -345,7 +357,10 @@ export class LogReader {
         if (!got.chunk || got.chunk.attempt !== attempt) continue;
         const pieces = asm.push(got.chunk);
         await gaps.check(asm, before);
-        for (const p of pieces) yield { ...p, attempt };
+        for (const p of pieces) {
+          this.delivered += p.data.byteLength;
+          yield asPiece(p, attempt);
+        }
       }
     } finally {
       closeOwn();
@@ -354,22 +369,46 @@ export class LogReader {
   }
 }
 
+/**
+ * A chunk passed whole is itself the piece (it has its attempt): every follower of the job
+ * gets the same object, so an edge can encode it once for all of them. A cut piece is new.
+ */
+const asPiece = (p: LogPiece, attempt: number): AttemptPiece => ('attempt' in p ? (p as AttemptPiece) : { ...p, attempt });
+
 interface Got {
   seq: number;
   /** null: a message on the job's subject that is not a valid chunk (skipped, its sequence counted). */
   chunk: SequencedLogChunk | null;
+  /** (own reads) nothing was pending after it when it was delivered. */
+  caughtUp?: boolean;
 }
 
 export interface SequencedLogChunk extends LogChunk {
   seq: number;
 }
 
-/** The next message of an own read, or (once it is caught up) a change of the job's history or tail, whichever comes first. */
-function raceNext(own: OwnRead, tail: JobTail, stop: Promise<'aborted'>, signal?: AbortSignal): Promise<Got | 'changed' | 'aborted' | Error> {
-  if (!own.caughtUp) return Promise.race([own.next(), stop]);
+/**
+ * The next message of an own read, or (once it is caught up) a change of the job's history
+ * or tail, whichever comes first. Nothing long-lived is raced against (a promise that never
+ * settles would keep every race's result, and so every chunk, reachable).
+ */
+async function raceNext(own: OwnRead, tail: JobTail, signal?: AbortSignal): Promise<Got | 'changed' | 'aborted' | Error> {
+  if (!own.caughtUp) return own.next(signal);
   // Caught up: a next message may never come; the history (the end of the attempt) or the tail decides.
-  const changed = tail.changed(signal).then((ok) => (ok ? ('changed' as const) : ('aborted' as const)));
-  return Promise.race([own.next(), changed, stop]);
+  const changed = new AbortController();
+  const relay = () => changed.abort();
+  signal?.addEventListener('abort', relay, { once: true });
+  const woke = tail.changed(changed.signal).then((ok) => {
+    if (ok) changed.abort();
+  });
+  try {
+    const r = await own.next(changed.signal);
+    return r === 'aborted' ? (signal?.aborted ? 'aborted' : 'changed') : r;
+  } finally {
+    signal?.removeEventListener('abort', relay);
+    changed.abort();
+    await woke;
+  }
 }
 
 /** Decides whether a gap in an attempt's offsets is data loss (discarded by retention) or a chunk stored late. */
@@ -436,26 +475,40 @@ class OwnRead {
     o.onConsumer?.('own');
     const remove = () => void consumer.delete().catch(() => undefined);
     const numPending = (await consumer.info(true)).num_pending;
-    const messages = await consumer.consume({ max_bytes: o.pullBytes });
+    const messages = await consumer.consume({ max_messages: o.pullMessages });
     return new OwnRead(messages, messages[Symbol.asyncIterator](), remove, numPending, requestedAt, afterLive);
   }
 
-  /** The next message (it waits for one when caught up); calling again before it came returns the same wait. */
-  next(): Promise<Got | Error> {
+  /**
+   * The next message (it waits for one when caught up), or 'aborted' when the signal fires
+   * first; the message is then kept for the next call.
+   */
+  next(signal?: AbortSignal): Promise<Got | Error | 'aborted'> {
     this.pending ??= this.iter.next().then(
       (r): Got | Error => {
-        this.pending = null;
         if (r.done) return new Error('the consumer stopped');
         const m = r.value;
-        this.caughtUp = m.info.pending === 0;
-        return { seq: m.seq, chunk: decodeChunk(m) };
+        return { seq: m.seq, chunk: decodeChunk(m), caughtUp: m.info.pending === 0 };
       },
-      (err: unknown) => {
-        this.pending = null;
-        return err instanceof Error ? err : new Error(String(err));
-      },
+      (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
     );
-    return this.pending;
+    const pending = this.pending;
+    const taken = (r: Got | Error): Got | Error => {
+      this.pending = null;
+      if (!(r instanceof Error)) this.caughtUp = r.caughtUp === true;
+      return r;
+    };
+    if (!signal) return pending.then(taken);
+    if (signal.aborted) return Promise.resolve('aborted');
+    return new Promise((resolve) => {
+      const onAbort = () => resolve('aborted');
+      signal.addEventListener('abort', onAbort, { once: true });
+      void pending.then((r) => {
+        signal.removeEventListener('abort', onAbort);
+        // Taken only by the call that is still waiting for it; an aborted call leaves it for the next.
+        if (!signal.aborted) resolve(taken(r));
+      });
+    });
   }
 
   close(): void {
@@ -697,7 +750,7 @@ class LiveTail {
       o.js.consumers.get(STREAMS.logs, { filter_subjects: subjects.logs(jobId), opt_start_seq: startSeq }),
     );
     o.onConsumer?.('tail');
-    const messages = await consumer.consume({ max_bytes: o.pullBytes });
+    const messages = await consumer.consume({ max_messages: o.pullMessages });
     return new LiveTail(o, messages, () => void consumer.delete().catch(() => undefined), startSeq, onChange, onFailed);
   }
 
@@ -821,7 +874,7 @@ class LiveTail {
       while (this.head < this.aheadIdx && this.window[this.head].seq <= min) this.dropOldest();
     }
     while (this.bytes > this.o.windowBytes && this.head < this.window.length - 1) this.dropOldest();
-    if (this.head > 1024 && this.head * 2 > this.window.length) {
+    if (this.head > 256 && this.head * 2 > this.window.length) {
       this.window.splice(0, this.head);
       this.aheadIdx -= this.head;
       this.head = 0;
@@ -836,9 +889,14 @@ class LiveTail {
       this.aheadIdx = this.head + 1;
     }
     this.coveredFrom = c.seq + 1;
+    // Let go of the bytes now: until the array is compacted, its slot would keep them (and the NATS buffer under them) alive.
+    this.window[this.head] = EVICTED;
     this.head++;
   }
 }
+
+/** What an evicted slot of a tail's window holds until the window is compacted (never read: slots before `head`). */
+const EVICTED: SequencedLogChunk = { jobId: '', attempt: 0, stream: 'stdout', offset: 0, data: new Uint8Array(0), seq: 0 };
 
 /** The stream sequence of the job's last chunk (0 when it has none). */
 async function lastSeqOf(o: LogReader['o'], jobId: string): Promise<number> {
@@ -870,13 +928,6 @@ async function retry<T>(o: LogReader['o'], what: string, fn: () => Promise<T>): 
     }
   }
   throw new UnavailableError(`${what} failed after ${o.retries} tries: ${last instanceof Error ? last.message : String(last)}`);
-}
-
-/** Resolves 'aborted' when the signal fires (never without a signal); one listener for a whole read. */
-function abortPromise(signal?: AbortSignal): Promise<'aborted'> {
-  if (!signal) return new Promise(() => undefined);
-  if (signal.aborted) return Promise.resolve('aborted');
-  return new Promise((resolve) => signal.addEventListener('abort', () => resolve('aborted'), { once: true }));
 }
 
 function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T | 'aborted'> {

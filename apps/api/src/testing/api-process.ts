@@ -50,8 +50,26 @@ function childEntry(): string {
 }
 
 /** Starts the api child; rejects with its stderr if it exits before listening. */
-export async function startApiProcess(config: ApiProcessConfig, options: { nodeArgs?: string[]; timeoutMs?: number } = {}): Promise<ApiProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), childEntry(), JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * How the api is meant to run (README, "Memory"): V8 may collect fully after log traffic
+ * (--expose-gc, see LogMemory) and glibc hands large freed blocks back to the system.
+ */
+export const API_PROCESS_NODE_ARGS = ['--expose-gc'];
+export const API_PROCESS_ENV = { MALLOC_MMAP_THRESHOLD_: '32768' };
+
+export interface ApiProcessOptions {
+  /** Node options before the entry (default API_PROCESS_NODE_ARGS). */
+  nodeArgs?: string[];
+  /** Added to the environment (default API_PROCESS_ENV). */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export async function startApiProcess(config: ApiProcessConfig, options: ApiProcessOptions = {}): Promise<ApiProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? API_PROCESS_NODE_ARGS), childEntry(), JSON.stringify(config)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...(options.env ?? API_PROCESS_ENV) },
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => {
@@ -68,11 +86,12 @@ export async function startApiProcess(config: ApiProcessConfig, options: { nodeA
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (d: string) => {
       out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
+      // Node options may print lines of their own (e.g. --trace-gc): the answer is the line with the url.
+      const line = out.split('\n').find((l) => l.startsWith('{"url"'));
+      if (!line) return;
       clearTimeout(timer);
       try {
-        resolve(JSON.parse(out.slice(0, nl)) as { url: string; grpcPort?: number });
+        resolve(JSON.parse(line) as { url: string; grpcPort?: number });
       } catch (err) {
         reject(err as Error);
       }

@@ -15,9 +15,10 @@ describe('WebSocket server frames', () => {
     expect(Buffer.from(back.data, back.encoding === 'base64' ? 'base64' : 'utf8').equals(data)).toBe(true);
   });
 
-  it('encodes a piece once, whoever sends it', () => {
+  it('encodes a piece once, whoever sends it, without changing what the piece shows', () => {
     const piece = { attempt: 1, stream: 'stdout' as const, offset: 0, data: new TextEncoder().encode('same bytes') };
-    expect(encodeLogFrame(JOB, piece)).toBe(encodeLogFrame(JOB, { ...piece }));
+    expect(encodeLogFrame(JOB, piece)).toBe(encodeLogFrame(JOB, piece));
+    expect(Object.keys(piece)).toEqual(['attempt', 'stream', 'offset', 'data']);
   });
 
   it('every error code has its WebSocket code; unexpected errors say nothing more than internal error', () => {

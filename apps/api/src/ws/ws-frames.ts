@@ -18,21 +18,28 @@ export function logFrame(jobId: string, p: AttemptPiece): WsLogFrame {
   };
 }
 
+/** Where a piece keeps its encoded frame (see encodeLogFrame). */
+const FRAME = Symbol('jobline.ws.logFrame');
+type Memo = AttemptPiece & { [FRAME]?: Buffer };
+
 /**
- * The bytes of logFrame(jobId, p) as JSON text, built once per piece: a piece passed
- * through whole by the reader is the same object for every follower of its job, so 10,000
- * followers cost one encoding, not 10,000. The JSON is written directly (data escaped by
- * JSON.stringify, base64 needing none), in the field order of logFrame.
+ * The bytes of logFrame(jobId, p) as JSON text, built once per piece: the reader hands
+ * every follower of a job the same piece object for a chunk it passes whole, so 10,000
+ * followers cost one encoding, not 10,000. Kept on the piece itself, not in a WeakMap: a
+ * WeakMap entry (and the chunk's bytes with it) outlives the piece until a full garbage
+ * collection. The JSON is written directly (data escaped by JSON.stringify, base64
+ * needing none), in the field order of logFrame.
  */
-const encoded = new WeakMap<Uint8Array, Buffer>();
 export function encodeLogFrame(jobId: string, p: AttemptPiece): Buffer {
-  const hit = encoded.get(p.data);
+  const memo = p as Memo;
+  const hit = memo[FRAME];
   if (hit) return hit;
   const buf = Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength);
   const head = `{"type":"log","jobId":${JSON.stringify(jobId)},"attempt":${p.attempt},"stream":"${p.stream}","offset":${p.offset},"data":`;
   const json = isUtf8(buf) ? `${head}${JSON.stringify(buf.toString('utf8'))}}` : `${head}"${buf.toString('base64')}","encoding":"base64"}`;
   const out = Buffer.from(json, 'utf8');
-  encoded.set(p.data, out);
+  // Not enumerable: the piece stays what it was for anyone else looking at it.
+  Object.defineProperty(memo, FRAME, { value: out, enumerable: false });
   return out;
 }
 

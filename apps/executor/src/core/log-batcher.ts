@@ -26,7 +26,7 @@ export interface LogBatcherOptions {
   retryDelayMs?: number;
 }
 
-export const LOG_BATCHER_DEFAULTS = { chunkBytes: 64 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
+export const LOG_BATCHER_DEFAULTS = { chunkBytes: 128 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
 
 interface Pending {
   parts: Uint8Array[];
