@@ -95,7 +95,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   },
   ws: {
     about: '1,000 and 10,000 WebSocket followers of one job printing a line every 100 ms: emission → receipt latency, nothing lost, api RSS, consumers per follower',
-    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10, followers: o.followers, plainMemory: o['plain-memory'] }),
+    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10, followers: o.followers, plainMemory: o['plain-memory'], nodeArgs: profileArgs(o) }),
   },
   'logs-rate': {
     about: '1 GiB of stdout to one WebSocket follower, then to one gRPC Logs stream: MB/s, the api process peak RSS',
@@ -122,7 +122,7 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB)
   --rounds=N        logs-concurrent: rounds (default 2)
   --plain-memory    logs-rate, logs-concurrent, ws: run the api without --expose-gc and MALLOC_MMAP_THRESHOLD_ (see README, Memory)
-  --cpu-prof-dir=D  logs-rate, logs-concurrent: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D
+  --cpu-prof-dir=D  logs-rate, logs-concurrent, ws: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D
 environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
 ${Object.entries(BENCHMARKS)
   .map(([name, b]) => `  ${name.padEnd(12)} ${b.about}`)

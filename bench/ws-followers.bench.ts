@@ -27,6 +27,7 @@ export interface WsFollowersBenchOptions {
   /** Between two lines (default 100 ms). */
   intervalMs: number;
   plainMemory?: boolean;
+  nodeArgs?: string[];
 }
 
 export const WS_FOLLOWERS_DEFAULTS: WsFollowersBenchOptions = { followers: [1000, 10000], lines: 100, intervalMs: 100 };
@@ -200,7 +201,7 @@ async function followersRun(s: LogBenchStack, o: WsFollowersBenchOptions, follow
 
 export async function runWsFollowersBench(options: Partial<WsFollowersBenchOptions> = {}): Promise<WsFollowersBenchResult> {
   const o = withDefaults(WS_FOLLOWERS_DEFAULTS, options);
-  const s = await startLogBenchStack('ws', { capacity: 1, plainMemory: o.plainMemory });
+  const s = await startLogBenchStack('ws', { capacity: 1, plainMemory: o.plainMemory, nodeArgs: o.nodeArgs });
   try {
     const apiBaselineRssMb = mb(s.api.memory().rssBytes);
     const runs: WsFollowersRun[] = [];

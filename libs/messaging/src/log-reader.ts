@@ -271,7 +271,12 @@ export class LogReader {
   private async *follow(tail: JobTail, attempt: number, offset: number, signal?: AbortSignal): AsyncGenerator<AttemptPiece, AttemptReadEnd> {
     const asm = new LogAssembler(offset);
     const gaps = new GapCheck(this.o, attempt);
-    const me: TailFollower = { taken: 0 };
+    const me: TailFollower = { taken: 0, wake: null, aborted: false };
+    const onAbort = () => {
+      me.aborted = true;
+      me.wake?.('aborted');
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     let lastSeq = 0;
     let own: OwnRead | null = null;
     let ownFailures = 0;
@@ -325,7 +330,7 @@ export class LogReader {
           }
           if (next === null) {
             // Everything the tail holds is ours already: wait at its head for more, or for the history to move.
-            const woke = await live.waitAtHead(me, signal, end.over ? this.o.drainCheckMs : undefined);
+            const woke = await live.waitAtHead(me, end.over ? this.o.drainCheckMs : undefined);
             if (woke === 'aborted') return { reason: 'aborted' };
             if (woke === 'timeout') {
               live.forget(me);
@@ -363,6 +368,7 @@ export class LogReader {
         }
       }
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       closeOwn();
       tail.live?.forget(me);
     }
@@ -525,6 +531,9 @@ function decodeChunk(m: JsMsg): SequencedLogChunk | null {
 interface TailFollower {
   /** The sequence of the last chunk this follower took from the tail. */
   taken: number;
+  /** Ends its wait at the tail's head, when it waits there. */
+  wake: ((r: 'woke' | 'aborted' | 'timeout') => void) | null;
+  aborted: boolean;
 }
 
 interface Drain {
@@ -728,7 +737,7 @@ class LiveTail {
   private aheadIdx = 0;
   private readonly followers = new Set<TailFollower>();
   private headWaiters = new Set<TailFollower>();
-  private atHead = new Set<() => void>();
+  private atHead = new Set<TailFollower>();
   private resumeReading: (() => void) | null = null;
   private stopped = false;
 
@@ -792,31 +801,31 @@ class LiveTail {
   }
 
   /** Waits at the head until a new chunk comes, the tail changes, or the timeout passes. */
-  waitAtHead(f: TailFollower, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<'woke' | 'aborted' | 'timeout'> {
+  waitAtHead(f: TailFollower, timeoutMs: number | undefined): Promise<'woke' | 'aborted' | 'timeout'> {
     if (this.stopped) return Promise.resolve('woke');
+    if (f.aborted) return Promise.resolve('aborted');
     this.followers.add(f);
     this.headWaiters.add(f);
     this.resumeReading?.();
     return new Promise((resolve) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const done = (r: 'woke' | 'aborted' | 'timeout') => {
-        this.atHead.delete(w);
+      // No listener on the follower's signal per wait (10,000 followers wait at every chunk): its one listener calls f.wake.
+      f.wake = (r) => {
+        f.wake = null;
+        this.atHead.delete(f);
         this.headWaiters.delete(f);
-        signal?.removeEventListener('abort', onAbort);
         clearTimeout(timer);
         resolve(r);
       };
-      const w = () => done('woke');
-      const onAbort = () => done('aborted');
-      this.atHead.add(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (timeoutMs !== undefined) timer = setTimeout(() => done('timeout'), timeoutMs);
+      this.atHead.add(f);
+      if (timeoutMs !== undefined) timer = setTimeout(() => f.wake?.('timeout'), timeoutMs);
     });
   }
 
   forget(f: TailFollower): void {
     this.followers.delete(f);
     this.headWaiters.delete(f);
+    this.atHead.delete(f);
   }
 
   stop(): void {
@@ -831,7 +840,7 @@ class LiveTail {
   wakeHead(): void {
     const ws = this.atHead;
     this.atHead = new Set();
-    for (const w of ws) w();
+    for (const f of ws) f.wake?.('woke');
   }
 
   private async run(): Promise<void> {
