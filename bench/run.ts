@@ -22,6 +22,7 @@ import { runSshBench } from './ssh.bench';
 import { runSandboxBench } from './sandbox.bench';
 import { runSpawnBench } from './spawn.bench';
 import { runWsFollowersBench } from './ws-followers.bench';
+import { runLogConcurrentBench, runLogRateBench } from './logs.bench';
 
 const Count = (max: number) => z.coerce.number().int().min(1).max(max);
 
@@ -34,6 +35,16 @@ const OptionsSchema = z.strictObject({
   'store-jobs': Count(10_000_000).optional(),
   sandbox: z.enum(['none', 'auto', 'both']).optional(),
   'no-reference': z.boolean().optional(),
+  followers: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, 'a comma-separated list of counts')
+    .transform((v) => v.split(',').map(Number))
+    .pipe(z.array(z.number().int().min(1).max(20_000)))
+    .optional(),
+  bytes: Count(64 * 2 ** 30).optional(),
+  rounds: Count(100).optional(),
+  'cpu-prof-dir': z.string().min(1).optional(),
+  'plain-memory': z.boolean().optional(),
   child: z.string().optional(),
   help: z.boolean().optional(),
 });
@@ -83,10 +94,20 @@ const BENCHMARKS: Record<string, Benchmark> = {
     run: () => runSshBench(),
   },
   ws: {
-    about: '1,000 WebSocket followers of one job printing a line every 100 ms: emission → receipt latency, nothing lost',
-    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10 }),
+    about: '1,000 and 10,000 WebSocket followers of one job printing a line every 100 ms: emission → receipt latency, nothing lost, api RSS, consumers per follower',
+    run: (o) => runWsFollowersBench({ lines: o.seconds === undefined ? undefined : o.seconds * 10, followers: o.followers, plainMemory: o['plain-memory'], nodeArgs: profileArgs(o) }),
+  },
+  'logs-rate': {
+    about: '1 GiB of stdout to one WebSocket follower, then to one gRPC Logs stream: MB/s, the api process peak RSS',
+    run: (o) => runLogRateBench({ bytes: o.bytes, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
+  },
+  'logs-concurrent': {
+    about: '20 jobs printing 50 MB each at once, one WebSocket follower each, twice: every byte (sha256), api RSS before and after',
+    run: (o) => runLogConcurrentBench({ rounds: o.rounds, bytesPerJob: o.bytes, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
   },
 };
+
+const profileArgs = (o: Options) => (o['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${o['cpu-prof-dir']}`] : undefined);
 
 const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...] [options]
   --jobs=N          jobs of the throughput runs (jobs, spawn; default 2000)
@@ -97,6 +118,11 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --store-jobs=N    jobs appended by the event-store benchmark (default 20000)
   --sandbox=MODE    jobs: executor sandbox none, auto or both (default both)
   --no-reference    skip the BullMQ reference
+  --followers=N,M   ws: follower counts, one run each (default 1000,10000)
+  --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB)
+  --rounds=N        logs-concurrent: rounds (default 2)
+  --plain-memory    logs-rate, logs-concurrent, ws: run the api without --expose-gc and MALLOC_MMAP_THRESHOLD_ (see README, Memory)
+  --cpu-prof-dir=D  logs-rate, logs-concurrent, ws: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D
 environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
              JOBLINE_BENCH_POSTGRES_URL  PostgreSQL of the event-store benchmark (default postgres://root@127.0.0.1:5432/test)
 ${Object.entries(BENCHMARKS)
@@ -122,6 +148,11 @@ function parseCommandLine(argv: string[]): { names: string[]; options: Options; 
       'store-jobs': { type: 'string' },
       sandbox: { type: 'string' },
       'no-reference': { type: 'boolean' },
+      followers: { type: 'string' },
+      bytes: { type: 'string' },
+      rounds: { type: 'string' },
+      'cpu-prof-dir': { type: 'string' },
+      'plain-memory': { type: 'boolean' },
       child: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -161,7 +192,9 @@ interface ChildOutcome {
 function runInChild(name: string, optionArgs: string[]): Promise<ChildOutcome> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [__filename, `--child=${name}`, ...optionArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const prof = optionArgs.find((a) => a.startsWith('--cpu-prof-dir='));
+    const nodeArgs = prof ? ['--cpu-prof', prof] : [];
+    const child = spawn(process.execPath, [...nodeArgs, __filename, `--child=${name}`, ...optionArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     let result: object | null = null;
     let resultAt = 0;
@@ -216,6 +249,8 @@ interface Target {
 type JobsResult = Awaited<ReturnType<typeof runJobsBench>>;
 type RebuildResult = Awaited<ReturnType<typeof runRebuildBench>>;
 type WsResult = Awaited<ReturnType<typeof runWsFollowersBench>>;
+type LogRateResult = Awaited<ReturnType<typeof runLogRateBench>>;
+type LogConcurrentResult = Awaited<ReturnType<typeof runLogConcurrentBench>>;
 
 /** DESIGN.md "Targets", against what this run measured. */
 function targets(results: Record<string, object | null>): Target[] {
@@ -264,12 +299,43 @@ function targets(results: Record<string, object | null>): Target[] {
   if (rebuild !== undefined) out.push(atLeast('rebuilding projections from the store', 100_000, rebuild?.rebuild.eventsPerSec, 'events/s'));
   const ws = results.ws as WsResult | null | undefined;
   if (ws !== undefined) {
-    const t = atMost('1,000 WebSocket followers: every line reaches every follower, slowest delivery', 100, ws?.maxMs, 'ms');
-    if (ws) {
-      t.met = t.met === true && ws.lossless;
-      t.note = `p50 ${ws.p50Ms} ms, p99 ${ws.p99Ms} ms; ${ws.delivered} of ${ws.expected} deliveries${ws.lossless ? '' : ' — LOSS'}`;
+    for (const run of ws?.runs ?? [null]) {
+      const n = run ? run.followers.toLocaleString('en-US') : 'N';
+      const t = atMost(`${n} WebSocket followers: every line reaches every follower, slowest delivery`, 100, run?.maxMs, 'ms');
+      if (run) {
+        t.met = t.met === true && run.lossless;
+        t.note = `p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms; ${run.delivered} of ${run.expected} deliveries${run.lossless ? '' : ' — LOSS'}; ${run.consumersPerFollower} consumers per follower`;
+      }
+      out.push(t);
+      if (run && run.followers >= 10_000) out.push(atMost(`${n} WebSocket followers: api resident memory`, 512, run.apiPeakRssMb, 'MB'));
     }
-    out.push(t);
+  }
+  const rate = results['logs-rate'] as LogRateResult | null | undefined;
+  if (rate !== undefined) {
+    for (const run of rate?.runs ?? []) {
+      const edge = run.edge === 'ws' ? 'one WebSocket follower' : 'one gRPC Logs stream';
+      const t = atLeast(`${(run.bytes / 2 ** 30).toFixed(2)} GiB of stdout to ${edge}`, 200, run.followerMBps, 'MB/s');
+      t.met = t.met === true && run.complete;
+      t.note = `job ${run.jobMBps} MB/s${run.complete ? '' : ` — INCOMPLETE: ${run.problem}`}`;
+      out.push(t);
+      out.push(atMost(`api resident memory, 1 GiB to ${edge}`, 256, run.apiPeakRssMb, 'MB'));
+    }
+  }
+  const conc = results['logs-concurrent'] as LogConcurrentResult | null | undefined;
+  if (conc !== undefined && conc) {
+    const last = conc.rounds[conc.rounds.length - 1];
+    out.push({
+      target: `${conc.jobs} × ${Math.round(conc.bytesPerJob / 1e6)} MB followed at once, ${conc.rounds.length} rounds: every byte, then end`,
+      required: 'lossless',
+      measured: conc.rounds.reduce((n, r) => n + r.complete, 0),
+      unit: 'followers complete',
+      met: conc.lossless,
+    });
+    if (last) {
+      const t = atMost('api resident memory after the rounds, over its baseline', 32, Math.round((last.apiRssAfterMb - conc.apiBaselineRssMb) * 10) / 10, 'MB');
+      t.note = `baseline ${conc.apiBaselineRssMb} MB, after ${conc.rounds.map((r) => r.apiRssAfterMb).join(' / ')} MB`;
+      out.push(t);
+    }
   }
   return out;
 }

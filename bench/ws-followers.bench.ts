@@ -1,36 +1,38 @@
 /**
- * 1,000 WebSocket followers of one job (DESIGN.md: "every chunk reaches every follower
- * within 100 ms"). The whole `jobline dev` stack runs in this process (REST + /v1/ws on a
- * free port, a temp data dir); the followers run in a child process of their own (the `ws`
- * client), so their JSON parsing does not share the api's event loop. The job prints one
- * line every 100 ms, each carrying its emission time (wall clock, µs precision); every
- * follower records, for every line, receipt time − emission time. Nothing may be lost:
- * each follower must see every line exactly once, in order, then `end`.
+ * WebSocket followers of one job (DESIGN.md: "10,000 followers of one job: every chunk
+ * reaches every follower within 100 ms, the api's resident memory under 512 MB"). NATS, the
+ * orchestrator and the executor run in this process, the api in a child of its own (its RSS
+ * is measured apart), the followers in another child (the `ws` client), so their JSON parsing
+ * does not share the api's event loop. The job waits for a go (a TCP connection from the
+ * bench) until every follower is connected and following, then prints one line every
+ * 100 ms, each carrying its emission time (wall clock, µs precision); every follower
+ * records, for every line, receipt time − emission time. Nothing may be lost: each follower
+ * must see every line exactly once, in order, then `end`. Each follower count runs on a job
+ * of its own; the JetStream consumers the api opened on the logs stream are counted from
+ * the server's advisories.
  *
- *   npm run -s bench -- ws [--seconds=10]
+ *   npm run -s bench -- ws [--followers=1000,10000] [--seconds=10]
  */
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { z } from 'zod';
-import { tempDir } from '../libs/testing/src/temp-dir';
-import { startDevStack, type DevStack } from '../apps/cli/src/dev-stack';
-import { percentiles, progress, quietLogger, withDefaults, within } from './bench-kit';
+import { percentiles, progress, withDefaults, within } from './bench-kit';
+import { mb, startLogBenchStack, type LogBenchStack } from './log-bench-stack';
 
 export interface WsFollowersBenchOptions {
-  /** WebSocket connections, each following the job (default 1000). */
-  followers: number;
+  /** One run per count: WebSocket connections, each following the job (default 1000 and 10000). */
+  followers: number[];
   /** Lines the job prints (default 100: ~10 s at one line per 100 ms). */
   lines: number;
   /** Between two lines (default 100 ms). */
   intervalMs: number;
-  /** The job waits this long before its first line, so that every follow is in place (default 3000 ms). */
-  leadInMs: number;
+  plainMemory?: boolean;
+  nodeArgs?: string[];
 }
 
-export const WS_FOLLOWERS_DEFAULTS: WsFollowersBenchOptions = { followers: 1000, lines: 100, intervalMs: 100, leadInMs: 3000 };
+export const WS_FOLLOWERS_DEFAULTS: WsFollowersBenchOptions = { followers: [1000, 10000], lines: 100, intervalMs: 100 };
 
-export interface WsFollowersBenchResult {
-  bench: 'ws';
+export interface WsFollowersRun {
   followers: number;
   lines: number;
   intervalMs: number;
@@ -47,11 +49,19 @@ export interface WsFollowersBenchResult {
   /** Followers that saw a gap, a duplicate or a line out of order, or no `end`. */
   followersWithLoss: number;
   followersWithoutEnd: number;
-  /** Peak resident memory of the dev-stack process (api + orchestrator + executor; nats-server is a child of its own). */
-  apiRssMb: number;
-  /** Time to open every connection (upgrade + auth). */
+  /** Peak resident memory of the api process during the run (connect, follow, end). */
+  apiPeakRssMb: number;
+  /** JetStream consumers the api opened on the logs stream, per follower. */
+  consumersPerFollower: number;
+  /** Time to open every connection (upgrade + auth) and send its follow. */
   connectMs: number;
   lossless: boolean;
+}
+
+export interface WsFollowersBenchResult {
+  bench: 'ws';
+  runs: WsFollowersRun[];
+  apiBaselineRssMb: number;
   warnings: number;
   errors: number;
 }
@@ -114,84 +124,90 @@ for (let f = 0; f < followers; f++) {
 }
 `;
 
-/** The job: waits leadInMs, then prints "<seq> <emission time in ms since the epoch, µs precision>" on a fixed schedule. */
-const jobSource = (o: WsFollowersBenchOptions) =>
-  `const t0 = performance.now() + ${o.leadInMs}; let i = 0;
+/**
+ * The job: connects to the bench's go port (network on, so loopback is reachable from a
+ * sandbox), and once it reads a byte prints "<seq> <emission time in ms since the epoch, µs
+ * precision>" on a fixed schedule.
+ */
+const jobSource = (o: WsFollowersBenchOptions, goPort: number) =>
+  `const s = require('net').connect(${goPort}, '127.0.0.1'); s.once('data', () => { s.destroy();
+   const t0 = performance.now(); let i = 0;
    const tick = () => { if (i >= ${o.lines}) return; const due = t0 + i * ${o.intervalMs}; const wait = due - performance.now();
      if (wait > 0) return setTimeout(tick, wait);
      process.stdout.write(i + ' ' + (performance.timeOrigin + performance.now()).toFixed(3) + '\\n'); i++; setImmediate(tick); };
-   tick();`;
+   tick(); });`;
+
+async function followersRun(s: LogBenchStack, o: WsFollowersBenchOptions, followers: number): Promise<WsFollowersRun> {
+  // The job asks for its go here; it gets it once every follower is in place.
+  const goServer = createServer();
+  await new Promise<void>((resolve) => goServer.listen(0, '127.0.0.1', resolve));
+  const jobSocket = new Promise<Socket>((resolve) => goServer.once('connection', resolve)).finally(() => goServer.close());
+  const jobId = await s.submit({ command: [process.execPath, '-e', jobSource(o, (goServer.address() as AddressInfo).port)], resources: { network: true } });
+  const go = await within(jobSocket, 60_000, 'the job to start');
+  progress('ws', `job ${jobId}: ${o.lines} lines every ${o.intervalMs} ms once ${followers} followers follow`);
+  const consumersBefore = s.consumersOpened();
+  const peak = s.sampleApiRss();
+  const child = spawn(process.execPath, ['-e', FOLLOWERS_SRC, require.resolve('ws'), s.wsUrl, s.token, jobId, String(followers), String(o.lines)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  const report = new Promise<z.output<typeof FollowersReportSchema>>((resolve, reject) => {
+    child.stdout.on('data', (chunk: string) => {
+      out += chunk;
+      if (out.startsWith('ready\n')) {
+        progress('ws', `${followers} followers connected and following`);
+        out = out.slice('ready\n'.length);
+        // A moment for the last follows to reach the api (the first lines are not lost if it is too short, only late).
+        setTimeout(() => go.write('g'), 500 + followers / 4);
+      }
+    });
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code !== 0) return reject(new Error(`the followers' process exited with code ${code}`));
+      try {
+        resolve(FollowersReportSchema.parse(JSON.parse(out.trim())));
+      } catch (err) {
+        reject(new Error(`the followers' report is unreadable: ${(err as Error).message}`));
+      }
+    });
+  });
+  const r = await within(report, o.lines * o.intervalMs + 300_000, 'the followers').finally(() => child.kill('SIGKILL'));
+  const apiPeakRss = peak();
+  for (const p of r.problems) progress('ws', `problem: ${p}`);
+  const p = percentiles(r.latenciesMs);
+  const expected = followers * o.lines;
+  const run: WsFollowersRun = {
+    followers,
+    lines: o.lines,
+    intervalMs: o.intervalMs,
+    p50Ms: p.p50Ms,
+    p90Ms: p.p90Ms,
+    p99Ms: p.p99Ms,
+    maxMs: p.maxMs,
+    within100MsPct: r.latenciesMs.length ? Math.round((r.latenciesMs.filter((v) => v <= 100).length / r.latenciesMs.length) * 100_000) / 1000 : 0,
+    delivered: r.delivered,
+    expected,
+    followersWithLoss: r.followersWithLoss,
+    followersWithoutEnd: r.followersWithoutEnd,
+    apiPeakRssMb: mb(apiPeakRss),
+    consumersPerFollower: Math.round(((s.consumersOpened() - consumersBefore) / followers) * 1000) / 1000,
+    connectMs: Math.round(r.connectMs),
+    lossless: r.delivered === expected && r.followersWithLoss === 0 && r.followersWithoutEnd === 0,
+  };
+  progress('ws', `${followers} followers: p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms, max ${run.maxMs} ms; api peak ${run.apiPeakRssMb} MB; ${run.consumersPerFollower} consumers per follower`);
+  return run;
+}
 
 export async function runWsFollowersBench(options: Partial<WsFollowersBenchOptions> = {}): Promise<WsFollowersBenchResult> {
   const o = withDefaults(WS_FOLLOWERS_DEFAULTS, options);
-  const tmp = tempDir('jobline-bench-ws-');
-  const logger = quietLogger('ws');
-  let stack: DevStack | null = null;
-  let peakRss = process.memoryUsage().rss;
-  const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
+  const s = await startLogBenchStack('ws', { capacity: 1, plainMemory: o.plainMemory, nodeArgs: o.nodeArgs });
   try {
-    // The follows exceed the default per-process file limit only with far more followers; one slot is enough here.
-    stack = await startDevStack({ dataDir: join(tmp.path, 'data'), apiPort: 0, executorCapacity: 1, packager: false, logger });
-    const res = await fetch(`${stack.apiUrl}/v1/jobs`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ command: [process.execPath, '-e', jobSource(o)] }),
-    });
-    if (res.status !== 201) throw new Error(`submitting the job: HTTP ${res.status} ${await res.text()}`);
-    const job = (await res.json()) as { id: string };
-    progress('ws', `job ${job.id}: ${o.lines} lines every ${o.intervalMs} ms after ${o.leadInMs} ms; opening ${o.followers} followers`);
-
-    const wsUrl = `${stack.apiUrl!.replace(/^http/, 'ws')}/v1/ws`;
-    const child = spawn(process.execPath, ['-e', FOLLOWERS_SRC, require.resolve('ws'), wsUrl, stack.token, job.id, String(o.followers), String(o.lines)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    const report = new Promise<z.output<typeof FollowersReportSchema>>((resolve, reject) => {
-      child.stdout.on('data', (chunk: string) => {
-        out += chunk;
-        if (out.startsWith('ready\n')) {
-          progress('ws', `${o.followers} followers connected and following`);
-          out = out.slice('ready\n'.length);
-        }
-      });
-      child.once('error', reject);
-      child.once('close', (code) => {
-        if (code !== 0) return reject(new Error(`the followers' process exited with code ${code}`));
-        try {
-          resolve(FollowersReportSchema.parse(JSON.parse(out.trim())));
-        } catch (err) {
-          reject(new Error(`the followers' report is unreadable: ${(err as Error).message}`));
-        }
-      });
-    });
-    const r = await within(report, o.leadInMs + o.lines * o.intervalMs + 120_000, 'the followers').finally(() => child.kill('SIGKILL'));
-    for (const p of r.problems) progress('ws', `problem: ${p}`);
-    const p = percentiles(r.latenciesMs);
-    const expected = o.followers * o.lines;
-    return {
-      bench: 'ws',
-      followers: o.followers,
-      lines: o.lines,
-      intervalMs: o.intervalMs,
-      p50Ms: p.p50Ms,
-      p90Ms: p.p90Ms,
-      p99Ms: p.p99Ms,
-      maxMs: p.maxMs,
-      within100MsPct: r.latenciesMs.length ? Math.round((r.latenciesMs.filter((v) => v <= 100).length / r.latenciesMs.length) * 100_000) / 1000 : 0,
-      delivered: r.delivered,
-      expected,
-      followersWithLoss: r.followersWithLoss,
-      followersWithoutEnd: r.followersWithoutEnd,
-      apiRssMb: Math.round(peakRss / (1 << 20)),
-      connectMs: Math.round(r.connectMs),
-      lossless: r.delivered === expected && r.followersWithLoss === 0 && r.followersWithoutEnd === 0,
-      warnings: logger.warnings,
-      errors: logger.errors,
-    };
+    const apiBaselineRssMb = mb(s.api.memory().rssBytes);
+    const runs: WsFollowersRun[] = [];
+    for (const n of o.followers) runs.push(await followersRun(s, o, n));
+    return { bench: 'ws', runs, apiBaselineRssMb, warnings: s.logger.warnings, errors: s.logger.errors };
   } finally {
-    clearInterval(rssTimer);
-    await stack?.stop();
-    tmp.remove();
+    await s.stop();
   }
 }

@@ -200,7 +200,7 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
       const c = await WsClient.open(wsUrl, aliceToken);
       c.send({ op: 'follow', jobId: job.id });
       const end = await c.until((f) => f.type === 'end', 'end');
-      expect(end).toEqual({ type: 'end', jobId: job.id, status: 'succeeded', exitCode: 0 });
+      expect(end).toEqual({ type: 'end', jobId: job.id, status: 'succeeded', exitCode: 0, attempt: 1 });
       expect(c.frames[c.frames.length - 1]).toBe(end);
       expect(joined(c.frames, job.id).toString('utf8')).toBe('Hello, world!');
       expect(c.frames.every((f) => f.type === 'log' || f.type === 'end')).toBe(true);
@@ -336,17 +336,29 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
     c.close();
   });
 
-  it('refuses an upgrade without a valid token; ?token= works for browsers', async () => {
-    for (const headers of [{}, { authorization: 'Bearer nope' }]) {
-      const ws = new WebSocket(wsUrl, { headers });
-      const status = await new Promise<number>((resolve) => {
-        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-        ws.once('open', () => resolve(101));
-        ws.once('error', () => resolve(-1));
+  it('refuses an upgrade without a valid token with the REST API\'s 401 problem; an unknown path is a 404 problem; ?token= works for browsers', async () => {
+    const refusal = (url: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; type: string; body: unknown }>((resolve) => {
+        const ws = new WebSocket(url, { headers });
+        ws.once('unexpected-response', (_req, res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: JSON.parse(body) }));
+        });
+        ws.once('open', () => resolve({ status: 101, type: '', body: null }));
+        ws.once('error', () => undefined);
       });
-      expect(status).toBe(401);
-      ws.terminate();
+    for (const headers of [{}, { authorization: 'Bearer nope' }] as Record<string, string>[]) {
+      const r = await refusal(wsUrl, headers);
+      const rest = await fetch(`${stack.apiUrl}/v1/jobs`, { headers });
+      expect(r.status).toBe(401);
+      expect(r.type).toBe('application/problem+json');
+      expect(r.body).toEqual(await rest.json());
+      expect(r.body).toMatchObject({ type: 'urn:jobline:problem:unauthenticated', status: 401, code: 'unauthenticated' });
     }
+    const wrongPath = await refusal(wsUrl.replace('/v1/ws', '/v1/nope'), { authorization: `Bearer ${aliceToken}` });
+    expect(wrongPath).toMatchObject({ status: 404, type: 'application/problem+json', body: { status: 404, code: 'not_found' } });
     const ws = new WebSocket(`${wsUrl}?token=${encodeURIComponent(bobToken)}`);
     await new Promise((resolve, reject) => {
       ws.once('open', resolve);

@@ -1,6 +1,7 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { LogReader } from '../../../libs/messaging/src/log-reader';
 import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import type { BusState } from '../../../libs/service/src/bus';
 import type { ExecutorsRegistry } from './executors.registry';
@@ -20,4 +21,6 @@ export interface ApiContext {
   submitTimeoutMs: number;
   /** Whether the NATS connection is up: writes are refused at once (503) while it is not. */
   bus: BusState;
+  /** The one log reader every edge follows logs through (one shared live tail per job). */
+  logs: LogReader;
 }

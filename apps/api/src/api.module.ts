@@ -19,9 +19,12 @@ import { API_METRICS, ApiMetrics } from './metrics/api-metrics';
 import { MetricsController } from './metrics/metrics.controller';
 import type { JobsProjection } from './projections/jobs.projection';
 import { HealthController, SystemController } from './system.controller';
-import { WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
 import { DashboardAssets, defaultDashboardDir } from './web/dashboard-assets';
 import { DASHBOARD_ASSETS, DashboardController } from './web/dashboard.controller';
+import { WS_GATEWAY_DEFAULTS, WS_GATEWAY_OPTIONS, WsGateway, type WsGatewayOptions } from './ws/ws.gateway';
+import { JoblineWsAdapter } from './ws/ws.adapter';
+import { LogMemory, type LogMemoryOptions } from './logs/log-memory';
+import { LogReader, eventStoreHistory, type LogReaderOptions } from '../../../libs/messaging/src/log-reader';
 import { startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc/jobs.grpc-server';
 import type { Registry } from 'prom-client';
 import { watchBus, type BusState } from '../../../libs/service/src/bus';
@@ -53,6 +56,10 @@ export interface ApiOptions {
   streams?: StreamOptions;
   /** WebSocket gateway (/v1/ws) limits; see WsGatewayOptions. */
   ws?: WsGatewayOptions;
+  /** The log reader behind REST `?follow`, /v1/ws and gRPC Logs (window, read-ahead, pulls, retries); see LogReaderOptions. */
+  logs?: Omit<LogReaderOptions, 'js' | 'jsm' | 'history'>;
+  /** Full collections after log traffic (only when node runs with --expose-gc); see LogMemory. */
+  logMemory?: LogMemoryOptions;
   /** Also serve gRPC (jobline.v1.JobService, mTLS, TLS 1.3) with these options; default: no gRPC. */
   grpc?: GrpcServerOptions;
   /**
@@ -96,7 +103,7 @@ export const API_CONTROLLERS = [JobsController, SystemController, HealthControll
 
 @Module({})
 export class ApiModule {
-  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx), dashboard: DashboardAssets | null = null): DynamicModule {
+  static forRoot(ctx: ApiContext, tokens: TokenRegistry, metrics: ApiMetrics = new ApiMetrics(ctx), dashboard: DashboardAssets | null = null, ws: WsGatewayOptions = {}): DynamicModule {
     return {
       module: ApiModule,
       controllers: API_CONTROLLERS,
@@ -105,9 +112,11 @@ export class ApiModule {
         { provide: DASHBOARD_ASSETS, useValue: dashboard },
         { provide: TOKEN_REGISTRY, useValue: tokens },
         { provide: API_METRICS, useValue: metrics },
+        { provide: WS_GATEWAY_OPTIONS, useValue: { ...WS_GATEWAY_DEFAULTS, ...stripUndefined(ws) } },
         JobsService,
         LogsService,
         AuthGuard,
+        WsGateway,
       ],
     };
   }
@@ -143,6 +152,14 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   options.projection.start(options.eventStore);
   const executors = new ExecutorsRegistry(nc, { aliveMs: options.executorAliveMs });
   executors.start();
+  const logs = new LogReader({
+    ...options.logs,
+    js,
+    jsm,
+    // The projection's per-job listener nudges the reader; the history itself is read from the store.
+    history: eventStoreHistory(options.eventStore, (jobId, listener) => options.projection.onChange(jobId, () => listener())),
+  });
+  const logMemory = new LogMemory(logs, options.logMemory);
   const ctx: ApiContext = {
     nc,
     js,
@@ -153,6 +170,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     executors,
     submitTimeoutMs,
     bus: options.bus ?? watchBus(nc),
+    logs,
   };
 
   const metrics = new ApiMetrics({ ...ctx, extraRegistries: options.extraRegistries });
@@ -162,10 +180,9 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     new Logger('api').warn(`no dashboard in ${dashboardDir} (run \`npm run build\`): / answers 404`);
   }
   let app: INestApplication;
-  let wsGateway: WsGateway | null = null;
   let grpcServer: GrpcServerHandle | null = null;
   try {
-    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics, dashboard), {
+    app = await NestFactory.create(ApiModule.forRoot(ctx, tokens, metrics, dashboard, options.ws), {
       // Bodies are read by the routes that take one (JsonBody), after authentication, with a 1 MiB limit.
       bodyParser: false,
       logger: options.logger ?? ['error', 'warn'],
@@ -178,11 +195,11 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
     // Before the routes (registered by listen), so every request is timed.
     app.use(metrics.httpMiddleware());
-    wsGateway = new WsGateway(ctx, tokens, app.get(JobsService), options.ws);
-    wsGateway.attach(app.getHttpServer());
+    app.useWebSocketAdapter(new JoblineWsAdapter(app, tokens));
     await app.listen(port, host);
   } catch (err) {
-    wsGateway?.close();
+    logMemory.stop();
+    logs.close();
     executors.stop();
     throw err;
   }
@@ -190,7 +207,8 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     try {
       grpcServer = await startGrpcServer(ctx, app.get(JobsService), { host, ...options.grpc });
     } catch (err) {
-      wsGateway?.close();
+      logMemory.stop();
+      logs.close();
       executors.stop();
       await app.close();
       throw err;
@@ -207,8 +225,14 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
       (closing ??= (async () => {
         executors.stop();
         await grpcServer?.close();
-        wsGateway?.close();
+        // Every follow still open ends (cut, not ended: its follower resumes elsewhere from its last offset).
+        logs.close();
+        logMemory.stop();
         await app.close();
       })()),
   };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

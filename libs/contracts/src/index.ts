@@ -6,3 +6,5 @@ export * from './subjects';
 export * from './messages';
 export * from './errors';
 export * from './event-codec';
+export * from './log-chunk.codec';
+export * from './ws-frames';

@@ -1,54 +1,8 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { MsgHdrs } from '@nats-io/nats-core';
-import { LOG_HEADERS, STREAMS, subjects, type LogChunk } from '../../contracts/src';
+import { STREAMS, decodeLogChunk, subjects, type LogChunk } from '../../contracts/src';
 
-/** A log chunk as it goes on the bus: raw bytes, metadata in headers (fits JetStreamPublisher.publishMany). */
-export interface EncodedLogChunk {
-  subject: string;
-  payload: Uint8Array;
-  headers: Record<string, string>;
-}
-
-export function encodeLogChunk(chunk: LogChunk): EncodedLogChunk {
-  return {
-    subject: subjects.logs(chunk.jobId),
-    payload: chunk.data,
-    headers: {
-      [LOG_HEADERS.attempt]: String(chunk.attempt),
-      [LOG_HEADERS.stream]: chunk.stream,
-      [LOG_HEADERS.offset]: String(chunk.offset),
-    },
-  };
-}
-
-/** What decodeLogChunk needs of a message (a JsMsg, a StoredMsg with `header` mapped, or a core Msg). */
-export interface LogMessage {
-  subject: string;
-  data: Uint8Array;
-  headers?: Pick<MsgHdrs, 'get'> | undefined;
-}
-
-const LOGS_PREFIX = subjects.logs('');
-
-/** The chunk carried by a message on `jobline.logs.<jobId>`; null when the subject or any header is malformed. */
-export function decodeLogChunk(msg: LogMessage): LogChunk | null {
-  if (!msg.subject.startsWith(LOGS_PREFIX)) return null;
-  const jobId = msg.subject.slice(LOGS_PREFIX.length);
-  if (!jobId || /[.*> ]/.test(jobId)) return null;
-  const h = msg.headers;
-  if (!h) return null;
-  const attempt = parseNonNegativeInt(h.get(LOG_HEADERS.attempt));
-  const offset = parseNonNegativeInt(h.get(LOG_HEADERS.offset));
-  const stream = h.get(LOG_HEADERS.stream);
-  if (attempt === null || offset === null || (stream !== 'stdout' && stream !== 'stderr')) return null;
-  return { jobId, attempt, stream, offset, data: msg.data };
-}
-
-function parseNonNegativeInt(s: string | undefined): number | null {
-  if (!s || !/^\d{1,16}$/.test(s)) return null;
-  const n = Number(s);
-  return Number.isSafeInteger(n) ? n : null;
-}
+// The chunk codec lives in the contracts (one codec for executors and readers); re-exported for existing callers.
+export { decodeLogChunk, encodeLogChunk, type EncodedLogChunk, type LogMessage } from '../../contracts/src';
 
 /** A chunk as read back from the logs stream, with its stream sequence (to resume a read after it). */
 export interface SequencedLogChunk extends LogChunk {

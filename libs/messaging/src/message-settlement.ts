@@ -1,18 +1,11 @@
-import type { ErrorCode } from '../../contracts/src';
+import { ERROR_CODES, ERROR_TABLE } from '../../contracts/src';
 
 /**
- * Error codes that no redelivery can fix: the message is terminated at once. Anything else
- * (an unknown error, `unavailable`, a lost connection to the store...) is retried.
+ * Error codes that no redelivery can fix (`nats: 'term'` in ERROR_TABLE): the message is
+ * terminated at once. Anything else (an unknown error, `unavailable`, a lost connection to
+ * the store...) is retried.
  */
-export const PERMANENT_ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'invalid_argument',
-  'not_found',
-  'failed_precondition',
-  'stale_attempt',
-  'already_exists',
-  'conflict',
-  'permission_denied',
-]);
+export const PERMANENT_ERROR_CODES: ReadonlySet<string> = new Set<string>(ERROR_CODES.filter((c) => ERROR_TABLE[c].nats === 'term'));
 
 export interface SettlementPolicy {
   /** Deliveries before a failing message is given up (terminated and logged as an error). */

@@ -6,7 +6,11 @@ import { STREAMS, subjects } from '../../contracts/src';
 export interface StreamOptions {
   /** How long log chunks are kept (default 7 days). */
   logsMaxAgeMs?: number;
-  /** Size cap of the logs stream in bytes (default unlimited: -1). */
+  /**
+   * Byte budget of the logs stream (default 4 GiB; -1: none). Past it the oldest chunks are
+   * discarded (any job's); a follower asking for discarded bytes gets a DATA_LOSS error, and
+   * a plain GET of a log whose start was discarded is a 410 problem.
+   */
   logsMaxBytes?: number;
   /** How long published events stay on the bus (default 7 days). */
   eventsMaxAgeMs?: number;
@@ -18,19 +22,40 @@ export interface StreamOptions {
 
 const DAY = 24 * 3600 * 1000;
 
-export function streamConfigs(o: StreamOptions = {}): (Partial<StreamConfig> & { name: string })[] {
-  const dup = nanos(o.duplicateWindowMs ?? 120_000);
-  const base = { storage: StorageType.File, num_replicas: o.replicas ?? 1, duplicate_window: dup };
+export const STREAM_DEFAULTS = { logsMaxAgeMs: 7 * DAY, logsMaxBytes: 4 * 2 ** 30, eventsMaxAgeMs: 7 * DAY, duplicateWindowMs: 120_000, replicas: 1 } as const;
+
+/** Fails closed on a setting JetStream would misread (a fraction, zero, a negative other than -1). */
+function checkOptions(o: StreamOptions): void {
+  const bad: string[] = [];
+  const positive = (k: keyof StreamOptions) => {
+    const v = o[k];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) bad.push(`${k} must be a positive integer, got ${v}`);
+  };
+  positive('logsMaxAgeMs');
+  positive('eventsMaxAgeMs');
+  positive('duplicateWindowMs');
+  positive('replicas');
+  if (o.logsMaxBytes !== undefined && o.logsMaxBytes !== -1 && !(Number.isSafeInteger(o.logsMaxBytes) && o.logsMaxBytes > 0)) {
+    bad.push(`logsMaxBytes must be a positive integer or -1 (no budget), got ${o.logsMaxBytes}`);
+  }
+  if (bad.length) throw new Error(`invalid stream options: ${bad.join('; ')}`);
+}
+
+export function streamConfigs(options: StreamOptions = {}): (Partial<StreamConfig> & { name: string })[] {
+  checkOptions(options);
+  const o = { ...STREAM_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+  const dup = nanos(o.duplicateWindowMs);
+  const base = { storage: StorageType.File, num_replicas: o.replicas, duplicate_window: dup };
   return [
     { ...base, name: STREAMS.commands, subjects: [subjects.commandsAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
-    { ...base, name: STREAMS.events, subjects: [subjects.eventsAll], retention: RetentionPolicy.Limits, max_age: nanos(o.eventsMaxAgeMs ?? 7 * DAY) },
+    { ...base, name: STREAMS.events, subjects: [subjects.eventsAll], retention: RetentionPolicy.Limits, max_age: nanos(o.eventsMaxAgeMs) },
     {
       ...base,
       name: STREAMS.logs,
       subjects: [subjects.logsAll],
       retention: RetentionPolicy.Limits,
-      max_age: nanos(o.logsMaxAgeMs ?? 7 * DAY),
-      max_bytes: o.logsMaxBytes ?? -1,
+      max_age: nanos(o.logsMaxAgeMs),
+      max_bytes: o.logsMaxBytes,
       discard: DiscardPolicy.Old,
     },
     { ...base, name: STREAMS.work, subjects: [subjects.workAll], retention: RetentionPolicy.Workqueue, max_age: nanos(DAY) },
@@ -45,13 +70,26 @@ export function streamConfigs(o: StreamOptions = {}): (Partial<StreamConfig> & {
 export async function ensureStreams(jsm: JetStreamManager, options: StreamOptions = {}): Promise<void> {
   for (const cfg of streamConfigs(options)) {
     try {
-      await jsm.streams.info(cfg.name);
-      await jsm.streams.update(cfg.name, cfg);
+      try {
+        await jsm.streams.info(cfg.name);
+        await jsm.streams.update(cfg.name, cfg);
+      } catch (err) {
+        if (!isStreamNotFound(err)) throw err;
+        await jsm.streams.add(cfg);
+      }
     } catch (err) {
-      if (!isStreamNotFound(err)) throw err;
-      await jsm.streams.add(cfg);
+      // JetStream reserves a stream's byte budget up front: say which setting does not fit.
+      if (cfg.name === STREAMS.logs && isInsufficientStorage(err)) {
+        throw new Error(`the logs stream's byte budget (${cfg.max_bytes} bytes) is more than this nats-server can store: lower logsMaxBytes (JOBLINE_LOGS_MAX_BYTES) or give JetStream more storage`, { cause: err });
+      }
+      throw err;
     }
   }
+}
+
+function isInsufficientStorage(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string };
+  return e?.api_error?.err_code === 10047 || /insufficient storage/i.test(String(e?.message));
 }
 
 function isStreamNotFound(err: unknown): boolean {

@@ -1,5 +1,5 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { JoblineError, ValidationError, type JobSpec, type JobStatus, type JobView, type SandboxKind } from '../../../../libs/contracts/src';
+import { ERROR_TABLE, JoblineError, ValidationError, type JobSpec, type JobStatus, type JobView, type SandboxKind } from '../../../../libs/contracts/src';
 
 /** proto Timestamp as proto-loader gives it (seconds as a number: LOADER_OPTIONS.longs). */
 export interface PbTimestamp {
@@ -158,23 +158,11 @@ export function jobViewToPb(v: JobView): any {
 
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-const CODES: Record<string, GrpcStatus> = {
-  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
-  not_found: GrpcStatus.NOT_FOUND,
-  already_exists: GrpcStatus.ALREADY_EXISTS,
-  conflict: GrpcStatus.ALREADY_EXISTS,
-  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
-  stale_attempt: GrpcStatus.FAILED_PRECONDITION,
-  unauthenticated: GrpcStatus.UNAUTHENTICATED,
-  permission_denied: GrpcStatus.PERMISSION_DENIED,
-  unavailable: GrpcStatus.UNAVAILABLE,
-};
-
-/** The one place domain errors become gRPC statuses; anything unexpected is INTERNAL without its details. */
+/** The one place domain errors become gRPC statuses (through ERROR_TABLE); anything unexpected is INTERNAL without its details. */
 export function toGrpcError(err: unknown): { code: GrpcStatus; details: string } {
   if (err instanceof ValidationError && err.issues.length) {
     return { code: GrpcStatus.INVALID_ARGUMENT, details: `${err.message}: ${err.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` };
   }
-  if (err instanceof JoblineError) return { code: CODES[err.code] ?? GrpcStatus.INTERNAL, details: err.message };
+  if (err instanceof JoblineError) return { code: GrpcStatus[ERROR_TABLE[err.code].grpc], details: err.message };
   return { code: GrpcStatus.INTERNAL, details: 'internal error' };
 }

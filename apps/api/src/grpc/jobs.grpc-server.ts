@@ -1,11 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
-import { JoblineError, OwnerSchema, isTerminal, jobStreamName, type JobView } from '../../../../libs/contracts/src';
+import { JoblineError, OwnerSchema, UnavailableError, isTerminal, jobStreamName, type JobView } from '../../../../libs/contracts/src';
 import type { ApiContext } from '../api.context';
 import type { Caller } from '../api-tokens';
 import type { JobsService } from '../jobs.service';
 import type { JobChange } from '../projections/jobs.projection';
-import { readJobLog } from '../ws/job-log';
 import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
 
@@ -142,16 +141,26 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
       const job = jobs.visible(c, req.jobId ?? '');
       const only = logStreamFromPb(req.stream);
       const follow = Boolean(req.follow);
-      for await (const p of readJobLog(ctx, job.id, { fromAttempt: req.fromAttempt || 1, offset: req.offset ?? 0, follow, signal })) {
-        if (only && p.stream !== only) continue;
-        await write({ chunk: { attempt: p.attempt, stream: p.stream === 'stdout' ? 'LOG_STREAM_STDOUT' : 'LOG_STREAM_STDERR', offset: p.offset, data: Buffer.from(p.data) } });
-      }
-      if (!follow || signal.aborted) return;
-      const end = ctx.projection.get(job.id);
-      if (end && isTerminal(end.status)) {
-        await write({
-          end: { status: STATUS_TO_PB[end.status], attempt: end.attempt, ...(end.exitCode !== null ? { exitCode: end.exitCode } : {}), ...(end.signal !== null ? { signal: end.signal } : {}) },
-        });
+      const read = ctx.logs.job(job.id, { fromAttempt: req.fromAttempt || 1, offset: req.offset ?? 0, follow, signal });
+      try {
+        let r = await read.next();
+        for (; !r.done; r = await read.next()) {
+          const p = r.value;
+          if (only && p.stream !== only) continue;
+          // The bytes as they came off the bus: no copy.
+          const data = Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength);
+          await write({ chunk: { attempt: p.attempt, stream: p.stream === 'stdout' ? 'LOG_STREAM_STDOUT' : 'LOG_STREAM_STDERR', offset: p.offset, data } });
+        }
+        if (!follow || signal.aborted) return;
+        const end = r.value;
+        if (!end) throw new UnavailableError('the log is no longer read here (the api is stopping); follow again from the last offset');
+        if (isTerminal(end.status)) {
+          await write({
+            end: { status: STATUS_TO_PB[end.status], attempt: end.attempt, ...(end.exitCode !== null ? { exitCode: end.exitCode } : {}), ...(end.signal !== null ? { signal: end.signal } : {}) },
+          });
+        }
+      } finally {
+        await read.return(null);
       }
     }),
     History: streaming(async (c, req, write) => {

@@ -1,6 +1,6 @@
 import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter, type LoggerService } from '@nestjs/common';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { JoblineError, ValidationError, type ErrorCode, type FieldIssue } from '../../../../libs/contracts/src';
+import { ERROR_TABLE, JoblineError, ValidationError, type FieldIssue } from '../../../../libs/contracts/src';
 
 /** An RFC 9457 problem document (application/problem+json). */
 export interface Problem {
@@ -14,19 +14,6 @@ export interface Problem {
   errors?: FieldIssue[];
   [extension: string]: unknown;
 }
-
-/** The one place a domain error code becomes an HTTP status. */
-export const HTTP_STATUS_OF: Record<ErrorCode, number> = {
-  invalid_argument: 400,
-  unauthenticated: 401,
-  permission_denied: 403,
-  not_found: 404,
-  already_exists: 409,
-  conflict: 409,
-  failed_precondition: 409,
-  stale_attempt: 409,
-  unavailable: 503,
-};
 
 export const PROBLEM_TYPE_PREFIX = 'urn:jobline:problem:';
 
@@ -45,7 +32,8 @@ const CODE_OF_STATUS: Record<number, string> = {
 /** Maps anything thrown by a handler, guard or pipe to a problem+json response. */
 export function toProblem(err: unknown): Problem {
   if (err instanceof JoblineError) {
-    const status = HTTP_STATUS_OF[err.code] ?? 500;
+    // The one table of libs/contracts/src/errors.ts: the same code maps to gRPC and WebSocket there.
+    const status = ERROR_TABLE[err.code].http;
     // Extension members (e.g. the jobId of a submission that timed out) never replace the standard ones.
     const extra = err.details?.problem;
     const problem: Problem = {

@@ -1,6 +1,6 @@
 import { headers } from '@nats-io/nats-core';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { LOG_HEADERS, subjects, type LogStream } from '../../../../libs/contracts/src';
+import { encodeLogChunk, type LogStream } from '../../../../libs/contracts/src';
 
 /** One slice of an attempt's output, ready to publish. */
 export interface OutChunk {
@@ -26,7 +26,7 @@ export interface LogBatcherOptions {
   retryDelayMs?: number;
 }
 
-export const LOG_BATCHER_DEFAULTS = { chunkBytes: 64 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
+export const LOG_BATCHER_DEFAULTS = { chunkBytes: 128 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
 
 interface Pending {
   parts: Uint8Array[];
@@ -174,17 +174,15 @@ export class LogBatcher {
 }
 
 /**
- * A sink publishing to `jobline.logs.<jobId>` with the chunk's metadata in headers.
- * The message id makes a retried chunk that was in fact stored a no-op.
+ * A sink publishing to `jobline.logs.<jobId>` through the one chunk codec of the contracts
+ * (the readers decode with the same one). The message id makes a retried chunk that was in
+ * fact stored a no-op.
  */
 export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number): ChunkSink {
-  const subject = subjects.logs(jobId);
-  const attemptText = String(attempt);
   return (chunk) => {
+    const e = encodeLogChunk({ jobId, attempt, ...chunk });
     const h = headers();
-    h.set(LOG_HEADERS.attempt, attemptText);
-    h.set(LOG_HEADERS.stream, chunk.stream);
-    h.set(LOG_HEADERS.offset, String(chunk.offset));
-    return js.publish(subject, chunk.data, { headers: h, msgID: `${jobId}.${attemptText}.${chunk.offset}` });
+    for (const [k, v] of Object.entries(e.headers)) h.set(k, v);
+    return js.publish(e.subject, e.payload, { headers: h, msgID: e.msgId });
   };
 }

@@ -1,14 +1,12 @@
-import { headers } from '@nats-io/nats-core';
-import { LOG_HEADERS } from '../../contracts/src';
-import { decodeLogChunk, encodeLogChunk } from './logs';
+import { decodeLogChunk, encodeLogChunk } from './log-chunk.codec';
+import { LOG_HEADERS } from './subjects';
 
 const JOB = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a10';
 
 function message(subject: string, h: Record<string, string> | null, data: Uint8Array = new Uint8Array([1, 2])) {
   if (!h) return { subject, data };
-  const mh = headers();
-  for (const [k, v] of Object.entries(h)) mh.set(k, v);
-  return { subject, data, headers: mh };
+  // Like NATS headers: a missing key reads as ''.
+  return { subject, data, headers: { get: (k: string) => h[k] ?? '' } };
 }
 
 describe('log chunk encoding', () => {
@@ -17,6 +15,7 @@ describe('log chunk encoding', () => {
     const e = encodeLogChunk(chunk);
     expect(e.subject).toBe(`jobline.logs.${JOB}`);
     expect(e.payload).toBe(chunk.data);
+    expect(e.msgId).toBe(`${JOB}.2.${1 << 40}`);
     expect(decodeLogChunk(message(e.subject, e.headers, e.payload))).toEqual(chunk);
   });
 
@@ -26,6 +25,7 @@ describe('log chunk encoding', () => {
     ['another subject', message(`jobline.evt.${JOB}.JobQueued`, good)],
     ['no job id', message('jobline.logs.', good)],
     ['a nested subject', message(`jobline.logs.${JOB}.x`, good)],
+    ['attempt 0', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.attempt]: '0' })],
     ['a negative attempt', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.attempt]: '-1' })],
     ['a fractional offset', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.offset]: '1.5' })],
     ['a non-numeric offset', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.offset]: '12abc' })],

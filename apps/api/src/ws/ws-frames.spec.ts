@@ -1,0 +1,30 @@
+import { DataLossError, ERROR_CODES, ERROR_TABLE, JoblineError } from '../../../../libs/contracts/src';
+import { encodeLogFrame, errorFrame, logFrame } from './ws-frames';
+
+const JOB = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a10';
+
+describe('WebSocket server frames', () => {
+  it.each([
+    ['text', Buffer.from('hello "quoted" \\ back\nslash \u2028 ünïcode \u0000 nul')],
+    ['binary', Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41])],
+    ['empty-looking text', Buffer.from(' ')],
+  ])('encodeLogFrame writes exactly the JSON of logFrame (%s)', (_what, data) => {
+    const piece = { attempt: 2, stream: 'stderr' as const, offset: 123_456_789, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    expect(JSON.parse(encodeLogFrame(JOB, piece).toString('utf8'))).toEqual(logFrame(JOB, piece));
+    const back = logFrame(JOB, piece);
+    expect(Buffer.from(back.data, back.encoding === 'base64' ? 'base64' : 'utf8').equals(data)).toBe(true);
+  });
+
+  it('encodes a piece once, whoever sends it, without changing what the piece shows', () => {
+    const piece = { attempt: 1, stream: 'stdout' as const, offset: 0, data: new TextEncoder().encode('same bytes') };
+    expect(encodeLogFrame(JOB, piece)).toBe(encodeLogFrame(JOB, piece));
+    expect(Object.keys(piece)).toEqual(['attempt', 'stream', 'offset', 'data']);
+  });
+
+  it('every error code has its WebSocket code; unexpected errors say nothing more than internal error', () => {
+    for (const code of ERROR_CODES) expect(errorFrame(new JoblineError(code, 'why')).code).toBe(ERROR_TABLE[code].ws);
+    expect(errorFrame(new DataLossError('gone'), JOB)).toEqual({ type: 'error', code: 'DATA_LOSS', message: 'gone', jobId: JOB });
+    expect(errorFrame(new Error('secret detail'))).toEqual({ type: 'error', code: 'INTERNAL', message: 'internal error' });
+    expect(errorFrame(new JoblineError('unauthenticated', 'x')).code).toBe('UNAUTHENTICATED');
+  });
+});
