@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import { ConfigError, type JoblineConfig } from '../../../libs/config/src';
 import { openEventStore } from '../../../libs/event-store/src';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
-import { connectBus, createLogger, nestLogger, readTlsDir, streamOptions, watchBus, type BusState, type ServiceLogger, type TlsFiles } from '../../../libs/service/src';
+import { connectBus, createLogger, enableExplicitGc, nestLogger, readTlsDir, streamOptions, watchBus, type BusState, type ServiceLogger, type TlsFiles } from '../../../libs/service/src';
 import { ApiTokensSchema, type ApiToken } from './api-tokens';
 import { createApiApp, type ApiApp } from './api.module';
 import { JobsProjection } from './projections/jobs.projection';
@@ -68,6 +68,8 @@ export function apiTls(config: JoblineConfig): { files: TlsFiles | null; grpc: b
 /** Starts the api as configured: REST, WebSocket, gRPC (with certificates), the jobs read model. */
 export async function startApi(config: JoblineConfig, deps: ApiDeps = {}): Promise<ApiHandle> {
   const logger = deps.logger ?? createLogger({ service: 'api', ...config.log });
+  // Log traffic leaves Buffers only a full collection frees: let the api ask for one (LogMemory).
+  enableExplicitGc();
   const fileTokens = config.api.tokensFile ? readTokensFile(resolve(config.api.tokensFile)) : null;
   if (!fileTokens && !deps.extraTokens) {
     throw new ConfigError([{ variable: 'JOBLINE_TOKENS_FILE', message: 'is required: a JSON file [{"sha256": "<hex of the token>", "owner": "...", "admin": false}]' }]);

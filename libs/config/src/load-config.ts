@@ -135,7 +135,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
     log: { level: get('JOBLINE_LOG_LEVEL') ?? 'info', format: get('JOBLINE_LOG_FORMAT') ?? null },
     streams: {
       logsMaxAgeMs: get('JOBLINE_LOGS_MAX_AGE_MS') ?? 7 * 86_400_000,
-      logsMaxBytes: get('JOBLINE_LOGS_MAX_BYTES') ?? -1,
+      logsMaxBytes: get('JOBLINE_LOGS_MAX_BYTES') ?? 4 * 2 ** 30,
       replicas: get('JOBLINE_STREAM_REPLICAS') ?? 1,
     },
     leaseMs: get('JOBLINE_LEASE_MS') ?? 10_000,

@@ -98,7 +98,7 @@ export const VARIABLES = {
   JOBLINE_LOG_LEVEL: v('JOBLINE_LOG_LEVEL', z.enum(['debug', 'info', 'warn', 'error']), 'debug | info | warn | error', 'info', ALL_SERVICES, 'Least severe level logged.'),
   JOBLINE_LOG_FORMAT: v('JOBLINE_LOG_FORMAT', z.enum(['json', 'text']), 'json | text', 'json (dev on a terminal: text)', ALL_SERVICES, 'json: one pino JSON object per line; text: readable lines (colour only on a terminal).'),
   JOBLINE_LOGS_MAX_AGE_MS: v('JOBLINE_LOGS_MAX_AGE_MS', int(60_000, 10 * 365 * 86_400_000), 'milliseconds', '604800000 (7 days)', ALL_SERVICES, 'How long the bus keeps log chunks (stream JOBLINE_LOGS).'),
-  JOBLINE_LOGS_MAX_BYTES: v('JOBLINE_LOGS_MAX_BYTES', int(-1, Number.MAX_SAFE_INTEGER), 'bytes, -1 for no cap', '-1', ALL_SERVICES, 'Byte budget of the logs stream; the oldest chunks go first when it is full.'),
+  JOBLINE_LOGS_MAX_BYTES: v('JOBLINE_LOGS_MAX_BYTES', int(-1, Number.MAX_SAFE_INTEGER), 'bytes, -1 for no cap', '4294967296 (4 GiB)', ALL_SERVICES, 'Byte budget of the logs stream; the oldest chunks go first when it is full (JetStream reserves it: the server\'s storage must hold it). A follower asking for discarded bytes gets DATA_LOSS.'),
   JOBLINE_STREAM_REPLICAS: v('JOBLINE_STREAM_REPLICAS', int(1, 5), 'an integer 1..5', '1', ALL_SERVICES, 'JetStream replicas of every Jobline stream (3 on a 3-node cluster).'),
 
   // --- api -----------------------------------------------------------------------------

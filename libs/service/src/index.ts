@@ -5,3 +5,4 @@ export * from './run-service';
 export * from './bus';
 export * from './streams';
 export * from './tls-dir';
+export * from './explicit-gc';
