@@ -28,11 +28,11 @@ export class CommandsController {
 
   @EventPattern('jobline.report.*')
   async report(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.report(payload, ctx.getHeader('Nats-Msg-Id') ?? null);
+    await this.orchestrator.report(payload, ctx.getHeader('Nats-Msg-Id') ?? 'last-event');
   }
 
   @EventPattern('jobline.pkg.done.*')
   async packaged(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.packaged(payload, ctx.getHeader('Nats-Msg-Id') ?? null);
+    await this.orchestrator.packaged(payload, ctx.getHeader('Nats-Msg-Id') ?? 'last-event');
   }
 }

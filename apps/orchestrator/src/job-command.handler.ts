@@ -7,8 +7,13 @@ import { KeyedMutex } from './keyed-mutex';
 export interface CommandMeta {
   /** Who asked: an owner, 'executor:<id>', 'scheduler'. */
   actor: string;
-  /** The message or event that caused this command. */
-  causationId: string | null;
+  /**
+   * The message or event that caused this command; `'last-event'` for a decision taken on
+   * the job's history (the scheduler's, a claim): then the id of the newest stored event of
+   * the stream it was decided on, so an auditor can follow every event back to its cause.
+   */
+  causationId: string | null | 'last-event';
+  /** Shared by every event of one flow: the job id unless a client gave its own. */
   correlationId: string;
 }
 
@@ -62,12 +67,13 @@ export class JobCommandHandler {
 
   private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta): Promise<HandledCommand> {
     for (let attempt = 0; ; attempt++) {
-      const { job, revision } = await this.load(jobId);
+      const { job, revision, events } = await this.load(jobId);
       const decided = decide(command, job);
       if (decided.length === 0) return { job, events: [] };
       const occurredAt = this.clock().toISOString();
+      const causationId = meta.causationId === 'last-event' ? (events.at(-1)?.id ?? null) : meta.causationId;
       const records = decided.map((e) =>
-        encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId: meta.causationId, correlationId: meta.correlationId }),
+        encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId: meta.correlationId }),
       );
       try {
         await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);

@@ -133,7 +133,7 @@ export class Orchestrator {
     if (before.phase === 'none') return { granted: false, code: 'not_found', message: `no job ${r.jobId}` };
     if (before.attempt === r.attempt && before.executorId !== r.executorId) return stale(`attempt ${r.attempt} was dispatched to ${before.executorId}, not ${r.executorId}`);
     try {
-      const { job } = await this.report(r);
+      const { job } = await this.report(r, 'last-event');
       // A claim of an attempt that already finished changes nothing: it must not run again.
       if (job.attempt !== r.attempt || job.phase !== 'running') return stale(`attempt ${r.attempt} is not running (job is ${job.phase} at attempt ${job.attempt})`);
       return { granted: true };
@@ -233,7 +233,7 @@ export class Orchestrator {
   }
 
   /** `jobline.report.<jobId>`: an executor's account of an attempt. */
-  report(payload: unknown, causationId: string | null = null): Promise<HandledCommand> {
+  report(payload: unknown, causationId: string | null | 'last-event' = 'last-event'): Promise<HandledCommand> {
     const parsed = parseWith(AttemptReportSchema, payload);
     if (!parsed.ok) throw new ValidationError('invalid attempt report', parsed.issues);
     const r: AttemptReport = parsed.value;
@@ -251,7 +251,7 @@ export class Orchestrator {
   }
 
   /** `jobline.pkg.done.<jobId>`: a packager's result, recorded as JobPackaged (+ JobQueued) or JobPackagingFailed. */
-  packaged(payload: unknown, causationId: string | null = null): Promise<HandledCommand> {
+  packaged(payload: unknown, causationId: string | null | 'last-event' = 'last-event'): Promise<HandledCommand> {
     const parsed = parseWith(PackagingResultSchema, payload);
     if (!parsed.ok) throw new ValidationError('invalid packaging result', parsed.issues);
     const r = parsed.value;

@@ -63,7 +63,8 @@ export interface ExecutorSummary {
   lastSeenAt: string;
 }
 
-const SCHEDULER: CommandMeta = { actor: 'scheduler', causationId: null, correlationId: 'scheduler' };
+/** The scheduler decides on a job's history: its events are caused by the newest one, and correlate with the job. */
+const scheduler = (jobId: string): CommandMeta => ({ actor: 'scheduler', causationId: 'last-event', correlationId: jobId });
 
 /**
  * Decides what runs where and when, from the store's history and executor heartbeats:
@@ -322,7 +323,7 @@ export class Scheduler {
       job.phase = 'dispatched';
       const attempt = entry.attempt;
       void this.o.handler
-        .execute(job.jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, SCHEDULER)
+        .execute(job.jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(job.jobId))
         .catch((err) => {
           target.assigned.delete(job.jobId);
           if (this.jobs.get(job.jobId) === job && job.executorId === target.id && job.phase === 'dispatched') {
@@ -415,7 +416,7 @@ export class Scheduler {
 
   /** Runs a command of the scheduler's own; resolves (never rejects) once it is stored or refused. */
   private command(jobId: string, command: JobCommand): Promise<void> {
-    return this.o.handler.execute(jobId, command, SCHEDULER).then(
+    return this.o.handler.execute(jobId, command, scheduler(jobId)).then(
       () => undefined,
       (err) => {
         if (err instanceof JoblineError) this.o.logger.debug?.(`scheduler: ${command.type} for ${jobId} no longer applies: ${err.message}`);

@@ -27,7 +27,7 @@ describe('LogMemory: a full collection after log traffic', () => {
   });
 
   it('does nothing without a collector (no --expose-gc)', () => {
-    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: 5 }) }, {}, undefined);
+    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: 5 }) }, {}, null);
     expect(m.active).toBe(false);
     m.stop();
   });

@@ -31,7 +31,7 @@ export class LogMemory {
   constructor(
     private readonly reader: Pick<LogReader, 'stats'>,
     options: LogMemoryOptions = {},
-    private readonly collect: Collect | undefined = (globalThis as { gc?: Collect }).gc,
+    private readonly collect: Collect | null = (globalThis as { gc?: Collect }).gc ?? null,
     private readonly now: () => number = Date.now,
   ) {
     const everyBytes = options.everyBytes ?? 32 << 20;
