@@ -153,6 +153,9 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   const executors = new ExecutorsRegistry(nc, { aliveMs: options.executorAliveMs });
   executors.start();
   const logs = new LogReader({
+    onStall: (jobId, afterSeq) => {
+      if (options.logger !== false) new Logger('logs').warn(`a read of the log of job ${jobId} got nothing while behind (after stream sequence ${afterSeq}): opened again from there`);
+    },
     ...options.logs,
     js,
     jsm,

@@ -62,8 +62,16 @@ export interface LogReaderOptions {
    * (default 2,000 ms): that chunk may have been discarded meanwhile.
    */
   drainCheckMs?: number;
+  /**
+   * A read of its own that is behind (the stream holds more for it) and gets nothing for this
+   * long (default 10,000 ms) is closed and opened again from where it was: a consumer that
+   * stopped delivering must not leave its follower waiting for ever.
+   */
+  ownStallMs?: number;
   /** Told each time a consumer is opened on the logs stream: the shared tail of a job, or one reader's own. */
   onConsumer?: (kind: 'tail' | 'own') => void;
+  /** Told when a stalled read of its own was opened again (see ownStallMs); must not throw. */
+  onStall?: (jobId: string, afterSeq: number) => void;
 }
 
 const DEFAULTS = {
@@ -75,6 +83,7 @@ const DEFAULTS = {
   retryDelayMs: 250,
   historyRefreshMs: 5_000,
   drainCheckMs: 2_000,
+  ownStallMs: 10_000,
 } as const;
 
 /**
@@ -138,22 +147,24 @@ const tick = () => ++clock;
  * by at most readAheadBytes, and never waits for the slower ones.
  */
 export class LogReader {
-  private readonly o: Required<Omit<LogReaderOptions, 'onConsumer'>> & Pick<LogReaderOptions, 'onConsumer'>;
+  private readonly o: Required<Omit<LogReaderOptions, 'onConsumer' | 'onStall'>> & Pick<LogReaderOptions, 'onConsumer' | 'onStall'>;
   private readonly tails = new Map<string, JobTail>();
   private closed = false;
   /** Bytes yielded to all reads so far. */
   private delivered = 0;
+  /** Own reads opened again after a stall (see ownStallMs). */
+  private stalls = 0;
 
   constructor(options: LogReaderOptions) {
     this.o = { ...DEFAULTS, ...stripUndefined(options) } as LogReader['o'];
-    for (const k of ['readAheadBytes', 'windowBytes', 'pullMessages', 'maxHeldBytes', 'retryDelayMs', 'historyRefreshMs', 'drainCheckMs'] as const) {
+    for (const k of ['readAheadBytes', 'windowBytes', 'pullMessages', 'maxHeldBytes', 'retryDelayMs', 'historyRefreshMs', 'drainCheckMs', 'ownStallMs'] as const) {
       if (!(this.o[k] > 0)) throw new Error(`LogReader: ${k} must be positive`);
     }
     if (!(this.o.retries >= 1)) throw new Error('LogReader: retries must be at least 1');
   }
 
   /** Jobs with a shared tail, and the reads attached to them. */
-  stats(): { tails: number; followers: number; liveTails: number; windowBytes: number; bytesDelivered: number } {
+  stats(): { tails: number; followers: number; liveTails: number; windowBytes: number; bytesDelivered: number; stalledReads: number } {
     let followers = 0;
     let liveTails = 0;
     let windowBytes = 0;
@@ -162,7 +173,7 @@ export class LogReader {
       if (t.live) liveTails++;
       windowBytes += t.live?.bytes ?? 0;
     }
-    return { tails: this.tails.size, followers, liveTails, windowBytes, bytesDelivered: this.delivered };
+    return { tails: this.tails.size, followers, liveTails, windowBytes, bytesDelivered: this.delivered, stalledReads: this.stalls };
   }
 
   /** Stops every shared tail; reads still running end (as aborted) at their next step. */
@@ -345,9 +356,16 @@ export class LogReader {
             own = await OwnRead.open(this.o, tail.jobId, lastSeq + 1, signal, live);
             if (!own) return { reason: 'aborted' };
           }
-          const r = await raceNext(own, tail, signal);
+          const r = await raceNext(own, tail, this.o.ownStallMs, signal);
           if (r === 'aborted') return { reason: 'aborted' };
           if (r === 'changed') continue;
+          if (r === 'stalled') {
+            // Behind, and nothing came: read again from the last chunk taken (nothing is lost or repeated).
+            closeOwn();
+            this.stalls++;
+            this.o.onStall?.(tail.jobId, lastSeq);
+            continue;
+          }
           if (r instanceof Error) {
             closeOwn();
             if (++ownFailures > this.o.retries) throw new UnavailableError(`reading the log of job ${tail.jobId} failed: ${r.message}`);
@@ -395,11 +413,28 @@ export interface SequencedLogChunk extends LogChunk {
 
 /**
  * The next message of an own read, or (once it is caught up) a change of the job's history
- * or tail, whichever comes first. Nothing long-lived is raced against (a promise that never
- * settles would keep every race's result, and so every chunk, reachable).
+ * or tail, whichever comes first; 'stalled' when it is behind and nothing came for stallMs.
+ * Nothing long-lived is raced against (a promise that never settles would keep every race's
+ * result, and so every chunk, reachable).
  */
-async function raceNext(own: OwnRead, tail: JobTail, signal?: AbortSignal): Promise<Got | 'changed' | 'aborted' | Error> {
-  if (!own.caughtUp) return own.next(signal);
+async function raceNext(own: OwnRead, tail: JobTail, stallMs: number, signal?: AbortSignal): Promise<Got | 'changed' | 'aborted' | 'stalled' | Error> {
+  if (!own.caughtUp) {
+    const wait = new AbortController();
+    const relay = () => wait.abort();
+    signal?.addEventListener('abort', relay, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      wait.abort();
+    }, stallMs);
+    try {
+      const r = await own.next(wait.signal);
+      return r === 'aborted' ? (timedOut && !signal?.aborted ? 'stalled' : 'aborted') : r;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', relay);
+    }
+  }
   // Caught up: a next message may never come; the history (the end of the attempt) or the tail decides.
   const changed = new AbortController();
   const relay = () => changed.abort();

@@ -5,7 +5,7 @@ describe('LogMemory: a full collection after log traffic', () => {
     let delivered = 0;
     let t = 0;
     let collections = 0;
-    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: delivered }) }, { checkMs: 60_000 }, () => collections++, () => t);
+    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: delivered, stalledReads: 0 }) }, { checkMs: 60_000 }, () => collections++, () => t);
     m.stop();
     return { m, read: (n: number) => (delivered += n), wait: (ms: number) => (t += ms), collections: () => collections };
   }
@@ -27,7 +27,7 @@ describe('LogMemory: a full collection after log traffic', () => {
   });
 
   it('does nothing without a collector (no --expose-gc)', () => {
-    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: 5 }) }, {}, null);
+    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: 5, stalledReads: 0 }) }, {}, null);
     expect(m.active).toBe(false);
     m.stop();
   });
