@@ -198,7 +198,11 @@ export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: nu
       const copy = headers();
       for (const [k, v] of Object.entries(e.headers)) copy.set(k, v);
       copy.set('Nats-Msg-Id', e.msgId);
-      ownerCopy.nc.publish(ownerSubject, e.payload, { headers: copy });
+      try {
+        ownerCopy.nc.publish(ownerSubject, e.payload, { headers: copy });
+      } catch {
+        // Live-only and best effort: the chunk is stored, so retrying it (the sink's failure) would only repeat it.
+      }
     }
     return ack;
   };
