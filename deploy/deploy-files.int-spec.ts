@@ -169,7 +169,7 @@ describe('deploy/nats', () => {
   const nats = findNatsServer();
   const version = nats ? /v(\d+)\.(\d+)\.(\d+)/.exec(spawnSync(nats, ['--version'], { encoding: 'utf8' }).stdout) : null;
   const atLeast210 = version !== null && (Number(version[1]) > 2 || (Number(version[1]) === 2 && Number(version[2]) >= 10));
-  const check = (file: string, env: Record<string, string> = { NATS_STORE_DIR: '/tmp/jobline-nats-check', JOBLINE_NATS_PASSWORD: 'x', NATS_ACME_PASSWORD: 'y' }) =>
+  const check = (file: string, env: Record<string, string> = { NATS_STORE_DIR: '/tmp/jobline-nats-check', JOBLINE_NATS_PASSWORD: 'x', NATS_ACME_PASSWORD: 'y', NATS_GLOBEX_PASSWORD: 'z' }) =>
     spawnSync(nats!, ['-t', '-c', join(ROOT, 'deploy/nats', file)], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
 
   (nats ? it : it.skip)('jobline.conf is accepted by nats-server -t (and refused without its variables)', () => {

@@ -6,6 +6,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import {
   AttemptReportSchema,
+  decodeLogChunk,
   ExecutorHeartbeatSchema,
   LOG_HEADERS,
   STREAMS,
@@ -231,10 +232,13 @@ describe('Executor with the Node runner, against a real nats-server', () => {
     expect(names).toEqual(expect.arrayContaining(['PATH', 'HOME', 'FOO', ATTEMPT_MARKER]));
   });
 
-  it('carries binary output byte for byte, all 256 values, across many chunks', async () => {
+  it("carries binary output byte for byte, all 256 values, across many chunks, on the logs subject and its owner's", async () => {
     const ex = await startExecutor();
     const jobId = crypto.randomUUID();
     const { finished } = reportsOf(jobId);
+    const copies: { chunk: ReturnType<typeof decodeLogChunk>; msgId: string | undefined }[] = [];
+    const ownerSub = nc.subscribe(subjects.ownerLogs('alice', jobId), { callback: (_err, m) => void copies.push({ chunk: decodeLogChunk(m), msgId: m.headers?.get('Nats-Msg-Id') }) });
+    await nc.flush();
     const script = 'const b=Buffer.alloc(256*4096);for(let i=0;i<b.length;i++)b[i]=i%256;process.stdout.write(b)';
     await dispatch(ex, { command: [process.execPath, '-e', script] }, 1, jobId);
     const done = await finished();
@@ -247,6 +251,14 @@ describe('Executor with the Node runner, against a real nats-server', () => {
     for (let i = 0; i < expected.length; i++) expected[i] = i % 256;
     expect(out.equals(expected)).toBe(true);
     expect(done.logBytes).toBe(expected.length);
+    // The owner's copy: every stored chunk, the same bytes and headers, each once (sent after its ack, so before the finished report).
+    await nc.flush();
+    ownerSub.unsubscribe();
+    expect(copies.map((c) => c.chunk === null)).not.toContain(true);
+    expect(copies.map((c) => ({ ...c.chunk!, data: Buffer.from(c.chunk!.data) })).sort((a, b) => a.offset - b.offset)).toEqual(
+      chunks.map((c) => ({ jobId, attempt: c.attempt, stream: c.stream, offset: c.offset, data: Buffer.from(c.data) })),
+    );
+    expect(copies.map((c) => c.msgId).sort()).toEqual(chunks.map((c) => `${jobId}.${c.attempt}.${c.offset}`).sort());
   });
 
   it('runs steps in order with markers, stopping at the first failure with its exit code', async () => {

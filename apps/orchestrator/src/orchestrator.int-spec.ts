@@ -1,5 +1,5 @@
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import type { INestMicroservice } from '@nestjs/common';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -205,5 +205,34 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     await finished(whileDown);
     await eventually(async () => (await busMessages(whileDown)).length === 5, 10_000, 'second relayed');
     expect((await busMessages(first)).map((m) => m.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+  });
+
+  it("publishes every event again on its owner's subject, the same message, also when a restarted relay must read the owner back from the store", async () => {
+    const jobId = randomUUID();
+    const copies: Msg[] = [];
+    const sub = nc.subscribe(`jobline.owner.*.evt.${jobId}.*`, { callback: (_err, m) => void copies.push(m) });
+    await nc.flush();
+    try {
+      await submit({ command: 'sleep 1; echo done' }, 'bob', jobId);
+      await eventually(() => copies.some((m) => m.subject.endsWith('.JobStarted')), 20_000, 'JobStarted on the owner subject');
+      // A new relay knows no owner: JobCompleted's copy needs the owner read from the job's stream.
+      await app.close();
+      await orchestrator.stop();
+      await startOrchestrator();
+      const events = await finished(jobId);
+      await eventually(() => copies.some((m) => m.subject.endsWith('.JobCompleted')), 20_000, 'JobCompleted on the owner subject');
+      // A restarted relay replays from its checkpoint, so a copy may repeat, with the same Nats-Msg-Id.
+      const byId = new Map(copies.map((m) => [m.headers!.get('Nats-Msg-Id'), m]));
+      const unique = [...byId.values()];
+      expect(unique.map((m) => m.subject)).toEqual(events.map((e) => subjects.ownerEvent('bob', jobId, e.type)));
+      expect([...byId.keys()]).toEqual((await store.readStream(jobStreamName(jobId))).map((r) => r.id));
+      const stored = await eventually(async () => {
+        const m = await busMessages(jobId);
+        return m.length === events.length ? m : undefined;
+      }, 10_000, 'every event relayed');
+      expect(unique.map((m) => m.json<JobEventMessage>())).toEqual(stored);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 });

@@ -67,6 +67,7 @@ export class Orchestrator {
       eventStore: o.eventStore,
       checkpoints: o.checkpoints,
       publisher: new JetStreamPublisher(jetstream(o.nc)),
+      core: o.nc,
       jobs: this.handler,
       logger: o.logger,
       packager: o.packager ?? false,

@@ -8,8 +8,9 @@ import {
   type StopAttemptMessage,
   type StoredJobEvent,
 } from '../../../libs/contracts/src';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import type { CheckpointStore, EventStore, RecordedEvent, Subscription } from '../../../libs/event-store/src/event-store.port';
-import type { JetStreamPublisher, PublishItem } from '../../../libs/messaging/src/publisher';
+import { encodePayload, type JetStreamPublisher, type PublishItem } from '../../../libs/messaging/src/publisher';
 import type { JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
 
@@ -17,6 +18,13 @@ export interface RelayOptions {
   eventStore: EventStore;
   checkpoints: CheckpointStore;
   publisher: JetStreamPublisher;
+  /**
+   * Core NATS, for the owners' copies of the events (`jobline.owner.<owner>.evt.<jobId>.<type>`):
+   * published once the stored copies are acknowledged, before the checkpoint, so a copy is sent
+   * at least once while the connection holds (a replay after a crash may send it again, with
+   * the same Nats-Msg-Id header).
+   */
+  core: Pick<NatsConnection, 'publish'>;
   /** Reads a job's current state for the messages derived from an event. */
   jobs: Pick<JobCommandHandler, 'load'>;
   logger: Logger;
@@ -30,12 +38,16 @@ export interface RelayOptions {
   retryDelayMs?: number;
   /** The scheduler's lease: a run order's start deadline (`startBy`) is its dispatch time plus this (default 10 s). */
   leaseMs?: number;
+  /** Owners of this many recent jobs are remembered; an older job's owner is read from its stream (default 65,536). */
+  ownerCacheSize?: number;
 }
 
 /**
  * Store first, bus second: publishes every stored job event to
  * `jobline.evt.<jobId>.<type>` in store order, with the event id as Nats-Msg-Id, so a
- * re-publish after a crash is dropped by JetStream's dedupe. It also derives the
+ * re-publish after a crash is dropped by JetStream's dedupe; then a copy of each on its
+ * owner's subject `jobline.owner.<owner>.evt.<jobId>.<type>` (core NATS, for integration
+ * users limited to their own owner prefix). It also derives the
  * executor-facing messages (run on JobDispatched, stop on cancel/timeout/lost) from the
  * stored events, so nobody acts on a state change before it is recorded.
  */
@@ -49,12 +61,16 @@ export class Relay {
   private readonly retryDelayMs: number;
   private readonly leaseMs: number;
   private readonly waiters: { position: number; resolve: () => void }[] = [];
+  /** jobId → owner, insertion-ordered so the least recently used is forgotten first. */
+  private readonly owners = new Map<string, string>();
+  private readonly ownerCacheSize: number;
 
   constructor(private readonly o: RelayOptions) {
     this.name = o.name ?? 'relay';
     this.batchSize = o.batchSize ?? 512;
     this.retryDelayMs = o.retryDelayMs ?? 500;
     this.leaseMs = o.leaseMs ?? 10_000;
+    this.ownerCacheSize = Math.max(1, o.ownerCacheSize ?? 65_536);
   }
 
   /** The last position published and checkpointed. */
@@ -108,14 +124,25 @@ export class Relay {
     for (;;) {
       try {
         const items: PublishItem[] = [];
+        const copies: PublishItem[] = [];
         for (const rec of batch) {
           if (!rec.streamId.startsWith(JOB_STREAM_PREFIX)) continue;
           const event = decodeJobEvent(rec);
-          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload: toEventMessage(event), msgId: event.id });
+          const payload = toEventMessage(event);
+          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id });
+          const owner = await this.ownerOf(event);
+          if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id });
+          else this.o.logger.warn(`relay: no owner known for job ${event.metadata.jobId}: its ${event.type} has no owner copy`);
           const derived = await this.derive(event);
           if (derived) items.push(derived);
         }
         await this.o.publisher.publishMany(items);
+        // Stored first; the owners' copies follow in the same order on this one connection.
+        for (const c of copies) {
+          const h = natsHeaders();
+          h.set('Nats-Msg-Id', c.msgId!);
+          this.o.core.publish(c.subject, encodePayload(c.payload), { headers: h });
+        }
         this.position = batch[batch.length - 1].position;
         await this.o.checkpoints.save(this.name, this.position);
         this.wake();
@@ -126,6 +153,18 @@ export class Relay {
         await new Promise((r) => setTimeout(r, this.retryDelayMs));
       }
     }
+  }
+
+  /** The job's owner: from JobSubmitted, else remembered, else read from the job's stream. */
+  private async ownerOf(event: StoredJobEvent): Promise<string | null> {
+    const jobId = event.metadata.jobId;
+    let owner: string | null | undefined = event.type === 'JobSubmitted' ? event.data.owner : this.owners.get(jobId);
+    if (owner === undefined) owner = (await this.o.jobs.load(jobId)).job.owner ?? null;
+    if (!owner) return null;
+    this.owners.delete(jobId);
+    this.owners.set(jobId, owner);
+    if (this.owners.size > this.ownerCacheSize) this.owners.delete(this.owners.keys().next().value!);
+    return owner;
   }
 
   /** The executor message an event implies, if the job is still in the state that implies it. */

@@ -19,12 +19,21 @@ describe('log chunk encoding', () => {
     expect(decodeLogChunk(message(e.subject, e.headers, e.payload))).toEqual(chunk);
   });
 
+  it("decodes the owner's copy (jobline.owner.<owner>.logs.<jobId>, same payload and headers) alike", () => {
+    const chunk = { jobId: JOB, attempt: 1, stream: 'stdout' as const, offset: 7, data: new Uint8Array([104, 105]) };
+    const e = encodeLogChunk(chunk);
+    expect(decodeLogChunk(message(`jobline.owner.acme.logs.${JOB}`, e.headers, e.payload))).toEqual(chunk);
+  });
+
   const good = { [LOG_HEADERS.attempt]: '1', [LOG_HEADERS.stream]: 'stdout', [LOG_HEADERS.offset]: '0' };
   it.each([
     ['no headers', message(`jobline.logs.${JOB}`, null)],
     ['another subject', message(`jobline.evt.${JOB}.JobQueued`, good)],
     ['no job id', message('jobline.logs.', good)],
     ['a nested subject', message(`jobline.logs.${JOB}.x`, good)],
+    ["an owner copy without an owner", message(`jobline.owner..logs.${JOB}`, good)],
+    ["an owner copy nested deeper", message(`jobline.owner.acme.logs.${JOB}.x`, good)],
+    ["an owner's event subject", message(`jobline.owner.acme.evt.${JOB}`, good)],
     ['attempt 0', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.attempt]: '0' })],
     ['a negative attempt', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.attempt]: '-1' })],
     ['a fractional offset', message(`jobline.logs.${JOB}`, { ...good, [LOG_HEADERS.offset]: '1.5' })],

@@ -38,11 +38,17 @@ export interface LogMessage {
 }
 
 const LOGS_PREFIX = subjects.logs('');
+const OWNER_LOGS = /^jobline\.owner\.[A-Za-z0-9_-]{1,64}\.logs\.([^.*> ]+)$/;
 
-/** The chunk carried by a message on `jobline.logs.<jobId>`; null when the subject or any header is malformed. */
+/**
+ * The chunk carried by a message on `jobline.logs.<jobId>` or its owner's copy on
+ * `jobline.owner.<owner>.logs.<jobId>` (same payload and headers); null when the subject or
+ * any header is malformed.
+ */
 export function decodeLogChunk(msg: LogMessage): LogChunk | null {
-  if (!msg.subject.startsWith(LOGS_PREFIX)) return null;
-  const jobId = msg.subject.slice(LOGS_PREFIX.length);
+  let jobId: string;
+  if (msg.subject.startsWith(LOGS_PREFIX)) jobId = msg.subject.slice(LOGS_PREFIX.length);
+  else jobId = OWNER_LOGS.exec(msg.subject)?.[1] ?? '';
   if (!jobId || /[.*> ]/.test(jobId)) return null;
   const h = msg.headers;
   if (!h) return null;

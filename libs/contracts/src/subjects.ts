@@ -15,6 +15,16 @@ export const subjects = {
   /** Log chunks: raw bytes, metadata in headers (see log-chunk.ts). */
   logs: (jobId: string) => `jobline.logs.${jobId}`,
   logsAll: 'jobline.logs.>',
+  /**
+   * Per-owner copies for integrations (core NATS, not stored): every stored event and every
+   * log chunk is also published under its job's owner, so a NATS user can be limited to
+   * `jobline.owner.<owner>.>` and sees only its own jobs (README "Integrating over NATS").
+   */
+  ownerEvent: (owner: string, jobId: string, type: string) => `jobline.owner.${owner}.evt.${jobId}.${type}`,
+  ownerEventsOfJob: (owner: string, jobId: string) => `jobline.owner.${owner}.evt.${jobId}.*`,
+  ownerLogs: (owner: string, jobId: string) => `jobline.owner.${owner}.logs.${jobId}`,
+  /** Everything an owner's integration user may subscribe to (besides its inbox). */
+  ownerAll: (owner: string) => `jobline.owner.${owner}.>`,
   /** Attempts handed to one executor (derived from JobDispatched by the relay). */
   work: (executorId: string) => `jobline.work.${executorId}`,
   workAll: 'jobline.work.>',

@@ -28,6 +28,14 @@ export interface NatsServerOptions {
   /** Extra command line arguments. */
   args?: string[];
   startTimeoutMs?: number;
+  /**
+   * Start from this configuration file (`-c`) instead of `-js -sd storeDir`: the file enables
+   * JetStream and names its store (e.g. `store_dir: $NATS_STORE_DIR`, set through `env`);
+   * the address and port are still overridden to 127.0.0.1 and `port`.
+   */
+  configFile?: string;
+  /** Extra environment variables (a configuration file given in `args` may read `$NAME`s from them). */
+  env?: Record<string, string>;
 }
 
 export interface RunningNatsServer {
@@ -51,8 +59,11 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   const port = options.port || (await freePort());
   const child = spawn(
     bin,
-    ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', options.storeDir, '-l', join(options.storeDir, 'nats-server.log'), ...(options.args ?? [])],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    [
+      ...(options.configFile ? ['-c', options.configFile] : ['-js', '-sd', options.storeDir]),
+      ...['-a', '127.0.0.1', '-p', String(port), '-l', join(options.storeDir, 'nats-server.log'), ...(options.args ?? [])],
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: options.env ? { ...process.env, ...options.env } : process.env },
   );
   let stderr = '';
   child.stderr?.on('data', (d) => (stderr += String(d)));

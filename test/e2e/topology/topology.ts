@@ -376,7 +376,7 @@ export async function startTopology(root: string, store: StoreChoice): Promise<T
     'nats-server',
     findNatsServer()!,
     ['-c', NATS_CONFIG, '-a', '127.0.0.1', '-p', String(natsPort), '-m', String(natsHttpPort)],
-    { ...base, NATS_STORE_DIR: layout.natsStoreDir, JOBLINE_NATS_PASSWORD: layout.natsPassword, NATS_ACME_PASSWORD: layout.acmeNatsPassword },
+    { ...base, NATS_STORE_DIR: layout.natsStoreDir, JOBLINE_NATS_PASSWORD: layout.natsPassword, NATS_ACME_PASSWORD: layout.acmeNatsPassword, NATS_GLOBEX_PASSWORD: `p${randomBytes(12).toString('hex')}` },
     join(logs, 'nats-server.log'),
     `http://127.0.0.1:${natsHttpPort}/healthz?js-enabled-only=true`,
     'SIGINT',

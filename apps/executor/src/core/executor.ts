@@ -421,7 +421,7 @@ export class Executor {
     if (a.stopRequested) this.stopAttempt(a, a.stopRequested);
     const startedAt = this.o.clock();
 
-    const batcher = new LogBatcher({ ...this.o.logs, sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt) });
+    const batcher = new LogBatcher({ ...this.o.logs, sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }) });
     const pumps = Promise.all([pump(proc.stdout, 'stdout', batcher), pump(proc.stderr, 'stderr', batcher)]);
     let status: ExitStatus;
     try {

@@ -1,6 +1,7 @@
 import { headers } from '@nats-io/nats-core';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { encodeLogChunk, type LogStream } from '../../../../libs/contracts/src';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { encodeLogChunk, subjects, type LogStream } from '../../../../libs/contracts/src';
 
 /** One slice of an attempt's output, ready to publish. */
 export interface OutChunk {
@@ -173,16 +174,36 @@ export class LogBatcher {
   }
 }
 
+/** Where the owner's copy of each chunk goes: `jobline.owner.<owner>.logs.<jobId>` over core NATS. */
+export interface OwnerLogCopy {
+  nc: Pick<NatsConnection, 'publish'>;
+  owner: string;
+}
+
 /**
  * A sink publishing to `jobline.logs.<jobId>` through the one chunk codec of the contracts
  * (the readers decode with the same one). The message id makes a retried chunk that was in
- * fact stored a no-op.
+ * fact stored a no-op. Once a chunk is stored, the same payload and headers (Nats-Msg-Id
+ * included) go to its owner's subject over core NATS, live only and not stored, for
+ * integration users limited to `jobline.owner.<owner>.>`.
  */
-export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number): ChunkSink {
-  return (chunk) => {
+export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number, ownerCopy?: OwnerLogCopy): ChunkSink {
+  const ownerSubject = ownerCopy ? subjects.ownerLogs(ownerCopy.owner, jobId) : null;
+  return async (chunk) => {
     const e = encodeLogChunk({ jobId, attempt, ...chunk });
     const h = headers();
     for (const [k, v] of Object.entries(e.headers)) h.set(k, v);
-    return js.publish(e.subject, e.payload, { headers: h, msgID: e.msgId });
+    const ack = await js.publish(e.subject, e.payload, { headers: h, msgID: e.msgId });
+    if (ownerCopy && ownerSubject) {
+      const copy = headers();
+      for (const [k, v] of Object.entries(e.headers)) copy.set(k, v);
+      copy.set('Nats-Msg-Id', e.msgId);
+      try {
+        ownerCopy.nc.publish(ownerSubject, e.payload, { headers: copy });
+      } catch {
+        // Live-only and best effort: the chunk is stored, so retrying it (the sink's failure) would only repeat it.
+      }
+    }
+    return ack;
   };
 }

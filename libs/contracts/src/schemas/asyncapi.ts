@@ -78,7 +78,8 @@ const CHANNELS: Record<string, ChannelSpec> = {
     description:
       'Every event stored in a job stream, published after it is stored (store first, bus second), in order per job. ' +
       'A re-publish after a crash carries the same Nats-Msg-Id and is deduplicated. Subscribe to jobline.evt.<jobId>.* for one job ' +
-      'or jobline.evt.> for all. Events are never reshaped: a new shape is a new version.',
+      "or jobline.evt.> for all (every owner's: for Jobline's services; an integration user follows its own jobs on " +
+      'jobline.owner.<owner>.evt.>). Events are never reshaped: a new shape is a new version.',
     parameters: { jobId, eventType: { description: 'The event type.', enum: [...JOB_EVENT_TYPES] } },
     messages: [...JOB_EVENT_TYPES],
     stream: STREAMS.events,
@@ -89,10 +90,37 @@ const CHANNELS: Record<string, ChannelSpec> = {
     title: 'Job logs',
     description:
       "A job's output as chunks: raw bytes in the payload (binary-safe), attempt, stream and byte offset in headers. " +
-      'Offsets count stdout and stderr together and restart at 0 with each attempt; a reader resumes after (attempt, offset + length).',
+      'Offsets count stdout and stderr together and restart at 0 with each attempt; a reader resumes after (attempt, offset + length). ' +
+      "Every owner's jobs: integration users follow theirs on jobline.owner.<owner>.logs.<jobId>.",
     parameters: { jobId },
     messages: ['LogChunk'],
     stream: STREAMS.logs,
+    tags: ['integration'],
+  },
+  ownerJobEvents: {
+    address: 'jobline.owner.{owner}.evt.{jobId}.{eventType}',
+    title: "An owner's job events",
+    description:
+      "A copy of every stored event under its job's owner, for integration users limited to jobline.owner.<owner>.> " +
+      '(deploy/nats/jobline.conf): the same payload as on jobline.evt.<jobId>.<eventType>, in the same order per job, with the ' +
+      "event id as Nats-Msg-Id header. Core NATS, not stored: a subscriber receives what is published while it is subscribed; " +
+      "a message may repeat after an orchestrator restart (same Nats-Msg-Id), and the history of any of the owner's jobs is " +
+      'on REST (GET /v1/jobs/{id}/events) and gRPC (History). Subscribe to jobline.owner.<owner>.evt.> for all of its jobs.',
+    parameters: { owner, jobId, eventType: { description: 'The event type.', enum: [...JOB_EVENT_TYPES] } },
+    messages: [...JOB_EVENT_TYPES],
+    stream: null,
+    tags: ['integration'],
+  },
+  ownerJobLogs: {
+    address: 'jobline.owner.{owner}.logs.{jobId}',
+    title: "An owner's job logs",
+    description:
+      "A copy of every log chunk under its job's owner, for integration users limited to jobline.owner.<owner>.>: the same " +
+      'bytes and headers as on jobline.logs.<jobId> (plus Nats-Msg-Id <jobId>.<attempt>.<offset>), sent by the executor once the ' +
+      'stored copy is acknowledged. Core NATS, not stored: live output only; the whole log is on REST, WebSocket and gRPC.',
+    parameters: { owner, jobId },
+    messages: ['LogChunk'],
+    stream: null,
     tags: ['integration'],
   },
   attemptWork: {
@@ -180,6 +208,8 @@ const OPERATIONS: Record<string, OperationSpec> = {
   receivePurgeJob: { action: 'receive', channel: 'purgeJob', summary: 'Jobline takes purges of finished jobs from integrations.' },
   sendJobEvents: { action: 'send', channel: 'jobEvents', summary: 'Jobline publishes every stored job event.' },
   sendJobLogs: { action: 'send', channel: 'jobLogs', summary: 'Executors publish the output of running attempts.' },
+  sendOwnerJobEvents: { action: 'send', channel: 'ownerJobEvents', summary: "Jobline publishes every stored job event again under its job's owner." },
+  sendOwnerJobLogs: { action: 'send', channel: 'ownerJobLogs', summary: "Executors publish the output of running attempts again under the job's owner." },
   sendAttemptWork: { action: 'send', channel: 'attemptWork', summary: 'The orchestrator dispatches attempts to executors.' },
   sendAttemptControl: { action: 'send', channel: 'attemptControl', summary: 'The orchestrator orders executors to stop attempts.' },
   receiveAttemptReports: { action: 'receive', channel: 'attemptReports', summary: 'The orchestrator records what executors report.' },
@@ -307,8 +337,10 @@ export function buildAsyncApiDocument(options: AsyncApiOptions = {}): Record<str
       version: options.version ?? '1.0.0',
       description:
         'Jobline runs commands and records every step as an event. Integrations submit and cancel jobs on ' +
-        'jobline.cmd.<owner>.*, and follow jobline.evt.> and jobline.logs.<jobId>. The NATS account configuration ' +
-        '(deploy/nats/jobline.conf) limits each integration user to its own owner prefix.',
+        'jobline.cmd.<owner>.*, and follow their own jobs on jobline.owner.<owner>.evt.> and jobline.owner.<owner>.logs.<jobId>. ' +
+        'The NATS account configuration (deploy/nats/jobline.conf) limits each integration user to publishing on its own ' +
+        'command prefix and subscribing to its own owner prefix and inbox. jobline.evt.> and jobline.logs.> carry every ' +
+        "owner's jobs and are for Jobline's services.",
       license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
       tags: [
         { name: 'integration', description: 'For event-driven integrations.' },
