@@ -336,6 +336,47 @@ describe('LogReader (real nats-server, SQLite history)', () => {
       d2.remove();
     }
   });
+
+  it('a read of its own whose consumer stops delivering while behind is opened again from its last chunk: every byte once, then complete', async () => {
+    const jobId = await submitAndStart();
+    await write(chunks(jobId, 1, 0, 8, 500));
+    await finish(jobId, 1, 4000);
+    // The first consumer this reader opens delivers two messages, then nothing (as a consumer that stopped would).
+    let opened = 0;
+    const stalling = new Proxy(js, {
+      get(target, prop, receiver) {
+        if (prop !== 'consumers') return Reflect.get(target, prop, receiver) as unknown;
+        return {
+          get: async (...args: Parameters<JetStreamClient['consumers']['get']>) => {
+            const consumer = await target.consumers.get(...args);
+            if (++opened > 1) return consumer;
+            return new Proxy(consumer, {
+              get(c, p, r) {
+                if (p !== 'consume') return Reflect.get(c, p, r) as unknown;
+                return async (opts: unknown) => {
+                  const messages = await (c.consume as (o: unknown) => Promise<AsyncIterable<unknown> & { close(): Promise<void> }>)(opts);
+                  const inner = messages[Symbol.asyncIterator]();
+                  let given = 0;
+                  return Object.assign(Object.create(messages) as object, {
+                    close: () => messages.close(),
+                    [Symbol.asyncIterator]: () => ({ next: () => (++given <= 2 ? inner.next() : new Promise(() => undefined)) }),
+                  });
+                };
+              },
+            });
+          },
+        };
+      },
+    });
+    const stalls: number[] = [];
+    const r = reader({ js: stalling, ownStallMs: 300, onStall: (_job, afterSeq) => stalls.push(afterSeq) });
+    const got = await collect(r.attempt(jobId, { attempt: 1, follow: true }));
+    expect(got.bytes.equals(expected(1, 0, 4000))).toBe(true);
+    expect(got.end).toEqual({ reason: 'complete', bytes: 4000 });
+    expect(stalls).toHaveLength(1);
+    expect(r.stats().stalledReads).toBe(1);
+    expect(opened).toBe(2);
+  });
 });
 
 async function eventuallyTrue(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
