@@ -10,7 +10,7 @@ import { connectNats } from '../../../libs/messaging/src/connection';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
-import { createOrchestratorApp } from './orchestrator.module';
+import { COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
 import type { Orchestrator } from './orchestrator';
 
 const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
@@ -127,7 +127,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect(new Set(after)).toEqual(new Set([jobStreamName(good)]));
     // Nothing left un-acked for redelivery.
     await eventually(async () => {
-      const ci = await jsm.consumers.info(STREAMS.commands, 'orchestrator-submit');
+      const ci = await jsm.consumers.info(STREAMS.commands, COMMANDS_DURABLE);
       return ci.num_ack_pending === 0;
     }, 10_000, 'acks');
   });
