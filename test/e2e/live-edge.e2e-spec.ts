@@ -267,6 +267,9 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
 
     await alice.finished(sleeper.id);
     await watchA.until((f) => f.type === 'status' && f.jobId === sleeper.id && f.status === 'succeeded', 'A sees her job end');
+    // Every status the job passed through, from its events (not sampled from the view): pending and queued too.
+    const passedThrough = watchA.frames.filter((f) => f.type === 'status' && f.jobId === sleeper.id).map((f) => f.status as string);
+    expect(passedThrough.filter((st, i) => st !== passedThrough[i - 1])).toEqual(['pending', 'queued', 'running', 'succeeded']);
     // B's own job, submitted after A's ended: once B sees it end, B's watch has had every chance to show A's.
     const own = await bob.submit({ command: ['true'] });
     await bob.finished(own.id);
