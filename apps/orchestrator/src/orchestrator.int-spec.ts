@@ -161,10 +161,13 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect(JSON.stringify(events[1].data)).toMatch(/no packager/);
   });
 
-  it('times out a job that runs past timeoutSeconds', async () => {
-    const jobId = await submit({ command: ['sleep', '30'], timeoutSeconds: 1 });
+  it("times out a job that runs past timeoutSeconds, then records the stopped attempt's usage and log bytes", async () => {
+    const jobId = await submit({ command: 'echo twelve bytes; exec sleep 30', timeoutSeconds: 1 });
     const events = await finished(jobId, 15_000);
-    expect(events.at(-1)?.type).toBe('JobTimedOut');
+    expect(events.filter((e) => TERMINAL.includes(e.type)).map((e) => e.type)).toEqual(['JobTimedOut']);
+    const stopped = await eventually(async () => (await history(jobId)).find((e) => e.type === 'JobAttemptStopped'), 15_000, 'the stopped report');
+    expect(stopped.data).toMatchObject({ attempt: 1, logBytes: 'twelve bytes\n'.length, signal: 'SIGTERM' });
+    expect((await types(jobId)).slice(-2)).toEqual(['JobTimedOut', 'JobAttemptStopped']);
   });
 
   it('with one slot, starts every high-priority job before any later-submitted low one', async () => {

@@ -34,6 +34,22 @@ describe('job view fold', () => {
     expect(view([submitted, queued(), cancelRequested(), { type: 'JobCancelled', data: { attempt: null, finishedAt: T1 } }]).reason).toBe('cancelled');
   });
 
+  it("a timed-out job's view has the stopped attempt's usage and log bytes, still timed out", () => {
+    const timedOut: JobEvent = { type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 1, finishedAt: T2 } };
+    const stopped: JobEvent = {
+      type: 'JobAttemptStopped',
+      data: { attempt: 1, exitCode: 143, signal: 'SIGTERM', oomKilled: false, durationMs: 1005, finishedAt: T2, usage, logBytes: 2048 },
+    };
+    expect(view([submitted, queued(), dispatched(), started(), timedOut, stopped])).toMatchObject({
+      status: 'timed_out',
+      reason: 'timed out after 1s',
+      exitCode: 143,
+      signal: 'SIGTERM',
+      usage,
+      logBytes: 2048,
+    });
+  });
+
   it('keeps the cancel reason when the executor is lost while the cancel is pending', () => {
     const lost: JobEvent = { type: 'JobLost', data: { attempt: 1, executorId: 'e1', reason: 'heartbeat lease expired', lostAt: T2 } };
     expect(view([submitted, queued(), dispatched(), cancelRequested('stop it'), lost, { type: 'JobCancelled', data: { attempt: 1, finishedAt: T2 } }]).reason).toBe(

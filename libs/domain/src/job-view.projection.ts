@@ -93,6 +93,10 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
         reason: (d.forced ? 'cancelled (executor did not confirm the stop)' : 'cancelled') + cancelReasonOf(view),
       };
     }
+    case 'JobAttemptStopped': {
+      const d = event.data;
+      return { ...view, exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes };
+    }
     case 'JobLost':
       // While a cancel is pending the job ends cancelled, for the reason it was asked.
       return view.cancelRequested ? view : { ...view, reason: `lost: ${event.data.reason}` };

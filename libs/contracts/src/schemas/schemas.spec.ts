@@ -64,6 +64,7 @@ const EVENT_DATA: Record<JobEventType, Record<string, unknown>> = {
   JobTimedOut: { attempt: 2, timeoutSeconds: 60, finishedAt: T },
   JobCancelRequested: { requestedBy: 'acme', reason: 'superseded', requestedAt: T },
   JobCancelled: { attempt: null, finishedAt: T },
+  JobAttemptStopped: { attempt: 2, exitCode: 143, signal: 'SIGTERM', oomKilled: false, durationMs: 60_010, finishedAt: T, usage, logBytes: 2048 },
   JobLost: { attempt: 1, executorId: 'edge-1', reason: 'heartbeat lease expired', lostAt: T },
   JobRetryScheduled: { nextAttempt: 2, retryAt: T, reason: 'exit code 1' },
   JobFailed: { attempt: 3, reason: 'exit code 1', finishedAt: T },
