@@ -47,21 +47,30 @@ describe('core journeys over REST (jobline dev stack in-process)', () => {
     const job = await api.submit({ command: ['sleep', duration] });
     await eventually(async () => (await api.job(job.id)).status === 'running', 10_000, 'running');
     const started = Date.now();
-    const res = await api.request(`/v1/jobs/${job.id}/cancel`, { method: 'POST' });
+    const res = await api.request(`/v1/jobs/${job.id}/cancel`, { method: 'POST', body: JSON.stringify({ reason: 'superseded by a newer build' }), headers: { 'content-type': 'application/json' } });
     expect(res.status).toBe(202);
     const done = await api.finished(job.id, 10_000);
     expect(done.status).toBe('cancelled');
+    expect(done.reason).toBe('cancelled: superseded by a newer build');
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(spawnSync('pgrep', ['-fx', `sleep ${duration}`]).stdout.toString()).toBe('');
     // Cancelling it again: it is finished.
     expect((await api.request(`/v1/jobs/${job.id}/cancel`, { method: 'POST' })).status).toBe(409);
   });
 
-  it('timeoutSeconds 1 on `sleep 30` ends timed_out', async () => {
-    const job = await api.submit({ command: ['sleep', '30'], timeoutSeconds: 1 });
+  it('timeoutSeconds 1 on `sleep 30` ends timed_out; its view then has the log bytes and usage of the stopped attempt', async () => {
+    const job = await api.submit({ command: 'echo before the timeout; exec sleep 30', timeoutSeconds: 1 });
     const done = await api.finished(job.id, 15_000);
     expect(done.status).toBe('timed_out');
     expect((await api.events(job.id)).map((e) => e.type)).toContain('JobTimedOut');
+    const log = await (await api.request(`/v1/jobs/${job.id}/logs`)).text();
+    expect(log).toBe('before the timeout\n');
+    const view = await eventually(async () => {
+      const v = await api.job(job.id);
+      return v.logBytes > 0 ? v : undefined;
+    }, 15_000, 'the stopped attempt in the view');
+    expect(view).toMatchObject({ status: 'timed_out', logBytes: Buffer.byteLength(log), signal: 'SIGTERM' });
+    expect(view.usage).not.toBeNull();
   });
 
   it('the same Idempotency-Key twice gives one job', async () => {

@@ -267,6 +267,9 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
 
     await alice.finished(sleeper.id);
     await watchA.until((f) => f.type === 'status' && f.jobId === sleeper.id && f.status === 'succeeded', 'A sees her job end');
+    // Every status the job passed through, from its events (not sampled from the view): pending and queued too.
+    const passedThrough = watchA.frames.filter((f) => f.type === 'status' && f.jobId === sleeper.id).map((f) => f.status as string);
+    expect(passedThrough.filter((st, i) => st !== passedThrough[i - 1])).toEqual(['pending', 'queued', 'running', 'succeeded']);
     // B's own job, submitted after A's ended: once B sees it end, B's watch has had every chance to show A's.
     const own = await bob.submit({ command: ['true'] });
     await bob.finished(own.id);
@@ -437,6 +440,32 @@ describe('live edge: WebSocket /v1/ws and gRPC (jobline dev stack in-process)', 
       expect((await root.call('Status', { jobId: job.id })).job.owner).toBe('alice');
       watchB.cancel();
       for (const c of [a, b, root]) c.close();
+    });
+
+    it('Watch shows every status a job passes through, pending and queued included (from its events)', async () => {
+      const a = new GrpcJobs(port(), ca, certs.alice);
+      const watch = a.client.Watch({}) as grpc.ClientReadableStream<{ jobId: string; status: string; eventType: string }>;
+      const seen: { jobId: string; status: string; eventType: string }[] = [];
+      watch.on('data', (m) => seen.push(m));
+      watch.on('error', () => undefined);
+      // The watch is registered once it shows a job: start probes (one at a time) until it does.
+      const probes: string[] = [];
+      await eventually(async () => {
+        if (seen.some((m) => probes.includes(m.jobId))) return true;
+        const last = probes.at(-1);
+        if (last === undefined || (await a.call('Status', { jobId: last })).job.status === 'JOB_STATUS_SUCCEEDED') {
+          probes.push((await a.call('Start', { spec: { argv: { args: ['true'] } } })).job.id);
+        }
+        return undefined;
+      }, 20_000, 'the watch to show a probe');
+
+      const { job } = await a.call('Start', { spec: { argv: { args: ['true'] } } });
+      await eventually(() => seen.some((m) => m.jobId === job.id && m.status === 'JOB_STATUS_SUCCEEDED'), 20_000, 'the job to end');
+      const statuses = seen.filter((m) => m.jobId === job.id).map((m) => m.status);
+      expect(statuses.filter((s, i) => s !== statuses[i - 1])).toEqual(['JOB_STATUS_PENDING', 'JOB_STATUS_QUEUED', 'JOB_STATUS_RUNNING', 'JOB_STATUS_SUCCEEDED']);
+      expect(seen.filter((m) => m.jobId === job.id)[0].eventType).toBe('JobSubmitted');
+      watch.cancel();
+      a.close();
     });
 
     it('Logs follows a job byte for byte (all 256 byte values), then end; finished jobs follow the same way', async () => {

@@ -1,4 +1,5 @@
 import { jetstream } from '@nats-io/jetstream';
+import { createInbox, headers as emptyHeaders, type Msg, type MsgHdrs } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -253,6 +254,12 @@ describeIf('production topology: separate processes started from the CLI and var
     expect(frames.at(-1)).toMatchObject({ type: 'end', status: 'succeeded' });
   }, 90_000);
 
+  const natsHeaders = (values: Record<string, string>): MsgHdrs => {
+    const h = emptyHeaders();
+    for (const [k, v] of Object.entries(values)) h.set(k, v);
+    return h;
+  };
+
   it('NATS: the integration user of deploy/nats/jobline.conf submits as its owner, and only as its owner', async () => {
     const nc = await connect({ servers: `nats://127.0.0.1:${t.layout.natsPort}`, user: 'acme', pass: t.layout.acmeNatsPassword, inboxPrefix: '_INBOX_acme' });
     try {
@@ -269,6 +276,29 @@ describeIf('production topology: separate processes started from the CLI and var
       expect(await admin.log(jobId)).toBe('from-nats\n');
       // Another owner's subject is not acme's to publish on.
       await expect(js.publish('jobline.cmd.admin.submit', JSON.stringify({ jobId: randomUUID(), spec: { command: 'true' } }), { timeout: 2000 })).rejects.toThrow();
+
+      // A refused command reaches acme, with its own permissions: on jobline.rej.acme and on its reply inbox.
+      const rejections: { subject: string; jobId?: string; code: string; field?: string }[] = [];
+      const rejSub = nc.subscribe('jobline.rej.acme', { callback: (_e: Error | null, m: Msg) => void rejections.push(m.json()) });
+      const inbox = createInbox('_INBOX_acme');
+      const replies: { ok: boolean; field?: string }[] = [];
+      const replySub = nc.subscribe(inbox, { callback: (_e: Error | null, m: Msg) => void replies.push(m.json()) });
+      await nc.flush();
+      const bad = randomUUID();
+      await js.publish('jobline.cmd.acme.submit', JSON.stringify({ jobId: bad, spec: { command: 'true', priority: 'urgent' } }), {
+        msgID: bad,
+        headers: natsHeaders({ 'Jobline-Reply-To': inbox }),
+      });
+      await js.publish('jobline.cmd.acme.frobnicate', JSON.stringify({ jobId: bad }));
+      await eventually(() => rejections.length >= 2 && replies.length >= 1, 30_000, 'the rejections');
+      expect(rejections).toEqual([
+        expect.objectContaining({ subject: 'jobline.cmd.acme.submit', jobId: bad, code: 'invalid_argument', field: 'spec.priority' }),
+        expect.objectContaining({ subject: 'jobline.cmd.acme.frobnicate', jobId: bad, code: 'invalid_argument', field: '(subject)' }),
+      ]);
+      expect(replies).toEqual([expect.objectContaining({ ok: false, field: 'spec.priority' })]);
+      expect((await admin.request(`/v1/jobs/${bad}`)).status).toBe(404);
+      rejSub.unsubscribe();
+      replySub.unsubscribe();
     } finally {
       await nc.close();
     }

@@ -1,7 +1,8 @@
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
-import { parseCommandSubject } from '../../../libs/contracts/src';
+import { subjects } from '../../../libs/contracts/src';
 import type { JetStreamContext } from '../../../libs/messaging/src/jetstream.transport';
+import { commandVerbOf, replyInboxOf } from './command-outcomes';
 import { Orchestrator } from './orchestrator';
 
 export const ORCHESTRATOR = Symbol('Orchestrator');
@@ -11,19 +12,12 @@ export const ORCHESTRATOR = Symbol('Orchestrator');
 export class CommandsController {
   constructor(@Inject(ORCHESTRATOR) private readonly orchestrator: Orchestrator) {}
 
-  @EventPattern('jobline.cmd.*.submit')
-  async submit(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.submit(parseCommandSubject(ctx.subject)?.owner ?? '', payload);
-  }
-
-  @EventPattern('jobline.cmd.*.cancel')
-  async cancel(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.cancel(parseCommandSubject(ctx.subject)?.owner ?? '', payload);
-  }
-
-  @EventPattern('jobline.cmd.*.purge')
-  async purge(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.purge(parseCommandSubject(ctx.subject)?.owner ?? '', payload);
+  /** Every `jobline.cmd.>` subject, so an unknown verb is refused (and said so on jobline.rej.<owner>), never left unread. */
+  @EventPattern(subjects.commandsAll)
+  async command(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
+    const { owner, verb } = commandVerbOf(ctx.subject);
+    replyInboxOf(ctx.msg);
+    await this.orchestrator[verb](owner, payload);
   }
 
   @EventPattern('jobline.report.*')

@@ -10,7 +10,7 @@ import { connectNats } from '../../../libs/messaging/src/connection';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
-import { createOrchestratorApp } from './orchestrator.module';
+import { COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
 import type { Orchestrator } from './orchestrator';
 
 const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
@@ -127,7 +127,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect(new Set(after)).toEqual(new Set([jobStreamName(good)]));
     // Nothing left un-acked for redelivery.
     await eventually(async () => {
-      const ci = await jsm.consumers.info(STREAMS.commands, 'orchestrator-submit');
+      const ci = await jsm.consumers.info(STREAMS.commands, COMMANDS_DURABLE);
       return ci.num_ack_pending === 0;
     }, 10_000, 'acks');
   });
@@ -161,10 +161,13 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect(JSON.stringify(events[1].data)).toMatch(/no packager/);
   });
 
-  it('times out a job that runs past timeoutSeconds', async () => {
-    const jobId = await submit({ command: ['sleep', '30'], timeoutSeconds: 1 });
+  it("times out a job that runs past timeoutSeconds, then records the stopped attempt's usage and log bytes", async () => {
+    const jobId = await submit({ command: 'echo twelve bytes; exec sleep 30', timeoutSeconds: 1 });
     const events = await finished(jobId, 15_000);
-    expect(events.at(-1)?.type).toBe('JobTimedOut');
+    expect(events.filter((e) => TERMINAL.includes(e.type)).map((e) => e.type)).toEqual(['JobTimedOut']);
+    const stopped = await eventually(async () => (await history(jobId)).find((e) => e.type === 'JobAttemptStopped'), 15_000, 'the stopped report');
+    expect(stopped.data).toMatchObject({ attempt: 1, logBytes: 'twelve bytes\n'.length, signal: 'SIGTERM' });
+    expect((await types(jobId)).slice(-2)).toEqual(['JobTimedOut', 'JobAttemptStopped']);
   });
 
   it('with one slot, starts every high-priority job before any later-submitted low one', async () => {

@@ -1,8 +1,10 @@
 import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { STREAMS } from '../../../libs/contracts/src';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { STREAMS, subjects } from '../../../libs/contracts/src';
 import { JetStreamExceptionFilter, JetStreamServer } from '../../../libs/messaging/src/jetstream.transport';
 import type { StreamOptions } from '../../../libs/messaging/src/streams';
+import { CommandOutcomes } from './command-outcomes';
 import { CommandsController, ORCHESTRATOR } from './commands.controller';
 import { Orchestrator, type OrchestratorOptions } from './orchestrator';
 
@@ -14,6 +16,19 @@ export class OrchestratorModule {
       controllers: [CommandsController],
       providers: [{ provide: ORCHESTRATOR, useValue: orchestrator }],
     };
+  }
+}
+
+/** The durable consumer of every `jobline.cmd.>` command. */
+export const COMMANDS_DURABLE = 'orchestrator-commands';
+/** The per-verb consumers of earlier versions; their unacked commands stay in the stream for COMMANDS_DURABLE. */
+const LEGACY_COMMAND_DURABLES = ['orchestrator-submit', 'orchestrator-cancel', 'orchestrator-purge'];
+
+async function removeConsumers(jsm: JetStreamManager, stream: string, durables: string[]): Promise<void> {
+  for (const durable of durables) {
+    await jsm.consumers.delete(stream, durable).catch((err: unknown) => {
+      if (!/not found/i.test(String(err))) throw err;
+    });
   }
 }
 
@@ -31,13 +46,14 @@ export interface OrchestratorAppOptions extends OrchestratorOptions {
 export async function createOrchestratorApp(options: OrchestratorAppOptions): Promise<{ app: INestMicroservice; orchestrator: Orchestrator }> {
   const orchestrator = new Orchestrator(options);
   const concurrency = options.concurrency ?? 256;
+  const outcomes = new CommandOutcomes(options.nc, options.logger);
+  // One consumer for every verb replaces one per verb (a work-queue stream refuses overlapping filters).
+  await removeConsumers(await jetstreamManager(options.nc), STREAMS.commands, LEGACY_COMMAND_DURABLES);
   const strategy = new JetStreamServer({
     connection: options.nc,
     streams: options.streams,
     consumers: [
-      { pattern: 'jobline.cmd.*.submit', stream: STREAMS.commands, durable: 'orchestrator-submit', concurrency },
-      { pattern: 'jobline.cmd.*.cancel', stream: STREAMS.commands, durable: 'orchestrator-cancel', concurrency },
-      { pattern: 'jobline.cmd.*.purge', stream: STREAMS.commands, durable: 'orchestrator-purge', concurrency },
+      { pattern: subjects.commandsAll, stream: STREAMS.commands, durable: COMMANDS_DURABLE, concurrency, onSettled: outcomes.settled },
       { pattern: 'jobline.report.*', stream: STREAMS.reports, durable: 'orchestrator-reports', concurrency },
       { pattern: 'jobline.pkg.done.*', stream: STREAMS.packages, durable: 'orchestrator-packaged', concurrency },
     ],

@@ -81,6 +81,24 @@ export interface JobCancelled {
     forced?: boolean;
   };
 }
+/**
+ * The executor's account of an attempt it stopped after the job had already ended (timed
+ * out, or cancelled without waiting for its confirmation): what JobCompleted would have
+ * said. Changes no status; the view shows its usage and log bytes.
+ */
+export interface JobAttemptStopped {
+  type: 'JobAttemptStopped';
+  data: {
+    attempt: number;
+    exitCode: number;
+    signal: string | null;
+    oomKilled: boolean;
+    durationMs: number;
+    finishedAt: string;
+    usage: ResourceUsage | null;
+    logBytes: number;
+  };
+}
 export interface JobLost {
   type: 'JobLost';
   data: { attempt: number; executorId: string; reason: string; lostAt: string };
@@ -109,6 +127,7 @@ export type JobEvent =
   | JobTimedOut
   | JobCancelRequested
   | JobCancelled
+  | JobAttemptStopped
   | JobLost
   | JobRetryScheduled
   | JobFailed
@@ -128,6 +147,7 @@ export const EVENT_VERSIONS: Record<JobEventType, number> = {
   JobTimedOut: 1,
   JobCancelRequested: 1,
   JobCancelled: 1,
+  JobAttemptStopped: 1,
   JobLost: 1,
   JobRetryScheduled: 1,
   JobFailed: 1,

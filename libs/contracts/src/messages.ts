@@ -27,6 +27,34 @@ export const PurgeJobMessageSchema = z.strictObject({
 });
 export type PurgeJobMessage = z.output<typeof PurgeJobMessageSchema>;
 
+/**
+ * `jobline.rej.<owner>`: a command Jobline refused, naming the field at fault (a payload
+ * path, `(payload)`, `(subject)` or a header name) and why. Nothing was recorded for it.
+ */
+export const CommandRejectionSchema = z
+  .strictObject({
+    subject: z.string().describe('The subject the command was published on'),
+    jobId: z.string().optional().describe("The payload's jobId, when it had one (even an invalid one)"),
+    code: z.string().describe('The error code (ERROR_TABLE): invalid_argument, not_found, failed_precondition...'),
+    field: z.string().optional().describe('The first field at fault: a payload path (spec.command), (payload), (subject) or a header'),
+    message: z.string().describe('What was wrong, every field at fault named'),
+  })
+  .describe('A command Jobline refused; nothing was recorded for it');
+export type CommandRejection = z.output<typeof CommandRejectionSchema>;
+
+/** Sent to the `Jobline-Reply-To` inbox of a command once it is handled. */
+export const CommandReplySchema = z
+  .discriminatedUnion('ok', [
+    z.strictObject({
+      ok: z.literal(true),
+      subject: z.string(),
+      jobId: z.string().describe('The job the command was recorded for'),
+    }),
+    CommandRejectionSchema.extend({ ok: z.literal(false) }),
+  ])
+  .describe('The outcome of a command: recorded (ok) or refused (the rejection)');
+export type CommandReply = z.output<typeof CommandReplySchema>;
+
 /** `jobline.work.<executorId>`: run one attempt. */
 export interface RunAttemptMessage {
   kind: 'run';

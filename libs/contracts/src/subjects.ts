@@ -8,6 +8,11 @@ export const subjects = {
   cancel: (owner: string) => `jobline.cmd.${owner}.cancel`,
   purge: (owner: string) => `jobline.cmd.${owner}.purge`,
   commandsAll: 'jobline.cmd.>',
+  /**
+   * Refused commands of one owner (core NATS, not stored): `{subject, jobId?, code, field?, message}`.
+   * Outside `jobline.owner.<owner>.>` on purpose: an integration user subscribes to both.
+   */
+  rejections: (owner: string) => `jobline.rej.${owner}`,
   /** Every stored event, in order per job. */
   event: (jobId: string, type: string) => `jobline.evt.${jobId}.${type}`,
   eventsOfJob: (jobId: string) => `jobline.evt.${jobId}.*`,
@@ -54,6 +59,17 @@ export const subjects = {
   packagedAll: 'jobline.pkg.done.*',
   packagesAll: 'jobline.pkg.>',
 } as const;
+
+/** The verbs of `jobline.cmd.<owner>.<verb>`; any other verb is refused (on `jobline.rej.<owner>`). */
+export const COMMAND_VERBS = ['submit', 'cancel', 'purge'] as const;
+export type CommandVerb = (typeof COMMAND_VERBS)[number];
+
+/**
+ * Header naming where the outcome of a command is sent (an inbox: `_INBOX.…` or
+ * `_INBOX_<owner>.…`). JetStream answers a command's own reply subject with its publish
+ * ack (stored, not yet handled), so the handled outcome needs a subject of its own.
+ */
+export const COMMAND_REPLY_HEADER = 'Jobline-Reply-To';
 
 /** Parses `jobline.cmd.<owner>.<verb>`; null when the subject is not one. */
 export function parseCommandSubject(subject: string): { owner: string; verb: string } | null {

@@ -22,6 +22,12 @@ export const publicStatus = (phase: JobPhase): JobStatus => {
   }
 };
 
+const CANCEL_REQUESTED = 'cancel requested';
+
+/** `: <reason>` of a requested cancel (JobCancelRequested set the view's reason), or nothing. */
+const cancelReasonOf = (view: JobView): string =>
+  view.cancelRequested && view.reason?.startsWith(CANCEL_REQUESTED) ? view.reason.slice(CANCEL_REQUESTED.length) : '';
+
 /**
  * Folds one event into the read model every surface shows. Pure and total, so a
  * replay from position 0 rebuilds exactly what the live projection holds.
@@ -59,10 +65,11 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
       return { ...view, status: 'failed', reason: `packaging failed: ${event.data.reason}`, finishedAt: event.data.failedAt };
     case 'JobQueued':
       return { ...view, status: 'queued', attempt: event.data.attempt, priority: event.data.priority };
+    // A new attempt running says nothing of the last one's failure (a pending cancel's reason stays).
     case 'JobDispatched':
-      return { ...view, status: 'running', attempt: event.data.attempt, executor: event.data.executorId };
+      return { ...view, status: 'running', attempt: event.data.attempt, executor: event.data.executorId, exitCode: null, signal: null, reason: view.cancelRequested ? view.reason : null };
     case 'JobStarted':
-      return { ...view, status: 'running', startedAt: event.data.startedAt, sandbox: event.data.sandbox, exitCode: null, signal: null };
+      return { ...view, status: 'running', startedAt: event.data.startedAt, sandbox: event.data.sandbox, exitCode: null, signal: null, reason: view.cancelRequested ? view.reason : null };
     case 'JobCompleted': {
       const d = event.data;
       const ok = d.exitCode === 0;
@@ -72,7 +79,7 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
     case 'JobTimedOut':
       return { ...view, status: 'timed_out', finishedAt: event.data.finishedAt, reason: `timed out after ${event.data.timeoutSeconds}s` };
     case 'JobCancelRequested':
-      return { ...view, cancelRequested: true };
+      return { ...view, cancelRequested: true, reason: CANCEL_REQUESTED + (event.data.reason ? `: ${event.data.reason}` : '') };
     case 'JobCancelled': {
       const d = event.data;
       return {
@@ -83,11 +90,16 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
         signal: d.signal ?? view.signal,
         usage: d.usage ?? view.usage,
         logBytes: d.logBytes ?? view.logBytes,
-        reason: d.forced ? 'cancelled (executor did not confirm the stop)' : 'cancelled',
+        reason: (d.forced ? 'cancelled (executor did not confirm the stop)' : 'cancelled') + cancelReasonOf(view),
       };
     }
+    case 'JobAttemptStopped': {
+      const d = event.data;
+      return { ...view, exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes };
+    }
     case 'JobLost':
-      return { ...view, reason: `lost: ${event.data.reason}` };
+      // While a cancel is pending the job ends cancelled, for the reason it was asked.
+      return view.cancelRequested ? view : { ...view, reason: `lost: ${event.data.reason}` };
     case 'JobRetryScheduled':
       return { ...view, status: 'queued', attempt: event.data.nextAttempt, finishedAt: null, executor: null };
     case 'JobFailed':

@@ -108,8 +108,18 @@ describe('job decider', () => {
     it('ignores a timeout after the job finished', () =>
       given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when({ type: 'TimeOutJob', data: { attempt: 1, now: T2 } }).thenNothing());
     it('refuses a timeout of a queued job', () => given([submitted(), queued()]).when({ type: 'TimeOutJob', data: { attempt: 1, now: T2 } }).thenThrows(StaleAttemptError));
-    it('a finish after the timeout changes nothing', () =>
-      given([submitted(), queued(), dispatched(), started(), { type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 1, finishedAt: T2 } }]).when(finish(1, 0)).thenNothing());
+    const timedOut: JobEvent = { type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 1, finishedAt: T2 } };
+    const stopped: JobEvent = {
+      type: 'JobAttemptStopped',
+      data: { attempt: 1, exitCode: 143, signal: 'SIGTERM', oomKilled: false, durationMs: 5, finishedAt: T2, usage: null, logBytes: 3 },
+    };
+    it("records the stopped attempt's report (usage, log bytes) after the timeout, changing no status", () =>
+      given([submitted(), queued(), dispatched(), started(), timedOut]).when(finish(1, 143, 'SIGTERM')).then([stopped]));
+    it('records it once', () => given([submitted(), queued(), dispatched(), started(), timedOut, stopped]).when(finish(1, 143, 'SIGTERM')).thenNothing());
+    it('stays timed out once the report is recorded', () =>
+      expect(fold([submitted(), queued(), dispatched(), started(), timedOut, stopped])).toMatchObject({ phase: 'timed_out', attemptReported: true }));
+    it("ignores a report of an older attempt", () =>
+      given([submitted(), queued(), dispatched(), started(), timedOut]).when(finish(2, 0)).thenThrows(StaleAttemptError));
   });
 
   describe('RequestCancel', () => {
@@ -127,6 +137,15 @@ describe('job decider', () => {
       given([submitted(), queued(), dispatched(), started(), cancelRequested])
         .when({ type: 'ForceCancel', data: { attempt: 1, now: T2 } })
         .then([{ type: 'JobCancelled', data: { attempt: 1, finishedAt: T2, forced: true } }]));
+    it("records the executor's late report after a forced cancel, once; a confirmed cancel already carries it", () => {
+      const forced: JobEvent = { type: 'JobCancelled', data: { attempt: 1, finishedAt: T2, forced: true } };
+      given([submitted(), queued(), dispatched(), started(), cancelRequested, forced])
+        .when(finish(1, 143, 'SIGTERM'))
+        .then([{ type: 'JobAttemptStopped', data: { attempt: 1, exitCode: 143, signal: 'SIGTERM', oomKilled: false, durationMs: 5, finishedAt: T2, usage: null, logBytes: 3 } }]);
+      const confirmed: JobEvent = { type: 'JobCancelled', data: { attempt: 1, finishedAt: T2, exitCode: 143, signal: 'SIGTERM', usage: null, logBytes: 3 } };
+      given([submitted(), queued(), dispatched(), started(), cancelRequested, confirmed]).when(finish(1, 143, 'SIGTERM')).thenNothing();
+      given([submitted(), queued(), cancelRequested, { type: 'JobCancelled', data: { attempt: null, finishedAt: T1 } }]).when(finish(1, 0)).thenNothing();
+    });
     it('needs a cancel request', () =>
       given([submitted(), queued(), dispatched(), started()]).when({ type: 'ForceCancel', data: { attempt: 1, now: T2 } }).thenThrows(IllegalStateError));
   });

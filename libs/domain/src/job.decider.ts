@@ -42,6 +42,8 @@ export interface Job {
   attempt: number;
   executorId: string | null;
   cancelRequested: boolean;
+  /** The executor's report of the current attempt's end is recorded (JobCompleted, JobAttemptStopped, a confirmed JobCancelled). */
+  attemptReported: boolean;
   bundleDigest: string | null;
   purged: boolean;
 }
@@ -56,6 +58,7 @@ export const initialState = (): Job => ({
   attempt: 0,
   executorId: null,
   cancelRequested: false,
+  attemptReported: false,
   bundleDigest: null,
   purged: false,
 });
@@ -109,17 +112,19 @@ export const evolve = (job: Job, event: JobEvent): Job => {
     case 'JobQueued':
       return { ...job, phase: 'queued', attempt: event.data.attempt, priority: event.data.priority, executorId: null };
     case 'JobDispatched':
-      return { ...job, phase: 'dispatched', attempt: event.data.attempt, executorId: event.data.executorId };
+      return { ...job, phase: 'dispatched', attempt: event.data.attempt, executorId: event.data.executorId, attemptReported: false };
     case 'JobStarted':
       return { ...job, phase: 'running' };
     case 'JobCompleted':
-      return { ...job, phase: event.data.exitCode === 0 ? 'succeeded' : 'failed' };
+      return { ...job, phase: event.data.exitCode === 0 ? 'succeeded' : 'failed', attemptReported: true };
     case 'JobTimedOut':
       return { ...job, phase: 'timed_out' };
     case 'JobCancelRequested':
       return { ...job, cancelRequested: true };
     case 'JobCancelled':
-      return { ...job, phase: 'cancelled' };
+      return { ...job, phase: 'cancelled', attemptReported: job.attemptReported || event.data.exitCode !== undefined };
+    case 'JobAttemptStopped':
+      return { ...job, attemptReported: true };
     case 'JobLost':
       return { ...job, phase: 'failed' };
     case 'JobRetryScheduled':
@@ -199,7 +204,13 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
     }
     case 'RecordFinished': {
       const d = command.data;
-      if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) return [];
+      if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) {
+        // Stopped after the job ended (timeout, forced cancel): its usage and log bytes are still worth recording, once.
+        const stoppedLate = (job.phase === 'timed_out' || job.phase === 'cancelled') && job.executorId !== null && !job.attemptReported;
+        if (!stoppedLate) return [];
+        const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes } = d;
+        return [{ type: 'JobAttemptStopped', data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes } }];
+      }
       requireCurrentAttempt(job, d.attempt, ['dispatched', 'running']);
       if (job.cancelRequested) {
         return [

@@ -15,6 +15,7 @@ import {
 } from '@nats-io/jetstream';
 import { nanos, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { isObservable, lastValueFrom, throwError, type Observable } from 'rxjs';
+import { ValidationError } from '../../contracts/src';
 import { connectNats } from './connection';
 import { settlementFor, type HandlerOutcome, type Settlement } from './message-settlement';
 import { ensureStreams, type StreamOptions } from './streams';
@@ -34,7 +35,15 @@ export interface JetStreamConsumerSpec {
   maxAckPending?: number;
   /** Handlers running at once for this consumer, per process (default 64). */
   concurrency?: number;
+  /**
+   * Told of a message's final outcome, e.g. to answer its sender: handled (acked), or
+   * refused for good (terminated: a permanent error, a payload that is not JSON, or given up
+   * after maxDeliver). Not called for a message that will be redelivered. Must not throw.
+   */
+  onSettled?: (msg: JsMsg, outcome: SettledOutcome) => void;
 }
+
+export type SettledOutcome = { ok: true } | { ok: false; error: unknown };
 
 export interface JetStreamServerOptions {
   /** Use this connection (left open on close). Otherwise one is made from `servers` and closed on close. */
@@ -275,7 +284,9 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
     try {
       data = JSON.parse(decoder.decode(msg.data));
     } catch (err) {
-      this.apply(msg, { action: 'term', reason: `payload is not JSON: ${err instanceof Error ? err.message : String(err)}`, level: 'warn' });
+      const reason = `payload is not JSON: ${err instanceof Error ? err.message : String(err)}`;
+      this.apply(msg, { action: 'term', reason, level: 'warn' });
+      this.tell(spec, msg, { ok: false, error: new ValidationError(reason, [{ path: '(payload)', message: 'not JSON' }]) });
       return;
     }
     const ackWaitMs = spec.ackWaitMs ?? CONSUMER_DEFAULTS.ackWaitMs;
@@ -292,14 +303,22 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
     } finally {
       clearInterval(keepAlive);
     }
-    this.apply(
-      msg,
-      settlementFor(outcome, msg.info.deliveryCount, {
-        maxDeliver: spec.maxDeliver ?? CONSUMER_DEFAULTS.maxDeliver,
-        backoffBaseMs: this.options.backoffBaseMs,
-        backoffMaxMs: this.options.backoffMaxMs,
-      }),
-    );
+    const settlement = settlementFor(outcome, msg.info.deliveryCount, {
+      maxDeliver: spec.maxDeliver ?? CONSUMER_DEFAULTS.maxDeliver,
+      backoffBaseMs: this.options.backoffBaseMs,
+      backoffMaxMs: this.options.backoffMaxMs,
+    });
+    this.apply(msg, settlement);
+    if (settlement.action !== 'nak') this.tell(spec, msg, outcome);
+  }
+
+  private tell(spec: JetStreamConsumerSpec, msg: JsMsg, outcome: SettledOutcome): void {
+    if (!spec.onSettled) return;
+    try {
+      spec.onSettled(msg, outcome);
+    } catch (err) {
+      this.logger.error(`onSettled of ${spec.stream}/${spec.durable} failed: ${String(err)}`);
+    }
   }
 
   private apply(msg: JsMsg, s: Settlement): void {

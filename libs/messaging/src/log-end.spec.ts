@@ -27,6 +27,15 @@ describe('attemptLogEnd: where an attempt’s log ends, from its job’s history
     expect(attemptLogEnd([dispatched(1), timedOutWithLength], 1).recordedBytes).toBe(5);
   });
 
+  it("timed out, then the stopped attempt's report: its log length is known", () => {
+    const stopped: JobEvent = {
+      type: 'JobAttemptStopped',
+      data: { attempt: 1, exitCode: 143, signal: 'SIGTERM', oomKilled: false, durationMs: 1, finishedAt: at, usage: null, logBytes: 7 },
+    };
+    const timedOut: JobEvent = { type: 'JobTimedOut', data: { attempt: 1, timeoutSeconds: 1, finishedAt: at } };
+    expect(attemptLogEnd([dispatched(1), timedOut, stopped], 1)).toEqual({ over: true, recordedBytes: 7, purged: false });
+  });
+
   it('a later attempt supersedes an earlier one; events of other attempts do not end it', () => {
     const history = [dispatched(1), completed(1, 10, 1), { type: 'JobRetryScheduled', data: { nextAttempt: 2, retryAt: at, reason: 'exit 1' } } as JobEvent, queued(2), dispatched(2)];
     expect(attemptLogEnd(history, 1)).toEqual({ over: true, recordedBytes: 10, purged: false });

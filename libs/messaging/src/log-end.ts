@@ -39,6 +39,7 @@ export function attemptLogEnd(events: readonly JobEvent[], attempt: number): Att
     switch (e.type) {
       case 'JobCompleted':
       case 'JobTimedOut':
+      case 'JobAttemptStopped':
       case 'JobLost':
         end(e.data);
         break;

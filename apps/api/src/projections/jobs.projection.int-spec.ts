@@ -72,6 +72,29 @@ describe('JobsProjection (real SQLite event store)', () => {
     }
   });
 
+  it('tells change listeners of every event with the view it left, even when one batch holds several (pending, queued, running)', async () => {
+    const jobId = '00000000-0000-4000-8000-000000000002';
+    // Recorded before the projection starts, so its catch-up applies them as one batch.
+    await recordJob(store, { jobId, owner: 'alice', spec: { command: ['true'] } });
+    await recordCommand(store, jobId, { type: 'DispatchJob', data: { attempt: 1, executorId: 'ex-1', now: new Date().toISOString() } });
+    const head = await store.headPosition();
+    const p = new JobsProjection({ path: join(dir.path, 'read.sqlite') });
+    const seen: { status: JobStatus; event: string; position: number }[] = [];
+    p.onAnyChange((view, change) => seen.push({ status: view.status, event: change.type, position: change.position }));
+    p.start(store);
+    try {
+      await expect(p.waitForPosition(head, 10_000)).resolves.toBe(true);
+      expect(seen.map(({ status, event }) => [status, event])).toEqual([
+        ['pending', 'JobSubmitted'],
+        ['queued', 'JobQueued'],
+        ['running', 'JobDispatched'],
+      ]);
+      expect(seen.map((s) => s.position)).toEqual([...seen.map((s) => s.position)].sort((a, b) => a - b));
+    } finally {
+      await p.close();
+    }
+  });
+
   it('lists 250 jobs with filters, every order, and keyset paging with no duplicate and no gap', async () => {
     const owners = ['alice', 'bob', 'carol'];
     const base = Date.parse('2025-01-01T00:00:00.000Z');

@@ -100,10 +100,10 @@ export interface TimelineBucket {
 }
 
 /*
- * Bump when the tables change: a file of another version is emptied and rebuilt from
+ * Bump when the tables or the view fold (evolveJobView) change: a file of another version is emptied and rebuilt from
  * position 0 of the store (the read model is derived, so nothing is lost).
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /*
  * submitted_at is epoch ms, so ordering never depends on how a timestamp was spelled.
@@ -143,7 +143,7 @@ INSERT OR IGNORE INTO checkpoint (id, position) VALUES (0, -1);
 type Statement = Database.Statement<unknown[], unknown>;
 type Listener = (view: JobView) => void;
 
-/** The last event of a batch that changed a job (what a global listener is told with the new view). */
+/** The event that changed a job (what a global listener is told with the view as that event left it). */
 export interface JobChange {
   type: string;
   position: number;
@@ -364,7 +364,11 @@ export class JobsProjection {
     };
   }
 
-  /** Calls `listener` with every new view of any job committed from now on (once per job and batch); returns the unsubscribe. */
+  /**
+   * Calls `listener` for every job event committed from now on, in store order, with the view
+   * as that event left it: a job submitted, queued and dispatched in one batch is told as
+   * pending, queued, then running (never sampled once per batch). Returns the unsubscribe.
+   */
   onAnyChange(listener: AnyListener): () => void {
     this.anyListeners.add(listener);
     return () => void this.anyListeners.delete(listener);
@@ -518,7 +522,7 @@ export class JobsProjection {
 
   private applyBatch(records: RecordedEvent[]): void {
     const dirty = new Map<string, JobView>();
-    const changes = new Map<string, JobChange>();
+    const changes: { view: JobView; change: JobChange }[] = [];
     const keys: [string, string, string][] = [];
     let position = this.checkpoint;
     for (const rec of records) {
@@ -538,7 +542,7 @@ export class JobsProjection {
       const after = evolveJobView(before, event);
       if (!after) continue;
       dirty.set(id, after);
-      if (this.anyListeners.size > 0) changes.set(id, { type: event.type, position: rec.position, occurredAt: event.metadata.occurredAt });
+      if (this.anyListeners.size > 0) changes.push({ view: after, change: { type: event.type, position: rec.position, occurredAt: event.metadata.occurredAt } });
       if (event.type === 'JobSubmitted' && event.data.idempotencyKey !== undefined) {
         keys.push([event.data.owner, event.data.idempotencyKey, event.data.jobId]);
       }
@@ -560,8 +564,7 @@ export class JobsProjection {
         }
       }
     }
-    for (const [id, change] of changes) {
-      const view = dirty.get(id)!;
+    for (const { view, change } of changes) {
       for (const l of [...this.anyListeners]) {
         try {
           l(view, change);

@@ -46,7 +46,8 @@ const CHANNELS: Record<string, ChannelSpec> = {
     description:
       'An integration submits a job for its owner. The client chooses the jobId; set Nats-Msg-Id (e.g. to the jobId) so a retried ' +
       'publish within the duplicate window is stored once. Publish with JetStream to get an ack once the command is stored; ' +
-      'the outcome arrives as events (JobSubmitted, or nothing if the command was refused: see the service logs).',
+      'the outcome arrives as events (JobSubmitted), or, when the command is refused, as a CommandRejection on ' +
+      'jobline.rej.<owner>. Set the Jobline-Reply-To header to an inbox to get a CommandReply there (the operation reply) as well.',
     parameters: { owner },
     messages: ['SubmitJob'],
     stream: STREAMS.commands,
@@ -70,6 +71,18 @@ const CHANNELS: Record<string, ChannelSpec> = {
     parameters: { owner },
     messages: ['PurgeJob'],
     stream: STREAMS.commands,
+    tags: ['integration'],
+  },
+  commandRejections: {
+    address: 'jobline.rej.{owner}',
+    title: 'Refused commands',
+    description:
+      "Core NATS (not stored): every command of the owner that Jobline refused, naming the field at fault and why: an invalid " +
+      'payload, a payload that is not JSON, an unknown verb (jobline.cmd.<owner>.frobnicate), a job that is not the owner\'s, ' +
+      'a command that does not apply to the job (cancel a finished job). Nothing was recorded for it. Subscribe before publishing.',
+    parameters: { owner },
+    messages: ['CommandRejection'],
+    stream: null,
     tags: ['integration'],
   },
   jobEvents: {
@@ -200,12 +213,25 @@ interface OperationSpec {
   action: 'send' | 'receive';
   channel: keyof typeof CHANNELS;
   summary: string;
+  /** A command answered on the inbox its Jobline-Reply-To header names. */
+  replies?: true;
 }
 
+const COMMAND_REPLY = {
+  address: {
+    location: '$message.header#/Jobline-Reply-To',
+    description:
+      'The inbox (_INBOX.… or _INBOX_<owner>.…) the command names in its Jobline-Reply-To header: core NATS, sent once the command is ' +
+      'recorded ({ok: true}) or refused ({ok: false} and the rejection). A header naming anything else gets the command refused.',
+  },
+  messages: [ref('#/components/messages/CommandReply')],
+};
+
 const OPERATIONS: Record<string, OperationSpec> = {
-  receiveSubmitJob: { action: 'receive', channel: 'submitJob', summary: 'Jobline takes submissions from integrations.' },
-  receiveCancelJob: { action: 'receive', channel: 'cancelJob', summary: 'Jobline takes cancellations from integrations.' },
-  receivePurgeJob: { action: 'receive', channel: 'purgeJob', summary: 'Jobline takes purges of finished jobs from integrations.' },
+  receiveSubmitJob: { action: 'receive', channel: 'submitJob', summary: 'Jobline takes submissions from integrations.', replies: true },
+  receiveCancelJob: { action: 'receive', channel: 'cancelJob', summary: 'Jobline takes cancellations from integrations.', replies: true },
+  receivePurgeJob: { action: 'receive', channel: 'purgeJob', summary: 'Jobline takes purges of finished jobs from integrations.', replies: true },
+  sendCommandRejections: { action: 'send', channel: 'commandRejections', summary: 'Jobline tells the owner which of its commands it refused, and why.' },
   sendJobEvents: { action: 'send', channel: 'jobEvents', summary: 'Jobline publishes every stored job event.' },
   sendJobLogs: { action: 'send', channel: 'jobLogs', summary: 'Executors publish the output of running attempts.' },
   sendOwnerJobEvents: { action: 'send', channel: 'ownerJobEvents', summary: "Jobline publishes every stored job event again under its job's owner." },
@@ -268,6 +294,20 @@ function messages(): Record<string, Record<string, unknown>> {
       correlationId: { location: '$message.payload#/correlationId' },
       examples: [{ name: 'purge', payload: { jobId: EXAMPLE_JOB_ID } }],
     },
+    CommandRejection: {
+      name: 'CommandRejection',
+      title: 'A refused command',
+      contentType: json,
+      payload: schemaRef('CommandRejection'),
+      examples: [
+        {
+          name: 'invalid',
+          payload: { subject: 'jobline.cmd.acme.submit', jobId: EXAMPLE_JOB_ID, code: 'invalid_argument', field: 'spec.priority', message: 'invalid submit command: spec.priority: Invalid option: expected one of "low"|"normal"|"high"' },
+        },
+        { name: 'unknown verb', payload: { subject: 'jobline.cmd.acme.frobnicate', code: 'invalid_argument', field: '(subject)', message: "unknown command verb 'frobnicate': expected submit, cancel, purge: (subject): unknown verb 'frobnicate'" } },
+      ],
+    },
+    CommandReply: { name: 'CommandReply', title: 'Recorded or refused', contentType: json, payload: schemaRef('CommandReply') },
     LogChunk: {
       name: 'LogChunk',
       title: 'A slice of output',
@@ -325,6 +365,7 @@ export function buildAsyncApiDocument(options: AsyncApiOptions = {}): Record<str
       summary: o.summary,
       messages: CHANNELS[o.channel].messages.map((m) => ref(`#/channels/${o.channel}/messages/${m}`)),
       tags: CHANNELS[o.channel].tags.map((name) => ({ name })),
+      ...(o.replies ? { reply: COMMAND_REPLY } : {}),
     };
   }
   const schemas: Record<string, unknown> = {};
@@ -337,9 +378,9 @@ export function buildAsyncApiDocument(options: AsyncApiOptions = {}): Record<str
       version: options.version ?? '1.0.0',
       description:
         'Jobline runs commands and records every step as an event. Integrations submit and cancel jobs on ' +
-        'jobline.cmd.<owner>.*, and follow their own jobs on jobline.owner.<owner>.evt.> and jobline.owner.<owner>.logs.<jobId>. ' +
+        'jobline.cmd.<owner>.*, hear of refused commands on jobline.rej.<owner>, and follow their own jobs on jobline.owner.<owner>.evt.> and jobline.owner.<owner>.logs.<jobId>. ' +
         'The NATS account configuration (deploy/nats/jobline.conf) limits each integration user to publishing on its own ' +
-        'command prefix and subscribing to its own owner prefix and inbox. jobline.evt.> and jobline.logs.> carry every ' +
+        'command prefix and subscribing to its own owner prefix, its rejections and its inbox. jobline.evt.> and jobline.logs.> carry every ' +
         "owner's jobs and are for Jobline's services.",
       license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
       tags: [

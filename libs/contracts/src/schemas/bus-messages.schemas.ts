@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { JobIdSchema, OwnerSchema } from '../ids';
 import { JobSpecSchema } from '../job-spec.schema';
 import { AttemptReportSchema, ExecutorHeartbeatSchema, type AttemptReport, type ExecutorHeartbeat, type RunAttemptMessage, type StopAttemptMessage } from '../messages';
-import { LOG_HEADERS } from '../subjects';
+import { COMMAND_REPLY_HEADER, LOG_HEADERS } from '../subjects';
 import { IsoTimeSchema } from './event-data.schemas';
 
 /**
@@ -62,6 +62,11 @@ export const CommandHeadersSchema = z
       .min(1)
       .optional()
       .describe('Set it (e.g. to the jobId) so a re-sent command within the duplicate window is stored once'),
+    [COMMAND_REPLY_HEADER]: z
+      .string()
+      .regex(/^_INBOX(_[A-Za-z0-9_-]{1,64})?(\.[A-Za-z0-9_-]+)+$/)
+      .optional()
+      .describe('An inbox (_INBOX.… or _INBOX_<owner>.…) that gets the CommandReply once the command is recorded or refused'),
   })
   .describe('NATS headers of a command');
 

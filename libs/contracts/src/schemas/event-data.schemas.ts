@@ -110,6 +110,19 @@ export const JobCancelledDataSchema = z
   })
   .describe('The job was cancelled (terminal)');
 
+export const JobAttemptStoppedDataSchema = z
+  .strictObject({
+    attempt: Attempt,
+    exitCode: z.number().int().describe('Exit code; 128 + signal number when killed by a signal'),
+    signal: z.string().nullable().describe('Signal that ended the process, e.g. SIGTERM'),
+    oomKilled: z.boolean(),
+    durationMs: z.number().min(0),
+    finishedAt: IsoTimeSchema.describe('When the process ended'),
+    usage: ResourceUsageSchema.nullable(),
+    logBytes: z.number().int().min(0).describe('Bytes of stdout and stderr the attempt wrote'),
+  })
+  .describe("The executor's account of an attempt it stopped after the job had ended (timed out, or a cancel it did not confirm in time); changes no status");
+
 export const JobLostDataSchema = z
   .strictObject({ attempt: Attempt, executorId: ExecutorIdSchema, reason: Reason, lostAt: IsoTimeSchema })
   .describe('The executor running the attempt went silent or restarted');
@@ -138,6 +151,7 @@ export const EVENT_DATA_SCHEMAS = {
   JobTimedOut: JobTimedOutDataSchema,
   JobCancelRequested: JobCancelRequestedDataSchema,
   JobCancelled: JobCancelledDataSchema,
+  JobAttemptStopped: JobAttemptStoppedDataSchema,
   JobLost: JobLostDataSchema,
   JobRetryScheduled: JobRetryScheduledDataSchema,
   JobFailed: JobFailedDataSchema,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, type JobEventType } from '../events';
 import { JobSpecSchema } from '../job-spec.schema';
-import { AttemptReportSchema, CancelJobMessageSchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
+import { AttemptReportSchema, CancelJobMessageSchema, CommandRejectionSchema, CommandReplySchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
 import {
   CommandHeadersSchema,
   LogChunkHeadersSchema,
@@ -59,6 +59,8 @@ export const PAYLOAD_SCHEMAS = {
   CancelJobMessage: accepted(CancelJobMessageSchema),
   PurgeJobMessage: accepted(PurgeJobMessageSchema),
   CommandHeaders: headers(CommandHeadersSchema, 'accepted'),
+  CommandRejection: published(CommandRejectionSchema),
+  CommandReply: published(CommandReplySchema),
   JobEventMessage: published(JobEventMessageSchema),
   ...eventEntries,
   PublishedHeaders: headers(PublishedHeadersSchema, 'published'),

@@ -64,6 +64,7 @@ const EVENT_DATA: Record<JobEventType, Record<string, unknown>> = {
   JobTimedOut: { attempt: 2, timeoutSeconds: 60, finishedAt: T },
   JobCancelRequested: { requestedBy: 'acme', reason: 'superseded', requestedAt: T },
   JobCancelled: { attempt: null, finishedAt: T },
+  JobAttemptStopped: { attempt: 2, exitCode: 143, signal: 'SIGTERM', oomKilled: false, durationMs: 60_010, finishedAt: T, usage, logBytes: 2048 },
   JobLost: { attempt: 1, executorId: 'edge-1', reason: 'heartbeat lease expired', lostAt: T },
   JobRetryScheduled: { nextAttempt: 2, retryAt: T, reason: 'exit code 1' },
   JobFailed: { attempt: 3, reason: 'exit code 1', finishedAt: T },
@@ -99,7 +100,21 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
   },
   CancelJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, reason: 'r', correlationId: 'c' }], invalid: [{ reason: 'no job' }, { jobId: JOB.toUpperCase() }] },
   PurgeJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, correlationId: 'c' }], invalid: [{}, { jobId: JOB, reason: 'no such field' }] },
-  CommandHeaders: { valid: [{}, { 'Nats-Msg-Id': JOB }], invalid: [{ 'Nats-Msg-Id': '' }] },
+  CommandHeaders: {
+    valid: [{}, { 'Nats-Msg-Id': JOB }, { 'Jobline-Reply-To': '_INBOX.abc123' }, { 'Jobline-Reply-To': '_INBOX_acme.x.y' }],
+    invalid: [{ 'Nats-Msg-Id': '' }, { 'Jobline-Reply-To': 'jobline.evt.x.JobCompleted' }, { 'Jobline-Reply-To': '_INBOX.>' }, { 'Jobline-Reply-To': '_INBOX.a b' }],
+  },
+  CommandRejection: {
+    valid: [
+      { subject: 'jobline.cmd.acme.submit', jobId: JOB, code: 'invalid_argument', field: 'spec.priority', message: 'invalid submit command' },
+      { subject: 'jobline.cmd.acme.frobnicate', code: 'invalid_argument', message: 'unknown verb' },
+    ],
+    invalid: [{ subject: 'jobline.cmd.acme.submit', code: 'invalid_argument' }, { subject: 'x', code: 'c', message: 'm', extra: 1 }],
+  },
+  CommandReply: {
+    valid: [{ ok: true, subject: 'jobline.cmd.acme.submit', jobId: JOB }, { ok: false, subject: 'jobline.cmd.acme.cancel', code: 'not_found', message: 'no job' }],
+    invalid: [{ ok: true, subject: 'jobline.cmd.acme.submit' }, { ok: false, subject: 'jobline.cmd.acme.cancel', message: 'no code' }],
+  },
   JobEventMessage: { valid: [envelope('JobQueued', EVENT_DATA.JobQueued)], invalid: [{ ...envelope('JobQueued', EVENT_DATA.JobQueued), type: 'JobExploded' }] },
   ...(Object.fromEntries(
     JOB_EVENT_TYPES.flatMap((t) => [

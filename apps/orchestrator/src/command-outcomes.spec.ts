@@ -1,0 +1,54 @@
+import { ERROR_CODES, ERROR_TABLE, JoblineError, ValidationError } from '../../../libs/contracts/src';
+import { settlementFor } from '../../../libs/messaging/src/message-settlement';
+import { commandVerbOf, rejectionOf, replyInboxOf } from './command-outcomes';
+
+const JOB = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a10';
+const headers = (value: string | undefined) => ({ headers: value === undefined ? undefined : ({ get: () => value } as never) });
+
+describe('NATS command outcomes', () => {
+  it.each(ERROR_CODES)('%s: settled as ERROR_TABLE says, and a rejection carries the code', (code) => {
+    const err = new JoblineError(code, `why ${code}`);
+    const s = settlementFor({ ok: false, error: err }, 1, { maxDeliver: 5 });
+    expect(s.action).toBe(ERROR_TABLE[code].nats === 'term' ? 'term' : 'nak');
+    expect(rejectionOf('jobline.cmd.acme.submit', { jobId: JOB }, err)).toEqual({ subject: 'jobline.cmd.acme.submit', jobId: JOB, code, message: `why ${code}` });
+  });
+
+  it('a rejection names the first field and every issue; an unexpected error says internal and no more', () => {
+    const err = new ValidationError('invalid submit command', [
+      { path: 'spec.priority', message: 'bad option' },
+      { path: 'spec.env.__proto__', message: 'reserved' },
+    ]);
+    expect(rejectionOf('jobline.cmd.acme.submit', { jobId: 42 }, err)).toEqual({
+      subject: 'jobline.cmd.acme.submit',
+      code: 'invalid_argument',
+      field: 'spec.priority',
+      message: 'invalid submit command: spec.priority: bad option; spec.env.__proto__: reserved',
+    });
+    expect(rejectionOf('jobline.cmd.acme.cancel', null, new Error('secret'))).toEqual({
+      subject: 'jobline.cmd.acme.cancel',
+      code: 'internal',
+      message: 'the command could not be handled; the orchestrator log has the details',
+    });
+  });
+
+  it('knows the verbs and refuses any other, naming (subject)', () => {
+    expect(commandVerbOf('jobline.cmd.acme.cancel')).toEqual({ owner: 'acme', verb: 'cancel' });
+    for (const subject of ['jobline.cmd.acme.frobnicate', 'jobline.cmd.acme', 'jobline.cmd.acme.submit.extra', 'jobline.cmd.acme.__proto__']) {
+      expect(() => commandVerbOf(subject)).toThrow(ValidationError);
+      try {
+        commandVerbOf(subject);
+      } catch (e) {
+        expect((e as ValidationError).issues[0].path).toBe('(subject)');
+      }
+    }
+  });
+
+  it('takes an inbox as reply subject and refuses anything else', () => {
+    expect(replyInboxOf(headers(undefined))).toBeUndefined();
+    expect(replyInboxOf(headers('_INBOX.abc'))).toBe('_INBOX.abc');
+    expect(replyInboxOf(headers('_INBOX_acme.abc.def'))).toBe('_INBOX_acme.abc.def');
+    for (const bad of ['jobline.evt.x.JobCompleted', '_INBOX.>', '_INBOX.*', '_INBOX.a b', '$JS.API.STREAM.DELETE.JOBLINE_EVT', '_INBOX']) {
+      expect(() => replyInboxOf(headers(bad))).toThrow(/Jobline-Reply-To must name an inbox/);
+    }
+  });
+});

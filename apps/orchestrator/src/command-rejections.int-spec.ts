@@ -1,0 +1,152 @@
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { createInbox, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import type { INestMicroservice } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { CommandRejectionSchema, CommandReplySchema, STREAMS, jobStreamName, subjects, type CommandRejection, type CommandReply } from '../../../libs/contracts/src';
+import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
+import { connectNats } from '../../../libs/messaging/src/connection';
+import { ensureStreams } from '../../../libs/messaging/src/streams';
+import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
+import type { Orchestrator } from './orchestrator';
+import { COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
+
+const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
+
+/** Collects what arrives on a subject, so a test can wait for the message it expects. */
+class Inbox {
+  readonly got: unknown[] = [];
+  private readonly sub: Subscription;
+  constructor(
+    nc: NatsConnection,
+    readonly subject: string,
+  ) {
+    this.sub = nc.subscribe(subject, {
+      callback: (_err, m) => {
+        this.got.push(m.json());
+      },
+    });
+  }
+  next<T>(pick: (m: T) => boolean, what: string): Promise<T> {
+    return eventually(() => this.got.find((m) => pick(m as T)) as T | undefined, 20_000, what);
+  }
+  close(): void {
+    this.sub.unsubscribe();
+  }
+}
+
+describe('refused NATS commands are visible to their sender (real nats-server, SQLite store)', () => {
+  let dir: TempDir;
+  let server: RunningNatsServer;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let store: SqliteEventStore;
+  let checkpoints: SqliteCheckpointStore;
+  let app: INestMicroservice;
+  let orchestrator: Orchestrator;
+  let publisher: JetStreamPublisher;
+  let rejections: Inbox;
+
+  beforeAll(async () => {
+    dir = tempDir();
+    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
+    nc = await connectNats({ servers: server.url, name: 'rejections-test' });
+    jsm = await jetstreamManager(nc);
+    publisher = new JetStreamPublisher(jetstream(nc));
+    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
+    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
+    // An earlier version's per-verb consumer, holding a command nobody handled yet: the new consumer takes it over.
+    await ensureStreams(jsm);
+    await jsm.consumers.add(STREAMS.commands, { durable_name: 'orchestrator-submit', ack_policy: AckPolicy.Explicit, filter_subject: 'jobline.cmd.*.submit' });
+    leftOver = randomUUID();
+    await publisher.publish(subjects.submit('alice'), { jobId: leftOver, spec: { command: 'true' } }, { msgId: leftOver });
+    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet }));
+    rejections = new Inbox(nc, subjects.rejections('alice'));
+    await nc.flush();
+  });
+  let leftOver: string;
+
+  afterAll(async () => {
+    rejections?.close();
+    await app?.close();
+    await orchestrator?.stop();
+    await nc?.drain();
+    await store?.close();
+    await checkpoints?.close();
+    await server?.stop();
+    dir?.remove();
+  });
+
+  const recorded = async (jobId: string) => (await store.readStream(jobStreamName(jobId))).map((r) => r.type);
+
+  it('an invalid submit is published on jobline.rej.<owner> and answered on its reply inbox, naming the field; nothing is recorded', async () => {
+    const jobId = randomUUID();
+    const inbox = new Inbox(nc, createInbox());
+    const replyTo = inbox.subject;
+    await nc.flush();
+    await publisher.publish(subjects.submit('alice'), { jobId, spec: { command: 'true', priority: 'urgent' } }, { msgId: jobId, headers: { 'Jobline-Reply-To': replyTo } });
+    const rejection = await rejections.next<CommandRejection>((m) => m.jobId === jobId, 'the rejection');
+    expect(CommandRejectionSchema.parse(rejection)).toEqual(rejection);
+    expect(rejection).toMatchObject({ subject: 'jobline.cmd.alice.submit', jobId, code: 'invalid_argument', field: 'spec.priority' });
+    expect(rejection.message).toMatch(/spec\.priority/);
+    const reply = await inbox.next<CommandReply>(() => true, 'the reply');
+    expect(CommandReplySchema.parse(reply)).toEqual({ ok: false, ...rejection });
+    inbox.close();
+    expect(await recorded(jobId)).toEqual([]);
+  });
+
+  it('a command on an unknown verb is refused the same way, and not left in the stream', async () => {
+    const jobId = randomUUID();
+    await publisher.publish('jobline.cmd.alice.frobnicate', { jobId }, { msgId: randomUUID() });
+    const rejection = await rejections.next<CommandRejection>((m) => m.subject === 'jobline.cmd.alice.frobnicate', 'the rejection');
+    expect(rejection).toEqual({ subject: 'jobline.cmd.alice.frobnicate', jobId, code: 'invalid_argument', field: '(subject)', message: expect.stringMatching(/unknown command verb 'frobnicate'/) });
+    await eventually(async () => (await jsm.streams.info(STREAMS.commands)).state.messages === 0 || undefined, 10_000, 'the stream to be empty');
+    expect(await recorded(jobId)).toEqual([]);
+  });
+
+  it('a payload that is not JSON is refused naming (payload)', async () => {
+    const marker = randomUUID();
+    await publisher.publish(subjects.cancel('alice'), new TextEncoder().encode(`not json ${marker}`), { msgId: marker });
+    const rejection = await rejections.next<CommandRejection>((m) => m.subject === 'jobline.cmd.alice.cancel' && m.field === '(payload)', 'the rejection');
+    expect(rejection).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/not JSON/) });
+  });
+
+  it('a cancel of a job that is not there is refused with the error code of the table', async () => {
+    const jobId = randomUUID();
+    await publisher.publish(subjects.cancel('alice'), { jobId, reason: 'x' });
+    const rejection = await rejections.next<CommandRejection>((m) => m.jobId === jobId, 'the rejection');
+    expect(rejection).toMatchObject({ subject: 'jobline.cmd.alice.cancel', code: 'invalid_argument', message: expect.stringMatching(/no job/) });
+  });
+
+  it('a Jobline-Reply-To that is not an inbox gets the command refused (nothing recorded), not a publish elsewhere', async () => {
+    const jobId = randomUUID();
+    const hijack = new Inbox(nc, 'jobline.evt.>');
+    await nc.flush();
+    await publisher.publish(subjects.submit('alice'), { jobId, spec: { command: 'true' } }, { msgId: jobId, headers: { 'Jobline-Reply-To': `jobline.evt.${jobId}.JobCompleted` } });
+    const rejection = await rejections.next<CommandRejection>((m) => m.jobId === jobId, 'the rejection');
+    expect(rejection).toMatchObject({ code: 'invalid_argument', field: 'Jobline-Reply-To' });
+    expect(await recorded(jobId)).toEqual([]);
+    expect(hijack.got).toEqual([]);
+    hijack.close();
+  });
+
+  it('a recorded command is answered {ok: true} on its inbox, and is not on the rejections subject', async () => {
+    const jobId = randomUUID();
+    const inbox = new Inbox(nc, `_INBOX_alice.${randomUUID().replace(/-/g, '')}`);
+    const replyTo = inbox.subject;
+    await nc.flush();
+    await publisher.publish(subjects.submit('alice'), { jobId, spec: { command: 'true' } }, { msgId: jobId, headers: { 'Jobline-Reply-To': replyTo } });
+    expect(await inbox.next<CommandReply>(() => true, 'the reply')).toEqual({ ok: true, subject: 'jobline.cmd.alice.submit', jobId });
+    expect(await recorded(jobId)).toContain('JobSubmitted');
+    expect(rejections.got.some((m) => (m as CommandRejection).jobId === jobId)).toBe(false);
+    inbox.close();
+  });
+
+  it("takes over the commands an earlier version's per-verb consumer left, and removes that consumer", async () => {
+    await eventually(async () => (await recorded(leftOver)).includes('JobSubmitted') || undefined, 20_000, 'the left-over submit');
+    const names: string[] = [];
+    for await (const c of jsm.consumers.list(STREAMS.commands)) names.push(c.name);
+    expect(names).toEqual([COMMANDS_DURABLE]);
+  });
+});
