@@ -3,6 +3,7 @@ import { Client } from 'pg';
 import { eventually } from '../../testing/src/eventually';
 import { dropSchema, randomSchemaName, testPostgres } from '../../testing/src/postgres';
 import { tempDir } from '../../testing/src/temp-dir';
+import { contentHash } from './event-chain';
 import { describeEventStoreConformance } from './event-store.conformance';
 import { WrongExpectedRevisionError, type NewEvent, type RecordedEvent, type Subscription } from './event-store.port';
 import { openEventStore } from './open-event-store';
@@ -164,8 +165,8 @@ if (!postgres.available) {
         await holder.query('BEGIN');
         const heldEvent = event('Held');
         const held = await holder.query(
-          `SELECT last_position::int AS position FROM "${schema}".append_events($1, $2, $3::text[], $4::text[], $5::json[], $6::json[])`,
-          ['held', -1, [heldEvent.id], [heldEvent.type], ['{}'], ['{}']],
+          `SELECT last_position::int AS position FROM "${schema}".append_events($1, $2, $3::text[], $4::text[], $5::json[], $6::json[], $7::text[])`,
+          ['held', -1, [heldEvent.id], [heldEvent.type], ['{}'], ['{}'], [contentHash({ ...heldEvent, streamId: 'held', data: {}, metadata: {} })]],
         );
         const heldPosition = (held.rows[0] as { position: number }).position;
         const later = writer.appendToStream('later', [event('Later')], 'no_stream');
