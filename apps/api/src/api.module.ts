@@ -14,6 +14,8 @@ import { AuthGuard, TOKEN_REGISTRY } from './http/auth.guard';
 import { ProblemFilter } from './http/problem.filter';
 import { JobsController } from './jobs.controller';
 import { JobsService } from './jobs.service';
+import { ProvenanceController } from './provenance.controller';
+import { ProvenanceService } from './provenance.service';
 import { LogsService } from './logs/logs.service';
 import { API_METRICS, ApiMetrics } from './metrics/api-metrics';
 import { MetricsController } from './metrics/metrics.controller';
@@ -99,7 +101,7 @@ export interface ApiApp {
 }
 
 /** Every controller of the api (the OpenAPI test checks each route is documented). */
-export const API_CONTROLLERS = [JobsController, SystemController, HealthController, MetricsController, DashboardController];
+export const API_CONTROLLERS = [JobsController, ProvenanceController, SystemController, HealthController, MetricsController, DashboardController];
 
 @Module({})
 export class ApiModule {
@@ -114,6 +116,7 @@ export class ApiModule {
         { provide: API_METRICS, useValue: metrics },
         { provide: WS_GATEWAY_OPTIONS, useValue: { ...WS_GATEWAY_DEFAULTS, ...stripUndefined(ws) } },
         JobsService,
+        ProvenanceService,
         LogsService,
         AuthGuard,
         WsGateway,

@@ -195,6 +195,27 @@ export function buildProgram(): Command {
       process.exitCode = result.problems.length === 0 && result.liveMatches !== false ? 0 : 1;
     });
 
+  program
+    .command('verify')
+    .description('recompute the hash chain of the event store (or one job): exit 0 intact, 1 tampered (naming the first bad position), 2 when it cannot be read')
+    .addOption(new Option('--data-dir <dir>', 'the data folder of `jobline dev` (its events.db)').env('JOBLINE_DATA_DIR').default('.jobline'))
+    .addOption(new Option('--store <spec>', 'sqlite, or a postgres:// or kurrentdb:// URL').env('JOBLINE_EVENT_STORE').default('sqlite'))
+    .option('--job <id>', 'only this job')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { dataDir: string; store: string; job?: string; json?: boolean }) => {
+      const { verify, formatVerification } = await import('./verify');
+      let result;
+      try {
+        result = await verify(o);
+      } catch (err) {
+        process.stderr.write(`jobline verify: cannot verify: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      process.stdout.write(o.json ? `${JSON.stringify(result, null, 2)}\n` : formatVerification(result, o.job ? `job ${o.job}` : 'event store'));
+      process.exitCode = result.intact ? 0 : 1;
+    });
+
   // Job commands over gRPC with mTLS; see resolveRemoteConfig for where the settings come from.
   // Colours only on a terminal (NO_COLOR, TERM=dumb and FORCE_COLOR respected); progress notes only when stderr is one.
   const stdio: Output = {
