@@ -2,7 +2,9 @@ import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
-import { PostgresEventStore, SqliteEventStore, type EventStore } from '../../libs/event-store/src';
+import { writeFileSync } from 'node:fs';
+import { PostgresEventStore, SqliteEventStore, chainCheckpointStoreFor, loadSigningKey, type EventStore } from '../../libs/event-store/src';
+import { ChainCheckpointer } from '../../apps/orchestrator/src/chain-checkpointer';
 import { dropSchema, randomSchemaName, testPostgres } from '../../libs/testing/src/postgres';
 import { tempDir, type TempDir } from '../../libs/testing/src/temp-dir';
 import { recordJob } from '../../apps/api/src/testing/job-history';
@@ -48,6 +50,40 @@ describe('jobline verify (built CLI)', () => {
     expect(jobline(['verify', '--data-dir', dir.path]).stdout).toContain(`TAMPERED at position ${bobEvents[0].position} (edited)`);
     expect(jobline(['verify', '--data-dir', dir.path, '--job', alice]).status).toBe(0);
     expect(jobline(['verify', '--data-dir', dir.path, '--job', bob]).status).toBe(1);
+  });
+
+  it('a checkpoint the auditor kept catches a truncated tail even after the stored checkpoints were wiped', async () => {
+    const store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
+    await recordSome(store);
+    const signer = new ChainCheckpointer({
+      eventStore: store,
+      checkpoints: chainCheckpointStoreFor(store)!,
+      key: loadSigningKey(join(dir.path, 'signing-key.pem'), { create: true }),
+      publish: () => undefined,
+      intervalMs: 60_000,
+    });
+    const checkpoint = (await signer.tick())!;
+    await store.close();
+    writeFileSync(join(dir.path, 'kept.json'), JSON.stringify(checkpoint));
+
+    const matched = jobline(['verify', '--data-dir', dir.path]);
+    expect(matched).toMatchObject({ status: 0 });
+    expect(matched.stdout).toContain('signed checkpoints: 1 matched');
+
+    const db = new Database(join(dir.path, 'events.db'));
+    db.prepare('DELETE FROM events WHERE position >= ?').run(checkpoint.position - 1);
+    db.prepare('DELETE FROM chain_checkpoints').run();
+    db.close();
+    expect(jobline(['verify', '--data-dir', dir.path]).status).toBe(0);
+    const caught = jobline(['verify', '--data-dir', dir.path, '--checkpoint', join(dir.path, 'kept.json')]);
+    expect(caught.status).toBe(1);
+    expect(caught.stdout).toContain(`TAMPERED at position ${checkpoint.position - 1} (truncated)`);
+
+    // A kept checkpoint that no trusted key signed is refused, not silently ignored.
+    writeFileSync(join(dir.path, 'forged.json'), JSON.stringify({ ...checkpoint, chainHash: 'f'.repeat(64) }));
+    const forged = jobline(['verify', '--data-dir', dir.path, '--checkpoint', join(dir.path, 'forged.json')]);
+    expect(forged.status).toBe(2);
+    expect(forged.stderr).toMatch(/not signed by a trusted key/);
   });
 
   it('exits 2 when there is no store to verify (and creates none)', () => {

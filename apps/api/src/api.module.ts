@@ -5,6 +5,8 @@ import { NestFactory } from '@nestjs/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { SigningKey } from '../../../libs/event-store/src/chain-checkpoint';
+import { chainCheckpointStoreFor } from '../../../libs/event-store/src/chain-checkpoint.stores';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { ensureStreams, type StreamOptions } from '../../../libs/messaging/src/streams';
 import { API_CONTEXT, type ApiContext } from './api.context';
@@ -53,6 +55,8 @@ export interface ApiOptions {
   submitTimeoutMs?: number;
   /** An executor silent longer than this is shown as not alive (default 10,000 ms). */
   executorAliveMs?: number;
+  /** Signs attestations and checks chain checkpoints; null (default): none (verify trusts no checkpoint, no attestations). */
+  signingKey?: SigningKey | null;
   /** Create or update the JetStream streams at start (default true). */
   ensureStreams?: boolean;
   streams?: StreamOptions;
@@ -174,6 +178,8 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     submitTimeoutMs,
     bus: options.bus ?? watchBus(nc),
     logs,
+    signingKey: options.signingKey ?? null,
+    chainCheckpoints: chainCheckpointStoreFor(options.eventStore) ?? null,
   };
 
   const metrics = new ApiMetrics({ ...ctx, extraRegistries: options.extraRegistries });

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { JoblineError, jobStreamName } from '../../../libs/contracts/src';
+import { trustedHeads } from '../../../libs/event-store/src/chain-checkpoint';
 import { verifyStore, verifyStream, type ChainVerification } from '../../../libs/event-store/src/chain-verifier';
 import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
@@ -19,9 +20,11 @@ export class ProvenanceService {
     return verifyStream(this.ctx.eventStore, jobStreamName(job.id));
   }
 
-  /** The whole log: admins only (it names every job's stream). */
+  /** The whole log, against the stored checkpoints this api's key signed: admins only (it names every job's stream). */
   async verifyAll(caller: Caller): Promise<ChainVerification> {
     if (!caller.admin) throw new JoblineError('permission_denied', 'verifying the whole store is for admins; verify your own jobs at /v1/jobs/{id}/verify');
-    return verifyStore(this.ctx.eventStore);
+    const stored = (await this.ctx.chainCheckpoints?.list()) ?? [];
+    const { trusted, untrusted } = trustedHeads(stored, this.ctx.signingKey ? [this.ctx.signingKey.publicKey] : []);
+    return { ...(await verifyStore(this.ctx.eventStore, { trusted })), checkpointsIgnored: untrusted };
   }
 }

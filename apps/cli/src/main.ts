@@ -201,12 +201,15 @@ export function buildProgram(): Command {
     .addOption(new Option('--data-dir <dir>', 'the data folder of `jobline dev` (its events.db)').env('JOBLINE_DATA_DIR').default('.jobline'))
     .addOption(new Option('--store <spec>', 'sqlite, or a postgres:// or kurrentdb:// URL').env('JOBLINE_EVENT_STORE').default('sqlite'))
     .option('--job <id>', 'only this job')
+    .option('--public-key <pem>', 'trust checkpoints signed by this public key (repeatable; default: the signing key file\'s)', collect, [])
+    .option('--checkpoint <file>', 'a checkpoint you kept (JSON, as published on jobline.chain.checkpoint; repeatable)', collect, [])
+    .addOption(new Option('--signing-key-file <file>', 'the orchestrator\'s key (its public half is trusted by default)').env('JOBLINE_SIGNING_KEY_FILE'))
     .option('--json', 'print the result as JSON')
-    .action(async (o: { dataDir: string; store: string; job?: string; json?: boolean }) => {
+    .action(async (o: { dataDir: string; store: string; job?: string; json?: boolean; publicKey: string[]; checkpoint: string[]; signingKeyFile?: string }) => {
       const { verify, formatVerification } = await import('./verify');
       let result;
       try {
-        result = await verify(o);
+        result = await verify({ ...o, publicKeys: o.publicKey, checkpointFiles: o.checkpoint });
       } catch (err) {
         process.stderr.write(`jobline verify: cannot verify: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exitCode = 2;
@@ -306,6 +309,11 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** Commander accumulator for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 /**

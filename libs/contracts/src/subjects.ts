@@ -43,6 +43,8 @@ export const subjects = {
   packaged: (jobId: string) => `jobline.pkg.done.${jobId}`,
   packagedAll: 'jobline.pkg.done.*',
   packagesAll: 'jobline.pkg.>',
+  /** Signed chain checkpoints of the event store (core NATS), published by the orchestrator. */
+  chainCheckpoint: () => 'jobline.chain.checkpoint',
 } as const;
 
 /** Parses `jobline.cmd.<owner>.<verb>`; null when the subject is not one. */

@@ -37,6 +37,8 @@ export interface ChainVerification {
   chainHash: string | null;
   /** Trusted heads that the log matched. */
   checkpointsMatched: number;
+  /** Checkpoints not used as trusted heads: signed by no trusted key, or forged. */
+  checkpointsIgnored: number;
   problem?: ChainProblem;
 }
 
@@ -59,7 +61,7 @@ export async function verifyStore(
   const trusted = [...(options.trusted ?? [])].sort((a, b) => a.position - b.position);
   let nextTrusted = 0;
   const streams = new Map<string, StreamTip>();
-  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0 };
+  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0, checkpointsIgnored: 0 };
   let chained = false;
   let after = -1;
   const fail = (problem: ChainProblem): ChainVerification => ({ ...result, intact: false, problem });
@@ -154,7 +156,7 @@ export async function verifyStore(
  */
 export async function verifyStream(store: EventStore, streamId: string): Promise<ChainVerification> {
   const events = await store.readStream(streamId);
-  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0 };
+  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0, checkpointsIgnored: 0 };
   let previous: StreamTip | undefined;
   let chained = false;
   for (const event of events) {

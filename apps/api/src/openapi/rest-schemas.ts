@@ -73,6 +73,7 @@ export const ChainVerificationSchema = z
     headPosition: z.number().int().describe('Position of the last verified event; -1 when none'),
     chainHash: z.string().nullable().describe('Its link in the chain (hex sha256); null when none'),
     checkpointsMatched: z.number().int().min(0).describe('Signed checkpoints the log matched'),
+    checkpointsIgnored: z.number().int().min(0).describe('Stored checkpoints not signed by a trusted key (not used)'),
     problem: z
       .strictObject({
         kind: z.enum(['edited', 'removed', 'inserted', 'reordered', 'truncated', 'checkpoint']),
