@@ -1,5 +1,6 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
+import type { ChainCheckpointStore, SigningKey } from '../../../libs/event-store/src/chain-checkpoint';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
 import type { LogReader } from '../../../libs/messaging/src/log-reader';
 import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
@@ -23,4 +24,8 @@ export interface ApiContext {
   bus: BusState;
   /** The one log reader every edge follows logs through (one shared live tail per job). */
   logs: LogReader;
+  /** The key that signs attestations; its public half checks the stored chain checkpoints. */
+  signingKey: SigningKey | null;
+  /** Signed chain checkpoints beside the events (none on EventStoreDB). */
+  chainCheckpoints: ChainCheckpointStore | null;
 }

@@ -5,6 +5,8 @@ import { NestFactory } from '@nestjs/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { SigningKey } from '../../../libs/event-store/src/chain-checkpoint';
+import { chainCheckpointStoreFor } from '../../../libs/event-store/src/chain-checkpoint.stores';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { ensureStreams, type StreamOptions } from '../../../libs/messaging/src/streams';
 import { API_CONTEXT, type ApiContext } from './api.context';
@@ -14,6 +16,8 @@ import { AuthGuard, TOKEN_REGISTRY } from './http/auth.guard';
 import { ProblemFilter } from './http/problem.filter';
 import { JobsController } from './jobs.controller';
 import { JobsService } from './jobs.service';
+import { ProvenanceController } from './provenance.controller';
+import { ProvenanceService } from './provenance.service';
 import { LogsService } from './logs/logs.service';
 import { API_METRICS, ApiMetrics } from './metrics/api-metrics';
 import { MetricsController } from './metrics/metrics.controller';
@@ -51,6 +55,8 @@ export interface ApiOptions {
   submitTimeoutMs?: number;
   /** An executor silent longer than this is shown as not alive (default 10,000 ms). */
   executorAliveMs?: number;
+  /** Signs attestations and checks chain checkpoints; null (default): none (verify trusts no checkpoint, no attestations). */
+  signingKey?: SigningKey | null;
   /** Create or update the JetStream streams at start (default true). */
   ensureStreams?: boolean;
   streams?: StreamOptions;
@@ -99,7 +105,7 @@ export interface ApiApp {
 }
 
 /** Every controller of the api (the OpenAPI test checks each route is documented). */
-export const API_CONTROLLERS = [JobsController, SystemController, HealthController, MetricsController, DashboardController];
+export const API_CONTROLLERS = [JobsController, ProvenanceController, SystemController, HealthController, MetricsController, DashboardController];
 
 @Module({})
 export class ApiModule {
@@ -114,6 +120,7 @@ export class ApiModule {
         { provide: API_METRICS, useValue: metrics },
         { provide: WS_GATEWAY_OPTIONS, useValue: { ...WS_GATEWAY_DEFAULTS, ...stripUndefined(ws) } },
         JobsService,
+        ProvenanceService,
         LogsService,
         AuthGuard,
         WsGateway,
@@ -174,6 +181,8 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     submitTimeoutMs,
     bus: options.bus ?? watchBus(nc),
     logs,
+    signingKey: options.signingKey ?? null,
+    chainCheckpoints: chainCheckpointStoreFor(options.eventStore) ?? null,
   };
 
   const metrics = new ApiMetrics({ ...ctx, extraRegistries: options.extraRegistries });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import { ConfigError, type JoblineConfig } from '../../../libs/config/src';
-import { openEventStore } from '../../../libs/event-store/src';
+import { loadSigningKey, openEventStore } from '../../../libs/event-store/src';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
 import { connectBus, createLogger, enableExplicitGc, nestLogger, readTlsDir, streamOptions, watchBus, type BusState, type ServiceLogger, type TlsFiles } from '../../../libs/service/src';
 import { ApiTokensSchema, type ApiToken } from './api-tokens';
@@ -118,6 +118,7 @@ export async function startApi(config: JoblineConfig, deps: ApiDeps = {}): Promi
     const base = {
       nc,
       bus,
+      signingKey: loadSigningKey(resolve(config.signingKeyFile), { create: true }),
       eventStore,
       projection,
       tokens,

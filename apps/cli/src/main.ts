@@ -195,6 +195,30 @@ export function buildProgram(): Command {
       process.exitCode = result.problems.length === 0 && result.liveMatches !== false ? 0 : 1;
     });
 
+  program
+    .command('verify')
+    .description('recompute the hash chain of the event store (or one job): exit 0 intact, 1 tampered (naming the first bad position), 2 when it cannot be read')
+    .addOption(new Option('--data-dir <dir>', 'the data folder of `jobline dev` (its events.db)').env('JOBLINE_DATA_DIR').default('.jobline'))
+    .addOption(new Option('--store <spec>', 'sqlite, or a postgres:// or kurrentdb:// URL').env('JOBLINE_EVENT_STORE').default('sqlite'))
+    .option('--job <id>', 'only this job')
+    .option('--public-key <pem>', 'trust checkpoints signed by this public key (repeatable; default: the signing key file\'s)', collect, [])
+    .option('--checkpoint <file>', 'a checkpoint you kept (JSON, as published on jobline.chain.checkpoint; repeatable)', collect, [])
+    .addOption(new Option('--signing-key-file <file>', 'the orchestrator\'s key (its public half is trusted by default)').env('JOBLINE_SIGNING_KEY_FILE'))
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { dataDir: string; store: string; job?: string; json?: boolean; publicKey: string[]; checkpoint: string[]; signingKeyFile?: string }) => {
+      const { verify, formatVerification } = await import('./verify');
+      let result;
+      try {
+        result = await verify({ ...o, publicKeys: o.publicKey, checkpointFiles: o.checkpoint });
+      } catch (err) {
+        process.stderr.write(`jobline verify: cannot verify: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      process.stdout.write(o.json ? `${JSON.stringify(result, null, 2)}\n` : formatVerification(result, o.job ? `job ${o.job}` : 'event store'));
+      process.exitCode = result.intact ? 0 : 1;
+    });
+
   // Job commands over gRPC with mTLS; see resolveRemoteConfig for where the settings come from.
   // Colours only on a terminal (NO_COLOR, TERM=dumb and FORCE_COLOR respected); progress notes only when stderr is one.
   const stdio: Output = {
@@ -285,6 +309,11 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** Commander accumulator for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 /**

@@ -12,6 +12,9 @@ import type { HandledCommand } from './job-command.handler';
 import { TERMINAL_PHASES, publicStatus } from '../../../libs/domain/src';
 import type { Orchestrator } from './orchestrator';
 import { createOrchestratorApp } from './orchestrator.module';
+import { ChainCheckpointer } from './chain-checkpointer';
+import { chainCheckpointStoreFor, loadSigningKey } from '../../../libs/event-store/src';
+import { subjects } from '../../../libs/contracts/src';
 
 /** What `jobline dev` and tests may hand in instead of what the configuration would open. */
 export interface OrchestratorDeps {
@@ -83,6 +86,21 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
     });
     cleanups.push(() => orchestrator.stop());
     cleanups.push(() => (app as INestMicroservice).close());
+    const chainCheckpoints = config.orchestrator.checkpointIntervalMs > 0 ? chainCheckpointStoreFor(eventStore) : undefined;
+    if (chainCheckpoints) {
+      const bus = nc;
+      const checkpointer = new ChainCheckpointer({
+        eventStore,
+        checkpoints: chainCheckpoints,
+        key: loadSigningKey(resolve(config.signingKeyFile), { create: true }),
+        publish: (c) => bus.publish(subjects.chainCheckpoint(), JSON.stringify(c)),
+        intervalMs: config.orchestrator.checkpointIntervalMs,
+        onError: (err) => logger.warn({ err }, 'orchestrator: a chain checkpoint was not signed'),
+      });
+      checkpointer.start();
+      // Registered after the orchestrator's own stop: it runs first, so the final head is signed while the store is open.
+      cleanups.push(() => checkpointer.stop());
+    }
     const store = eventStore;
     new Gauge({
       name: 'jobline_relay_lag_events',

@@ -34,7 +34,9 @@ export interface JoblineConfig {
     /** null: the built one next to the code; false: none. */
     dashboardDir: string | null | false;
   };
-  orchestrator: { cancelConfirmMs: number; packager: boolean; httpPort: number | null };
+  orchestrator: { cancelConfirmMs: number; packager: boolean; httpPort: number | null; checkpointIntervalMs: number };
+  /** The Ed25519 key of chain checkpoints and attestations (created when missing). */
+  signingKeyFile: string;
   executor: {
     id: string;
     capacity: number;
@@ -154,7 +156,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       cancelConfirmMs: get('JOBLINE_CANCEL_CONFIRM_MS') ?? 30_000,
       packager: get('JOBLINE_PACKAGER') ?? true,
       httpPort: sidePort('JOBLINE_ORCHESTRATOR_HTTP_PORT', 8081),
+      checkpointIntervalMs: get('JOBLINE_CHECKPOINT_INTERVAL_MS') ?? 10_000,
     },
+    signingKeyFile: get('JOBLINE_SIGNING_KEY_FILE') ?? `${dataDir}/signing-key.pem`,
     executor: {
       id: get('JOBLINE_EXECUTOR_ID') ?? 'local',
       capacity: get('JOBLINE_EXECUTOR_CAPACITY') ?? 4,

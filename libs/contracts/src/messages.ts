@@ -234,3 +234,20 @@ export const PackagingResultSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('failed'), jobId: JobIdSchema, reason: z.string().min(1).max(4096) }),
 ]);
 export type PackagingResult = z.output<typeof PackagingResultSchema>;
+
+/**
+ * `jobline.chain.checkpoint` (core NATS): a signed statement of the event store's chain head
+ * ("the log up to position has link chainHash"), published by the orchestrator and kept in
+ * the store. Keep one to detect a rewritten or truncated history later (`jobline verify`).
+ */
+export const ChainCheckpointSchema = z
+  .strictObject({
+    type: z.literal('jobline.chain-checkpoint/v1'),
+    position: z.number().int().min(1).describe('The store position of the chain head'),
+    chainHash: z.string().regex(/^[0-9a-f]{64}$/).describe('Its chainHash (hex sha256)'),
+    signedAt: z.string().describe('ISO-8601'),
+    keyId: z.string().regex(/^[0-9a-f]{64}$/).describe('sha256 of the signing public key (SPKI DER), hex'),
+    signature: z.string().min(1).describe('Ed25519 over the RFC 8785 canonical JSON of the other fields, base64'),
+  })
+  .describe('A signed chain checkpoint');
+export type ChainCheckpointMessage = z.output<typeof ChainCheckpointSchema>;

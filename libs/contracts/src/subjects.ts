@@ -58,6 +58,8 @@ export const subjects = {
   packaged: (jobId: string) => `jobline.pkg.done.${jobId}`,
   packagedAll: 'jobline.pkg.done.*',
   packagesAll: 'jobline.pkg.>',
+  /** Signed chain checkpoints of the event store (core NATS), published by the orchestrator. */
+  chainCheckpoint: () => 'jobline.chain.checkpoint',
 } as const;
 
 /** The verbs of `jobline.cmd.<owner>.<verb>`; any other verb is refused (on `jobline.rej.<owner>`). */

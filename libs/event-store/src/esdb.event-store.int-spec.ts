@@ -12,6 +12,7 @@ if (connectionString) {
       store,
       openAnother: async () => new EventStoreDbEventStore({ connectionString }),
       cleanup: () => store.close(),
+      chained: false,
     };
   });
 } else {

@@ -1,6 +1,8 @@
 /// <reference types="jest" />
 import { randomUUID } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { chainLink, contentHash, streamLink } from './event-chain';
+import { verifyStream } from './chain-verifier';
 import {
   WrongExpectedRevisionError,
   type EventStore,
@@ -17,6 +19,8 @@ export interface ConformanceSubject {
    */
   openAnother(): Promise<EventStore>;
   cleanup(): Promise<void>;
+  /** false for an adapter that keeps no hash chain (EventStoreDB); default true. */
+  chained?: boolean;
 }
 
 /**
@@ -217,6 +221,31 @@ export function describeEventStoreConformance(name: string, factory: () => Promi
         expect(afterThird).toHaveLength(1);
         expect(afterThird[0].position).toBeGreaterThan(seen[2].position);
         expect(await store.readAll({ after: start, maxCount: 0 })).toEqual([]);
+      });
+    });
+
+    describe('hash chain', () => {
+      it('links every appended event to its stream and to the log, in the append itself', async () => {
+        if (subject.chained === false) return;
+        const start = await store.headPosition();
+        await store.appendToStream(streamName('x'), [event('A', { n: 1 }), event('B', { é: '✓' }, { actor: 'a' })], 'no_stream');
+        await store.appendToStream(streamName('y'), [event('A', [1, { b: 2, a: 1 }])], 'any');
+        await store.appendToStream(streamName('x'), [event('C')], 1);
+        // From the head seen first (inclusive), so the first new event's predecessor is known.
+        const log = await store.readAll({ after: start - 1 });
+        const ourEvents = ours(log);
+        expect(ourEvents).toHaveLength(4);
+        const tips = new Map<string, string>();
+        for (const [stream, events] of [[streamName('x'), await store.readStream(streamName('x'))], [streamName('y'), await store.readStream(streamName('y'))]] as const) {
+          for (const e of events) {
+            expect(e.chain?.streamHash).toBe(streamLink(tips.get(stream), e.revision, contentHash(e)));
+            tips.set(stream, e.chain!.streamHash);
+          }
+          expect((await verifyStream(store, stream)).intact).toBe(true);
+        }
+        for (let i = 1; i < log.length; i++) {
+          expect(log[i].chain?.chainHash).toBe(chainLink(log[i - 1].chain?.chainHash, log[i].position, log[i].chain!.streamHash));
+        }
       });
     });
 

@@ -3,6 +3,7 @@
  * production). Positions are global and strictly increasing across all streams; stream
  * revisions start at 0 for a stream's first event.
  */
+import type { EventChainLink } from './event-chain';
 
 export type ExpectedRevision =
   /** The stream must not exist yet. */
@@ -32,6 +33,12 @@ export interface RecordedEvent {
   metadata: Record<string, unknown>;
   /** When the store recorded it (ISO-8601). */
   recordedAt: string;
+  /**
+   * Its links in the tamper-evident hash chain (see event-chain.ts), set by the adapter in
+   * the append itself; absent for events recorded before the chain existed, and on adapters
+   * that keep none (EventStoreDB).
+   */
+  chain?: EventChainLink;
 }
 
 export interface AppendResult {

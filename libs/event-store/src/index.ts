@@ -1,4 +1,8 @@
 export * from './event-store.port';
+export * from './event-chain';
+export * from './chain-verifier';
+export * from './chain-checkpoint';
+export * from './chain-checkpoint.stores';
 export { SqliteEventStore, type SqliteEventStoreOptions } from './sqlite.event-store';
 export { SqliteCheckpointStore, type SqliteCheckpointStoreOptions } from './sqlite.checkpoint-store';
 export { SqliteSnapshotStore, type SqliteSnapshotStoreOptions } from './sqlite.snapshot-store';

@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { EventStoreDbEventStore, isEventStoreDbConnectionString, maskCredentials } from './esdb.event-store';
 import type { CheckpointStore, EventStore, SnapshotStore } from './event-store.port';
+import type { ChainCheckpointStore } from './chain-checkpoint';
+import { PostgresChainCheckpointStore, SqliteChainCheckpointStore } from './chain-checkpoint.stores';
 import { PostgresCheckpointStore } from './postgres.checkpoint-store';
 import { PostgresDatabase, maskPostgresUrl, type PostgresConnectionOptions } from './postgres.connection';
 import { PostgresEventStore, type PostgresEventStoreTuning } from './postgres.event-store';
@@ -24,6 +26,8 @@ export interface OpenedEventStore {
   sharedCheckpoints?: CheckpointStore;
   /** Snapshots in the event store's own database (as `sharedCheckpoints`). Undefined on EventStoreDB. */
   snapshots?: SnapshotStore;
+  /** Signed chain checkpoints, in the store's own database (as `sharedCheckpoints`). Undefined on EventStoreDB. */
+  chainCheckpoints?: ChainCheckpointStore;
   /** For logs: the adapter and where it is, with any password masked. */
   describe: string;
   close(): Promise<void>;
@@ -50,6 +54,7 @@ export function openEventStore(spec: string, dataDir: string, options: OpenEvent
       kind: 'sqlite',
       sharedCheckpoints: new SqliteCheckpointStore({ db: store.database }),
       snapshots: new SqliteSnapshotStore({ db: store.database }),
+      chainCheckpoints: new SqliteChainCheckpointStore({ db: store.database }),
       describe: `SQLite ${path}`,
       closeStore: () => store.close(),
     };
@@ -62,6 +67,7 @@ export function openEventStore(spec: string, dataDir: string, options: OpenEvent
       kind: 'postgres',
       sharedCheckpoints: new PostgresCheckpointStore({ database }),
       snapshots: new PostgresSnapshotStore({ database }),
+      chainCheckpoints: new PostgresChainCheckpointStore({ database }),
       describe: `PostgreSQL ${maskPostgresUrl(connectionString)} schema ${database.schema}`,
       closeStore: async () => {
         await store.close();

@@ -3,6 +3,8 @@ import { Client } from 'pg';
 import { eventually } from '../../testing/src/eventually';
 import { dropSchema, randomSchemaName, testPostgres } from '../../testing/src/postgres';
 import { tempDir } from '../../testing/src/temp-dir';
+import { verifyStore } from './chain-verifier';
+import { contentHash } from './event-chain';
 import { describeEventStoreConformance } from './event-store.conformance';
 import { WrongExpectedRevisionError, type NewEvent, type RecordedEvent, type Subscription } from './event-store.port';
 import { openEventStore } from './open-event-store';
@@ -71,6 +73,27 @@ if (!postgres.available) {
     afterAll(() => admin.end());
     afterEach(async () => {
       for (const store of opened.splice(0).reverse()) await store.close();
+    });
+
+    it('a schema written before the hash chain: old events verify as unchained, new ones are linked after them, the old function is gone', async () => {
+      const schema = freshSchema();
+      await admin.query(`CREATE SCHEMA "${schema}"`);
+      await admin.query(`CREATE TABLE "${schema}".events (
+        position bigint GENERATED ALWAYS AS IDENTITY (START WITH 1 CACHE 1) PRIMARY KEY, id text NOT NULL UNIQUE, stream_id text NOT NULL,
+        revision bigint NOT NULL, type text NOT NULL, data json NOT NULL, metadata json NOT NULL, recorded_at timestamptz NOT NULL,
+        CONSTRAINT events_stream_revision_unique UNIQUE (stream_id, revision))`);
+      await admin.query(`CREATE FUNCTION "${schema}".append_events(p_stream text, p_expected bigint, p_ids text[], p_types text[], p_data json[], p_metadata json[],
+        OUT next_revision bigint, OUT last_position bigint) LANGUAGE sql AS 'SELECT 0::bigint, 0::bigint'`);
+      await admin.query(`INSERT INTO "${schema}".events (id, stream_id, revision, type, data, metadata, recorded_at)
+        VALUES ($1, 'job-1', 0, 'A', '{}', '{}', now()), ($2, 'job-2', 0, 'A', '{}', '{}', now())`, [randomUUID(), randomUUID()]);
+
+      const store = open({ schema });
+      await store.appendToStream('job-1', [event('B')], 0);
+      await store.appendToStream('job-3', [event('A')], 'no_stream');
+      expect((await store.readAll()).map((e) => e.chain === undefined)).toEqual([true, true, false, false]);
+      expect(await verifyStore(store)).toMatchObject({ intact: true, events: 4, unchained: 2 });
+      const functions = await admin.query(`SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = 'append_events'`, [schema]);
+      expect((functions.rows[0] as { n: number }).n).toBe(1);
     });
 
     it('creates schema, table and function on first use, once, when four instances (four pools) start at once', async () => {
@@ -164,8 +187,8 @@ if (!postgres.available) {
         await holder.query('BEGIN');
         const heldEvent = event('Held');
         const held = await holder.query(
-          `SELECT last_position::int AS position FROM "${schema}".append_events($1, $2, $3::text[], $4::text[], $5::json[], $6::json[])`,
-          ['held', -1, [heldEvent.id], [heldEvent.type], ['{}'], ['{}']],
+          `SELECT last_position::int AS position FROM "${schema}".append_events($1, $2, $3::text[], $4::text[], $5::json[], $6::json[], $7::text[])`,
+          ['held', -1, [heldEvent.id], [heldEvent.type], ['{}'], ['{}'], [contentHash({ ...heldEvent, streamId: 'held', data: {}, metadata: {} })]],
         );
         const heldPosition = (held.rows[0] as { position: number }).position;
         const later = writer.appendToStream('later', [event('Later')], 'no_stream');

@@ -9,6 +9,7 @@ import {
   type RecordedEvent,
   type Subscription,
 } from './event-store.port';
+import { contentHash } from './event-chain';
 import { PostgresDatabase, isConnectionError, retryDelayMs, type PostgresConnectionOptions } from './postgres.connection';
 
 export interface PostgresEventStoreTuning {
@@ -51,6 +52,7 @@ const APPEND_LOCK_CLASS = 0x4a4c4e02;
 function schemaSql(db: PostgresDatabase): string {
   const events = db.table('events');
   const lock = `pg_advisory_xact_lock(${APPEND_LOCK_CLASS}, hashtext('${db.schema}'))`;
+  const sequence = `pg_get_serial_sequence('${events}', 'position')`;
   return `
 CREATE TABLE IF NOT EXISTS ${events} (
   position    bigint      GENERATED ALWAYS AS IDENTITY (START WITH 1 CACHE 1) PRIMARY KEY,
@@ -61,17 +63,35 @@ CREATE TABLE IF NOT EXISTS ${events} (
   data        json        NOT NULL,
   metadata    json        NOT NULL,
   recorded_at timestamptz NOT NULL,
+  stream_hash text,
+  chain_hash  text,
   CONSTRAINT events_id_unique UNIQUE (id),
   CONSTRAINT events_stream_revision_unique UNIQUE (stream_id, revision)
 );
+-- A table created before the hash chain: its rows stay unchained, new ones are linked. Only
+-- then: ALTER TABLE takes an exclusive lock even when the column exists, and would wait for
+-- every open transaction on the table at each process start.
+DO $mig$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                  WHERE table_schema = '${db.schema}' AND table_name = 'events' AND column_name = 'chain_hash') THEN
+    ALTER TABLE ${events} ADD COLUMN IF NOT EXISTS stream_hash text, ADD COLUMN IF NOT EXISTS chain_hash text;
+  END IF;
+END
+$mig$;
+-- The function without content hashes would append unchained events: it must not stay callable.
+DROP FUNCTION IF EXISTS ${db.table('append_events')}(text, bigint, text[], text[], json[], json[]);
 
 CREATE OR REPLACE FUNCTION ${db.table('append_events')}(
-  p_stream text, p_expected bigint, p_ids text[], p_types text[], p_data json[], p_metadata json[],
+  p_stream text, p_expected bigint, p_ids text[], p_types text[], p_data json[], p_metadata json[], p_content text[],
   OUT next_revision bigint, OUT last_position bigint)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
   v_count     bigint := cardinality(p_ids);
   v_current   bigint;
+  v_stream_hash text;
+  v_chain_hash text;
+  v_position  bigint;
   v_hit_stream text;
   v_hit_revision bigint;
   v_stored_ids text[];
@@ -94,22 +114,29 @@ BEGIN
       USING ERRCODE = 'JL002';
   END IF;
 
-  SELECT e.revision INTO v_current FROM ${events} e WHERE e.stream_id = p_stream ORDER BY e.revision DESC LIMIT 1;
+  SELECT e.revision, e.stream_hash INTO v_current, v_stream_hash FROM ${events} e WHERE e.stream_id = p_stream ORDER BY e.revision DESC LIMIT 1;
   IF NOT FOUND THEN
     v_current := -1;
   END IF;
   IF p_expected IS NOT NULL AND p_expected <> v_current THEN
     RAISE EXCEPTION 'wrong expected revision' USING ERRCODE = 'JL001', DETAIL = v_current::text;
   END IF;
+  IF cardinality(p_content) IS DISTINCT FROM v_count THEN
+    RAISE EXCEPTION 'one content hash per event is required' USING ERRCODE = 'JL003';
+  END IF;
 
-  WITH inserted AS (
-    INSERT INTO ${events} (id, stream_id, revision, type, data, metadata, recorded_at)
-    SELECT t.id, p_stream, v_current + t.n, t.type, t.data, t.metadata, v_now
-      FROM unnest(p_ids, p_types, p_data, p_metadata) WITH ORDINALITY AS t(id, type, data, metadata, n)
-      ORDER BY t.n
-    RETURNING position
-  )
-  SELECT max(inserted.position) INTO last_position FROM inserted;
+  -- The hash chain (event-chain.ts): the links are taken under the lock, so the log's previous
+  -- event is the one with the highest position, and each position is known before its row is written.
+  SELECT e.chain_hash INTO v_chain_hash FROM ${events} e ORDER BY e.position DESC LIMIT 1;
+  FOR i IN 1..v_count LOOP
+    v_position := nextval(${sequence});
+    v_stream_hash := encode(sha256(convert_to(coalesce(v_stream_hash, '') || ':' || (v_current + i)::text || ':' || p_content[i], 'UTF8')), 'hex');
+    v_chain_hash := encode(sha256(convert_to(coalesce(v_chain_hash, '') || ':' || v_position::text || ':' || v_stream_hash, 'UTF8')), 'hex');
+    INSERT INTO ${events} (position, id, stream_id, revision, type, data, metadata, recorded_at, stream_hash, chain_hash)
+      OVERRIDING SYSTEM VALUE
+      VALUES (v_position, p_ids[i], p_stream, v_current + i, p_types[i], p_data[i], p_metadata[i], v_now, v_stream_hash, v_chain_hash);
+  END LOOP;
+  last_position := v_position;
   next_revision := v_current + v_count;
   -- Delivered at commit, after the rows are visible.
   PERFORM pg_notify('${notifyChannel(db)}', last_position::text);
@@ -131,10 +158,12 @@ type EventRow = [
   data: unknown,
   metadata: Record<string, unknown>,
   recordedAt: string,
+  streamHash: string | null,
+  chainHash: string | null,
 ];
 
 const COLUMNS = `position, id, stream_id, revision, type, data, metadata,
-  to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), stream_hash, chain_hash`;
 
 /**
  * The shared event store on PostgreSQL: any number of processes (orchestrators, APIs) on
@@ -171,7 +200,7 @@ export class PostgresEventStore implements EventStore {
     this.readBatchSize = Math.max(1, Math.trunc(options.readBatchSize ?? 1000));
     const events = this.database.table('events');
     this.sql = {
-      append: `SELECT next_revision::text, last_position::text FROM ${this.database.table('append_events')}($1, $2, $3::text[], $4::text[], $5::json[], $6::json[])`,
+      append: `SELECT next_revision::text, last_position::text FROM ${this.database.table('append_events')}($1, $2, $3::text[], $4::text[], $5::json[], $6::json[], $7::text[])`,
       last: `SELECT revision::text, position::text FROM ${events} WHERE stream_id = $1 ORDER BY revision DESC LIMIT 1`,
       stream: `SELECT ${COLUMNS} FROM ${events} WHERE stream_id = $1 ORDER BY revision`,
       after: `SELECT ${COLUMNS} FROM ${events} WHERE position > $1 ORDER BY position LIMIT $2`,
@@ -192,11 +221,15 @@ export class PostgresEventStore implements EventStore {
     const types = events.map((e) => e.type);
     const data = events.map((e) => toJson(e.data));
     const metadata = events.map((e) => toJson(e.metadata ?? {}));
+    // Over the values as they will be read back (the json columns keep this exact text).
+    const content = events.map((e, i) =>
+      contentHash({ id: e.id, streamId, type: e.type, data: JSON.parse(data[i]), metadata: JSON.parse(metadata[i]) as Record<string, unknown> }),
+    );
     await this.ready();
     if (events.length === 0) return this.currentState(streamId, expected, expectedRevision);
     let rows: Array<{ next_revision: string; last_position: string }>;
     try {
-      rows = await this.database.query(this.sql.append, [streamId, expectedRevision, ids, types, data, metadata]);
+      rows = await this.database.query(this.sql.append, [streamId, expectedRevision, ids, types, data, metadata, content]);
     } catch (error) {
       throw await this.translateAppendError(error, streamId, expected);
     }
@@ -518,7 +551,7 @@ function toRecordedEvents(rows: EventRow[]): RecordedEvent[] {
   const events = new Array<RecordedEvent>(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
-    events[i] = {
+    const event: RecordedEvent = {
       id: row[1],
       streamId: row[2],
       revision: Number(row[3]),
@@ -528,6 +561,8 @@ function toRecordedEvents(rows: EventRow[]): RecordedEvent[] {
       metadata: row[6],
       recordedAt: row[7],
     };
+    if (row[8] !== null && row[9] !== null) event.chain = { streamHash: row[8], chainHash: row[9] };
+    events[i] = event;
   }
   return events;
 }

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { tempDir, type TempDir } from '../../testing/src/temp-dir';
 import { describeEventStoreConformance } from './event-store.conformance';
 import { WrongExpectedRevisionError, type NewEvent, type RecordedEvent } from './event-store.port';
+import { verifyStore, verifyStream } from './chain-verifier';
 import { SqliteCheckpointStore } from './sqlite.checkpoint-store';
+import { openSqlite } from './sqlite.connection';
 import { SqliteEventStore } from './sqlite.event-store';
 import { SqliteSnapshotStore } from './sqlite.snapshot-store';
 import { describeSnapshotStoreConformance } from './snapshot-store.conformance';
@@ -65,6 +67,24 @@ describe('SqliteEventStore on a file', () => {
     expect(await store.appendToStream('job-1', [event('A')], 'no_stream')).toEqual({ nextExpectedRevision: 0, position: 1 });
     expect(await store.readAll({ after: 0 })).toHaveLength(1);
     expect(await store.headPosition()).toBe(1);
+  });
+
+  it('a file written before the hash chain: old events verify as unchained, new ones are linked after them', async () => {
+    const legacy = openSqlite({ path });
+    legacy.exec(`CREATE TABLE events (position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, stream_id TEXT NOT NULL,
+      revision INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL)`);
+    const insert = legacy.prepare('INSERT INTO events (id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    insert.run(randomUUID(), 'job-1', 0, 'A', '{}', '{}', new Date().toISOString());
+    insert.run(randomUUID(), 'job-2', 0, 'A', '{}', '{}', new Date().toISOString());
+    legacy.close();
+
+    const store = open();
+    await store.appendToStream('job-1', [event('B')], 0);
+    await store.appendToStream('job-3', [event('A')], 'no_stream');
+    const all = await store.readAll();
+    expect(all.map((e) => e.chain === undefined)).toEqual([true, true, false, false]);
+    expect(await verifyStore(store)).toMatchObject({ intact: true, events: 4, unchained: 2 });
+    expect(await verifyStream(store, 'job-1')).toMatchObject({ intact: true, events: 2, unchained: 1 });
   });
 
   it('survives a reopen: data persists, positions and revisions continue', async () => {

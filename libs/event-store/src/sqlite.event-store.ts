@@ -10,6 +10,7 @@ import {
   type Subscription,
 } from './event-store.port';
 import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
+import { chainLink, contentHash, streamLink } from './event-chain';
 
 export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
   /**
@@ -26,7 +27,9 @@ export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
  * transaction, so commits become visible in position order and a reader that has seen
  * position p has seen everything below it. AUTOINCREMENT keeps a position from ever
  * being reused. The unique (stream_id, revision) index is both the concurrency guard and
- * the read path of a stream.
+ * the read path of a stream. stream_hash and chain_hash are the event's links in the hash
+ * chain (event-chain.ts), written in the same transaction as the row: NULL only for events
+ * recorded before the chain existed (the columns are added to an older file on open).
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -37,12 +40,14 @@ CREATE TABLE IF NOT EXISTS events (
   type        TEXT    NOT NULL,
   data        TEXT    NOT NULL,
   metadata    TEXT    NOT NULL,
-  recorded_at TEXT    NOT NULL
+  recorded_at TEXT    NOT NULL,
+  stream_hash TEXT,
+  chain_hash  TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_stream_revision ON events (stream_id, revision);
 `;
 
-const COLUMNS = 'position, id, stream_id, revision, type, data, metadata, recorded_at';
+const COLUMNS = 'position, id, stream_id, revision, type, data, metadata, recorded_at, stream_hash, chain_hash';
 
 type EventRow = [
   position: number,
@@ -53,6 +58,8 @@ type EventRow = [
   data: string,
   metadata: string,
   recordedAt: string,
+  streamHash: string | null,
+  chainHash: string | null,
 ];
 
 type AnyStatement = Statement<unknown[], unknown>;
@@ -74,6 +81,8 @@ export class SqliteEventStore implements EventStore {
   private readonly selectStream: AnyStatement;
   private readonly selectAfter: AnyStatement;
   private readonly selectHead: AnyStatement;
+  private readonly lastLink: AnyStatement;
+  private readonly nextPosition: AnyStatement;
   private readonly appendTx: ReturnType<SqliteDatabase['transaction']>;
   private readonly subscriptions = new Set<SqliteSubscription>();
   /** Subscriptions that found nothing new, with the resolver that wakes each one. */
@@ -86,15 +95,21 @@ export class SqliteEventStore implements EventStore {
     this.readBatchSize = Math.max(1, options.readBatchSize ?? 1000);
     this.db = openSqlite(options);
     this.db.exec(SCHEMA);
+    addChainColumns(this.db);
     this.lastOfStream = this.db
-      .prepare('SELECT revision, position FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1')
+      .prepare('SELECT revision, position, stream_hash FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1')
       .raw();
+    this.lastLink = this.db.prepare('SELECT chain_hash FROM events ORDER BY position DESC LIMIT 1').pluck();
+    // AUTOINCREMENT's counter, so a position is never reused even after the newest rows were deleted.
+    this.nextPosition = this.db
+      .prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), COALESCE((SELECT MAX(position) FROM events), 0)) + 1")
+      .pluck();
     this.findById = this.db.prepare('SELECT stream_id, revision FROM events WHERE id = ?').raw();
     this.streamIdsFrom = this.db
       .prepare('SELECT id, position FROM events WHERE stream_id = ? AND revision >= ? ORDER BY revision LIMIT ?')
       .raw();
     this.insert = this.db.prepare(
-      'INSERT INTO events (id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO events (position, id, stream_id, revision, type, data, metadata, recorded_at, stream_hash, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     this.selectStream = this.db.prepare(`SELECT ${COLUMNS} FROM events WHERE stream_id = ? ORDER BY revision`).raw();
     this.selectAfter = this.db
@@ -161,7 +176,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   private appendInTransaction(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult {
-    const last = this.lastOfStream.get(streamId) as [revision: number, position: number] | undefined;
+    const last = this.lastOfStream.get(streamId) as [revision: number, position: number, streamHash: string | null] | undefined;
     const current = last ? last[0] : -1;
     if (events.length > 0) {
       const retried = this.findRetriedAppend(streamId, events);
@@ -173,19 +188,22 @@ export class SqliteEventStore implements EventStore {
     if (events.length === 0) return { nextExpectedRevision: current, position: last ? last[1] : -1 };
     const recordedAt = new Date().toISOString();
     let revision = current;
-    let position = -1;
+    // Under the write lock (IMMEDIATE): nobody else can append between these reads and the inserts.
+    let position = (this.nextPosition.get() as number) - 1;
+    let prevStream = last ? last[2] : null;
+    let prevChain = (this.lastLink.get() as string | null | undefined) ?? null;
     for (const event of events) {
       revision += 1;
-      const info = this.insert.run(
-        event.id,
-        streamId,
-        revision,
-        event.type,
-        toJson(event.data),
-        toJson(event.metadata ?? {}),
-        recordedAt,
-      );
-      position = Number(info.lastInsertRowid);
+      position += 1;
+      const data = toJson(event.data);
+      const metadata = toJson(event.metadata ?? {});
+      // Hashed as it will be read back (JSON.parse of the stored text), not as passed in.
+      const content = contentHash({ id: event.id, streamId, type: event.type, data: JSON.parse(data), metadata: JSON.parse(metadata) as Record<string, unknown> });
+      const streamHash = streamLink(prevStream, revision, content);
+      const chainHash = chainLink(prevChain, position, streamHash);
+      this.insert.run(position, event.id, streamId, revision, event.type, data, metadata, recordedAt, streamHash, chainHash);
+      prevStream = streamHash;
+      prevChain = chainHash;
     }
     return { nextExpectedRevision: revision, position };
   }
@@ -325,7 +343,7 @@ function toRecordedEvents(rows: EventRow[]): RecordedEvent[] {
   const events = new Array<RecordedEvent>(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
-    events[i] = {
+    const event: RecordedEvent = {
       id: row[1],
       streamId: row[2],
       revision: row[3],
@@ -335,6 +353,22 @@ function toRecordedEvents(rows: EventRow[]): RecordedEvent[] {
       metadata: JSON.parse(row[6]) as Record<string, unknown>,
       recordedAt: row[7],
     };
+    if (row[8] !== null && row[9] !== null) event.chain = { streamHash: row[8], chainHash: row[9] };
+    events[i] = event;
   }
   return events;
+}
+
+/** A file written before the chain existed gets the two link columns (its old rows stay unchained). */
+function addChainColumns(db: SqliteDatabase): void {
+  const columns = new Set((db.prepare('PRAGMA table_info(events)').all() as Array<{ name: string }>).map((c) => c.name));
+  for (const column of ['stream_hash', 'chain_hash']) {
+    if (columns.has(column)) continue;
+    try {
+      db.exec(`ALTER TABLE events ADD COLUMN ${column} TEXT`);
+    } catch (error) {
+      // Another process opening the same file added it first.
+      if (!/duplicate column/i.test((error as Error).message)) throw error;
+    }
+  }
 }

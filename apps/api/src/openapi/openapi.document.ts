@@ -6,6 +6,7 @@ import { LogQuerySchema } from '../logs/logs.service';
 import {
   BundleManifestSchema,
   CallerSchema,
+  ChainVerificationSchema,
   CancelAcceptedSchema,
   ExecutorInfoSchema,
   ExecutorsSchema,
@@ -38,6 +39,7 @@ const RESPONSE_SCHEMAS: Record<string, z.ZodType> = {
   JobEvent: JobEventItemSchema,
   JobEvents: JobEventsSchema,
   JobStats: JobStatsSchema,
+  ChainVerification: ChainVerificationSchema,
   JobTimeline: JobTimelineSchema,
   Executor: ExecutorInfoSchema,
   Executors: ExecutorsSchema,
@@ -209,6 +211,16 @@ function paths(): Json {
         responses: { '200': ok('Every event, in stream order.', ref('JobEvents')), '401': P401, '404': P404 },
       },
     },
+    '/v1/jobs/{id}/verify': {
+      parameters: [jobIdParam],
+      get: {
+        operationId: 'verifyJob',
+        tags: jobTag,
+        summary: 'Verify a job’s history',
+        description: 'Recomputes the hash chain of the job’s events: intact, or the first position where an event was edited, removed, inserted or reordered. Events recorded before the chain existed count as unchained.',
+        responses: { '200': ok('The verification (intact or not: read `intact`).', ref('ChainVerification')), '401': P401, '404': P404 },
+      },
+    },
     '/v1/jobs/{id}/logs': {
       parameters: [jobIdParam],
       get: {
@@ -254,6 +266,15 @@ function paths(): Json {
     },
     '/v1/executors': {
       get: { operationId: 'listExecutors', tags: ['system'], summary: 'Executors heard from', responses: { '200': ok('From their heartbeats.', ref('Executors')), '401': P401 } },
+    },
+    '/v1/verify': {
+      get: {
+        operationId: 'verifyStore',
+        tags: ['system'],
+        summary: 'Verify the whole history (admins)',
+        description: 'Recomputes every event’s links in its stream and in the whole log, and checks them against the signed checkpoints: intact, or the first bad position.',
+        responses: { '200': ok('The verification (intact or not: read `intact`).', ref('ChainVerification')), '401': P401, '403': problem('Admins only.') },
+      },
     },
     '/v1/stats': {
       get: {

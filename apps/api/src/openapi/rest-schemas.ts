@@ -5,6 +5,7 @@ import type { Caller } from '../api-tokens';
 import type { ExecutorInfo } from '../executors.registry';
 import type { Problem } from '../http/problem.filter';
 import type { JobEventItem, JobStats, JobTimeline } from '../jobs.service';
+import type { ChainVerification } from '../../../../libs/event-store/src/chain-verifier';
 import type { JobsPage } from '../projections/jobs.projection';
 
 /**
@@ -63,6 +64,29 @@ export const JobEventItemSchema = z
   .describe('One event of a job’s history');
 
 export const JobEventsSchema = z.strictObject({ items: z.array(JobEventItemSchema) }).describe('A job’s history in stream order');
+
+export const ChainVerificationSchema = z
+  .strictObject({
+    intact: z.boolean().describe('false: the history is not what was recorded (see problem)'),
+    events: z.number().int().min(0).describe('Events read (up to the first problem, or all)'),
+    unchained: z.number().int().min(0).describe('Of those, recorded before the hash chain existed: not proven, not tampered'),
+    headPosition: z.number().int().describe('Position of the last verified event; -1 when none'),
+    chainHash: z.string().nullable().describe('Its link in the chain (hex sha256); null when none'),
+    checkpointsMatched: z.number().int().min(0).describe('Signed checkpoints the log matched'),
+    checkpointsIgnored: z.number().int().min(0).describe('Stored checkpoints not signed by a trusted key (not used)'),
+    problem: z
+      .strictObject({
+        kind: z.enum(['edited', 'removed', 'inserted', 'reordered', 'truncated', 'checkpoint']),
+        position: z.number().int().describe('The first store position where the history differs from what was recorded'),
+        streamId: z.string().optional(),
+        revision: z.number().int().optional(),
+        eventId: z.string().optional(),
+        message: z.string(),
+      })
+      .optional()
+      .describe('The first break; absent when intact'),
+  })
+  .describe('Hash-chain verification of a job or of the whole store');
 
 const statusCounts = z.strictObject(Object.fromEntries(JOB_STATUSES.map((s) => [s, z.number().int().min(0)])) as Record<JobView['status'], z.ZodNumber>);
 
@@ -164,6 +188,7 @@ export type _RestSchemasAgree = AllTrue<{
   JobsPage: Agrees<z.output<typeof JobsPageSchema>, JobsPage>;
   JobEventItem: Agrees<z.output<typeof JobEventItemSchema>, JobEventItem>;
   JobStats: Agrees<z.output<typeof JobStatsSchema>, JobStats>;
+  ChainVerification: Agrees<z.output<typeof ChainVerificationSchema>, ChainVerification>;
   JobTimeline: Agrees<z.output<typeof JobTimelineSchema>, JobTimeline>;
   ExecutorInfo: Agrees<z.output<typeof ExecutorInfoSchema>, ExecutorInfo>;
   Caller: Agrees<z.output<typeof CallerSchema>, Caller>;

@@ -207,6 +207,18 @@ const CHANNELS: Record<string, ChannelSpec> = {
     stream: null,
     tags: ['internal'],
   },
+  chainCheckpoints: {
+    address: 'jobline.chain.checkpoint',
+    title: 'Signed chain checkpoints',
+    description:
+      'Core NATS (not stored on the bus; the store keeps them too). Every few seconds while the store grows, the orchestrator signs ' +
+      'the head of the event hash chain with its Ed25519 key. An auditor that keeps these can later detect a history rewritten ' +
+      'with recomputed hashes or a truncated tail (`jobline verify`), which the unkeyed chain alone cannot.',
+    parameters: {},
+    messages: ['ChainCheckpoint'],
+    stream: null,
+    tags: ['integration'],
+  },
 };
 
 interface OperationSpec {
@@ -243,6 +255,7 @@ const OPERATIONS: Record<string, OperationSpec> = {
   receivePackagingResults: { action: 'receive', channel: 'packagingResults', summary: 'The orchestrator records what packagers built.' },
   receiveExecutorHeartbeats: { action: 'receive', channel: 'executorHeartbeats', summary: 'The orchestrator tracks live executors and answers with their current attempts.' },
   receiveAttemptClaims: { action: 'receive', channel: 'attemptClaims', summary: 'The orchestrator grants or refuses the start of an attempt.' },
+  sendChainCheckpoints: { action: 'send', channel: 'chainCheckpoints', summary: 'The orchestrator publishes signed heads of the event hash chain.' },
 };
 
 const EXAMPLE_JOB_ID = '3f0c8a4e-2b9d-4c61-9a57-0d6e1b2f7c85';
@@ -324,6 +337,7 @@ function messages(): Record<string, Record<string, unknown>> {
     LeaseReply: { name: 'LeaseReply', title: 'Attempts current on an executor', contentType: json, payload: schemaRef('LeaseReply') },
     ClaimRequest: { name: 'ClaimRequest', title: 'Claim the start of an attempt', contentType: json, payload: schemaRef('ClaimRequest') },
     ClaimReply: { name: 'ClaimReply', title: 'Claim granted or refused', contentType: json, payload: schemaRef('ClaimReply') },
+    ChainCheckpoint: { name: 'ChainCheckpoint', title: 'A signed chain head', contentType: json, payload: schemaRef('ChainCheckpoint') },
   };
   for (const type of JOB_EVENT_TYPES) {
     out[type] = {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, type JobEventType } from '../events';
 import { JobSpecSchema } from '../job-spec.schema';
-import { AttemptReportSchema, CancelJobMessageSchema, CommandRejectionSchema, CommandReplySchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
+import { AttemptReportSchema, CancelJobMessageSchema, ChainCheckpointSchema, CommandRejectionSchema, CommandReplySchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
 import {
   CommandHeadersSchema,
   LogChunkHeadersSchema,
@@ -74,6 +74,7 @@ export const PAYLOAD_SCHEMAS = {
   ClaimReply: published(ClaimReplySchema),
   PackageJobMessage: published(PackageJobMessageSchema),
   PackagingResult: accepted(PackagingResultSchema),
+  ChainCheckpoint: published(ChainCheckpointSchema),
 } satisfies Record<string, PayloadSchemaEntry>;
 
 export type PayloadSchemaName = keyof typeof PAYLOAD_SCHEMAS;

@@ -87,6 +87,13 @@ const envelope = (type: JobEventType, data: Record<string, unknown>) => ({
 
 /** A valid sample, and a value that must be refused, for every payload. */
 const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] }> = {
+  ChainCheckpoint: {
+    valid: [{ type: 'jobline.chain-checkpoint/v1', position: 42, chainHash: 'a'.repeat(64), signedAt: T, keyId: 'b'.repeat(64), signature: 'c2ln' }],
+    invalid: [
+      { type: 'jobline.chain-checkpoint/v1', position: 42, chainHash: 'not-hex', signedAt: T, keyId: 'b'.repeat(64), signature: 'c2ln' },
+      { type: 'jobline.chain-checkpoint/v1', position: 42, chainHash: 'a'.repeat(64), signedAt: T, keyId: 'b'.repeat(64), signature: 'c2ln', extra: 1 },
+    ],
+  },
   SubmitJobMessage: {
     valid: [{ jobId: JOB, spec: fullSpec, idempotencyKey: 'k1', correlationId: 'c1' }, { jobId: JOB, spec: { command: ['true'] } }, { jobId: JOB, spec: stepsSpec }],
     invalid: [

@@ -1,0 +1,22 @@
+import { Controller, Get, Inject, Param, UseGuards } from '@nestjs/common';
+import type { ChainVerification } from '../../../libs/event-store/src/chain-verifier';
+import type { Caller } from './api-tokens';
+import { AuthGuard, CurrentCaller } from './http/auth.guard';
+import { ProvenanceService } from './provenance.service';
+
+/** REST edge of provable history: parse, call, map. */
+@Controller('v1')
+@UseGuards(AuthGuard)
+export class ProvenanceController {
+  constructor(@Inject(ProvenanceService) private readonly provenance: ProvenanceService) {}
+
+  @Get('jobs/:id/verify')
+  verifyJob(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<ChainVerification> {
+    return this.provenance.verifyJob(caller, id);
+  }
+
+  @Get('verify')
+  verifyAll(@CurrentCaller() caller: Caller): Promise<ChainVerification> {
+    return this.provenance.verifyAll(caller);
+  }
+}

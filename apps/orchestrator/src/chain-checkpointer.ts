@@ -1,0 +1,67 @@
+import type { ChainCheckpoint, ChainCheckpointStore, SigningKey } from '../../../libs/event-store/src/chain-checkpoint';
+import { signCheckpoint } from '../../../libs/event-store/src/chain-checkpoint';
+import type { EventStore } from '../../../libs/event-store/src/event-store.port';
+
+export interface ChainCheckpointerOptions {
+  eventStore: EventStore;
+  checkpoints: ChainCheckpointStore;
+  key: SigningKey;
+  /** Hands a new checkpoint to the bus (core NATS publish); a failure is logged, the stored one stays. */
+  publish(checkpoint: ChainCheckpoint): void;
+  intervalMs: number;
+  now?: () => Date;
+  onError?(error: unknown): void;
+}
+
+/**
+ * Signs the head of the event hash chain every `intervalMs` when it moved: the orchestrator's
+ * statement of what the log held, kept in the store and published, so that a later rewrite
+ * with recomputed hashes or a truncated tail is detectable by whoever holds one.
+ */
+export class ChainCheckpointer {
+  private timer: NodeJS.Timeout | undefined;
+  private signedPosition = -1;
+  private running: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: ChainCheckpointerOptions) {}
+
+  start(): void {
+    if (this.timer || this.o.intervalMs <= 0) return;
+    this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and signs the final head, so a shutdown leaves the newest history covered. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.tick();
+  }
+
+  /** Signs the current head if it is chained and newer than the last one signed; the checkpoint, or null. */
+  tick(): Promise<ChainCheckpoint | null> {
+    const next = this.running.then(() => this.signHead()).catch((error: unknown) => {
+      this.o.onError?.(error);
+      return null;
+    });
+    this.running = next;
+    return next;
+  }
+
+  private async signHead(): Promise<ChainCheckpoint | null> {
+    if (this.signedPosition < 0) this.signedPosition = (await this.o.checkpoints.latest())?.position ?? 0;
+    const head = await this.o.eventStore.headPosition();
+    if (head <= this.signedPosition) return null;
+    const [event] = await this.o.eventStore.readAll({ after: head - 1, maxCount: 1 });
+    if (!event?.chain) return null;
+    const checkpoint = signCheckpoint({ position: event.position, chainHash: event.chain.chainHash }, this.o.key, (this.o.now?.() ?? new Date()).toISOString());
+    await this.o.checkpoints.save(checkpoint);
+    this.signedPosition = event.position;
+    try {
+      this.o.publish(checkpoint);
+    } catch (error) {
+      this.o.onError?.(error);
+    }
+    return checkpoint;
+  }
+}

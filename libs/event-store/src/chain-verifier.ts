@@ -1,0 +1,194 @@
+import { chainLink, contentHash, streamLink } from './event-chain';
+import type { EventStore, RecordedEvent } from './event-store.port';
+
+/**
+ * What the first break in the chain looks like. `edited`: the event's bytes (or its place
+ * in its stream) no longer match its hash; `removed`: events are missing before it;
+ * `inserted`: an unlinked event after the chain began; `reordered`: it is out of order in
+ * its stream or in the log; `truncated`: the log ends before a signed checkpoint;
+ * `checkpoint`: the log differs from a signed checkpoint at or before its position.
+ */
+export type ChainProblemKind = 'edited' | 'removed' | 'inserted' | 'reordered' | 'truncated' | 'checkpoint';
+
+export interface ChainProblem {
+  kind: ChainProblemKind;
+  /** The first store position where the history is not what was recorded. */
+  position: number;
+  streamId?: string;
+  revision?: number;
+  eventId?: string;
+  message: string;
+}
+
+/** A chain head the verifier trusts (e.g. a signed checkpoint whose signature it checked). */
+export interface TrustedHead {
+  position: number;
+  chainHash: string;
+}
+
+export interface ChainVerification {
+  intact: boolean;
+  /** Events read (up to the first problem, or all). */
+  events: number;
+  /** Of those, recorded before the chain existed (no links): not proven, not tampered. */
+  unchained: number;
+  /** Position and link of the last verified event (-1 / null when none). */
+  headPosition: number;
+  chainHash: string | null;
+  /** Trusted heads that the log matched. */
+  checkpointsMatched: number;
+  /** Checkpoints not used as trusted heads: signed by no trusted key, or forged. */
+  checkpointsIgnored: number;
+  problem?: ChainProblem;
+}
+
+interface StreamTip {
+  revision: number;
+  streamHash: string | null;
+}
+
+/**
+ * Walks the whole log in position order and recomputes every link: the stream link shows an
+ * edited, removed (inside a stream) or reordered event; the log link also shows an event
+ * removed at the end of a stream, or moved between streams' events; trusted heads show a
+ * history rewritten with recomputed hashes, and a truncated tail. Stops at the first problem.
+ */
+export async function verifyStore(
+  store: EventStore,
+  options: { batchSize?: number; trusted?: readonly TrustedHead[] } = {},
+): Promise<ChainVerification> {
+  const batchSize = Math.max(1, options.batchSize ?? 5000);
+  const trusted = [...(options.trusted ?? [])].sort((a, b) => a.position - b.position);
+  let nextTrusted = 0;
+  const streams = new Map<string, StreamTip>();
+  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0, checkpointsIgnored: 0 };
+  let chained = false;
+  let after = -1;
+  const fail = (problem: ChainProblem): ChainVerification => ({ ...result, intact: false, problem });
+
+  for (;;) {
+    const batch = await store.readAll({ after, maxCount: batchSize });
+    if (batch.length === 0) break;
+    for (const event of batch) {
+      // A trusted head whose position we passed without reaching it: that event is gone.
+      while (nextTrusted < trusted.length && trusted[nextTrusted].position < event.position) {
+        const head = trusted[nextTrusted];
+        return fail({ kind: 'removed', position: head.position, message: `the event at position ${head.position}, covered by a signed checkpoint, is missing` });
+      }
+      const tip = streams.get(event.streamId);
+      const expectedRevision = tip ? tip.revision + 1 : 0;
+      if (!event.chain) {
+        if (chained) {
+          return fail({ ...where(event), kind: 'inserted', message: `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped` });
+        }
+        result.unchained += 1;
+      } else {
+        // The first position that should be there but is not (positions after a removal).
+        const gap = result.headPosition >= 0 && event.position > result.headPosition + 1;
+        const firstMissing = gap ? result.headPosition + 1 : event.position;
+        if (event.revision > expectedRevision) {
+          const moved = (await store.readStream(event.streamId)).some((e) => e.revision === expectedRevision && e.position > event.position);
+          const missing = event.revision - expectedRevision > 1 ? `revisions ${expectedRevision}..${event.revision - 1} are` : `revision ${expectedRevision} is`;
+          return fail(
+            moved
+              ? { ...where(event), kind: 'reordered', message: `${describe(event)} comes before revision ${expectedRevision} of its stream in the log` }
+              : { ...where(event), position: firstMissing, kind: 'removed', message: `${missing} of ${event.streamId} missing before ${describe(event)}` },
+          );
+        }
+        if (event.revision < expectedRevision) {
+          return fail({ ...where(event), kind: 'reordered', message: `${describe(event)} comes after revision ${tip?.revision} of its stream in the log` });
+        }
+        const streamHash = streamLink(tip?.streamHash, event.revision, contentHash(event));
+        const chainHash = chainLink(result.chainHash, event.position, streamHash);
+        if (streamHash !== event.chain.streamHash) {
+          // Its own links still follow from the previous event: the links are the recorded
+          // ones and its bytes changed. Otherwise the links were made up: it was put there.
+          const edited = chainLink(result.chainHash, event.position, event.chain.streamHash) === event.chain.chainHash;
+          return fail({
+            ...where(event),
+            kind: edited ? 'edited' : 'inserted',
+            message: edited
+              ? `${describe(event)} does not match its hash: its data, metadata, type or id was changed`
+              : `${describe(event)} was not recorded by the store: its links follow from no recorded event (inserted)`,
+          });
+        }
+        if (chainHash !== event.chain.chainHash) {
+          return fail(
+            gap
+              ? { ...where(event), position: firstMissing, kind: 'removed', message: `the event(s) at positions ${firstMissing}..${event.position - 1}, before ${describe(event)}, were removed` }
+              : { ...where(event), kind: 'reordered', message: `${describe(event)} is not where it was recorded in the log (moved or reordered)` },
+          );
+        }
+        chained = true;
+        result.chainHash = chainHash;
+      }
+      streams.set(event.streamId, { revision: event.revision, streamHash: event.chain?.streamHash ?? null });
+      result.headPosition = event.position;
+      result.events += 1;
+      if (nextTrusted < trusted.length && trusted[nextTrusted].position === event.position) {
+        if (trusted[nextTrusted].chainHash !== result.chainHash) {
+          return fail({
+            ...where(event),
+            kind: 'checkpoint',
+            message: `the log up to position ${event.position} differs from the signed checkpoint there: rewritten with recomputed hashes`,
+          });
+        }
+        result.checkpointsMatched += 1;
+        nextTrusted += 1;
+      }
+    }
+    after = batch[batch.length - 1].position;
+  }
+  if (nextTrusted < trusted.length) {
+    const head = trusted[trusted.length - 1];
+    return fail({
+      kind: 'truncated',
+      position: result.headPosition + 1,
+      message: `the log ends at position ${result.headPosition}, but a signed checkpoint covers it up to position ${head.position}: its tail was removed`,
+    });
+  }
+  return result;
+}
+
+/**
+ * One stream (job) alone: revisions contiguous from 0 and every stream link. (Its links in
+ * the whole log, and a truncated tail, are what `verifyStore` checks.)
+ */
+export async function verifyStream(store: EventStore, streamId: string): Promise<ChainVerification> {
+  const events = await store.readStream(streamId);
+  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0, checkpointsIgnored: 0 };
+  let previous: StreamTip | undefined;
+  let chained = false;
+  for (const event of events) {
+    const expectedRevision = previous ? previous.revision + 1 : 0;
+    const fail = (kind: ChainProblemKind, message: string): ChainVerification => ({ ...result, intact: false, problem: { ...where(event), kind, message } });
+    if (event.revision !== expectedRevision) {
+      return fail('removed', `revision ${expectedRevision} of ${streamId} is missing before ${describe(event)}`);
+    }
+    if (previous && event.position <= result.headPosition) {
+      return fail('reordered', `${describe(event)} is recorded before revision ${previous.revision} in the log`);
+    }
+    if (!event.chain) {
+      if (chained) return fail('inserted', `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped`);
+      result.unchained += 1;
+    } else {
+      if (streamLink(previous?.streamHash, event.revision, contentHash(event)) !== event.chain.streamHash) {
+        return fail('edited', `${describe(event)} does not match its hash: its data, metadata, type or id was changed (or it was put there)`);
+      }
+      chained = true;
+      result.chainHash = event.chain.chainHash;
+    }
+    previous = { revision: event.revision, streamHash: event.chain?.streamHash ?? null };
+    result.headPosition = event.position;
+    result.events += 1;
+  }
+  return result;
+}
+
+function where(event: RecordedEvent): Pick<ChainProblem, 'position' | 'streamId' | 'revision' | 'eventId'> {
+  return { position: event.position, streamId: event.streamId, revision: event.revision, eventId: event.id };
+}
+
+function describe(event: RecordedEvent): string {
+  return `event ${event.id} (${event.type}, ${event.streamId} revision ${event.revision}) at position ${event.position}`;
+}
