@@ -11,7 +11,6 @@ import { z } from 'zod';
 import { freePort } from '../libs/messaging/src/free-port';
 import { tempDir } from '../libs/testing/src/temp-dir';
 import { binaryVersion, onPath, perSecond, progress, roundMs, within } from './bench-kit';
-import { RespClient } from './resp-client';
 
 export interface BullmqReferenceOptions {
   jobs: number;
@@ -116,29 +115,11 @@ export async function runBullmqReference(o: BullmqReferenceOptions): Promise<Bul
   }
 }
 
-/**
- * BullMQ's own ioredis path when ioredis (its optional peer) is installed; else the bench's
- * minimal RESP client behind BullMQ's adapter for Bun's built-in client.
- */
-function redisConnection(bullmq: typeof import('bullmq'), port: number): { connection: () => object; clientName: string; close(): Promise<void> } {
+/** BullMQ's own client, ioredis (a dev dependency, so the reference always runs on it). */
+function redisConnection(_bullmq: typeof import('bullmq'), port: number): { connection: () => object; clientName: string; close(): Promise<void> } {
   const ioredis = packageVersion('ioredis');
-  if (ioredis) {
-    return { connection: () => ({ host: '127.0.0.1', port, maxRetriesPerRequest: null }), clientName: `ioredis ${ioredis}`, close: async () => undefined };
-  }
-  // BullMQ leaves clients it was given open (it closes only the duplicates it made).
-  const given: ReturnType<typeof bullmq.createBunRedisClient>[] = [];
-  return {
-    // Wrapped here: BullMQ duplicates an adapted client synchronously, a raw one it cannot.
-    connection: () => {
-      const client = bullmq.createBunRedisClient(new RespClient({ host: '127.0.0.1', port }));
-      given.push(client);
-      return client;
-    },
-    clientName: 'bench/resp-client.ts (minimal RESP2 client; ioredis is not installed)',
-    close: async () => {
-      for (const c of given) await c.quit();
-    },
-  };
+  if (!ioredis) throw new Error('ioredis is not installed (npm ci installs it with the dev dependencies)');
+  return { connection: () => ({ host: '127.0.0.1', port, maxRetriesPerRequest: null }), clientName: `ioredis ${ioredis}`, close: async () => undefined };
 }
 
 /** The version of an installed package, or null when it is not installed. */
