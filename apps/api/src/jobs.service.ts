@@ -344,7 +344,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** Job events of known types, upcast; events of types this build does not know are left out. */
-function decodeKnown(records: RecordedEvent[]): StoredJobEvent[] {
+export function decodeKnown(records: RecordedEvent[]): StoredJobEvent[] {
   const out: StoredJobEvent[] = [];
   for (const r of records) {
     try {

@@ -1,4 +1,5 @@
 import { Controller, Get, Inject, Param, UseGuards } from '@nestjs/common';
+import type { DsseEnvelope } from '../../../libs/event-store/src/attestation';
 import type { ChainVerification } from '../../../libs/event-store/src/chain-verifier';
 import type { Caller } from './api-tokens';
 import { AuthGuard, CurrentCaller } from './http/auth.guard';
@@ -13,6 +14,11 @@ export class ProvenanceController {
   @Get('jobs/:id/verify')
   verifyJob(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<ChainVerification> {
     return this.provenance.verifyJob(caller, id);
+  }
+
+  @Get('jobs/:id/attestation')
+  attestation(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<DsseEnvelope> {
+    return this.provenance.attestation(caller, id);
   }
 
   @Get('verify')

@@ -204,9 +204,30 @@ export function buildProgram(): Command {
     .option('--public-key <pem>', 'trust checkpoints signed by this public key (repeatable; default: the signing key file\'s)', collect, [])
     .option('--checkpoint <file>', 'a checkpoint you kept (JSON, as published on jobline.chain.checkpoint; repeatable)', collect, [])
     .addOption(new Option('--signing-key-file <file>', 'the orchestrator\'s key (its public half is trusted by default)').env('JOBLINE_SIGNING_KEY_FILE'))
+    .option('--attestation <file>', 'instead: check a downloaded attestation (GET /v1/jobs/{id}/attestation) offline against --public-key')
+    .option('--subject <file>', 'with --attestation: this file\'s sha256 must be one of the attested subjects (e.g. the artifacts; repeatable)', collect, [])
     .option('--json', 'print the result as JSON')
-    .action(async (o: { dataDir: string; store: string; job?: string; json?: boolean; publicKey: string[]; checkpoint: string[]; signingKeyFile?: string }) => {
-      const { verify, formatVerification } = await import('./verify');
+    .action(async (o: { dataDir: string; store: string; job?: string; json?: boolean; publicKey: string[]; checkpoint: string[]; signingKeyFile?: string; attestation?: string; subject: string[] }) => {
+      const { verify, formatVerification, verifyAttestationFile, formatAttestation } = await import('./verify');
+      if (o.attestation) {
+        let checked;
+        try {
+          if (o.publicKey.length === 0) throw new Error('--attestation needs --public-key (the PEM the api publishes)');
+          checked = verifyAttestationFile(o.attestation, o.publicKey, o.subject);
+        } catch (err) {
+          process.stderr.write(`jobline verify: cannot verify: ${err instanceof Error ? err.message : String(err)}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        process.stdout.write(o.json ? `${JSON.stringify(checked, null, 2)}\n` : formatAttestation(checked, o.attestation));
+        process.exitCode = checked.ok ? 0 : 1;
+        return;
+      }
+      if (o.subject.length > 0) {
+        process.stderr.write('jobline verify: --subject goes with --attestation\n');
+        process.exitCode = 2;
+        return;
+      }
       let result;
       try {
         result = await verify({ ...o, publicKeys: o.publicKey, checkpointFiles: o.checkpoint });

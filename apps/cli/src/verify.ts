@@ -1,9 +1,9 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { jobStreamName } from '../../../libs/contracts/src';
 import { ChainCheckpointSchema } from '../../../libs/contracts/src/messages';
-import { loadPublicKey, openEventStore, trustedHeads, verifyStore, verifyStream, type ChainCheckpoint, type ChainVerification } from '../../../libs/event-store/src';
+import { loadPublicKey, openEventStore, verifyEnvelope, type EnvelopeVerification, trustedHeads, verifyStore, verifyStream, type ChainCheckpoint, type ChainVerification } from '../../../libs/event-store/src';
 
 export interface VerifyOptions {
   /** The data folder of `jobline dev` (its events.db), used when `store` is `sqlite`. */
@@ -76,4 +76,34 @@ export function formatVerification(result: ChainVerification, scope: string): st
   }
   const p = result.problem!;
   return `${scope}: TAMPERED at position ${p.position} (${p.kind})\n  ${p.message}\n${result.events} events verified before it${unchained}\n`;
+}
+
+/**
+ * Offline check of a downloaded attestation (GET /v1/jobs/{id}/attestation): the DSSE
+ * signature by one of the public keys, and with `files`, that each file's sha256 is one of
+ * the statement's subjects (e.g. the artifacts tar.gz as downloaded). Throws only when a
+ * file cannot be read; a bad envelope is `{ok: false, reason}`.
+ */
+export function verifyAttestationFile(path: string, publicKeyFiles: string[], files: string[] = []): EnvelopeVerification {
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`attestation file ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  const result = verifyEnvelope(envelope, publicKeyFiles.map((p) => loadPublicKey(resolve(p))));
+  if (!result.ok) return result;
+  for (const f of files) {
+    const sha256 = createHash('sha256').update(readFileSync(f)).digest('hex');
+    if (!result.statement.subject.some((s) => s.digest.sha256 === sha256)) {
+      return { ok: false, reason: `${f} (sha256 ${sha256}) is none of the attested subjects` };
+    }
+  }
+  return result;
+}
+
+export function formatAttestation(result: EnvelopeVerification, path: string): string {
+  if (!result.ok) return `attestation ${path}: NOT VERIFIED: ${result.reason}\n`;
+  const subjects = result.statement.subject.map((s) => `  ${s.name} sha256:${s.digest.sha256}\n`).join('');
+  return `attestation ${path}: signature verified (key ${result.keyid})\npredicate ${result.statement.predicateType}\nsubjects:\n${subjects}`;
 }

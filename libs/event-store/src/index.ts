@@ -25,3 +25,4 @@ export {
   type OpenEventStoreOptions,
   type OpenedEventStore,
 } from './open-event-store';
+export * from './attestation';

@@ -7,6 +7,7 @@ import {
   BundleManifestSchema,
   CallerSchema,
   ChainVerificationSchema,
+  DsseEnvelopeSchema,
   CancelAcceptedSchema,
   ExecutorInfoSchema,
   ExecutorsSchema,
@@ -40,6 +41,7 @@ const RESPONSE_SCHEMAS: Record<string, z.ZodType> = {
   JobEvents: JobEventsSchema,
   JobStats: JobStatsSchema,
   ChainVerification: ChainVerificationSchema,
+  DsseEnvelope: DsseEnvelopeSchema,
   JobTimeline: JobTimelineSchema,
   Executor: ExecutorInfoSchema,
   Executors: ExecutorsSchema,
@@ -219,6 +221,16 @@ function paths(): Json {
         summary: 'Verify a job’s history',
         description: 'Recomputes the hash chain of the job’s events: intact, or the first position where an event was edited, removed, inserted or reordered. Events recorded before the chain existed count as unchained.',
         responses: { '200': ok('The verification (intact or not: read `intact`).', ref('ChainVerification')), '401': P401, '404': P404 },
+      },
+    },
+    '/v1/jobs/{id}/attestation': {
+      parameters: [jobIdParam],
+      get: {
+        operationId: 'jobAttestation',
+        tags: jobTag,
+        summary: 'A finished job’s signed provenance',
+        description: 'A DSSE envelope of an in-toto Statement v1, signed with the Ed25519 key that signs the chain checkpoints, built from the job’s stored events (and the latest attempt’s artifacts). Verify offline with `jobline verify --attestation FILE --public-key PEM`.',
+        responses: { '200': ok('The envelope.', ref('DsseEnvelope')), '401': P401, '404': P404, '409': problem('The job has not finished, or has nothing to attest by digest.'), '503': problem('This api has no signing key.') },
       },
     },
     '/v1/jobs/{id}/logs': {

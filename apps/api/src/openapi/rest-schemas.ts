@@ -5,6 +5,7 @@ import type { Caller } from '../api-tokens';
 import type { ExecutorInfo } from '../executors.registry';
 import type { Problem } from '../http/problem.filter';
 import type { JobEventItem, JobStats, JobTimeline } from '../jobs.service';
+import type { DsseEnvelope } from '../../../../libs/event-store/src/attestation';
 import type { ChainVerification } from '../../../../libs/event-store/src/chain-verifier';
 import type { JobsPage } from '../projections/jobs.projection';
 
@@ -64,6 +65,16 @@ export const JobEventItemSchema = z
   .describe('One event of a job’s history');
 
 export const JobEventsSchema = z.strictObject({ items: z.array(JobEventItemSchema) }).describe('A job’s history in stream order');
+
+export const DsseEnvelopeSchema = z
+  .strictObject({
+    payloadType: z.string().describe('application/vnd.in-toto+json'),
+    payload: z.string().describe('The in-toto Statement v1 (RFC 8785 canonical JSON), base64: subject = the job’s history head, bundle and artifacts by sha256; predicate = spec, bundle, attempts, exit, executor, sandbox, chain head'),
+    signatures: z
+      .array(z.strictObject({ keyid: z.string().describe('sha256 of the signing public key (SPKI DER), hex'), sig: z.string().describe('Ed25519 over the DSSE PAE of payloadType and payload, base64') }))
+      .describe('One signature, by the key that signs the chain checkpoints'),
+  })
+  .describe('A DSSE envelope: the signed provenance of a finished job');
 
 export const ChainVerificationSchema = z
   .strictObject({
@@ -189,6 +200,7 @@ export type _RestSchemasAgree = AllTrue<{
   JobEventItem: Agrees<z.output<typeof JobEventItemSchema>, JobEventItem>;
   JobStats: Agrees<z.output<typeof JobStatsSchema>, JobStats>;
   ChainVerification: Agrees<z.output<typeof ChainVerificationSchema>, ChainVerification>;
+  DsseEnvelope: Agrees<z.output<typeof DsseEnvelopeSchema>, DsseEnvelope>;
   JobTimeline: Agrees<z.output<typeof JobTimelineSchema>, JobTimeline>;
   ExecutorInfo: Agrees<z.output<typeof ExecutorInfoSchema>, ExecutorInfo>;
   Caller: Agrees<z.output<typeof CallerSchema>, Caller>;
