@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
-import { join, posix } from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { create as tarCreate, Header, Pax, type WriteEntry } from 'tar';
+import { join } from 'node:path';
+import { Header, Pax } from 'tar';
 import type { JobSpec } from '../../../libs/contracts/src';
-import { shellQuote, stepsScript } from '../../executor/src/core/command';
+import { shellQuote, stepsScript } from '../../../libs/contracts/src/shell-script';
+import { BUNDLE_MTIME, gzipDeterministic, tarGzDeterministic } from '../../../libs/messaging/src/deterministic-tar';
 import type { SourceTree } from './git-tree';
 
 /** Generated files live here inside the bundle, so they never collide with the job's own files. */
@@ -13,7 +13,6 @@ export const RUN_SH = `${JOBLINE_DIR}/run.sh`;
 export const DOCKERFILE = `${JOBLINE_DIR}/Dockerfile`;
 export const MANIFEST = `${JOBLINE_DIR}/manifest.json`;
 /** Every entry's mtime in the archive: 2000-01-01T00:00:00Z (tar cannot store 0 portably everywhere). */
-export const BUNDLE_MTIME = new Date('2000-01-01T00:00:00Z');
 export const DEFAULT_BASE_IMAGE = 'debian:bookworm-slim';
 /** The unprivileged uid/gid the Dockerfile runs the job as (same as the local sandbox). */
 export const BUNDLE_UID = 10001;
@@ -243,41 +242,3 @@ function tarOfEntries(entries: PackEntry[]): Buffer {
   return Buffer.concat(blocks);
 }
 
-/**
- * A deterministic tar.gz of exactly the given paths (relative to cwd, in the order given:
- * sort them first), fixed mtimes, uid/gid 0 without names, gzip header without time.
- * follow: store what a symlink points to instead of the link (the caller checked where it
- * points). normalizeFileModes: files stored 0755 when executable, else 0644, without
- * touching the files on disk.
- */
-export async function tarGzDeterministic(cwd: string, paths: string[], options: { follow?: boolean; normalizeFileModes?: boolean } = {}): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const stream = tarCreate(
-    {
-      cwd,
-      portable: true, // no uid, gid, uname, gname, atime, ctime, dev, ino
-      mtime: BUNDLE_MTIME,
-      noDirRecurse: true, // exactly the sorted list, nothing else
-      follow: options.follow ?? false,
-      strict: true,
-      ...(options.normalizeFileModes
-        ? {
-            onWriteEntry: (e: WriteEntry) => {
-              if (e.type === 'File' && e.stat) e.stat.mode = (e.stat.mode & ~0o7777) | ((e.stat.mode & 0o111) !== 0 ? 0o755 : 0o644);
-            },
-          }
-        : {}),
-    },
-    paths.map((p) => posix.normalize(p)),
-  );
-  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
-  return gzipDeterministic(Buffer.concat(chunks));
-}
-
-/** gzip whose header carries no time and a fixed OS byte, whatever the platform. */
-export function gzipDeterministic(data: Buffer): Buffer {
-  const gz = gzipSync(data, { level: 6 }); // the level git archive uses
-  gz.writeUInt32LE(0, 4); // MTIME
-  gz[9] = 3; // OS: Unix
-  return gz;
-}

@@ -1,4 +1,5 @@
-import { buildCommand, DEFAULT_PATH, shellQuote, stepsScript } from './command';
+import { shellQuote, stepsScript } from '../../../../libs/contracts/src/shell-script';
+import { buildCommand, DEFAULT_PATH } from './command';
 
 describe('buildCommand', () => {
   it('runs an argv array as is', () => {

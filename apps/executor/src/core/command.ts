@@ -1,4 +1,5 @@
 import type { JobSpec } from '../../../../libs/contracts/src';
+import { stepsScript } from '../../../../libs/contracts/src/shell-script';
 
 /** PATH for every attempt: the executor's own PATH never leaks into a job. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -36,24 +37,4 @@ function argvOf(spec: CommandSpec): string[] {
   }
   if (spec.steps && spec.steps.length > 0) return ['/bin/sh', '-c', stepsScript(spec.steps)];
   throw new Error('the spec has neither command nor steps');
-}
-
-/**
- * One POSIX shell script running each step in its own `/bin/sh -c` (so a step's
- * `exit` or syntax error ends only that step), with a `==> [i/n] name` marker on stderr
- * before each, stopping at the first failure with that step's exit code.
- */
-export function stepsScript(steps: NonNullable<JobSpec['steps']>): string {
-  const n = steps.length;
-  const lines: string[] = [];
-  steps.forEach((step, i) => {
-    lines.push(`printf '%s\\n' ${shellQuote(`==> [${i + 1}/${n}] ${step.name}`)} >&2`);
-    lines.push(`/bin/sh -c ${shellQuote(step.run)} || exit $?`);
-  });
-  return lines.join('\n') + '\n';
-}
-
-/** Single-quotes a string for a POSIX shell: nothing inside is interpreted. */
-export function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }

@@ -1,6 +1,6 @@
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { tarGzDeterministic } from '../../../packager/src/bundle-builder';
+import { tarGzDeterministic } from '../../../../libs/messaging/src/deterministic-tar';
 import picomatch from 'picomatch/posix';
 import { outputGlobProblem, type ArtifactCollector, type ArtifactResult } from '../core/artifacts';
 

@@ -5,7 +5,7 @@ import { constants } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import type { ClientChannel } from 'ssh2';
 import type { ExecutorLogger } from '../core/executor';
-import { shellQuote } from '../core/command';
+import { shellQuote } from '../../../../libs/contracts/src/shell-script';
 import { LaunchError, type ExitStatus, type LaunchRequest, type ProcessRunner, type RunningProcess } from '../core/process-runner.port';
 import { ChunkQueue } from './chunk-queue';
 import { HostKeyError, SshConnection, type RemoteResult } from './ssh-connection';
