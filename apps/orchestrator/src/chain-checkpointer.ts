@@ -27,15 +27,21 @@ export class ChainCheckpointer {
 
   start(): void {
     if (this.timer || this.o.intervalMs <= 0) return;
+    // Another orchestrator may have signed meanwhile (it led while this one stood by).
+    this.signedPosition = -1;
     this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
     this.timer.unref();
   }
 
-  /** Stops the timer and signs the final head, so a shutdown leaves the newest history covered. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the timer and signs the final head, so a shutdown leaves the newest history covered;
+   * `signFinal: false` when it must not act any more (this orchestrator no longer leads).
+   */
+  async stop(opts: { signFinal?: boolean } = {}): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    await this.tick();
+    if (opts.signFinal ?? true) await this.tick();
+    else await this.running;
   }
 
   /** Signs the current head if it is chained and newer than the last one signed; the checkpoint, or null. */

@@ -52,8 +52,12 @@ export class JobCommandHandler {
     this.onRecorded = options.onRecorded;
   }
 
-  execute(jobId: string, command: JobCommand, meta: CommandMeta): Promise<HandledCommand> {
-    return this.mutex.run(jobId, () => this.executeNow(jobId, command, meta));
+  /**
+   * Runs one command. `guard` (a fence) is called right before each append and may throw to
+   * stop it: a scheduler that is no longer the leader appends nothing, even on a conflict retry.
+   */
+  execute(jobId: string, command: JobCommand, meta: CommandMeta, opts: { guard?: () => void } = {}): Promise<HandledCommand> {
+    return this.mutex.run(jobId, () => this.executeNow(jobId, command, meta, opts.guard));
   }
 
   /** The job as its stream has it now. */
@@ -65,7 +69,7 @@ export class JobCommandHandler {
     return { job, revision: recs.length ? recs[recs.length - 1].revision : -1, events };
   }
 
-  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta): Promise<HandledCommand> {
+  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta, guard?: () => void): Promise<HandledCommand> {
     for (let attempt = 0; ; attempt++) {
       const { job, revision, events } = await this.load(jobId);
       const decided = decide(command, job);
@@ -75,6 +79,7 @@ export class JobCommandHandler {
       const records = decided.map((e) =>
         encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId: meta.correlationId }),
       );
+      guard?.();
       try {
         await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);
         let after = job;

@@ -26,6 +26,7 @@ import { JobCommandHandler, type HandledCommand } from './job-command.handler';
 import type { Logger } from './logger';
 import { Relay } from './relay';
 import { Scheduler } from './scheduler';
+import { LeaderLease, type LeaseHolder } from '../../../libs/messaging/src/leader-lease';
 
 export interface OrchestratorOptions {
   eventStore: EventStore;
@@ -43,7 +44,17 @@ export interface OrchestratorOptions {
   onRecorded?: (handled: HandledCommand) => void;
   /** The heartbeat period assumed for executors that do not announce theirs (default 1000 ms): 3 missed, and an executor gets no new work. */
   heartbeatMs?: number;
+  /**
+   * One of several orchestrators (JOBLINE_LEADERSHIP=lease): only the holder of the leader
+   * lease schedules, answers heartbeats, relays and signs checkpoints; every one handles
+   * commands, reports and claims (each append is checked against the stream's revision).
+   * Absent: this is the only orchestrator, always acting.
+   */
+  leadership?: { id: string; leaseMs: number; replicas?: number };
 }
+
+/** What an orchestrator is doing: `single` always acts; with a lease, `leader` or `standby`. */
+export type OrchestratorRole = 'single' | 'leader' | 'standby';
 
 /** Every orchestrator answers claims in this queue group: one of them records each. */
 export const CLAIMS_QUEUE = 'orchestrators';
@@ -60,6 +71,12 @@ export class Orchestrator {
   private claims: NatsSubscription | null = null;
   private busStatus: (AsyncIterable<{ type: string }> & { stop?: () => void }) | null = null;
   private artifacts: Promise<ArtifactStore> | null = null;
+  private lease: LeaderLease | null = null;
+  /** Leadership changes, applied one after the other. */
+  private transitions: Promise<void> = Promise.resolve();
+  private leading = false;
+  private stopping = false;
+  private readonly leadershipListeners: ((leader: boolean) => void | Promise<void>)[] = [];
 
   constructor(private readonly o: OrchestratorOptions) {
     this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock, onRecorded: o.onRecorded });
@@ -81,13 +98,98 @@ export class Orchestrator {
       cancelConfirmMs: o.cancelConfirmMs,
       heartbeatMs: o.heartbeatMs,
       clock: o.clock,
+      acting: () => this.acting(),
     });
   }
 
+  /** Whether this orchestrator may schedule now: always when it is the only one, else while its lease is valid. */
+  acting(): boolean {
+    return this.lease ? this.lease.isLeader() : true;
+  }
+
+  get role(): OrchestratorRole {
+    if (!this.o.leadership) return 'single';
+    return this.acting() ? 'leader' : 'standby';
+  }
+
+  /** Who holds the leader lease as this orchestrator last saw it (null: single, or nobody). */
+  get leader(): LeaseHolder | null {
+    return this.lease?.holder ?? null;
+  }
+
+  /** Told (in order) when this orchestrator starts or stops leading; a single one is told true at start. */
+  onLeadership(listener: (leader: boolean) => void | Promise<void>): void {
+    this.leadershipListeners.push(listener);
+    if (this.leading) this.transitions = this.transitions.then(() => listener(true));
+  }
+
   async start(): Promise<void> {
-    await this.relay.start();
     this.busStatus = this.o.nc.status();
     void this.watchBus(this.busStatus);
+    this.subscribeClaims();
+    if (!this.o.leadership) {
+      await this.lead();
+      await this.scheduler.start();
+      this.o.logger.log('orchestrator: relay and scheduler running');
+      return;
+    }
+    // A standby follows the history too, so that it takes over without reading it again.
+    await this.scheduler.start();
+    const { id, leaseMs, replicas } = this.o.leadership;
+    this.lease = new LeaderLease({
+      nc: this.o.nc,
+      id,
+      leaseMs,
+      replicas,
+      onChange: (leader) => {
+        this.transitions = this.transitions.then(() => (leader ? this.lead() : this.standBy()));
+      },
+      onError: (err) => this.o.logger.warn(`orchestrator: leader lease: ${err.message}`),
+    });
+    await this.lease.start();
+    await this.transitions;
+    this.o.logger.log(`orchestrator ${id}: ${this.acting() ? 'leading' : `standing by (leader: ${this.lease.holder?.id ?? 'unknown'})`}`);
+  }
+
+  /** Takes up what only the leader does: heartbeats, scheduling, the relay, the listeners' parts. */
+  private async lead(): Promise<void> {
+    if (this.leading || this.stopping) return;
+    this.leading = true;
+    if (this.lease) {
+      this.o.logger.log(`orchestrator ${this.o.leadership!.id}: leading (lease revision ${this.lease.term})`);
+      this.scheduler.promote();
+    }
+    await this.relay.start();
+    this.subscribeHeartbeats();
+    for (const l of this.leadershipListeners) await l(true);
+  }
+
+  /**
+   * Claims are judged on the job's history alone (is this attempt current?), so any
+   * orchestrator may answer them. The only one answers in the queue group (several single ones
+   * on one store share them). With a lease every orchestrator answers every claim, outside any
+   * queue group: a leader frozen past its lease still receives claims (the server cannot tell
+   * it is frozen), and a failover must not leave an attempt dispatched just before it without
+   * an answer until its start deadline. The executor takes the first answer; the others find
+   * the attempt started already (a repeated claim of a started attempt is granted again).
+   */
+  private subscribeClaims(): void {
+    const queue = this.o.leadership ? {} : { queue: CLAIMS_QUEUE };
+    this.claims = this.o.nc.subscribe(subjects.claimsAll, { ...queue, callback: (err, msg) => void (err ? undefined : this.answerClaim(msg)) });
+  }
+
+  /** Lost the lease (or stopping): stops at once what only the leader does. */
+  private async standBy(): Promise<void> {
+    if (!this.leading) return;
+    this.leading = false;
+    if (!this.stopping) this.o.logger.warn(`orchestrator ${this.o.leadership?.id ?? ''}: no longer the leader; standing by`);
+    this.heartbeats?.unsubscribe();
+    this.heartbeats = null;
+    for (const l of this.leadershipListeners) await l(false);
+    await this.relay.stop();
+  }
+
+  private subscribeHeartbeats(): void {
     // Heartbeats are requests: the answer is the executor's lease (the attempts still current there).
     this.heartbeats = this.o.nc.subscribe(subjects.heartbeatsAll, {
       callback: (err, msg) => {
@@ -97,25 +199,28 @@ export class Orchestrator {
           this.o.logger.warn(`orchestrator: ignored a malformed heartbeat on ${msg.subject}`);
           return;
         }
+        // A leader whose lease ran out (paused, cut off) answers nobody: the next leader does.
+        if (!this.acting()) return;
         this.scheduler.onHeartbeat(hb.value).then(
           (lease) => {
-            if (lease && msg.reply) msg.respond(JSON.stringify(lease));
+            if (lease && msg.reply && this.acting()) msg.respond(JSON.stringify(lease));
           },
           (e) => this.o.logger.error(`orchestrator: heartbeat of ${hb.value.executorId} not answered: ${(e as Error).message}`),
         );
       },
     });
-    this.claims = this.o.nc.subscribe(subjects.claimsAll, { queue: CLAIMS_QUEUE, callback: (err, msg) => void (err ? undefined : this.answerClaim(msg)) });
-    await this.scheduler.start();
-    this.o.logger.log('orchestrator: relay and scheduler running');
   }
 
   async stop(): Promise<void> {
     this.claims?.unsubscribe();
-    this.heartbeats?.unsubscribe();
     this.busStatus?.stop?.();
+    // Stop leading first, then release the lease: a standby takes over at its next look.
+    this.stopping = true;
+    this.transitions = this.transitions.then(() => this.standBy());
+    await this.transitions;
+    await this.lease?.stop();
+    await this.transitions;
     await this.scheduler.stop();
-    await this.relay.stop();
   }
 
   /**

@@ -78,7 +78,9 @@ export class Relay {
     return this.position;
   }
 
+  /** Publishes from the checkpoint on; may be started again after stop() (a leader again). */
   async start(): Promise<void> {
+    this.stopped = false;
     this.position = await this.o.checkpoints.load(this.name);
     this.subscription = this.o.eventStore.subscribeToAll({ after: this.position });
     this.loop = this.run(this.subscription);

@@ -30,6 +30,22 @@ export interface SchedulerOptions {
    */
   heartbeatMs?: number;
   clock?: () => Date;
+  /**
+   * Whether this scheduler may act now (default: always). A standby orchestrator's scheduler
+   * follows the history like the leader's (so it takes over without a replay) but decides
+   * nothing: what falls due meanwhile (a timeout, a retry, a forced cancel) waits, and is
+   * decided again on the history as it then stands once this one leads (see promote()).
+   * Checked again right before each append, so a leader that was paused acts on nothing.
+   */
+  acting?: () => boolean;
+}
+
+/** Thrown by the append guard of a scheduler that may not act (no longer the leader). */
+export class NotActingError extends Error {
+  constructor() {
+    super('this orchestrator is not the leader');
+    this.name = 'NotActingError';
+  }
 }
 
 interface TrackedJob {
@@ -92,12 +108,20 @@ export class Scheduler {
   private readonly cancelConfirmMs: number;
   private readonly clock: () => Date;
   private readonly caughtUpWaiters: (() => void)[] = [];
+  private readonly acting: () => boolean;
+  /** Decisions that fell due while this scheduler could not act, by job: taken again at promote(). */
+  private readonly deferred = new Map<string, JobCommand[]>();
+  /** Throws before an append when this scheduler may not act (the handler calls it). */
+  private readonly guard = (): void => {
+    if (!this.acting()) throw new NotActingError();
+  };
 
   constructor(private readonly o: SchedulerOptions) {
     this.leaseMs = o.leaseMs ?? 10_000;
     this.cancelConfirmMs = o.cancelConfirmMs ?? 30_000;
     this.heartbeatMs = o.heartbeatMs ?? 1000;
     this.clock = o.clock ?? (() => new Date());
+    this.acting = o.acting ?? (() => true);
   }
 
   async start(): Promise<void> {
@@ -116,6 +140,23 @@ export class Scheduler {
     for (const j of this.jobs.values()) if (j.timer) clearTimeout(j.timer);
     await this.subscription?.close();
     await this.loop;
+  }
+
+  /**
+   * This scheduler now leads: executors' silence counts from now (it heard none of them while
+   * standing by), and every decision that fell due meanwhile is taken on the history as it
+   * stands (the decider refuses what the previous leader already did).
+   */
+  promote(): void {
+    this.startedAtMs = this.now();
+    for (const e of this.executors.values()) {
+      e.lastSeenMs = 0;
+      e.alive = true;
+    }
+    const due = [...this.deferred.entries()];
+    this.deferred.clear();
+    for (const [jobId, commands] of due) for (const c of commands) void this.command(jobId, c);
+    this.schedulePump();
   }
 
   /**
@@ -274,6 +315,7 @@ export class Scheduler {
   /** Drops a finished job; one whose retry follows in the same append stays, waiting for it. */
   private forget(job: TrackedJob, retryFollows: boolean): void {
     this.clearTimer(job);
+    if (!retryFollows) this.deferred.delete(job.jobId);
     this.ready.remove(job.jobId);
     if (retryFollows) job.phase = 'pending';
     else this.jobs.delete(job.jobId);
@@ -304,7 +346,7 @@ export class Scheduler {
 
   /** Hands queued attempts to executors with free slots, best priority first; none while the bus is down, none to a suspect executor. */
   private pump(): void {
-    if (!this.busUp) return;
+    if (!this.busUp || !this.acting()) return;
     const skipped = [];
     const now = this.now();
     while (this.ready.size > 0) {
@@ -323,13 +365,15 @@ export class Scheduler {
       job.phase = 'dispatched';
       const attempt = entry.attempt;
       void this.o.handler
-        .execute(job.jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(job.jobId))
+        .execute(job.jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(job.jobId), { guard: this.guard })
         .catch((err) => {
           target.assigned.delete(job.jobId);
           if (this.jobs.get(job.jobId) === job && job.executorId === target.id && job.phase === 'dispatched') {
             job.executorId = null;
             job.phase = 'queued';
-            if (!(err instanceof JoblineError)) {
+            // Not the leader any more: the job waits in the queue for whoever leads (this one again, after promote()).
+            if (err instanceof NotActingError) this.ready.push(entry);
+            else if (!(err instanceof JoblineError)) {
               this.o.logger.warn(`scheduler: dispatch of ${job.jobId} failed, will retry: ${(err as Error).message}`);
               setTimeout(() => {
                 this.ready.push(entry);
@@ -380,7 +424,7 @@ export class Scheduler {
 
   /** Liveness: an executor that stopped sending heartbeats has lost its attempts. */
   private tick(): void {
-    if (!this.caughtUp || !this.busUp) return;
+    if (!this.caughtUp || !this.busUp || !this.acting()) return;
     const now = this.now();
     for (const e of this.executors.values()) {
       const silentMs = this.silentMs(e, now);
@@ -416,13 +460,25 @@ export class Scheduler {
 
   /** Runs a command of the scheduler's own; resolves (never rejects) once it is stored or refused. */
   private command(jobId: string, command: JobCommand): Promise<void> {
-    return this.o.handler.execute(jobId, command, scheduler(jobId)).then(
+    if (!this.acting()) {
+      this.defer(jobId, command);
+      return Promise.resolve();
+    }
+    return this.o.handler.execute(jobId, command, scheduler(jobId), { guard: this.guard }).then(
       () => undefined,
       (err) => {
-        if (err instanceof JoblineError) this.o.logger.debug?.(`scheduler: ${command.type} for ${jobId} no longer applies: ${err.message}`);
+        if (err instanceof NotActingError) this.defer(jobId, command);
+        else if (err instanceof JoblineError) this.o.logger.debug?.(`scheduler: ${command.type} for ${jobId} no longer applies: ${err.message}`);
         else this.o.logger.error(`scheduler: ${command.type} for ${jobId} failed: ${(err as Error).message}`);
       },
     );
+  }
+
+  private defer(jobId: string, command: JobCommand): void {
+    if (!this.jobs.has(jobId)) return;
+    const list = this.deferred.get(jobId);
+    if (list) list.push(command);
+    else this.deferred.set(jobId, [command]);
   }
 
   private executor(id: string): ExecutorState {

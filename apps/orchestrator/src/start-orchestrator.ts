@@ -1,6 +1,7 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { INestMicroservice } from '@nestjs/common';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { JoblineConfig } from '../../../libs/config/src';
@@ -83,6 +84,9 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       heartbeatMs: config.executor.heartbeatMs,
       packager: config.orchestrator.packager,
       onRecorded: metrics.record,
+      ...(config.orchestrator.leadership === 'lease'
+        ? { leadership: { id: config.orchestrator.id ?? `${hostname()}-${process.pid}`, leaseMs: config.orchestrator.leaderLeaseMs, replicas: config.streams.replicas } }
+        : {}),
     });
     cleanups.push(() => orchestrator.stop());
     cleanups.push(() => (app as INestMicroservice).close());
@@ -97,11 +101,21 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
         intervalMs: config.orchestrator.checkpointIntervalMs,
         onError: (err) => logger.warn({ err }, 'orchestrator: a chain checkpoint was not signed'),
       });
-      checkpointer.start();
-      // Registered after the orchestrator's own stop: it runs first, so the final head is signed while the store is open.
-      cleanups.push(() => checkpointer.stop());
+      // Only the leader signs: one of several starts and stops signing with its lease.
+      if (config.orchestrator.leadership === 'lease') orchestrator.onLeadership((leader) => (leader ? checkpointer.start() : checkpointer.stop({ signFinal: false })));
+      else checkpointer.start();
+      // Registered after the orchestrator's own stop: it runs first, so the final head is signed while the store is open (by a leader).
+      cleanups.push(() => checkpointer.stop({ signFinal: orchestrator.acting() }));
     }
     const store = eventStore;
+    new Gauge({
+      name: 'jobline_orchestrator_leader',
+      help: 'Whether this orchestrator acts as the leader now (1), or stands by (0); always 1 with JOBLINE_LEADERSHIP=single.',
+      registers: [registry],
+      collect() {
+        this.set(orchestrator.acting() ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'jobline_relay_lag_events',
       help: 'Stored events not yet published to the bus by the relay (store head − relay position).',
@@ -132,7 +146,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       const h = http;
       cleanups.push(() => h.close());
     }
-    logger.info({ store: describe, packager: config.orchestrator.packager, http: http?.url }, 'orchestrator running');
+    logger.info({ store: describe, packager: config.orchestrator.packager, http: http?.url, role: orchestrator.role, leader: orchestrator.leader?.id }, 'orchestrator running');
     return { orchestrator, registry, http, stop };
   } catch (err) {
     await stop();

@@ -34,7 +34,17 @@ export interface JoblineConfig {
     /** null: the built one next to the code; false: none. */
     dashboardDir: string | null | false;
   };
-  orchestrator: { cancelConfirmMs: number; packager: boolean; httpPort: number | null; checkpointIntervalMs: number };
+  orchestrator: {
+    cancelConfirmMs: number;
+    packager: boolean;
+    httpPort: number | null;
+    checkpointIntervalMs: number;
+    /** single: the only orchestrator; lease: one of several, acting while it holds the leader lease. */
+    leadership: 'single' | 'lease';
+    leaderLeaseMs: number;
+    /** Null: `<host name>-<pid>`, chosen at start. */
+    id: string | null;
+  };
   /** The Ed25519 key of chain checkpoints and attestations (created when missing). */
   signingKeyFile: string;
   executor: {
@@ -157,6 +167,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       packager: get('JOBLINE_PACKAGER') ?? true,
       httpPort: sidePort('JOBLINE_ORCHESTRATOR_HTTP_PORT', 8081),
       checkpointIntervalMs: get('JOBLINE_CHECKPOINT_INTERVAL_MS') ?? 10_000,
+      leadership: get('JOBLINE_LEADERSHIP') ?? 'single',
+      leaderLeaseMs: get('JOBLINE_LEADER_LEASE_MS') ?? 10_000,
+      id: get('JOBLINE_ORCHESTRATOR_ID') ?? null,
     },
     signingKeyFile: get('JOBLINE_SIGNING_KEY_FILE') ?? `${dataDir}/signing-key.pem`,
     executor: {
