@@ -37,7 +37,7 @@ export interface OrchestratorOptions {
   /** Time an executor has to confirm a cancel before the job is closed anyway (default 30 s). */
   cancelConfirmMs?: number;
   clock?: () => Date;
-  /** A packager builds bundles for jobs with a source (default false: such jobs fail packaging at once). */
+  /** A packager builds bundles for jobs with a source or data (default false: such jobs fail packaging at once). */
   packager?: boolean;
   /** Told about every command that appended events (metrics); must not throw. */
   onRecorded?: (handled: HandledCommand) => void;
@@ -181,7 +181,7 @@ export class Orchestrator {
       // Without a packager the job would wait for its bundle forever; it fails, saying why.
       const failed = await this.handler.execute(
         jobId,
-        { type: 'RecordPackagingFailed', data: { reason: 'this deployment has no packager: jobs with a source cannot be bundled yet', now: this.now() } },
+        { type: 'RecordPackagingFailed', data: { reason: 'this deployment has no packager: jobs with a source or data cannot be bundled', now: this.now() } },
         { ...meta, actor: 'orchestrator' },
       );
       return { job: failed.job, events: [...handled.events, ...failed.events] };

@@ -39,7 +39,7 @@ export function packagerOptions(config: JoblineConfig): PackagerOptions {
   };
 }
 
-/** Starts a packager as configured: builds the bundles of jobs with a source. */
+/** Starts a packager as configured: builds the bundles of jobs with a source or data. */
 export async function startPackager(config: JoblineConfig, deps: PackagerDeps = {}): Promise<PackagerHandle> {
   const logger = deps.logger ?? createLogger({ service: 'packager', ...config.log });
   const cleanups: (() => Promise<unknown> | unknown)[] = [];

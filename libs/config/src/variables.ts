@@ -114,7 +114,7 @@ export const VARIABLES = {
   // --- orchestrator --------------------------------------------------------------------
   JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(150, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api', 'executor'], 'An executor silent this long has lost its attempts (executors: until the first lease reply brings the orchestrator\'s value).'),
   JOBLINE_CANCEL_CONFIRM_MS: v('JOBLINE_CANCEL_CONFIRM_MS', int(100, 3_600_000), 'milliseconds', '30000', S.orch, 'How long an executor has to confirm a stop before the job is closed anyway.'),
-  JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source wait for their bundle. false: they fail at once, saying so.'),
+  JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source or data wait for their bundle. false: they fail at once, saying so.'),
   JOBLINE_SIGNING_KEY_FILE: v('JOBLINE_SIGNING_KEY_FILE', path, 'a file (PEM, PKCS#8 Ed25519)', '<data dir>/signing-key.pem (created when missing)', ['orchestrator', 'api', 'dev'], 'The Ed25519 key that signs chain checkpoints and attestations. Rotate by replacing the file; keep the old public key to verify what it signed.'),
   JOBLINE_CHECKPOINT_INTERVAL_MS: v('JOBLINE_CHECKPOINT_INTERVAL_MS', int(0, 86_400_000), 'milliseconds, 0 for none', '10000', S.orch, 'How often the orchestrator signs the head of the event hash chain (when it moved), keeps it in the store and publishes it on jobline.chain.checkpoint.'),
   JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),
