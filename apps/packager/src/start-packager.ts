@@ -25,7 +25,7 @@ export interface PackagerHandle {
 export function packagerOptions(config: JoblineConfig): PackagerOptions {
   const p = config.packager;
   return {
-    git: { allowFileUrls: p.allowFileUrls, ...(p.gitHosts ? { allowedHosts: p.gitHosts } : {}), timeoutMs: p.gitTimeoutMs },
+    git: { allowFileUrls: p.allowFileUrls, ...(p.gitHosts ? { allowedHosts: p.gitHosts } : {}), timeoutMs: p.gitTimeoutMs, ...(p.gitCacheMaxBytes !== null ? { cacheMaxBytes: p.gitCacheMaxBytes } : {}) },
     data: {
       ...(p.dataHosts ? { allowedHosts: p.dataHosts } : {}),
       allowPrivateAddresses: p.allowPrivateAddresses,

@@ -34,7 +34,7 @@ export interface JoblineConfig {
     /** null: the built one next to the code; false: none. */
     dashboardDir: string | null | false;
   };
-  orchestrator: { cancelConfirmMs: number; packager: boolean; httpPort: number | null; checkpointIntervalMs: number };
+  orchestrator: { cancelConfirmMs: number; packager: boolean; httpPort: number | null; checkpointIntervalMs: number; retention: RetentionConfig };
   /** The Ed25519 key of chain checkpoints and attestations (created when missing). */
   signingKeyFile: string;
   executor: {
@@ -63,10 +63,22 @@ export interface JoblineConfig {
     baseImage: string;
     concurrency: number;
     workDir: string;
+    /** Budget of the per-URL git cache (least recently used mirrors removed first); null: none. */
+    gitCacheMaxBytes: number | null;
     httpPort: number | null;
   };
   /** Which variables were set (so `jobline config` can tell defaults from choices). */
   explicit: ReadonlySet<VariableName>;
+}
+
+/** What the retention policy removes, and when. */
+export interface RetentionConfig {
+  /** Finished jobs older than this are purged (ms since they finished); null: never (unless an owner says otherwise). */
+  maxAgeMs: number | null;
+  /** Per-owner overrides of maxAgeMs (null: that owner's jobs are kept). */
+  ownerMaxAgeMs: Record<string, number | null>;
+  /** Time between sweeps. */
+  intervalMs: number;
 }
 
 export const NATS_DEFAULT_URL = 'nats://127.0.0.1:4222';
@@ -157,6 +169,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       packager: get('JOBLINE_PACKAGER') ?? true,
       httpPort: sidePort('JOBLINE_ORCHESTRATOR_HTTP_PORT', 8081),
       checkpointIntervalMs: get('JOBLINE_CHECKPOINT_INTERVAL_MS') ?? 10_000,
+      retention: {
+        maxAgeMs: get('JOBLINE_RETENTION_MAX_AGE_MS') ?? null,
+        ownerMaxAgeMs: get('JOBLINE_RETENTION_OWNER_MAX_AGE_MS') ?? {},
+        intervalMs: get('JOBLINE_RETENTION_INTERVAL_MS') ?? 3_600_000,
+      },
     },
     signingKeyFile: get('JOBLINE_SIGNING_KEY_FILE') ?? `${dataDir}/signing-key.pem`,
     executor: {
@@ -185,6 +202,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       baseImage: get('JOBLINE_PACKAGER_BASE_IMAGE') ?? 'debian:bookworm-slim',
       concurrency: get('JOBLINE_PACKAGER_CONCURRENCY') ?? 2,
       workDir: get('JOBLINE_PACKAGER_WORK_DIR') ?? `${dataDir}/packager`,
+      gitCacheMaxBytes: get('JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES') ?? null,
       httpPort: sidePort('JOBLINE_PACKAGER_HTTP_PORT', 8082),
     },
     explicit: new Set(values.keys()),
