@@ -147,7 +147,7 @@ describe('data-only jobs meet the default guards (private addresses refused, a d
       graceMs: 1000,
       logger: quietLogger,
       // The hosts below pass the allowlist, so what refuses them is the address guard.
-      env: { JOBLINE_PACKAGER_DATA_HOSTS: '127.0.0.1,localhost,169.254.169.254,data.example.com' },
+      env: { JOBLINE_PACKAGER_DATA_HOSTS: '127.0.0.1,localhost,169.254.169.254,data.example.com', JOBLINE_RETENTION_MAX_AGE_MS: '3600000' },
     });
     api = new RestClient(stack.apiUrl!, stack.token);
   });
@@ -192,5 +192,14 @@ describe('data-only jobs meet the default guards (private addresses refused, a d
     const done = await api.finished((await api.submit({ command: 'echo plain' })).id, 60_000);
     expect(done).toMatchObject({ status: 'succeeded', bundleDigest: null });
     expect(types(await api.events(done.id))).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+  });
+
+  it('the retention policy configured by variable runs in the dev stack and keeps jobs younger than its age', async () => {
+    expect(stack.orchestrator.retention).not.toBeNull();
+    const r = await stack.orchestrator.retention!.sweep();
+    expect(r.purged).toEqual([]);
+    const { items } = (await (await api.request('/v1/jobs?limit=100')).json()) as { items: { purged: boolean }[] };
+    expect(items.length).toBeGreaterThan(0);
+    expect(items.every((j) => !j.purged)).toBe(true);
   });
 });

@@ -19,12 +19,15 @@ import {
 } from '../../../libs/contracts/src';
 import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
+import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { decide, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type HandledCommand } from './job-command.handler';
+import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
 import { Relay } from './relay';
+import { Retention, type RetentionPolicy } from './retention';
 import { Scheduler } from './scheduler';
 
 export interface OrchestratorOptions {
@@ -43,6 +46,8 @@ export interface OrchestratorOptions {
   onRecorded?: (handled: HandledCommand) => void;
   /** The heartbeat period assumed for executors that do not announce theirs (default 1000 ms): 3 missed, and an executor gets no new work. */
   heartbeatMs?: number;
+  /** The retention policy (default none: finished jobs are kept until purged by hand). */
+  retention?: RetentionPolicy & { clock?: () => Date };
 }
 
 /** Every orchestrator answers claims in this queue group: one of them records each. */
@@ -60,6 +65,11 @@ export class Orchestrator {
   private claims: NatsSubscription | null = null;
   private busStatus: (AsyncIterable<{ type: string }> & { stop?: () => void }) | null = null;
   private artifacts: Promise<ArtifactStore> | null = null;
+  private bundles: Promise<BundleStore> | null = null;
+  /** Held per bundle digest by retention while it removes one, and here while one is recorded. */
+  private readonly bundleGate = new KeyedMutex();
+  /** The retention policy's sweeper, when some age is configured. */
+  readonly retention: Retention | null;
 
   constructor(private readonly o: OrchestratorOptions) {
     this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock, onRecorded: o.onRecorded });
@@ -82,6 +92,19 @@ export class Orchestrator {
       heartbeatMs: o.heartbeatMs,
       clock: o.clock,
     });
+    this.retention = Retention.enabled(o.retention)
+      ? new Retention({
+          eventStore: o.eventStore,
+          checkpoints: o.checkpoints,
+          handler: this.handler,
+          logger: o.logger,
+          policy: o.retention!,
+          deleteJobData: async (jobId, attempts) => void (await this.deleteJobData(jobId, attempts)),
+          bundles: { list: async () => (await this.bundleStore()).list(), delete: async (d) => (await this.bundleStore()).delete(d) },
+          bundleGate: this.bundleGate,
+          clock: o.retention!.clock ?? o.clock,
+        })
+      : null;
   }
 
   async start(): Promise<void> {
@@ -107,13 +130,15 @@ export class Orchestrator {
     });
     this.claims = this.o.nc.subscribe(subjects.claimsAll, { queue: CLAIMS_QUEUE, callback: (err, msg) => void (err ? undefined : this.answerClaim(msg)) });
     await this.scheduler.start();
-    this.o.logger.log('orchestrator: relay and scheduler running');
+    await this.retention?.start();
+    this.o.logger.log(`orchestrator: relay and scheduler running${this.retention ? ', retention policy on' : ''}`);
   }
 
   async stop(): Promise<void> {
     this.claims?.unsubscribe();
     this.heartbeats?.unsubscribe();
     this.busStatus?.stop?.();
+    await this.retention?.stop();
     await this.scheduler.stop();
     await this.relay.stop();
   }
@@ -226,9 +251,7 @@ export class Orchestrator {
     // The decider's rules first (throws while the job is not finished): nothing is deleted from a running job.
     decide(command, job);
     // A finished job never becomes unfinished again, so the check above still holds after the deletion.
-    const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
-    this.artifacts ??= ArtifactStore.open(this.o.nc);
-    await (await this.artifacts).deleteJob(jobId, job.attempt);
+    const purgedChunks = await this.deleteJobData(jobId, job.attempt);
     this.o.logger.log(`orchestrator: purged job ${jobId} (${purgedChunks} log chunks, artifacts of ${job.attempt} attempt(s))`);
     return this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
   }
@@ -259,11 +282,35 @@ export class Orchestrator {
     const meta = { actor: 'packager', causationId, correlationId: r.jobId };
     if (r.kind === 'failed') return this.handler.execute(r.jobId, { type: 'RecordPackagingFailed', data: { reason: r.reason, now: this.now() } }, meta);
     const { bundleDigest, size, commit, dataDigests } = r;
-    return this.handler.execute(
-      r.jobId,
-      { type: 'RecordPackaged', data: { bundleDigest, size, ...(commit ? { commit } : {}), ...(dataDigests ? { dataDigests } : {}), now: this.now() } },
-      meta,
-    );
+    const record = () =>
+      this.handler.execute(
+        r.jobId,
+        { type: 'RecordPackaged', data: { bundleDigest, size, ...(commit ? { commit } : {}), ...(dataDigests ? { dataDigests } : {}), now: this.now() } },
+        meta,
+      );
+    if (!this.retention) return record();
+    // Retention removes unreferenced bundles under the same gate: one it removed while this job was packaged is not recorded as there.
+    return this.bundleGate.run(bundleDigest, async () => {
+      const { job } = await this.handler.load(r.jobId);
+      if (job.phase === 'packaging' && !(await (await this.bundleStore()).has(bundleDigest))) {
+        const reason = `bundle ${bundleDigest} is no longer in the bundle store (removed by the retention policy while the job was packaged); submit the job again`;
+        return this.handler.execute(r.jobId, { type: 'RecordPackagingFailed', data: { reason, now: this.now() } }, { ...meta, actor: 'orchestrator' });
+      }
+      return record();
+    });
+  }
+
+  /** Deletes what a purge removes: the job's log chunks and its attempts' artifacts (deleting what is gone already is no error). */
+  private async deleteJobData(jobId: string, attempts: number): Promise<number> {
+    const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
+    this.artifacts ??= ArtifactStore.open(this.o.nc);
+    await (await this.artifacts).deleteJob(jobId, attempts);
+    return purgedChunks;
+  }
+
+  private bundleStore(): Promise<BundleStore> {
+    this.bundles ??= BundleStore.open(this.o.nc);
+    return this.bundles;
   }
 
   private validOwner(owner: string): string {

@@ -82,6 +82,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       cancelConfirmMs: config.orchestrator.cancelConfirmMs,
       heartbeatMs: config.executor.heartbeatMs,
       packager: config.orchestrator.packager,
+      retention: config.orchestrator.retention,
       onRecorded: metrics.record,
     });
     cleanups.push(() => orchestrator.stop());
@@ -132,7 +133,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       const h = http;
       cleanups.push(() => h.close());
     }
-    logger.info({ store: describe, packager: config.orchestrator.packager, http: http?.url }, 'orchestrator running');
+    logger.info({ store: describe, packager: config.orchestrator.packager, retention: orchestrator.retention ? config.orchestrator.retention : 'off', http: http?.url }, 'orchestrator running');
     return { orchestrator, registry, http, stop };
   } catch (err) {
     await stop();
