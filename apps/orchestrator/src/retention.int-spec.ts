@@ -221,7 +221,39 @@ describe('retention policy', () => {
     expect(await logChunks(aliceRunning)).toBe(0);
   });
 
-  it('a sweep cut short after recording JobPurged is finished by the next policy run, on its own timer', async () => {
+  it('sweeps by itself every interval', async () => {
+    const frank = await submit('frank', { command: 'echo frank-log' });
+    await finished(frank);
+    await withLogs(frank);
+    const timed = new Retention({
+      eventStore: store,
+      checkpoints,
+      handler: orchestrator.handler,
+      logger: quiet,
+      policy: { maxAgeMs: MINUTE, ownerMaxAgeMs: { alice: null, bob: null, carol: null, dave: null, eve: null }, intervalMs: 1000 },
+      deleteJobData: async (jobId, attempts) => {
+        await purgeLogs(jsm, jobId);
+        await artifacts.deleteJob(jobId, attempts);
+      },
+      bundles: { list: async () => [], delete: async () => undefined },
+      bundleGate: new KeyedMutex(),
+      // Young at its first sweep; two minutes old from the next one on.
+      clock: (() => {
+        const started = Date.now();
+        return () => new Date(Date.now() > started + 500 ? Date.now() + 2 * MINUTE : Date.now());
+      })(),
+    });
+    await timed.start();
+    try {
+      const purged = await eventually(async () => ((await types(frank)).includes('JobPurged') ? history(frank) : undefined), 10_000, 'a timed sweep');
+      expect(purged.at(-1)).toMatchObject({ metadata: { actor: 'retention:global' } });
+      expect(await logChunks(frank)).toBe(0);
+    } finally {
+      await timed.stop();
+    }
+  });
+
+  it('a sweep cut short after recording JobPurged is finished by the next policy run (the first one after a restart)', async () => {
     const eve = await submit('eve', { command: 'echo eve-log' });
     await finished(eve);
     await withLogs(eve);
@@ -230,13 +262,13 @@ describe('retention policy', () => {
     expect(await logChunks(eve)).toBeGreaterThan(0);
     expect(await checkpoints.load(RETENTION_CLEANUP_CHECKPOINT)).toBeLessThan((await history(eve)).at(-1)!.position);
 
-    // A fresh policy (as after a restart), sweeping every second by itself.
+    // A fresh policy (as after a restart): its first sweep, once caught up, finishes the deletion.
     const restarted = new Retention({
       eventStore: store,
       checkpoints,
       handler: orchestrator.handler,
       logger: quiet,
-      policy: { maxAgeMs: HOUR, intervalMs: 1000 },
+      policy: { maxAgeMs: HOUR, intervalMs: 86_400_000 },
       deleteJobData: async (jobId, attempts) => {
         await purgeLogs(jsm, jobId);
         await artifacts.deleteJob(jobId, attempts);

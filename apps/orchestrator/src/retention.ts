@@ -53,7 +53,7 @@ const NO_SPEC = Object.freeze({}) as JobSpec;
  *
  * Its view of the jobs is the job-view fold of the store from position 0, built in the
  * background (start-up does not wait for it); a sweep waits until it has caught up with the
- * store's head. A sweep cut short between recording JobPurged and deleting is repaired by the
+ * store's head. The first sweep runs once it has, then one every interval. A sweep cut short between recording JobPurged and deleting is repaired by the
  * next one: JobPurged events of the policy after the cleanup checkpoint are deleted again.
  */
 export class Retention {
@@ -86,10 +86,13 @@ export class Retention {
     this.cleanupCheckpoint = await this.o.checkpoints.load(RETENTION_CLEANUP_CHECKPOINT);
     this.subscription = this.o.eventStore.subscribeToAll({ after: -1 });
     this.loop = this.consume(this.subscription);
-    this.timer = setInterval(() => {
-      if (!this.sweeping) void this.sweep().catch((err) => this.o.logger.warn(`retention: sweep failed, next one in ${this.intervalMs} ms: ${(err as Error).message}`));
-    }, this.intervalMs);
+    const run = () => {
+      if (!this.sweeping && !this.stopped) void this.sweep().catch((err) => this.o.logger.warn(`retention: sweep failed, next one in ${this.intervalMs} ms: ${(err as Error).message}`));
+    };
+    this.timer = setInterval(run, this.intervalMs);
     this.timer.unref?.();
+    // A first sweep once the fold has caught up: restarts more frequent than the interval must not starve the policy.
+    void this.caughtUp().then(run, () => undefined);
   }
 
   async stop(): Promise<void> {
