@@ -98,10 +98,11 @@ export class Retention {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    await this.sweeping?.catch(() => undefined);
     await this.subscription?.close();
     await this.loop;
+    // A sweep waiting for the fold is let go; seeing `stopped`, it removes nothing more.
     for (const w of this.waiters.splice(0)) w.resolve();
+    await this.sweeping?.catch(() => undefined);
   }
 
   private get intervalMs(): number {
@@ -124,6 +125,7 @@ export class Retention {
   private async sweepNow(): Promise<SweepResult> {
     const result: SweepResult = { purged: [], bundlesRemoved: [], repaired: [] };
     await this.caughtUp();
+    if (this.stopped) return result;
     const foldedTo = this.position;
 
     // Deletions a previous sweep recorded but may not have finished (a crash, a bus outage).
@@ -190,7 +192,7 @@ export class Retention {
       if (this.referenced().has(digest)) continue;
       await this.o.bundleGate.run(digest, async () => {
         await this.caughtUp();
-        if (this.packaging() || this.referenced().has(digest)) return;
+        if (this.stopped || this.packaging() || this.referenced().has(digest)) return;
         await this.o.bundles.delete(digest);
         removed.push(digest);
       });
@@ -212,7 +214,7 @@ export class Retention {
   /** Resolves once the fold has every event stored when it was called. */
   private async caughtUp(): Promise<void> {
     const head = await this.o.eventStore.headPosition();
-    if (this.position >= head) return;
+    if (this.position >= head || this.stopped) return;
     await new Promise<void>((resolve) => this.waiters.push({ position: head, resolve }));
   }
 
