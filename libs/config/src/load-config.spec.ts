@@ -70,6 +70,10 @@ describe('loadConfig', () => {
   it('retention and the git cache budget are off by default; set, they are validated and parsed', () => {
     expect(loadConfig({}).orchestrator.retention).toEqual({ maxAgeMs: null, ownerMaxAgeMs: {}, intervalMs: 3_600_000 });
     expect(loadConfig({}).packager.gitCacheMaxBytes).toBeNull();
+    expect(loadConfig({}).executor.bundleCacheMaxBytes).toBeNull();
+    expect(loadConfig({ JOBLINE_BUNDLE_CACHE_MAX_BYTES: '5368709120' }).executor.bundleCacheMaxBytes).toBe(5 * 1024 ** 3);
+    expect(loadConfig({ JOBLINE_BUNDLE_CACHE_MAX_BYTES: 'off' }).executor.bundleCacheMaxBytes).toBeNull();
+    expect(problemsOf({ JOBLINE_BUNDLE_CACHE_MAX_BYTES: '0' })[0]).toMatch(/^JOBLINE_BUNDLE_CACHE_MAX_BYTES/);
     const c = loadConfig({
       JOBLINE_RETENTION_MAX_AGE_MS: '604800000',
       JOBLINE_RETENTION_OWNER_MAX_AGE_MS: 'acme=86400000, audit=off',

@@ -48,6 +48,8 @@ export interface JoblineConfig {
     sandboxUid: number;
     sandboxGid: number;
     maxArtifactBytes: number;
+    /** Budget of the host's bundle cache (least recently used removed first); null: none. */
+    bundleCacheMaxBytes: number | null;
     sshInventory: string | null;
     httpPort: number | null;
   };
@@ -187,6 +189,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       sandboxUid: get('JOBLINE_SANDBOX_UID') ?? 10001,
       sandboxGid: get('JOBLINE_SANDBOX_GID') ?? 10001,
       maxArtifactBytes: get('JOBLINE_MAX_ARTIFACT_BYTES') ?? 256 * 1024 * 1024,
+      bundleCacheMaxBytes: get('JOBLINE_BUNDLE_CACHE_MAX_BYTES') ?? null,
       sshInventory: get('JOBLINE_SSH_INVENTORY') ?? null,
       httpPort: sidePort('JOBLINE_EXECUTOR_HTTP_PORT', 8083),
     },

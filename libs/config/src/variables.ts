@@ -162,6 +162,7 @@ export const VARIABLES = {
   JOBLINE_SANDBOX_UID: v('JOBLINE_SANDBOX_UID', int(1, 2 ** 32 - 2), 'a uid > 0', '10001', S.exec, 'The unprivileged user sandboxed jobs run as.'),
   JOBLINE_SANDBOX_GID: v('JOBLINE_SANDBOX_GID', int(1, 2 ** 32 - 2), 'a gid > 0', '10001', S.exec, 'Its group.'),
   JOBLINE_MAX_ARTIFACT_BYTES: v('JOBLINE_MAX_ARTIFACT_BYTES', int(0, Number.MAX_SAFE_INTEGER), 'bytes', '268435456 (256 MiB)', S.exec, 'Largest total of one attempt\'s outputs.'),
+  JOBLINE_BUNDLE_CACHE_MAX_BYTES: v('JOBLINE_BUNDLE_CACHE_MAX_BYTES', bytesOrOff, 'bytes, or off', 'off', S.exec, 'Budget of the host\'s bundle cache (<work root>/.bundles): after each fetch, the least recently used bundles are removed until it fits; none used in the last 2 hours. off: it grows without bound.'),
   JOBLINE_SSH_INVENTORY: v('JOBLINE_SSH_INVENTORY', path, 'a JSON file', '', S.exec, 'SSH hosts: `jobline executor` runs one executor per host instead of a local one; dev runs them beside its local executor.'),
   JOBLINE_EXECUTOR_HTTP_PORT: v('JOBLINE_EXECUTOR_HTTP_PORT', portOrOff, 'a port, or off', '8083 (dev: off)', S.exec, '/healthz, /readyz and /metrics of an executor.'),
 
