@@ -113,6 +113,8 @@ export class JobsController {
   async artifactsOf(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: ServerResponse): Promise<void> {
     const job = await this.jobs.get(caller, id, {});
     if (!job.attempt) throw new NotFoundError(`job ${id} has not run, so it has no artifacts`);
+    // Purged (by hand or by the retention policy, which records JobPurged before it deletes): nothing is served.
+    if (job.purged) throw new NotFoundError(`job ${id} was purged`);
     this.artifacts ??= ArtifactStore.open(this.ctx.nc);
     const bytes = await (await this.artifacts).get(job.id, job.attempt);
     if (!bytes) throw new NotFoundError(`job ${id} has no artifacts for attempt ${job.attempt}`);

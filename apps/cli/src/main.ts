@@ -153,7 +153,7 @@ export function buildProgram(): Command {
       });
   service('api', 'run the api: REST, WebSocket, gRPC (mTLS), the jobs read model', async (c, logger) => (await import('../../api/src/start-api')).startApi(c, { logger }));
   service('orchestrator', 'run the orchestrator: records commands and reports, schedules, relays events to the bus', async (c, logger) => (await import('../../orchestrator/src/start-orchestrator')).startOrchestrator(c, { logger }));
-  service('packager', 'run a packager: builds the bundles of jobs with a source', async (c, logger) => (await import('../../packager/src/start-packager')).startPackager(c, { logger }));
+  service('packager', 'run a packager: builds the bundles of jobs with a source or data', async (c, logger) => (await import('../../packager/src/start-packager')).startPackager(c, { logger }));
   service('executor', 'run an executor: a local one, or one per host of JOBLINE_SSH_INVENTORY', async (c, logger) => (await import('../../executor/src/node/start-executor')).startExecutor(c, { logger }));
 
   program

@@ -151,7 +151,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect(events.at(-1)?.type).toBe('JobCompleted');
   });
 
-  it('fails a job with a source at once when there is no packager, saying why', async () => {
+  it('fails a job with a source or data at once when there is no packager, saying why', async () => {
     const jobId = await submit({ command: 'ls', source: { git: { url: 'https://example.com/repo.git', commit: 'a'.repeat(40) } } });
     const events = await eventually(async () => {
       const h = await history(jobId);
@@ -159,6 +159,16 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     }, 10_000, 'packaging to fail');
     expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobPackagingFailed']);
     expect(JSON.stringify(events[1].data)).toMatch(/no packager/);
+  });
+
+  it('fails a data-only job at once too when there is no packager: its data is never fetched unguarded', async () => {
+    const jobId = await submit({ command: 'ls', data: [{ url: 'http://169.254.169.254/latest/meta-data/', path: 'md' }] });
+    const events = await eventually(async () => {
+      const h = await history(jobId);
+      return h.some((e) => e.type === 'JobPackagingFailed') ? h : undefined;
+    }, 10_000, 'packaging to fail');
+    expect(events.map((e) => e.type)).toEqual(['JobSubmitted', 'JobPackagingFailed']);
+    expect(JSON.stringify(events[1].data)).toMatch(/no packager: jobs with a source or data/);
   });
 
   it("times out a job that runs past timeoutSeconds, then records the stopped attempt's usage and log bytes", async () => {

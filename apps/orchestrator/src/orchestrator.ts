@@ -19,12 +19,15 @@ import {
 } from '../../../libs/contracts/src';
 import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
+import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { decide, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type HandledCommand } from './job-command.handler';
+import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
 import { Relay } from './relay';
+import { Retention, type RetentionPolicy } from './retention';
 import { Scheduler } from './scheduler';
 import { LeaderLease, type LeaseHolder } from '../../../libs/messaging/src/leader-lease';
 
@@ -38,7 +41,7 @@ export interface OrchestratorOptions {
   /** Time an executor has to confirm a cancel before the job is closed anyway (default 30 s). */
   cancelConfirmMs?: number;
   clock?: () => Date;
-  /** A packager builds bundles for jobs with a source (default false: such jobs fail packaging at once). */
+  /** A packager builds bundles for jobs with a source or data (default false: such jobs fail packaging at once). */
   packager?: boolean;
   /** Told about every command that appended events (metrics); must not throw. */
   onRecorded?: (handled: HandledCommand) => void;
@@ -51,6 +54,8 @@ export interface OrchestratorOptions {
    * Absent: this is the only orchestrator, always acting.
    */
   leadership?: { id: string; leaseMs: number; replicas?: number };
+  /** The retention policy (default none: finished jobs are kept until purged by hand). */
+  retention?: RetentionPolicy & { clock?: () => Date };
 }
 
 /** What an orchestrator is doing: `single` always acts; with a lease, `leader` or `standby`. */
@@ -77,6 +82,11 @@ export class Orchestrator {
   private leading = false;
   private stopping = false;
   private readonly leadershipListeners: ((leader: boolean) => void | Promise<void>)[] = [];
+  private bundles: Promise<BundleStore> | null = null;
+  /** Held per bundle digest by retention while it removes one, and here while one is recorded. */
+  private readonly bundleGate = new KeyedMutex();
+  /** The retention policy's sweeper, when some age is configured. */
+  readonly retention: Retention | null;
 
   constructor(private readonly o: OrchestratorOptions) {
     this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock, onRecorded: o.onRecorded });
@@ -100,6 +110,20 @@ export class Orchestrator {
       clock: o.clock,
       acting: () => this.acting(),
     });
+    this.retention = Retention.enabled(o.retention)
+      ? new Retention({
+          eventStore: o.eventStore,
+          checkpoints: o.checkpoints,
+          handler: this.handler,
+          logger: o.logger,
+          policy: o.retention!,
+          deleteJobData: async (jobId, attempts) => void (await this.deleteJobData(jobId, attempts)),
+          bundles: { list: async () => (await this.bundleStore()).list(), delete: async (d) => (await this.bundleStore()).delete(d) },
+          bundleGate: this.bundleGate,
+          clock: o.retention!.clock ?? o.clock,
+          acting: () => this.acting(),
+        })
+      : null;
   }
 
   /** Whether this orchestrator may schedule now: always when it is the only one, else while its lease is valid. */
@@ -130,7 +154,8 @@ export class Orchestrator {
     if (!this.o.leadership) {
       await this.lead();
       await this.scheduler.start();
-      this.o.logger.log('orchestrator: relay and scheduler running');
+      await this.retention?.start();
+      this.o.logger.log(`orchestrator: relay and scheduler running${this.retention ? ', retention policy on' : ''}`);
       return;
     }
     // A standby follows the history too, so that it takes over without reading it again.
@@ -146,6 +171,7 @@ export class Orchestrator {
       },
       onError: (err) => this.o.logger.warn(`orchestrator: leader lease: ${err.message}`),
     });
+    await this.retention?.start();
     await this.lease.start();
     await this.transitions;
     this.o.logger.log(`orchestrator ${id}: ${this.acting() ? 'leading' : `standing by (leader: ${this.lease.holder?.id ?? 'unknown'})`}`);
@@ -220,6 +246,7 @@ export class Orchestrator {
     await this.transitions;
     await this.lease?.stop();
     await this.transitions;
+    await this.retention?.stop();
     await this.scheduler.stop();
   }
 
@@ -286,7 +313,7 @@ export class Orchestrator {
       // Without a packager the job would wait for its bundle forever; it fails, saying why.
       const failed = await this.handler.execute(
         jobId,
-        { type: 'RecordPackagingFailed', data: { reason: 'this deployment has no packager: jobs with a source cannot be bundled yet', now: this.now() } },
+        { type: 'RecordPackagingFailed', data: { reason: 'this deployment has no packager: jobs with a source or data cannot be bundled', now: this.now() } },
         { ...meta, actor: 'orchestrator' },
       );
       return { job: failed.job, events: [...handled.events, ...failed.events] };
@@ -331,9 +358,7 @@ export class Orchestrator {
     // The decider's rules first (throws while the job is not finished): nothing is deleted from a running job.
     decide(command, job);
     // A finished job never becomes unfinished again, so the check above still holds after the deletion.
-    const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
-    this.artifacts ??= ArtifactStore.open(this.o.nc);
-    await (await this.artifacts).deleteJob(jobId, job.attempt);
+    const purgedChunks = await this.deleteJobData(jobId, job.attempt);
     this.o.logger.log(`orchestrator: purged job ${jobId} (${purgedChunks} log chunks, artifacts of ${job.attempt} attempt(s))`);
     return this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
   }
@@ -364,11 +389,35 @@ export class Orchestrator {
     const meta = { actor: 'packager', causationId, correlationId: r.jobId };
     if (r.kind === 'failed') return this.handler.execute(r.jobId, { type: 'RecordPackagingFailed', data: { reason: r.reason, now: this.now() } }, meta);
     const { bundleDigest, size, commit, dataDigests } = r;
-    return this.handler.execute(
-      r.jobId,
-      { type: 'RecordPackaged', data: { bundleDigest, size, ...(commit ? { commit } : {}), ...(dataDigests ? { dataDigests } : {}), now: this.now() } },
-      meta,
-    );
+    const record = () =>
+      this.handler.execute(
+        r.jobId,
+        { type: 'RecordPackaged', data: { bundleDigest, size, ...(commit ? { commit } : {}), ...(dataDigests ? { dataDigests } : {}), now: this.now() } },
+        meta,
+      );
+    if (!this.retention) return record();
+    // Retention removes unreferenced bundles under the same gate: one it removed while this job was packaged is not recorded as there.
+    return this.bundleGate.run(bundleDigest, async () => {
+      const { job } = await this.handler.load(r.jobId);
+      if (job.phase === 'packaging' && !(await (await this.bundleStore()).has(bundleDigest))) {
+        const reason = `bundle ${bundleDigest} is no longer in the bundle store (removed by the retention policy while the job was packaged); submit the job again`;
+        return this.handler.execute(r.jobId, { type: 'RecordPackagingFailed', data: { reason, now: this.now() } }, { ...meta, actor: 'orchestrator' });
+      }
+      return record();
+    });
+  }
+
+  /** Deletes what a purge removes: the job's log chunks and its attempts' artifacts (deleting what is gone already is no error). */
+  private async deleteJobData(jobId: string, attempts: number): Promise<number> {
+    const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
+    this.artifacts ??= ArtifactStore.open(this.o.nc);
+    await (await this.artifacts).deleteJob(jobId, attempts);
+    return purgedChunks;
+  }
+
+  private bundleStore(): Promise<BundleStore> {
+    this.bundles ??= BundleStore.open(this.o.nc);
+    return this.bundles;
   }
 
   private validOwner(owner: string): string {

@@ -11,6 +11,7 @@ import {
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import type { CheckpointStore, EventStore, RecordedEvent, Subscription } from '../../../libs/event-store/src/event-store.port';
 import { encodePayload, type JetStreamPublisher, type PublishItem } from '../../../libs/messaging/src/publisher';
+import { needsBundle } from '../../../libs/domain/src';
 import type { JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
 
@@ -28,7 +29,7 @@ export interface RelayOptions {
   /** Reads a job's current state for the messages derived from an event. */
   jobs: Pick<JobCommandHandler, 'load'>;
   logger: Logger;
-  /** A packager runs: derive package orders from JobSubmitted with a source (default false). */
+  /** A packager runs: derive package orders from JobSubmitted with a source or data (default false). */
   packager?: boolean;
   /** Checkpoint name (default 'relay'). */
   name?: string;
@@ -173,7 +174,7 @@ export class Relay {
   private async derive(event: StoredJobEvent): Promise<PublishItem | null> {
     switch (event.type) {
       case 'JobSubmitted': {
-        if (!this.o.packager || !event.data.spec.source) return null;
+        if (!this.o.packager || !needsBundle(event.data.spec)) return null;
         const { job } = await this.o.jobs.load(event.metadata.jobId);
         // Failed at once (no packager) or already packaged: no order to send.
         if (job.phase !== 'packaging') return null;

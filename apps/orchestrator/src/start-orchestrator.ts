@@ -83,6 +83,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       cancelConfirmMs: config.orchestrator.cancelConfirmMs,
       heartbeatMs: config.executor.heartbeatMs,
       packager: config.orchestrator.packager,
+      retention: config.orchestrator.retention,
       onRecorded: metrics.record,
       ...(config.orchestrator.leadership === 'lease'
         ? { leadership: { id: config.orchestrator.id ?? `${hostname()}-${process.pid}`, leaseMs: config.orchestrator.leaderLeaseMs, replicas: config.streams.replicas } }
@@ -146,7 +147,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       const h = http;
       cleanups.push(() => h.close());
     }
-    logger.info({ store: describe, packager: config.orchestrator.packager, http: http?.url, role: orchestrator.role, leader: orchestrator.leader?.id }, 'orchestrator running');
+    logger.info({ store: describe, packager: config.orchestrator.packager, retention: orchestrator.retention ? config.orchestrator.retention : 'off', http: http?.url, role: orchestrator.role, leader: orchestrator.leader?.id }, 'orchestrator running');
     return { orchestrator, registry, http, stop };
   } catch (err) {
     await stop();

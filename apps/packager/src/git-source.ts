@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { PackagingError } from './bundle-builder';
+import { trimGitCache, withMirrorLock } from './git-cache';
 import { readGitTree, type SourceTree } from './git-tree';
 
 export interface GitSourceOptions {
@@ -21,6 +22,11 @@ export interface GitSourceOptions {
    * from it without copying objects. Undefined: every job fetches into its own folder.
    */
   mirrorDir?: string;
+  /**
+   * Byte budget of mirrorDir: after each use, the least recently used mirrors are removed
+   * until the cache fits (the one just used is kept). Undefined: no budget.
+   */
+  cacheMaxBytes?: number;
 }
 
 /** `ext::sh -c ...`, `fd::3`, any `<transport>::<address>`: a remote helper, never a plain URL. */
@@ -81,10 +87,14 @@ export async function fetchGitCommit(url: string, commit: string, dest: string, 
   if (!/^([0-9a-f]{40}|[0-9a-f]{64})$/.test(commit)) throw new PackagingError('commit must be a full hash (40 or 64 lowercase hex digits)');
   if (o.mirrorDir) {
     const mirror = mirrorPath(o.mirrorDir, url);
-    await withMirrorLock(mirror, async () => {
-      await fetchInto(await openMirror(mirror, url, o), url, commit, progress);
-      await checkoutFromMirror(gitAt(dest, o, dest), mirror, url, commit);
-    });
+    try {
+      await withMirrorLock(mirror, async () => {
+        await fetchInto(await openMirror(mirror, url, o), url, commit, progress);
+        await checkoutFromMirror(gitAt(dest, o, dest), mirror, url, commit);
+      });
+    } finally {
+      await keepWithinBudget(o, mirror, progress);
+    }
   } else {
     const git = gitAt(dest, o, dest);
     await initRepo(git, url, false);
@@ -120,6 +130,18 @@ export async function fetchGitTree(url: string, commit: string, o: GitSourceOpti
     });
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });
+    else await keepWithinBudget(o, mirror, progress);
+  }
+}
+
+/** Trims the git cache to its budget after a use; a failure to trim never fails the job (the next use tries again). */
+async function keepWithinBudget(o: GitSourceOptions, used: string, progress?: (line: string) => void): Promise<void> {
+  if (!o.mirrorDir || o.cacheMaxBytes === undefined) return;
+  try {
+    const r = await trimGitCache(o.mirrorDir, o.cacheMaxBytes, used);
+    if (r.removed.length) progress?.(`git cache: removed ${r.removed.length} least recently used mirror(s), ${r.bytes} bytes left (budget ${o.cacheMaxBytes})`);
+  } catch (err) {
+    progress?.(`git cache: not trimmed: ${(err as Error).message}`);
   }
 }
 
@@ -215,64 +237,6 @@ async function checkoutFromMirror(git: SimpleGit, mirror: string, url: string, c
   if (shallow) await writeFile(join(gitDir, 'shallow'), shallow);
   if (!(await hasCommit(git, commit))) throw new PackagingError(`commit ${commit} is not in ${url}`);
   await checkout(git, url, commit);
-}
-
-const mirrorLocks = new Map<string, Promise<void>>();
-
-/**
- * Runs `fn` holding the mirror's lock: in this process a queue per mirror, across
- * processes a lock file created exclusively (one left by a dead process is taken over).
- */
-async function withMirrorLock<T>(mirror: string, fn: () => Promise<T>): Promise<T> {
-  const before = mirrorLocks.get(mirror) ?? Promise.resolve();
-  let release!: () => void;
-  const mine = new Promise<void>((r) => (release = r));
-  const tail = before.then(() => mine);
-  mirrorLocks.set(mirror, tail);
-  await before;
-  const lockFile = `${mirror}.lock`;
-  try {
-    await mkdir(join(mirror, '..'), { recursive: true });
-    await acquireFileLock(lockFile);
-    try {
-      return await fn();
-    } finally {
-      await rm(lockFile, { force: true });
-    }
-  } finally {
-    release();
-    if (mirrorLocks.get(mirror) === tail) mirrorLocks.delete(mirror);
-  }
-}
-
-async function acquireFileLock(lockFile: string): Promise<void> {
-  for (;;) {
-    try {
-      const h = await open(lockFile, 'wx');
-      await h.writeFile(String(process.pid));
-      await h.close();
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = Number(await readFile(lockFile, 'utf8').catch(() => ''));
-    const age = Date.now() - ((await stat(lockFile).catch(() => null))?.mtimeMs ?? Date.now());
-    // A dead holder's lock, or one whose pid was never written (its writer died at once).
-    if ((holder > 0 && !processAlive(holder)) || (!(holder > 0) && age > 30_000)) {
-      await rm(lockFile, { force: true });
-      continue;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function firstLine(err: unknown): string {

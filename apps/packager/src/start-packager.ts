@@ -25,7 +25,7 @@ export interface PackagerHandle {
 export function packagerOptions(config: JoblineConfig): PackagerOptions {
   const p = config.packager;
   return {
-    git: { allowFileUrls: p.allowFileUrls, ...(p.gitHosts ? { allowedHosts: p.gitHosts } : {}), timeoutMs: p.gitTimeoutMs },
+    git: { allowFileUrls: p.allowFileUrls, ...(p.gitHosts ? { allowedHosts: p.gitHosts } : {}), timeoutMs: p.gitTimeoutMs, ...(p.gitCacheMaxBytes !== null ? { cacheMaxBytes: p.gitCacheMaxBytes } : {}) },
     data: {
       ...(p.dataHosts ? { allowedHosts: p.dataHosts } : {}),
       allowPrivateAddresses: p.allowPrivateAddresses,
@@ -39,7 +39,7 @@ export function packagerOptions(config: JoblineConfig): PackagerOptions {
   };
 }
 
-/** Starts a packager as configured: builds the bundles of jobs with a source. */
+/** Starts a packager as configured: builds the bundles of jobs with a source or data. */
 export async function startPackager(config: JoblineConfig, deps: PackagerDeps = {}): Promise<PackagerHandle> {
   const logger = deps.logger ?? createLogger({ service: 'packager', ...config.log });
   const cleanups: (() => Promise<unknown> | unknown)[] = [];

@@ -67,6 +67,31 @@ describe('loadConfig', () => {
     expect(problemsOf({ JOBLINE_EXECUTOR_LABELS: 'gpu' })[0]).toMatch(/not key=value/);
   });
 
+  it('retention and the git cache budget are off by default; set, they are validated and parsed', () => {
+    expect(loadConfig({}).orchestrator.retention).toEqual({ maxAgeMs: null, ownerMaxAgeMs: {}, intervalMs: 3_600_000 });
+    expect(loadConfig({}).packager.gitCacheMaxBytes).toBeNull();
+    expect(loadConfig({}).executor.bundleCacheMaxBytes).toBeNull();
+    expect(loadConfig({ JOBLINE_BUNDLE_CACHE_MAX_BYTES: '5368709120' }).executor.bundleCacheMaxBytes).toBe(5 * 1024 ** 3);
+    expect(loadConfig({ JOBLINE_BUNDLE_CACHE_MAX_BYTES: 'off' }).executor.bundleCacheMaxBytes).toBeNull();
+    expect(problemsOf({ JOBLINE_BUNDLE_CACHE_MAX_BYTES: '0' })[0]).toMatch(/^JOBLINE_BUNDLE_CACHE_MAX_BYTES/);
+    const c = loadConfig({
+      JOBLINE_RETENTION_MAX_AGE_MS: '604800000',
+      JOBLINE_RETENTION_OWNER_MAX_AGE_MS: 'acme=86400000, audit=off',
+      JOBLINE_RETENTION_INTERVAL_MS: '60000',
+      JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES: '1073741824',
+    });
+    expect(c.orchestrator.retention).toEqual({ maxAgeMs: 604_800_000, ownerMaxAgeMs: { acme: 86_400_000, audit: null }, intervalMs: 60_000 });
+    expect(c.packager.gitCacheMaxBytes).toBe(1024 ** 3);
+    expect(loadConfig({ JOBLINE_RETENTION_MAX_AGE_MS: 'off' }).orchestrator.retention.maxAgeMs).toBeNull();
+    expect(problemsOf({ JOBLINE_RETENTION_MAX_AGE_MS: '7d' })[0]).toMatch(/^JOBLINE_RETENTION_MAX_AGE_MS: "7d".*milliseconds/);
+    expect(problemsOf({ JOBLINE_RETENTION_MAX_AGE_MS: '1000' })[0]).toMatch(/at least 60000/);
+    expect(problemsOf({ JOBLINE_RETENTION_OWNER_MAX_AGE_MS: 'acme' })[0]).toMatch(/"acme" is not owner=milliseconds/);
+    expect(problemsOf({ JOBLINE_RETENTION_OWNER_MAX_AGE_MS: 'acme=1d' })[0]).toMatch(/acme: .*milliseconds/);
+    expect(problemsOf({ JOBLINE_RETENTION_OWNER_MAX_AGE_MS: 'acme=off,acme=60000' })[0]).toMatch(/acme is given twice/);
+    expect(problemsOf({ JOBLINE_RETENTION_INTERVAL_MS: '10' })[0]).toMatch(/at least 1000/);
+    expect(problemsOf({ JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES: '1GiB' })[0]).toMatch(/^JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES/);
+  });
+
   it('refuses an unknown JOBLINE_ variable, suggesting the nearest one, and ignores JOBLINE_TEST_*', () => {
     expect(problemsOf({ JOBLINE_SANBOX: 'none' })).toEqual([expect.stringMatching(/^JOBLINE_SANBOX: unknown variable \(did you mean JOBLINE_SANDBOX\?\)/)]);
     expect(() => loadConfig({ JOBLINE_TEST_ESDB_URL: 'esdb://x', PATH: '/bin' })).not.toThrow();

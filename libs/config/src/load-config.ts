@@ -44,6 +44,7 @@ export interface JoblineConfig {
     leaderLeaseMs: number;
     /** Null: `<host name>-<pid>`, chosen at start. */
     id: string | null;
+    retention: RetentionConfig;
   };
   /** The Ed25519 key of chain checkpoints and attestations (created when missing). */
   signingKeyFile: string;
@@ -58,6 +59,8 @@ export interface JoblineConfig {
     sandboxUid: number;
     sandboxGid: number;
     maxArtifactBytes: number;
+    /** Budget of the host's bundle cache (least recently used removed first); null: none. */
+    bundleCacheMaxBytes: number | null;
     sshInventory: string | null;
     httpPort: number | null;
   };
@@ -73,10 +76,22 @@ export interface JoblineConfig {
     baseImage: string;
     concurrency: number;
     workDir: string;
+    /** Budget of the per-URL git cache (least recently used mirrors removed first); null: none. */
+    gitCacheMaxBytes: number | null;
     httpPort: number | null;
   };
   /** Which variables were set (so `jobline config` can tell defaults from choices). */
   explicit: ReadonlySet<VariableName>;
+}
+
+/** What the retention policy removes, and when. */
+export interface RetentionConfig {
+  /** Finished jobs older than this are purged (ms since they finished); null: never (unless an owner says otherwise). */
+  maxAgeMs: number | null;
+  /** Per-owner overrides of maxAgeMs (null: that owner's jobs are kept). */
+  ownerMaxAgeMs: Record<string, number | null>;
+  /** Time between sweeps. */
+  intervalMs: number;
 }
 
 export const NATS_DEFAULT_URL = 'nats://127.0.0.1:4222';
@@ -170,6 +185,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       leadership: get('JOBLINE_LEADERSHIP') ?? 'single',
       leaderLeaseMs: get('JOBLINE_LEADER_LEASE_MS') ?? 10_000,
       id: get('JOBLINE_ORCHESTRATOR_ID') ?? null,
+      retention: {
+        maxAgeMs: get('JOBLINE_RETENTION_MAX_AGE_MS') ?? null,
+        ownerMaxAgeMs: get('JOBLINE_RETENTION_OWNER_MAX_AGE_MS') ?? {},
+        intervalMs: get('JOBLINE_RETENTION_INTERVAL_MS') ?? 3_600_000,
+      },
     },
     signingKeyFile: get('JOBLINE_SIGNING_KEY_FILE') ?? `${dataDir}/signing-key.pem`,
     executor: {
@@ -183,6 +203,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       sandboxUid: get('JOBLINE_SANDBOX_UID') ?? 10001,
       sandboxGid: get('JOBLINE_SANDBOX_GID') ?? 10001,
       maxArtifactBytes: get('JOBLINE_MAX_ARTIFACT_BYTES') ?? 256 * 1024 * 1024,
+      bundleCacheMaxBytes: get('JOBLINE_BUNDLE_CACHE_MAX_BYTES') ?? null,
       sshInventory: get('JOBLINE_SSH_INVENTORY') ?? null,
       httpPort: sidePort('JOBLINE_EXECUTOR_HTTP_PORT', 8083),
     },
@@ -198,6 +219,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       baseImage: get('JOBLINE_PACKAGER_BASE_IMAGE') ?? 'debian:bookworm-slim',
       concurrency: get('JOBLINE_PACKAGER_CONCURRENCY') ?? 2,
       workDir: get('JOBLINE_PACKAGER_WORK_DIR') ?? `${dataDir}/packager`,
+      gitCacheMaxBytes: get('JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES') ?? null,
       httpPort: sidePort('JOBLINE_PACKAGER_HTTP_PORT', 8082),
     },
     explicit: new Set(values.keys()),

@@ -77,6 +77,35 @@ const labels = z
 
 const path = z.string().min(1);
 
+/** How long finished jobs are kept: milliseconds (at least a minute), or `off` (kept forever). */
+const maxAgeOrOff = z.union([z.literal('off').transform(() => null), int(60_000, 100 * 365 * 86_400_000)]);
+
+/** Per-owner retention: `owner=milliseconds|off,…` (each owner once). */
+const ownerMaxAges = z.string().transform((v, ctx) => {
+  const out: Record<string, number | null> = {};
+  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_-]{1,64})=(.*)$/.exec(part);
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `"${part}" is not owner=milliseconds or owner=off` });
+      return z.NEVER;
+    }
+    if (m[1] in out) {
+      ctx.addIssue({ code: 'custom', message: `owner ${m[1]} is given twice` });
+      return z.NEVER;
+    }
+    const age = maxAgeOrOff.safeParse(m[2]);
+    if (!age.success) {
+      ctx.addIssue({ code: 'custom', message: `${m[1]}: ${age.error.issues.map((i) => i.message).join('; ')} (milliseconds ≥ 60000, or off)` });
+      return z.NEVER;
+    }
+    out[m[1]] = age.data;
+  }
+  return out;
+});
+
+/** Bytes, or `off` (no budget). */
+const bytesOrOff = z.union([z.literal('off').transform(() => null), int(1, Number.MAX_SAFE_INTEGER)]);
+
 function v<T>(name: string, schema: z.ZodType<T>, accepts: string, defaultText: string, services: readonly Service[], doc: string, mask?: 'secret' | 'url'): VariableSpec<T> {
   return { name, schema, accepts, defaultText, services, doc, ...(mask ? { mask } : {}) };
 }
@@ -114,12 +143,15 @@ export const VARIABLES = {
   // --- orchestrator --------------------------------------------------------------------
   JOBLINE_LEASE_MS: v('JOBLINE_LEASE_MS', int(150, 3_600_000), 'milliseconds', '10000', [...S.orch, 'api', 'executor'], 'An executor silent this long has lost its attempts (executors: until the first lease reply brings the orchestrator\'s value).'),
   JOBLINE_CANCEL_CONFIRM_MS: v('JOBLINE_CANCEL_CONFIRM_MS', int(100, 3_600_000), 'milliseconds', '30000', S.orch, 'How long an executor has to confirm a stop before the job is closed anyway.'),
-  JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source wait for their bundle. false: they fail at once, saying so.'),
+  JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source or data wait for their bundle. false: they fail at once, saying so.'),
   JOBLINE_SIGNING_KEY_FILE: v('JOBLINE_SIGNING_KEY_FILE', path, 'a file (PEM, PKCS#8 Ed25519)', '<data dir>/signing-key.pem (created when missing)', ['orchestrator', 'api', 'dev'], 'The Ed25519 key that signs chain checkpoints and attestations. Rotate by replacing the file; keep the old public key to verify what it signed.'),
   JOBLINE_CHECKPOINT_INTERVAL_MS: v('JOBLINE_CHECKPOINT_INTERVAL_MS', int(0, 86_400_000), 'milliseconds, 0 for none', '10000', S.orch, 'How often the orchestrator signs the head of the event hash chain (when it moved), keeps it in the store and publishes it on jobline.chain.checkpoint.'),
   JOBLINE_LEADERSHIP: v('JOBLINE_LEADERSHIP', z.enum(['single', 'lease'], { error: 'must be single or lease' }), 'single | lease', 'single', S.orch, 'single: this is the only orchestrator. lease: several orchestrators may run; the one holding the lease in the NATS KV bucket jobline_leader schedules, relays and signs checkpoints, the others handle commands and claims and take over within one lease when it is gone.'),
   JOBLINE_LEADER_LEASE_MS: v('JOBLINE_LEADER_LEASE_MS', int(1000, 600_000), 'milliseconds', '10000', S.orch, 'With JOBLINE_LEADERSHIP=lease: how long the leader\'s lease lasts after its last renewal (renewed every quarter of it); a standby takes over once the lease has not been renewed for this long.'),
   JOBLINE_ORCHESTRATOR_ID: v('JOBLINE_ORCHESTRATOR_ID', idToken, '1-64 of [A-Za-z0-9_-]', '<host name>-<pid>', S.orch, 'This orchestrator\'s name in the leader lease, logs and /healthz.'),
+  JOBLINE_RETENTION_MAX_AGE_MS: v('JOBLINE_RETENTION_MAX_AGE_MS', maxAgeOrOff, 'milliseconds (≥ 60000), or off', 'off', S.orch, 'Finished jobs older than this (since they finished) are purged by the retention policy: logs and artifacts deleted, JobPurged recorded with actor retention:global; the history stays. off: kept until purged by hand.'),
+  JOBLINE_RETENTION_OWNER_MAX_AGE_MS: v('JOBLINE_RETENTION_OWNER_MAX_AGE_MS', ownerMaxAges, 'owner=milliseconds|off, comma-separated', '—', S.orch, 'Per-owner retention, overriding JOBLINE_RETENTION_MAX_AGE_MS for those owners (actor retention:owner:<owner>); owner=off keeps that owner\'s jobs.'),
+  JOBLINE_RETENTION_INTERVAL_MS: v('JOBLINE_RETENTION_INTERVAL_MS', int(1000, 86_400_000), 'milliseconds', '3600000 (1 hour)', S.orch, 'How often the retention policy sweeps (when a max age is set): expired jobs purged, then bundles no remaining job references removed from the bundle store.'),
   JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),
 
   // --- executor ------------------------------------------------------------------------
@@ -133,6 +165,7 @@ export const VARIABLES = {
   JOBLINE_SANDBOX_UID: v('JOBLINE_SANDBOX_UID', int(1, 2 ** 32 - 2), 'a uid > 0', '10001', S.exec, 'The unprivileged user sandboxed jobs run as.'),
   JOBLINE_SANDBOX_GID: v('JOBLINE_SANDBOX_GID', int(1, 2 ** 32 - 2), 'a gid > 0', '10001', S.exec, 'Its group.'),
   JOBLINE_MAX_ARTIFACT_BYTES: v('JOBLINE_MAX_ARTIFACT_BYTES', int(0, Number.MAX_SAFE_INTEGER), 'bytes', '268435456 (256 MiB)', S.exec, 'Largest total of one attempt\'s outputs.'),
+  JOBLINE_BUNDLE_CACHE_MAX_BYTES: v('JOBLINE_BUNDLE_CACHE_MAX_BYTES', bytesOrOff, 'bytes, or off', 'off', S.exec, 'Budget of the host\'s bundle cache (<work root>/.bundles): after each fetch, the least recently used bundles are removed until it fits; none used in the last 2 hours. off: it grows without bound.'),
   JOBLINE_SSH_INVENTORY: v('JOBLINE_SSH_INVENTORY', path, 'a JSON file', '', S.exec, 'SSH hosts: `jobline executor` runs one executor per host instead of a local one; dev runs them beside its local executor.'),
   JOBLINE_EXECUTOR_HTTP_PORT: v('JOBLINE_EXECUTOR_HTTP_PORT', portOrOff, 'a port, or off', '8083 (dev: off)', S.exec, '/healthz, /readyz and /metrics of an executor.'),
 
@@ -148,6 +181,7 @@ export const VARIABLES = {
   JOBLINE_PACKAGER_BASE_IMAGE: v('JOBLINE_PACKAGER_BASE_IMAGE', z.string().min(1).max(255), 'an image reference', 'debian:bookworm-slim', S.pkg, 'FROM of the generated Dockerfile.'),
   JOBLINE_PACKAGER_CONCURRENCY: v('JOBLINE_PACKAGER_CONCURRENCY', int(1, 64), 'an integer 1..64', '2', S.pkg, 'Jobs packaged at once.'),
   JOBLINE_PACKAGER_WORK_DIR: v('JOBLINE_PACKAGER_WORK_DIR', path, 'a folder', '<data dir>/packager', S.pkg, 'Where bundles are assembled and the per-URL git cache lives.'),
+  JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES: v('JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES', bytesOrOff, 'bytes, or off', 'off', S.pkg, 'Budget of the per-URL git cache: after each fetch, the least recently used mirrors are removed until the cache fits (the one just used is always kept). off: the cache grows without bound.'),
   JOBLINE_PACKAGER_HTTP_PORT: v('JOBLINE_PACKAGER_HTTP_PORT', portOrOff, 'a port, or off', '8082 (dev: off)', S.pkg, '/healthz, /readyz and /metrics of the packager.'),
 
   // --- the CLI as a client (gRPC) ------------------------------------------------------

@@ -51,7 +51,7 @@ export const subjects = {
    */
   claim: (jobId: string) => `jobline.claim.${jobId}`,
   claimsAll: 'jobline.claim.*',
-  /** Jobs to bundle (derived from JobSubmitted with a source by the relay), for the packagers. */
+  /** Jobs to bundle (derived from JobSubmitted with a source or data by the relay), for the packagers. */
   packageWork: (jobId: string) => `jobline.pkg.work.${jobId}`,
   packageWorkAll: 'jobline.pkg.work.*',
   /** A packager's result for a job (bundle digest or the reason it failed), for the orchestrator. */

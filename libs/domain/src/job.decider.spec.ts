@@ -35,6 +35,24 @@ describe('job decider', () => {
       expect(given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec: withSource, now: T0 } }).events().map((e) => e.type)).toEqual(['JobSubmitted']);
     });
 
+    it('waits for packaging when the job carries data and no source (its URLs must meet the packager’s guards)', () => {
+      const dataOnly = JobSpecSchema.parse({ command: ['cat', 'in.csv'], data: [{ url: 'https://data.example.com/in.csv', path: 'in.csv' }] });
+      const events = given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec: dataOnly, now: T0 } }).events();
+      expect(events.map((e) => e.type)).toEqual(['JobSubmitted']);
+      expect(fold(events).phase).toBe('packaging');
+      given(events).when({ type: 'RecordPackagingFailed', data: { reason: 'refused', now: T1 } }).then([{ type: 'JobPackagingFailed', data: { reason: 'refused', failedAt: T1 } }]);
+    });
+
+    it('does not package a job whose data list is empty', () => {
+      const empty = JobSpecSchema.parse({ command: ['true'], data: [] });
+      expect(given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec: empty, now: T0 } }).events().map((e) => e.type)).toEqual(['JobSubmitted', 'JobQueued']);
+    });
+
+    it('replays a data-only job recorded before data was packaged (submitted and queued at once) as queued', () => {
+      const dataOnly = JobSpecSchema.parse({ command: ['true'], data: [{ url: 'https://data.example.com/x', path: 'x' }] });
+      expect(fold([submitted(dataOnly), queued()]).phase).toBe('queued');
+    });
+
     it('keeps the idempotency key', () =>
       expect(given([]).when({ type: 'SubmitJob', data: { jobId, owner: 'alice', spec, now: T0, idempotencyKey: 'k1' } }).events()[0]).toMatchObject({ data: { idempotencyKey: 'k1' } }));
 

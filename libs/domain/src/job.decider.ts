@@ -91,13 +91,20 @@ export type JobCommand =
   | { type: 'RequeueJob'; data: { attempt: number; now: string } }
   | { type: 'PurgeJob'; data: { by: string; now: string } };
 
+/**
+ * Whether a job is packaged before it is queued: it has a source, or data to fetch. A data-only
+ * job goes through the packager too, so its URLs meet every guard (allowlist, private addresses,
+ * size cap, digest) and its data is in the bundle its workspace is unpacked from.
+ */
+export const needsBundle = (spec: Pick<JobSpec, 'source' | 'data'>): boolean => spec.source !== undefined || (spec.data?.length ?? 0) > 0;
+
 export const evolve = (job: Job, event: JobEvent): Job => {
   switch (event.type) {
     case 'JobSubmitted': {
       const d = event.data;
       return {
         ...job,
-        phase: d.spec.source ? 'packaging' : 'submitted',
+        phase: needsBundle(d.spec) ? 'packaging' : 'submitted',
         jobId: d.jobId,
         owner: d.owner,
         spec: d.spec,
@@ -164,7 +171,7 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
           ...(d.idempotencyKey ? { idempotencyKey: d.idempotencyKey } : {}),
         },
       };
-      if (d.spec.source) return [submitted];
+      if (needsBundle(d.spec)) return [submitted];
       return [submitted, { type: 'JobQueued', data: { attempt: 1, priority: d.spec.priority, queuedAt: d.now } }];
     }
     case 'RecordPackaged': {

@@ -33,13 +33,16 @@ export class BundleStore {
   /** Stores the bytes under their sha256 unless already there; returns `sha256:<hex>`. */
   async put(bytes: Uint8Array): Promise<{ digest: string; stored: boolean }> {
     const hex = await sha256Hex(bytes);
-    if (await this.os.info(hex)) return { digest: `sha256:${hex}`, stored: false };
+    // A deleted object keeps an info entry (deleted: true): such a bundle is stored again.
+    const info = await this.os.info(hex);
+    if (info && !info.deleted) return { digest: `sha256:${hex}`, stored: false };
     await this.os.putBlob({ name: hex, description: 'jobline bundle (tar.gz)' }, bytes);
     return { digest: `sha256:${hex}`, stored: true };
   }
 
   async has(digest: string): Promise<boolean> {
-    return (await this.os.info(digestHex(digest))) !== null;
+    const info = await this.os.info(digestHex(digest));
+    return info !== null && !info.deleted;
   }
 
   /** The bundle's bytes, verified against its digest; null when it is not stored. */
@@ -54,6 +57,11 @@ export class BundleStore {
 
   async delete(digest: string): Promise<void> {
     await this.os.delete(digestHex(digest));
+  }
+
+  /** Every stored bundle's digest (`sha256:<hex>`). */
+  async list(): Promise<string[]> {
+    return (await this.os.list()).filter((i) => !i.deleted && /^[0-9a-f]{64}$/.test(i.name)).map((i) => `sha256:${i.name}`);
   }
 }
 

@@ -34,7 +34,7 @@ export const JobViewSchema = z
     reason: z.string().nullable().describe('Why the job failed, was cancelled or timed out'),
     executor: ExecutorIdSchema.nullable().describe('The executor of the current attempt'),
     sandbox: SandboxKindSchema.nullable(),
-    bundleDigest: z.string().nullable().describe('sha256:<hex> of the job’s bundle, for a job with a source'),
+    bundleDigest: z.string().nullable().describe('sha256:<hex> of the job’s bundle, for a job with a source or data'),
     usage: ResourceUsageSchema.nullable(),
     logBytes: z.number().int().min(0).describe('Bytes of output of the current attempt'),
     cancelRequested: z.boolean(),

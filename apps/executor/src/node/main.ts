@@ -48,6 +48,8 @@ export interface NodeExecutorOptions {
   sandboxGid?: number;
   /** Largest total size of one attempt's `outputs` (default 256 MiB); above it no artifacts are stored and the job's log says why. */
   maxArtifactBytes?: number;
+  /** Byte budget of the host's bundle cache (<workRoot>/.bundles), least recently used removed first; default none. */
+  bundleCacheMaxBytes?: number;
 }
 
 export interface NodeExecutorHandle {
@@ -79,7 +81,7 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
   await runner.cleanupLeftovers?.();
   if (options.ensureStreams ?? true) await ensureStreams(await jetstreamManager(options.nc));
   // Fetched bundles are kept per host, beside (not inside) the executors' workspace folders.
-  const bundles = { source: await BundleStore.open(options.nc), cache: fileBundleCache(join(resolve(options.workRoot ?? './.jobline/work'), '.bundles')) };
+  const bundles = { source: await BundleStore.open(options.nc), cache: fileBundleCache(join(resolve(options.workRoot ?? './.jobline/work'), '.bundles'), { maxBytes: options.bundleCacheMaxBytes }) };
   const executor = new Executor({
     nc: options.nc,
     executorId,

@@ -76,6 +76,7 @@ export async function startExecutor(config: JoblineConfig, deps: ExecutorDeps = 
         sandboxUid: c.sandboxUid,
         sandboxGid: c.sandboxGid,
         maxArtifactBytes: c.maxArtifactBytes,
+        ...(c.bundleCacheMaxBytes !== null ? { bundleCacheMaxBytes: c.bundleCacheMaxBytes } : {}),
       });
       const l = local;
       cleanups.push(() => l.stop());
@@ -93,6 +94,7 @@ export async function startExecutor(config: JoblineConfig, deps: ExecutorDeps = 
         runtime: NODE_RUNTIME,
         logger,
         ensureStreams: !deps.streamsReady && !local,
+        ...(c.bundleCacheMaxBytes !== null ? { bundleCacheMaxBytes: c.bundleCacheMaxBytes } : {}),
       });
       const s = ssh;
       cleanups.push(() => s.stop());

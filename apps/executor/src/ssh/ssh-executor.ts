@@ -32,6 +32,8 @@ export interface SshExecutorOptions {
   workRoot?: string;
   /** Create the JetStream streams first (default true). */
   ensureStreams?: boolean;
+  /** Byte budget of the local bundle cache, least recently used removed first; default none. */
+  bundleCacheMaxBytes?: number;
 }
 
 export interface SshExecutorHandle {
@@ -55,7 +57,7 @@ export async function startSshExecutor(options: SshExecutorOptions): Promise<Ssh
   // Bundles are fetched and verified here once, then copied to each attempt's workspace on the host.
   const bundles = options.bundles ?? {
     source: await BundleStore.open(options.nc),
-    cache: fileBundleCache(join(resolve(options.workRoot ?? './.jobline/work'), '.bundles')),
+    cache: fileBundleCache(join(resolve(options.workRoot ?? './.jobline/work'), '.bundles'), { maxBytes: options.bundleCacheMaxBytes }),
   };
   try {
     for (const host of inv.hosts) {

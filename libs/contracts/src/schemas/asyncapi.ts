@@ -168,7 +168,7 @@ const CHANNELS: Record<string, ChannelSpec> = {
   packageWork: {
     address: 'jobline.pkg.work.{jobId}',
     title: 'Jobs to bundle',
-    description: 'Internal. The relay (from JobSubmitted with a source) orders a packager to build the job\'s bundle; a work queue.',
+    description: 'Internal. The relay (from JobSubmitted with a source or data) orders a packager to build the job\'s bundle; a work queue.',
     parameters: { jobId },
     messages: ['PackageJob'],
     stream: STREAMS.packages,

@@ -20,7 +20,7 @@ export const RunAttemptMessageSchema = z
     owner: OwnerSchema,
     attempt: z.number().int().min(1),
     spec: JobSpecSchema,
-    bundleDigest: z.string().nullable().describe('The bundle to fetch from the object store; null when the job has no source'),
+    bundleDigest: z.string().nullable().describe('The bundle to fetch from the object store; null when the job has neither source nor data'),
     dispatchedAt: IsoTimeSchema,
     startBy: IsoTimeSchema.optional().describe('Fencing: the executor never starts the attempt after this instant'),
   })
