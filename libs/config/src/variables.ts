@@ -77,6 +77,30 @@ const labels = z
 
 const path = z.string().min(1);
 
+const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** CIDR ranges, comma-separated (IPv4 a.b.c.d/n, IPv6 x:y::/n). */
+const cidrList = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .pipe(
+    z
+      .array(
+        z.string().refine((c) => {
+          const m = /^([^/]+)\/(\d{1,3})$/.exec(c);
+          if (!m) return false;
+          if (ipv4.test(m[1])) return Number(m[2]) <= 32;
+          return /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/.test(m[1]) && Number(m[2]) <= 128;
+        }, 'each entry must be a CIDR range such as 127.0.0.0/8 or fd00::/8'),
+      )
+      .min(1, 'must name at least one range'),
+  );
+
+/** An absolute http(s) URL without a trailing slash. */
+const baseUrl = z
+  .string()
+  .regex(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an http:// or https:// URL such as https://jobline.example.com')
+  .transform((u) => u.replace(/\/+$/, ''));
+
 function v<T>(name: string, schema: z.ZodType<T>, accepts: string, defaultText: string, services: readonly Service[], doc: string, mask?: 'secret' | 'url'): VariableSpec<T> {
   return { name, schema, accepts, defaultText, services, doc, ...(mask ? { mask } : {}) };
 }
@@ -109,6 +133,7 @@ export const VARIABLES = {
   JOBLINE_API_HTTPS: v('JOBLINE_API_HTTPS', bool, 'true | false', 'false', S.api, 'Serve REST and WebSocket over TLS 1.3 with the TLS folder\'s certificates; client certificates name callers.'),
   JOBLINE_TOKENS_FILE: v('JOBLINE_TOKENS_FILE', path, 'a JSON file', '(api: required; dev: optional)', S.api, 'API tokens: [{"sha256": "<hex of the token>", "owner": "acme", "admin": false}].'),
   JOBLINE_DASHBOARD_DIR: v('JOBLINE_DASHBOARD_DIR', path, 'a folder, or none', '<install>/dist/web (what npm run build writes)', S.api, 'The built web dashboard served at /; none: no dashboard.'),
+  JOBLINE_API_PUBLIC_URL: v('JOBLINE_API_PUBLIC_URL', baseUrl, 'an http(s) URL', 'http(s)://<JOBLINE_API_HOST>:<JOBLINE_API_PORT>', ['api', 'orchestrator', 'dev'], 'Where clients reach the REST API: the links in webhook payloads.'),
   JOBLINE_SUBMIT_TIMEOUT_MS: v('JOBLINE_SUBMIT_TIMEOUT_MS', int(1, 600_000), 'milliseconds', '10000', S.api, 'How long POST /v1/jobs waits for the submission to be recorded before a 503.'),
 
   // --- orchestrator --------------------------------------------------------------------
@@ -117,6 +142,12 @@ export const VARIABLES = {
   JOBLINE_PACKAGER: v('JOBLINE_PACKAGER', bool, 'true | false', 'true', S.orch, 'A packager runs: jobs with a source wait for their bundle. false: they fail at once, saying so.'),
   JOBLINE_SIGNING_KEY_FILE: v('JOBLINE_SIGNING_KEY_FILE', path, 'a file (PEM, PKCS#8 Ed25519)', '<data dir>/signing-key.pem (created when missing)', ['orchestrator', 'api', 'dev'], 'The Ed25519 key that signs chain checkpoints and attestations. Rotate by replacing the file; keep the old public key to verify what it signed.'),
   JOBLINE_CHECKPOINT_INTERVAL_MS: v('JOBLINE_CHECKPOINT_INTERVAL_MS', int(0, 86_400_000), 'milliseconds, 0 for none', '10000', S.orch, 'How often the orchestrator signs the head of the event hash chain (when it moved), keeps it in the store and publishes it on jobline.chain.checkpoint.'),
+  JOBLINE_WEBHOOKS_FILE: v('JOBLINE_WEBHOOKS_FILE', path, 'a JSON file', '', S.orch, 'Per-owner webhooks: {"owners": {"acme": {"secret": "<32+ characters>", "urls": ["https://…"]}}}. An owner without a secret gets no deliveries (recorded as refused).'),
+  JOBLINE_WEBHOOKS_ALLOW_HTTP: v('JOBLINE_WEBHOOKS_ALLOW_HTTP', bool, 'true | false', 'false', S.orch, 'Deliver webhooks to http:// URLs too (default: https only).'),
+  JOBLINE_WEBHOOKS_ALLOW_ADDRESSES: v('JOBLINE_WEBHOOKS_ALLOW_ADDRESSES', cidrList, 'CIDR ranges, comma-separated', '(none)', S.orch, 'Private, loopback or link-local ranges webhooks may be delivered to; any other such address (169.254.169.254 included) is refused.'),
+  JOBLINE_WEBHOOKS_MAX_ATTEMPTS: v('JOBLINE_WEBHOOKS_MAX_ATTEMPTS', int(1, 50), 'an integer 1..50', '8', S.orch, 'Tries of one webhook delivery (network errors, timeouts, 408, 429 and 5xx are retried).'),
+  JOBLINE_WEBHOOKS_BACKOFF_MS: v('JOBLINE_WEBHOOKS_BACKOFF_MS', int(10, 3_600_000), 'milliseconds', '2000', S.orch, 'Wait before the second try; doubled after each failed try, at most 1 hour.'),
+  JOBLINE_WEBHOOKS_TIMEOUT_MS: v('JOBLINE_WEBHOOKS_TIMEOUT_MS', int(100, 120_000), 'milliseconds', '10000', S.orch, 'Time for one webhook request, connection to response.'),
   JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),
 
   // --- executor ------------------------------------------------------------------------
