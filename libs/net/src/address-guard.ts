@@ -19,12 +19,25 @@ for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::'
   blocked.addSubnet(net, prefix, 'ipv6');
 }
 
+/** The IPv4 address of an IPv4-mapped IPv6 one (`::ffff:10.0.0.1` or, as URLs write it, `::ffff:a00:1`); the address itself otherwise. */
+function unmapped(address: string): string {
+  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (dotted) return dotted[1];
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
+  if (hex) {
+    const hi = parseInt(hex[1], 16);
+    const lo = parseInt(hex[2], 16);
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return address;
+}
+
 /** Why an address may not be connected to (private, loopback, link-local...), or null when it is public. */
 export function addressProblem(address: string): string | null {
   const v = isIP(address);
   if (v === 0) return `${address} is not an IP address`;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return addressProblem(mapped[1]);
+  const plain = unmapped(address);
+  if (plain !== address) return addressProblem(plain);
   return blocked.check(address, v === 4 ? 'ipv4' : 'ipv6') ? `${address} is a private, loopback, link-local or reserved address` : null;
 }
 
@@ -62,8 +75,7 @@ export function addressRefusal(address: string, policy: AddressPolicy = {}, rang
   if (policy.allowPrivateAddresses) return null;
   const problem = addressProblem(address);
   if (!problem || !ranges) return problem;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  const plain = mapped ? mapped[1] : address;
+  const plain = unmapped(address);
   return ranges.check(plain, isIP(plain) === 4 ? 'ipv4' : 'ipv6') ? null : problem;
 }
 
