@@ -127,5 +127,8 @@ describe('webhooks through the whole system (jobline dev composition, REST)', ()
     ]);
     expect(received.filter((r) => r.path === path).map((r) => r.headers['jobline-attempt'])).toEqual(['1', '2']);
     expect(JSON.parse(received.filter((r) => r.path === path)[1].body)).toMatchObject({ status: 'failed', exitCode: 4 });
+    // The restarted orchestrator counted what it recorded.
+    const metrics = await (await fetch(`${stack.apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^jobline_webhook_attempts_total\{outcome="delivered"\} 1$/m);
   });
 });

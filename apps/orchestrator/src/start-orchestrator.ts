@@ -14,7 +14,7 @@ import type { Orchestrator } from './orchestrator';
 import { createOrchestratorApp } from './orchestrator.module';
 import { ChainCheckpointer } from './chain-checkpointer';
 import { chainCheckpointStoreFor, loadSigningKey } from '../../../libs/event-store/src';
-import { subjects } from '../../../libs/contracts/src';
+import { subjects, type WebhookAttempt } from '../../../libs/contracts/src';
 import { readFileSync } from 'node:fs';
 import { ConfigError, parseWebhooksFile, type WebhooksFile } from '../../../libs/config/src';
 import { WebhookReactor } from './webhooks/webhook-reactor';
@@ -100,6 +100,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       backoffMs: config.webhooks.backoffMs,
       publicUrl: config.publicUrl,
       logger: messageLogger(logger),
+      onAttempt: metrics.webhookAttempt,
     });
     await webhooks.start();
     // Stopped before the orchestrator (cleanups run in reverse): no delivery outlives the connection.
@@ -172,14 +173,16 @@ function loadWebhookOwners(config: JoblineConfig): WebhooksFile['owners'] {
 }
 
 /** Counts what the orchestrator records: submissions, finished jobs by status, lost attempts, log bytes. */
-function orchestratorMetrics(registry: Registry): { record: (handled: HandledCommand) => void } {
+function orchestratorMetrics(registry: Registry): { record: (handled: HandledCommand) => void; webhookAttempt: (a: WebhookAttempt) => void } {
   const registers = [registry];
   const submitted = new Counter({ name: 'jobline_jobs_submitted_total', help: 'Jobs submitted (JobSubmitted recorded).', registers });
   const finished = new Counter({ name: 'jobline_jobs_finished_total', help: 'Jobs that reached a terminal status, by status.', labelNames: ['status'], registers });
   const lost = new Counter({ name: 'jobline_attempts_lost_total', help: 'Attempts declared lost (executor silent, restarted or gone).', registers });
   const logBytes = new Counter({ name: 'jobline_log_bytes_total', help: 'Bytes of output recorded for finished attempts.', registers });
   const retries = new Counter({ name: 'jobline_retries_scheduled_total', help: 'Retries scheduled after a failed or lost attempt.', registers });
+  const hooks = new Counter({ name: 'jobline_webhook_attempts_total', help: 'Webhook delivery attempts recorded, by outcome (delivered, retrying, failed, refused).', labelNames: ['outcome'], registers });
   return {
+    webhookAttempt: (a) => hooks.inc({ outcome: a.outcome }),
     record: ({ job, events }) => {
       for (const e of events) {
         if (e.type === 'JobSubmitted') submitted.inc();

@@ -37,7 +37,12 @@ export interface WebhookReactorOptions {
   clock?: () => Date;
   /** Deliveries in flight at once, per process (default 64). */
   concurrency?: number;
+  /** Told of every recorded attempt (metrics); must not throw. */
+  onAttempt?: (attempt: WebhookAttempt) => void;
 }
+
+/** Orders the server lets the deliverer hold unsettled, retries waiting out their backoff included: a receiver that is down must not hold up everyone else's. */
+export const DELIVERER_MAX_ACK_PENDING = 20_000;
 
 /** Durable consumer names: shared by every orchestrator, so each event and each delivery is handled by one of them. */
 export const WEBHOOK_DURABLES = {
@@ -77,11 +82,12 @@ export class WebhookReactor {
     const jsm = await jetstreamManager(this.o.nc);
     const ackWait = (this.o.policy.timeoutMs ?? 10_000) + 30_000;
     const base: Partial<ConsumerConfig> = { ack_policy: AckPolicy.Explicit, max_deliver: -1, max_ack_pending: 1000 };
+    const deliverer = { ...base, max_ack_pending: DELIVERER_MAX_ACK_PENDING };
     for (const type of WEBHOOK_TRIGGER_EVENTS) {
       // New: jobs that ended before webhooks existed in this deployment are not announced on first start.
       await ensureConsumer(jsm, STREAMS.events, { ...base, durable_name: WEBHOOK_DURABLES.planner(type), filter_subject: `jobline.evt.*.${type}`, deliver_policy: DeliverPolicy.New, ack_wait: nanos(30_000) });
     }
-    await ensureConsumer(jsm, STREAMS.webhookOrders, { ...base, durable_name: WEBHOOK_DURABLES.deliverer, filter_subject: subjects.webhookOrdersAll, deliver_policy: DeliverPolicy.All, ack_wait: nanos(ackWait) });
+    await ensureConsumer(jsm, STREAMS.webhookOrders, { ...deliverer, durable_name: WEBHOOK_DURABLES.deliverer, filter_subject: subjects.webhookOrdersAll, deliver_policy: DeliverPolicy.All, ack_wait: nanos(ackWait) });
     for (const type of WEBHOOK_TRIGGER_EVENTS) this.loops.push((await this.run(STREAMS.events, WEBHOOK_DURABLES.planner(type), (m) => this.plan(m))).loop);
     this.loops.push((await this.run(STREAMS.webhookOrders, WEBHOOK_DURABLES.deliverer, (m) => this.deliver(m))).loop);
   }
@@ -108,8 +114,15 @@ export class WebhookReactor {
         while (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
         const p: Promise<void> = handle(m)
           .catch((err: unknown) => {
-            this.o.logger.warn(`webhooks: ${m.subject} will be tried again: ${err instanceof Error ? err.message : String(err)}`);
-            m.nak(1000);
+            const why = err instanceof Error ? err.message : String(err);
+            // A transient failure (the store, the bus): again later, backing off; a message that never works is dropped, loudly.
+            if (m.info.deliveryCount >= 50) {
+              this.o.logger.error(`webhooks: ${m.subject} dropped after ${m.info.deliveryCount} failures: ${why}`);
+              m.term();
+            } else {
+              this.o.logger.warn(`webhooks: ${m.subject} will be tried again: ${why}`);
+              m.nak(Math.min(30_000, 500 * 2 ** Math.min(m.info.deliveryCount, 6)));
+            }
           })
           .finally(() => this.inFlight.delete(p));
         this.inFlight.add(p);
@@ -209,6 +222,7 @@ export class WebhookReactor {
       nextAttemptAt: outcome === 'retrying' ? new Date(now.getTime() + delayMs).toISOString() : null,
     };
     await this.js.publish(subjects.webhookAttempts(order.jobId), JSON.stringify(record), { msgID: `${order.deliveryId}.${attempt}` });
+    this.o.onAttempt?.(record);
     if (outcome === 'retrying') m.nak(delayMs);
     else m.ack();
     if (outcome !== 'delivered' && outcome !== 'retrying') this.o.logger.warn(`webhooks: delivery ${order.deliveryId} of job ${order.jobId} to ${order.url} ${outcome}: ${record.error}`);
@@ -218,7 +232,9 @@ export class WebhookReactor {
 async function ensureConsumer(jsm: Awaited<ReturnType<typeof jetstreamManager>>, stream: string, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
   try {
     const info = await jsm.consumers.info(stream, config.durable_name);
-    if (info.config.ack_wait !== config.ack_wait) await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait });
+    if (info.config.ack_wait !== config.ack_wait || info.config.max_ack_pending !== config.max_ack_pending) {
+      await jsm.consumers.update(stream, config.durable_name, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending });
+    }
   } catch (err) {
     if (!/not found/i.test(String(err))) throw err;
     await jsm.consumers.add(stream, config);
