@@ -104,7 +104,7 @@ describe('the jobline CLI (built) against jobline dev over gRPC', () => {
   });
 
   it('start/status/stop --json print the REST JobView, history --json the REST events body (no proto-loader internals)', async () => {
-    const started = await cli(['start', '--json', '--priority', 'high', '--timeout', '60', ...remoteArgs, '--', 'sh', '-c', 'echo hi; exit 3']);
+    const started = await cli(['start', '--json', '--priority', 'high', '--timeout', '60', '--notify', 'https://hooks.example.com/jobline', ...remoteArgs, '--', 'sh', '-c', 'echo hi; exit 3']);
     expect(started.code).toBe(0);
     const view = JSON.parse(started.stdout) as { id: string; status: string };
     await rest.finished(view.id);
@@ -112,7 +112,7 @@ describe('the jobline CLI (built) against jobline dev over gRPC', () => {
     expect(status.code).toBe(0);
     const fromCli = JSON.parse(status.stdout) as Record<string, unknown>;
     expect(fromCli).toEqual(await rest.job(view.id));
-    expect(fromCli).toMatchObject({ status: 'failed', exitCode: 3, priority: 'high', spec: { timeoutSeconds: 60, priority: 'high', command: ['sh', '-c', 'echo hi; exit 3'] } });
+    expect(fromCli).toMatchObject({ status: 'failed', exitCode: 3, priority: 'high', spec: { timeoutSeconds: 60, priority: 'high', command: ['sh', '-c', 'echo hi; exit 3'], notify: [{ url: 'https://hooks.example.com/jobline' }] } });
     for (const internal of ['_timeoutSeconds', 'JOB_STATUS_', 'PRIORITY_', '"seconds"', '"nanos"', 'dataJson']) expect(status.stdout).not.toContain(internal);
 
     const history = await cli(['history', '--json', view.id, ...remoteArgs]);

@@ -1,6 +1,6 @@
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
-import type { JobView } from '../../../libs/contracts/src';
+import type { JobView, WebhookDeliveryView } from '../../../libs/contracts/src';
 import { NotFoundError } from '../../../libs/contracts/src';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
@@ -67,6 +67,11 @@ export class JobsController {
   @Get(':id/events')
   events(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<{ items: JobEventItem[] }> {
     return this.jobs.events(caller, id);
+  }
+
+  @Get(':id/webhooks')
+  webhooks(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<{ items: WebhookDeliveryView[] }> {
+    return this.jobs.webhooks(caller, id);
   }
 
   @Get(':id/logs')

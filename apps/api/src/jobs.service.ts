@@ -17,6 +17,7 @@ import {
   jobStreamName,
   parseJobSpec,
   subjects,
+  webhookDeliveries,
   type CancelJobMessage,
   type JobSpec,
   type JobStatus,
@@ -24,7 +25,9 @@ import {
   type PurgeJobMessage,
   type StoredJobEvent,
   type SubmitJobMessage,
+  type WebhookDeliveryView,
 } from '../../../libs/contracts/src';
+import { readWebhookAttempts } from '../../../libs/messaging/src/webhook-attempts';
 import { evolveJobView } from '../../../libs/domain/src';
 import type { RecordedEvent } from '../../../libs/event-store/src/event-store.port';
 import { API_CONTEXT, type ApiContext } from './api.context';
@@ -267,6 +270,17 @@ export class JobsService {
   async events(caller: Caller, id: string): Promise<{ items: JobEventItem[] }> {
     const records = await this.ownStream(caller, id);
     return { items: records.map(toEventItem) };
+  }
+
+  /** The webhook deliveries of a visible job (README "Webhooks"): each with its state and every attempt's outcome. */
+  async webhooks(caller: Caller, id: string): Promise<{ items: WebhookDeliveryView[] }> {
+    const job = this.visible(caller, id);
+    this.requireBus();
+    try {
+      return { items: webhookDeliveries(await readWebhookAttempts(this.ctx.js, job.id)) };
+    } catch (err) {
+      throw new JoblineError('unavailable', `the webhook deliveries could not be read from the bus: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   stats(caller: Caller, query: unknown): JobStats {

@@ -280,6 +280,7 @@ export function buildProgram(): Command {
     .option('--git <url>', 'run from this git repository')
     .option('--commit <sha>', 'at this full commit hash')
     .option('--data <url...>', 'download these files into the workspace')
+    .option('--notify <url...>', 'webhooks told when the job ends (README "Webhooks")')
     .argument('[command...]')
     .action((command: string[], o: RemoteFlags & Parameters<typeof startCommand>[2]) => withRemote(o, (r) => startCommand(r, command, o, Boolean(o.json), stdio)));
   remoteCommand('status', "a job's status").argument('<id>').action((id: string, o: RemoteFlags) => withRemote(o, (r) => statusCommand(r, id, Boolean(o.json), stdio)));

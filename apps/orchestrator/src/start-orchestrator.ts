@@ -15,7 +15,10 @@ import type { Orchestrator } from './orchestrator';
 import { createOrchestratorApp } from './orchestrator.module';
 import { ChainCheckpointer } from './chain-checkpointer';
 import { chainCheckpointStoreFor, loadSigningKey } from '../../../libs/event-store/src';
-import { subjects } from '../../../libs/contracts/src';
+import { subjects, type WebhookAttempt } from '../../../libs/contracts/src';
+import { readFileSync } from 'node:fs';
+import { ConfigError, parseWebhooksFile, type WebhooksFile } from '../../../libs/config/src';
+import { WebhookReactor } from './webhooks/webhook-reactor';
 
 /** What `jobline dev` and tests may hand in instead of what the configuration would open. */
 export interface OrchestratorDeps {
@@ -29,6 +32,8 @@ export interface OrchestratorDeps {
 
 export interface OrchestratorHandle {
   orchestrator: Orchestrator;
+  /** Delivers completion webhooks (README "Webhooks"). */
+  webhooks: WebhookReactor;
   /** Counters and gauges of this orchestrator (dev serves them on the api's /metrics). */
   registry: Registry;
   /** The /healthz, /readyz, /metrics listener, when JOBLINE_ORCHESTRATOR_HTTP_PORT is not off. */
@@ -91,6 +96,20 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
     });
     cleanups.push(() => orchestrator.stop());
     cleanups.push(() => (app as INestMicroservice).close());
+    const webhooks = new WebhookReactor({
+      nc,
+      eventStore,
+      owners: loadWebhookOwners(config),
+      policy: { allowHttp: config.webhooks.allowHttp, allowedRanges: config.webhooks.allowedRanges, timeoutMs: config.webhooks.timeoutMs },
+      maxAttempts: config.webhooks.maxAttempts,
+      backoffMs: config.webhooks.backoffMs,
+      publicUrl: config.publicUrl,
+      logger: messageLogger(logger),
+      onAttempt: metrics.webhookAttempt,
+    });
+    await webhooks.start();
+    // Stopped before the orchestrator (cleanups run in reverse): no delivery outlives the connection.
+    cleanups.push(() => webhooks.stop());
     const chainCheckpoints = config.orchestrator.checkpointIntervalMs > 0 ? chainCheckpointStoreFor(eventStore) : undefined;
     if (chainCheckpoints) {
       const bus = nc;
@@ -148,22 +167,37 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       cleanups.push(() => h.close());
     }
     logger.info({ store: describe, packager: config.orchestrator.packager, retention: orchestrator.retention ? config.orchestrator.retention : 'off', http: http?.url, role: orchestrator.role, leader: orchestrator.leader?.id }, 'orchestrator running');
-    return { orchestrator, registry, http, stop };
+    return { orchestrator, webhooks, registry, http, stop };
   } catch (err) {
     await stop();
     throw err;
   }
 }
 
+/** The owners of JOBLINE_WEBHOOKS_FILE (none when it is not set); a missing or invalid file refuses the start. */
+function loadWebhookOwners(config: JoblineConfig): WebhooksFile['owners'] {
+  const file = config.webhooks.file;
+  if (!file) return {};
+  let text: string;
+  try {
+    text = readFileSync(resolve(file), 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ variable: 'JOBLINE_WEBHOOKS_FILE', message: `${file} cannot be read: ${err instanceof Error ? err.message : String(err)}` }]);
+  }
+  return parseWebhooksFile(text, file).owners;
+}
+
 /** Counts what the orchestrator records: submissions, finished jobs by status, lost attempts, log bytes. */
-function orchestratorMetrics(registry: Registry): { record: (handled: HandledCommand) => void } {
+function orchestratorMetrics(registry: Registry): { record: (handled: HandledCommand) => void; webhookAttempt: (a: WebhookAttempt) => void } {
   const registers = [registry];
   const submitted = new Counter({ name: 'jobline_jobs_submitted_total', help: 'Jobs submitted (JobSubmitted recorded).', registers });
   const finished = new Counter({ name: 'jobline_jobs_finished_total', help: 'Jobs that reached a terminal status, by status.', labelNames: ['status'], registers });
   const lost = new Counter({ name: 'jobline_attempts_lost_total', help: 'Attempts declared lost (executor silent, restarted or gone).', registers });
   const logBytes = new Counter({ name: 'jobline_log_bytes_total', help: 'Bytes of output recorded for finished attempts.', registers });
   const retries = new Counter({ name: 'jobline_retries_scheduled_total', help: 'Retries scheduled after a failed or lost attempt.', registers });
+  const hooks = new Counter({ name: 'jobline_webhook_attempts_total', help: 'Webhook delivery attempts recorded, by outcome (delivered, retrying, failed, refused).', labelNames: ['outcome'], registers });
   return {
+    webhookAttempt: (a) => hooks.inc({ outcome: a.outcome }),
     record: ({ job, events }) => {
       for (const e of events) {
         if (e.type === 'JobSubmitted') submitted.inc();

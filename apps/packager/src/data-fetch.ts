@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP } from 'node:net';
 import { dirname, join, resolve, sep } from 'node:path';
 import { PackagingError } from './bundle-builder';
-import { hostAllowed } from './git-source';
+import { addressProblem, guardedLookup as sharedGuardedLookup, hostAllowed } from '../../../libs/net/src';
 import type { SourceTree } from './git-tree';
 
 export interface DataFetchOptions {
@@ -25,24 +24,8 @@ export interface DataFetchOptions {
 
 export const DATA_DEFAULTS = { connectTimeoutMs: 10_000, totalTimeoutMs: 600_000, maxBytes: 1024 ** 3 } as const;
 
-const blocked = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
-  ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) blocked.addSubnet(net, prefix, 'ipv4');
-for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32]] as const) {
-  blocked.addSubnet(net, prefix, 'ipv6');
-}
-
-/** Why an address may not be fetched from (private, loopback, link-local...), or null when it is public. */
-export function addressProblem(address: string): string | null {
-  const v = isIP(address);
-  if (v === 0) return `${address} is not an IP address`;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return addressProblem(mapped[1]);
-  return blocked.check(address, v === 4 ? 'ipv4' : 'ipv6') ? `${address} is a private, loopback, link-local or reserved address` : null;
-}
+/** Why an address may not be fetched from: the guard lives in libs/net (the webhooks use it too). */
+export { addressProblem };
 
 /** Checks a data URL's form and host; returns why it is refused, or null. */
 export function dataUrlProblem(url: string, o: DataFetchOptions = {}): string | null {
@@ -64,21 +47,7 @@ export function dataUrlProblem(url: string, o: DataFetchOptions = {}): string | 
 }
 
 /** Resolves, then refuses any private answer: the address checked is the address connected to (no DNS rebinding). */
-function guardedLookup(o: DataFetchOptions): LookupFunction {
-  return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '', 0);
-      if (!o.allowPrivateAddresses) {
-        for (const a of addresses) {
-          const p = addressProblem(a.address);
-          if (p) return callback(new PackagingError(`${hostname} resolves to ${p}`), '', 0);
-        }
-      }
-      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-      callback(null, addresses[0].address, addresses[0].family);
-    });
-  };
-}
+const guardedLookup = (o: DataFetchOptions) => sharedGuardedLookup({ allowPrivateAddresses: o.allowPrivateAddresses }, (m) => new PackagingError(m));
 
 /** The absolute path of `rel` inside `root`, refusing anything that would leave it (.., absolute, a symlinked parent). */
 export async function pathInside(root: string, rel: string, source?: SourceTree): Promise<string> {

@@ -6,6 +6,7 @@ import { simpleGit, type SimpleGit } from 'simple-git';
 import { PackagingError } from './bundle-builder';
 import { trimGitCache, withMirrorLock } from './git-cache';
 import { readGitTree, type SourceTree } from './git-tree';
+import { hostAllowed } from '../../../libs/net/src';
 
 export interface GitSourceOptions {
   /** Allow file:// URLs (default false: a job could otherwise read any repository on the packager's host). */
@@ -35,15 +36,8 @@ const HELPER_TRANSPORT = /^[A-Za-z0-9][A-Za-z0-9+.-]*::/;
 const WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f]/;
 const SCP_LIKE = /^(?:([A-Za-z0-9._-]+)@)?([A-Za-z0-9.-]+):(?!\/\/)(.+)$/;
 
-/** True when host matches the allowlist (undefined: everything). */
-export function hostAllowed(host: string, allowed: string[] | undefined): boolean {
-  if (!allowed) return true;
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
-  return allowed.some((a) => {
-    const p = a.toLowerCase();
-    return p.startsWith('*.') ? h.endsWith(p.slice(1)) : h === p;
-  });
-}
+/** The host allowlist check lives in libs/net with the address guard. */
+export { hostAllowed };
 
 /**
  * Checks a git URL before git ever sees it; returns why it is refused, or null.

@@ -1,3 +1,4 @@
 export * from './variables';
 export * from './load-config';
 export * from './describe-config';
+export * from './webhooks-file';

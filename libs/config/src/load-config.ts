@@ -46,6 +46,18 @@ export interface JoblineConfig {
     id: string | null;
     retention: RetentionConfig;
   };
+  /** Where clients reach the REST API (links in webhook payloads), without a trailing slash. */
+  publicUrl: string;
+  webhooks: {
+    /** JOBLINE_WEBHOOKS_FILE: per-owner secrets and URLs (parseWebhooksFile); null: none. */
+    file: string | null;
+    allowHttp: boolean;
+    /** CIDR ranges of private addresses deliveries may go to. */
+    allowedRanges: string[];
+    maxAttempts: number;
+    backoffMs: number;
+    timeoutMs: number;
+  };
   /** The Ed25519 key of chain checkpoints and attestations (created when missing). */
   signingKeyFile: string;
   executor: {
@@ -191,6 +203,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
         intervalMs: get('JOBLINE_RETENTION_INTERVAL_MS') ?? 3_600_000,
       },
     },
+    publicUrl: '',
+    webhooks: {
+      file: get('JOBLINE_WEBHOOKS_FILE') ?? null,
+      allowHttp: get('JOBLINE_WEBHOOKS_ALLOW_HTTP') ?? false,
+      allowedRanges: get('JOBLINE_WEBHOOKS_ALLOW_ADDRESSES') ?? [],
+      maxAttempts: get('JOBLINE_WEBHOOKS_MAX_ATTEMPTS') ?? 8,
+      backoffMs: get('JOBLINE_WEBHOOKS_BACKOFF_MS') ?? 2000,
+      timeoutMs: get('JOBLINE_WEBHOOKS_TIMEOUT_MS') ?? 10_000,
+    },
     signingKeyFile: get('JOBLINE_SIGNING_KEY_FILE') ?? `${dataDir}/signing-key.pem`,
     executor: {
       id: get('JOBLINE_EXECUTOR_ID') ?? 'local',
@@ -224,6 +245,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
     },
     explicit: new Set(values.keys()),
   };
+  config.publicUrl = get('JOBLINE_API_PUBLIC_URL') ?? `${config.api.https ? 'https' : 'http'}://${config.api.host.includes(':') ? `[${config.api.host}]` : config.api.host}:${config.api.port}`;
   const heartbeatProblem = config.executor.heartbeatMs * 3 > config.leaseMs;
   if (heartbeatProblem) {
     throw new ConfigError([

@@ -105,6 +105,29 @@ const ownerMaxAges = z.string().transform((v, ctx) => {
 
 /** Bytes, or `off` (no budget). */
 const bytesOrOff = z.union([z.literal('off').transform(() => null), int(1, Number.MAX_SAFE_INTEGER)]);
+const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** CIDR ranges, comma-separated (IPv4 a.b.c.d/n, IPv6 x:y::/n). */
+const cidrList = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .pipe(
+    z
+      .array(
+        z.string().refine((c) => {
+          const m = /^([^/]+)\/(\d{1,3})$/.exec(c);
+          if (!m) return false;
+          if (ipv4.test(m[1])) return Number(m[2]) <= 32;
+          return /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/.test(m[1]) && Number(m[2]) <= 128;
+        }, 'each entry must be a CIDR range such as 127.0.0.0/8 or fd00::/8'),
+      )
+      .min(1, 'must name at least one range'),
+  );
+
+/** An absolute http(s) URL without a trailing slash. */
+const baseUrl = z
+  .string()
+  .regex(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an http:// or https:// URL such as https://jobline.example.com')
+  .transform((u) => u.replace(/\/+$/, ''));
 
 function v<T>(name: string, schema: z.ZodType<T>, accepts: string, defaultText: string, services: readonly Service[], doc: string, mask?: 'secret' | 'url'): VariableSpec<T> {
   return { name, schema, accepts, defaultText, services, doc, ...(mask ? { mask } : {}) };
@@ -138,6 +161,7 @@ export const VARIABLES = {
   JOBLINE_API_HTTPS: v('JOBLINE_API_HTTPS', bool, 'true | false', 'false', S.api, 'Serve REST and WebSocket over TLS 1.3 with the TLS folder\'s certificates; client certificates name callers.'),
   JOBLINE_TOKENS_FILE: v('JOBLINE_TOKENS_FILE', path, 'a JSON file', '(api: required; dev: optional)', S.api, 'API tokens: [{"sha256": "<hex of the token>", "owner": "acme", "admin": false}].'),
   JOBLINE_DASHBOARD_DIR: v('JOBLINE_DASHBOARD_DIR', path, 'a folder, or none', '<install>/dist/web (what npm run build writes)', S.api, 'The built web dashboard served at /; none: no dashboard.'),
+  JOBLINE_API_PUBLIC_URL: v('JOBLINE_API_PUBLIC_URL', baseUrl, 'an http(s) URL', 'http(s)://<JOBLINE_API_HOST>:<JOBLINE_API_PORT>', ['api', 'orchestrator', 'dev'], 'Where clients reach the REST API: the links in webhook payloads.'),
   JOBLINE_SUBMIT_TIMEOUT_MS: v('JOBLINE_SUBMIT_TIMEOUT_MS', int(1, 600_000), 'milliseconds', '10000', S.api, 'How long POST /v1/jobs waits for the submission to be recorded before a 503.'),
 
   // --- orchestrator --------------------------------------------------------------------
@@ -152,6 +176,12 @@ export const VARIABLES = {
   JOBLINE_RETENTION_MAX_AGE_MS: v('JOBLINE_RETENTION_MAX_AGE_MS', maxAgeOrOff, 'milliseconds (≥ 60000), or off', 'off', S.orch, 'Finished jobs older than this (since they finished) are purged by the retention policy: logs and artifacts deleted, JobPurged recorded with actor retention:global; the history stays. off: kept until purged by hand.'),
   JOBLINE_RETENTION_OWNER_MAX_AGE_MS: v('JOBLINE_RETENTION_OWNER_MAX_AGE_MS', ownerMaxAges, 'owner=milliseconds|off, comma-separated', '—', S.orch, 'Per-owner retention, overriding JOBLINE_RETENTION_MAX_AGE_MS for those owners (actor retention:owner:<owner>); owner=off keeps that owner\'s jobs.'),
   JOBLINE_RETENTION_INTERVAL_MS: v('JOBLINE_RETENTION_INTERVAL_MS', int(1000, 86_400_000), 'milliseconds', '3600000 (1 hour)', S.orch, 'How often the retention policy sweeps (when a max age is set): expired jobs purged, then bundles no remaining job references removed from the bundle store.'),
+  JOBLINE_WEBHOOKS_FILE: v('JOBLINE_WEBHOOKS_FILE', path, 'a JSON file', '', S.orch, 'Per-owner webhooks: {"owners": {"acme": {"secret": "<32+ characters>", "urls": ["https://…"]}}}. An owner without a secret gets no deliveries (recorded as refused).'),
+  JOBLINE_WEBHOOKS_ALLOW_HTTP: v('JOBLINE_WEBHOOKS_ALLOW_HTTP', bool, 'true | false', 'false', S.orch, 'Deliver webhooks to http:// URLs too (default: https only).'),
+  JOBLINE_WEBHOOKS_ALLOW_ADDRESSES: v('JOBLINE_WEBHOOKS_ALLOW_ADDRESSES', cidrList, 'CIDR ranges, comma-separated', '(none)', S.orch, 'Private, loopback or link-local ranges webhooks may be delivered to; any other such address (169.254.169.254 included) is refused.'),
+  JOBLINE_WEBHOOKS_MAX_ATTEMPTS: v('JOBLINE_WEBHOOKS_MAX_ATTEMPTS', int(1, 50), 'an integer 1..50', '8', S.orch, 'Tries of one webhook delivery (network errors, timeouts, 408, 429 and 5xx are retried).'),
+  JOBLINE_WEBHOOKS_BACKOFF_MS: v('JOBLINE_WEBHOOKS_BACKOFF_MS', int(10, 3_600_000), 'milliseconds', '2000', S.orch, 'Wait before the second try; doubled after each failed try, at most 1 hour.'),
+  JOBLINE_WEBHOOKS_TIMEOUT_MS: v('JOBLINE_WEBHOOKS_TIMEOUT_MS', int(100, 120_000), 'milliseconds', '10000', S.orch, 'Time for one webhook request, connection to response.'),
   JOBLINE_ORCHESTRATOR_HTTP_PORT: v('JOBLINE_ORCHESTRATOR_HTTP_PORT', portOrOff, 'a port, or off', '8081 (dev: off)', S.orch, '/healthz, /readyz and /metrics of the orchestrator.'),
 
   // --- executor ------------------------------------------------------------------------

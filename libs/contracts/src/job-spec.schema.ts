@@ -11,6 +11,8 @@ export const SPEC_LIMITS = {
   outputs: 100,
   timeoutSeconds: 7 * 24 * 3600,
   maxAttempts: 10,
+  notify: 5,
+  notifyUrlBytes: 2048,
 } as const;
 
 const noNul = (s: string) => !s.includes('\u0000');
@@ -80,6 +82,32 @@ export const DataItem = z.strictObject({
   sha256: Sha256.optional(),
 });
 
+/**
+ * A webhook target: an absolute http(s) URL without credentials or fragment. Whether http and
+ * private addresses are allowed is the deployment's decision, taken (and recorded) at delivery.
+ */
+export const NotifyUrl = z
+  .string()
+  .min(1)
+  .max(SPEC_LIMITS.notifyUrlBytes)
+  .refine(noNul, 'must not contain NUL')
+  .superRefine((url, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be an absolute URL such as https://hooks.example.com/jobline' });
+      return;
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') ctx.addIssue({ code: 'custom', message: `scheme ${u.protocol} is not allowed: use https:// (http:// only where the deployment allows it)` });
+    else if (!u.hostname) ctx.addIssue({ code: 'custom', message: 'must name a host' });
+    if (u.username || u.password) ctx.addIssue({ code: 'custom', message: 'must not carry credentials: deliveries are signed instead' });
+    if (u.hash) ctx.addIssue({ code: 'custom', message: 'must not have a #fragment' });
+  });
+
+/** Told when the job ends (README "Webhooks"). */
+export const NotifyTarget = z.strictObject({ url: NotifyUrl });
+
 export const Retry = z.strictObject({
   maxAttempts: z.number().int().min(1).max(SPEC_LIMITS.maxAttempts),
   backoffSeconds: z.number().min(0).max(3600).default(0),
@@ -139,6 +167,12 @@ export const JobSpecSchema = z
       .optional(),
     retry: Retry.optional(),
     target: Target.optional(),
+    notify: z
+      .array(NotifyTarget)
+      .min(1)
+      .max(SPEC_LIMITS.notify)
+      .refine((ts) => new Set(ts.map((t) => t.url)).size === ts.length, 'the same URL is listed twice')
+      .optional(),
   })
   .superRefine((spec, ctx) => {
     if ((spec.command === undefined) === (spec.steps === undefined)) {

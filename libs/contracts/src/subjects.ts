@@ -58,6 +58,12 @@ export const subjects = {
   packaged: (jobId: string) => `jobline.pkg.done.${jobId}`,
   packagedAll: 'jobline.pkg.done.*',
   packagesAll: 'jobline.pkg.>',
+  /** Webhook deliveries to make, planned from the event that ended a job (README "Webhooks"). */
+  webhookOrder: (jobId: string) => `jobline.hook.order.${jobId}`,
+  webhookOrdersAll: 'jobline.hook.order.>',
+  /** The outcome of each webhook delivery attempt of a job. */
+  webhookAttempts: (jobId: string) => `jobline.hook.rec.${jobId}`,
+  webhookAttemptsAll: 'jobline.hook.rec.>',
   /** Signed chain checkpoints of the event store (core NATS), published by the orchestrator. */
   chainCheckpoint: () => 'jobline.chain.checkpoint',
 } as const;
@@ -88,6 +94,8 @@ export const STREAMS = {
   control: 'JOBLINE_CTL',
   reports: 'JOBLINE_REPORTS',
   packages: 'JOBLINE_PKG',
+  webhookOrders: 'JOBLINE_HOOK_ORDERS',
+  webhookAttempts: 'JOBLINE_HOOK_REC',
 } as const;
 
 /** Headers of a log chunk message on `jobline.logs.<jobId>`. */

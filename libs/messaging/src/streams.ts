@@ -18,11 +18,13 @@ export interface StreamOptions {
   duplicateWindowMs?: number;
   /** Replicas for clustered deployments (default 1). */
   replicas?: number;
+  /** How long the outcome of each webhook delivery attempt is kept (default 90 days). */
+  webhookAttemptsMaxAgeMs?: number;
 }
 
 const DAY = 24 * 3600 * 1000;
 
-export const STREAM_DEFAULTS = { logsMaxAgeMs: 7 * DAY, logsMaxBytes: 4 * 2 ** 30, eventsMaxAgeMs: 7 * DAY, duplicateWindowMs: 120_000, replicas: 1 } as const;
+export const STREAM_DEFAULTS = { logsMaxAgeMs: 7 * DAY, logsMaxBytes: 4 * 2 ** 30, eventsMaxAgeMs: 7 * DAY, duplicateWindowMs: 120_000, replicas: 1, webhookAttemptsMaxAgeMs: 90 * DAY } as const;
 
 /** Fails closed on a setting JetStream would misread (a fraction, zero, a negative other than -1). */
 function checkOptions(o: StreamOptions): void {
@@ -35,6 +37,7 @@ function checkOptions(o: StreamOptions): void {
   positive('eventsMaxAgeMs');
   positive('duplicateWindowMs');
   positive('replicas');
+  positive('webhookAttemptsMaxAgeMs');
   if (o.logsMaxBytes !== undefined && o.logsMaxBytes !== -1 && !(Number.isSafeInteger(o.logsMaxBytes) && o.logsMaxBytes > 0)) {
     bad.push(`logsMaxBytes must be a positive integer or -1 (no budget), got ${o.logsMaxBytes}`);
   }
@@ -63,6 +66,9 @@ export function streamConfigs(options: StreamOptions = {}): (Partial<StreamConfi
     { ...base, name: STREAMS.reports, subjects: [subjects.reportsAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
     // Package orders and results: one consumer each (packagers, orchestrator), disjoint filters.
     { ...base, name: STREAMS.packages, subjects: [subjects.packagesAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
+    // Webhooks: deliveries to make (one consumer, the reactor's), and the outcome of every attempt (read by the api).
+    { ...base, name: STREAMS.webhookOrders, subjects: [subjects.webhookOrdersAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
+    { ...base, name: STREAMS.webhookAttempts, subjects: [subjects.webhookAttemptsAll], retention: RetentionPolicy.Limits, max_age: nanos(o.webhookAttemptsMaxAgeMs) },
   ];
 }
 

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ValidationError, parseJobSpec } from '../../../../libs/contracts/src';
-import { fromTimestamp, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError } from './jobs.grpc-mapping';
+import { fromTimestamp, logStreamFromPb, priorityFromPb, specFromPb, specToPb, statusFromPb, toGrpcError } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
 
 /*
@@ -52,6 +52,14 @@ const refusal = (fn: () => unknown) => {
 };
 
 describe('gRPC mapping refuses what it cannot map, and coerces nothing', () => {
+  it('maps notify (field 14) both ways, validated by the REST schema', () => {
+    const hook = (url: string) => field(14, msg(field(1, url)));
+    const spec = startSpec([SCRIPT, hook('https://a.example/h'), hook('https://b.example/h')]);
+    expect(spec.notify).toEqual([{ url: 'https://a.example/h' }, { url: 'https://b.example/h' }]);
+    expect(specFromPb(specToPb(spec)).notify).toEqual(spec.notify);
+    expect(refusal(() => startSpec([SCRIPT, hook('ftp://a.example/')])).details).toMatch(/notify\.0\.url/);
+  });
+
   it('maps the known priorities and leaves PRIORITY_UNSPECIFIED to the default (normal)', () => {
     expect(startSpec([SCRIPT, field(6, 3)]).priority).toBe('high');
     expect(startSpec([SCRIPT, field(6, 1)]).priority).toBe('low');

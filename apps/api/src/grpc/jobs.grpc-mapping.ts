@@ -95,6 +95,7 @@ export function specFromPb(pb: any): Record<string, unknown> {
   else if (pb.source?.archive) throw new ValidationError('archive sources are not accepted over gRPC yet: use REST (multipart) or a git source', [{ path: 'spec.source.archive', message: 'not supported over gRPC' }]);
   if (pb.data?.length) out.data = pb.data.map((d: any) => ({ url: d.url ?? '', path: d.path ?? '', ...(d.sha256 !== undefined ? { sha256: d.sha256 } : {}) }));
   if (pb.outputs?.length) out.outputs = pb.outputs;
+  if (pb.notify?.length) out.notify = pb.notify.map((n: any) => ({ url: n.url ?? '' }));
   if (pb.retry) out.retry = { maxAttempts: pb.retry.maxAttempts ?? 0, backoffSeconds: pb.retry.backoffSeconds ?? 0 };
   if (pb.target) {
     const t: Record<string, unknown> = {};
@@ -121,6 +122,7 @@ export function specToPb(spec: JobSpec): any {
   else if (spec.source) out.source = { archive: true };
   if (spec.data) out.data = spec.data;
   if (spec.outputs) out.outputs = spec.outputs;
+  if (spec.notify) out.notify = spec.notify;
   if (spec.retry) out.retry = spec.retry;
   if (spec.target) {
     out.target = {

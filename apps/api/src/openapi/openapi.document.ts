@@ -14,6 +14,7 @@ import {
   HealthSchema,
   JobEventItemSchema,
   JobEventsSchema,
+  WebhookDeliveriesSchema,
   JobStatsSchema,
   JobTimelineSchema,
   JobViewSchema,
@@ -39,6 +40,7 @@ const RESPONSE_SCHEMAS: Record<string, z.ZodType> = {
   JobsPage: JobsPageSchema,
   JobEvent: JobEventItemSchema,
   JobEvents: JobEventsSchema,
+  WebhookDeliveries: WebhookDeliveriesSchema,
   JobStats: JobStatsSchema,
   ChainVerification: ChainVerificationSchema,
   DsseEnvelope: DsseEnvelopeSchema,
@@ -211,6 +213,18 @@ function paths(): Json {
         tags: jobTag,
         summary: 'A job’s history',
         responses: { '200': ok('Every event, in stream order.', ref('JobEvents')), '401': P401, '404': P404 },
+      },
+    },
+    '/v1/jobs/{id}/webhooks': {
+      parameters: [jobIdParam],
+      get: {
+        operationId: 'jobWebhooks',
+        tags: jobTag,
+        summary: 'A job’s webhook deliveries',
+        description:
+          'Every delivery planned when the job ended (its notify URLs, its owner’s configured URLs) with the outcome of each attempt: ' +
+          'delivered, retrying (and when), failed, or refused (address guard, http not allowed, no secret for the owner). Empty until the job ends.',
+        responses: { '200': ok('The deliveries.', ref('WebhookDeliveries')), '401': P401, '404': P404, '503': P503 },
       },
     },
     '/v1/jobs/{id}/verify': {

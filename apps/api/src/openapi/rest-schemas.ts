@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ExecutorIdSchema, JOB_STATUSES, JobIdSchema, JobSpecSchema, OwnerSchema, Priority, type JobView } from '../../../../libs/contracts/src';
+import { ExecutorIdSchema, JOB_STATUSES, JobIdSchema, JobSpecSchema, OwnerSchema, Priority, WebhookAttemptSchema, WebhookOutcomeSchema, WebhookSourceSchema, type JobView, type WebhookDeliveryView } from '../../../../libs/contracts/src';
 import { IsoTimeSchema, ResourceUsageSchema, SandboxKindSchema } from '../../../../libs/contracts/src/schemas';
 import type { Caller } from '../api-tokens';
 import type { ExecutorInfo } from '../executors.registry';
@@ -65,6 +65,20 @@ export const JobEventItemSchema = z
   .describe('One event of a job’s history');
 
 export const JobEventsSchema = z.strictObject({ items: z.array(JobEventItemSchema) }).describe('A job’s history in stream order');
+
+export const WebhookDeliveriesSchema = z
+  .strictObject({
+    items: z.array(
+      z.strictObject({
+        deliveryId: z.string().describe('The Jobline-Delivery header of every try'),
+        url: z.string(),
+        source: WebhookSourceSchema.describe("job: the job's notify; owner: the owner's configured URLs"),
+        state: WebhookOutcomeSchema.describe('The outcome of the latest attempt'),
+        attempts: z.array(WebhookAttemptSchema),
+      }),
+    ),
+  })
+  .describe('The webhook deliveries of a job that ended, in the order they were first tried');
 
 export const DsseEnvelopeSchema = z
   .strictObject({
@@ -200,6 +214,7 @@ export type _RestSchemasAgree = AllTrue<{
   JobEventItem: Agrees<z.output<typeof JobEventItemSchema>, JobEventItem>;
   JobStats: Agrees<z.output<typeof JobStatsSchema>, JobStats>;
   ChainVerification: Agrees<z.output<typeof ChainVerificationSchema>, ChainVerification>;
+  WebhookDeliveries: Agrees<z.output<typeof WebhookDeliveriesSchema>, { items: WebhookDeliveryView[] }>;
   DsseEnvelope: Agrees<z.output<typeof DsseEnvelopeSchema>, DsseEnvelope>;
   JobTimeline: Agrees<z.output<typeof JobTimelineSchema>, JobTimeline>;
   ExecutorInfo: Agrees<z.output<typeof ExecutorInfoSchema>, ExecutorInfo>;

@@ -21,6 +21,7 @@ export interface StartFlags {
   git?: string;
   commit?: string;
   data?: string[];
+  notify?: string[];
 }
 
 export interface ListFlags {
@@ -74,6 +75,7 @@ export async function startCommand(remote: JobsRemote, command: string[], f: Sta
   if (f.cpu !== undefined || f.memory !== undefined) spec.resources = { ...(f.cpu !== undefined ? { cpu: f.cpu } : {}), ...(f.memory !== undefined ? { memoryMb: f.memory } : {}) };
   if (f.git) spec.source = { git: { url: f.git, commit: f.commit } };
   if (f.data?.length) spec.data = f.data.map((url) => ({ url, path: new URL(url).pathname.split('/').pop() || 'data' }));
+  if (f.notify?.length) spec.notify = f.notify.map((url) => ({ url }));
   const { job } = await remote.call('Start', { spec });
   // Just the id on stdout, so `id=$(jobline start -- …)` works.
   await io.out(asJson ? json(jobViewFromPb(job)) : `${job.id}\n`);

@@ -219,6 +219,27 @@ const CHANNELS: Record<string, ChannelSpec> = {
     stream: null,
     tags: ['integration'],
   },
+  webhookOrders: {
+    address: 'jobline.hook.order.{jobId}',
+    title: 'Webhook deliveries to make',
+    description:
+      "Planned by the orchestrator's webhook reactor from the stored event that ended a job: one order per target (the job's notify " +
+      "URLs, its owner's configured URLs), Nats-Msg-Id = the delivery id, carrying the exact body every try sends. One durable " +
+      'consumer (webhooks-deliver) delivers them; a retry is a nak with the backoff as its delay.',
+    parameters: { jobId },
+    messages: ['WebhookOrder'],
+    stream: STREAMS.webhookOrders,
+    tags: ['internal'],
+  },
+  webhookAttempts: {
+    address: 'jobline.hook.rec.{jobId}',
+    title: 'Webhook delivery attempts',
+    description: 'The outcome of every webhook delivery attempt of a job (delivered, retrying, failed, refused), recorded before the order is settled; GET /v1/jobs/{id}/webhooks shows them.',
+    parameters: { jobId },
+    messages: ['WebhookAttempt'],
+    stream: STREAMS.webhookAttempts,
+    tags: ['internal'],
+  },
 };
 
 interface OperationSpec {
@@ -256,6 +277,8 @@ const OPERATIONS: Record<string, OperationSpec> = {
   receiveExecutorHeartbeats: { action: 'receive', channel: 'executorHeartbeats', summary: 'The orchestrator tracks live executors and answers with their current attempts.' },
   receiveAttemptClaims: { action: 'receive', channel: 'attemptClaims', summary: 'The orchestrator grants or refuses the start of an attempt.' },
   sendChainCheckpoints: { action: 'send', channel: 'chainCheckpoints', summary: 'The orchestrator publishes signed heads of the event hash chain.' },
+  sendWebhookOrders: { action: 'send', channel: 'webhookOrders', summary: 'The webhook reactor plans a delivery per target of a job that ended.' },
+  sendWebhookAttempts: { action: 'send', channel: 'webhookAttempts', summary: 'The webhook reactor records the outcome of each delivery attempt.' },
 };
 
 const EXAMPLE_JOB_ID = '3f0c8a4e-2b9d-4c61-9a57-0d6e1b2f7c85';
@@ -338,6 +361,8 @@ function messages(): Record<string, Record<string, unknown>> {
     ClaimRequest: { name: 'ClaimRequest', title: 'Claim the start of an attempt', contentType: json, payload: schemaRef('ClaimRequest') },
     ClaimReply: { name: 'ClaimReply', title: 'Claim granted or refused', contentType: json, payload: schemaRef('ClaimReply') },
     ChainCheckpoint: { name: 'ChainCheckpoint', title: 'A signed chain head', contentType: json, payload: schemaRef('ChainCheckpoint') },
+    WebhookOrder: { name: 'WebhookOrder', title: 'A webhook delivery to make', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('WebhookOrder') },
+    WebhookAttempt: { name: 'WebhookAttempt', title: 'The outcome of a delivery attempt', contentType: json, headers: schemaRef('PublishedHeaders'), payload: schemaRef('WebhookAttempt') },
   };
   for (const type of JOB_EVENT_TYPES) {
     out[type] = {

@@ -9,6 +9,7 @@ import {
   RunAttemptMessageSchema,
   StopAttemptMessageSchema,
 } from './bus-messages.schemas';
+import { WebhookAttemptSchema, WebhookOrderSchema } from '../webhooks';
 import { EVENT_DATA_SCHEMAS, JobEventMessageSchema, jobEventMessageSchema } from './event-data.schemas';
 
 /**
@@ -75,6 +76,8 @@ export const PAYLOAD_SCHEMAS = {
   PackageJobMessage: published(PackageJobMessageSchema),
   PackagingResult: accepted(PackagingResultSchema),
   ChainCheckpoint: published(ChainCheckpointSchema),
+  WebhookOrder: published(WebhookOrderSchema),
+  WebhookAttempt: published(WebhookAttemptSchema),
 } satisfies Record<string, PayloadSchemaEntry>;
 
 export type PayloadSchemaName = keyof typeof PAYLOAD_SCHEMAS;

@@ -87,6 +87,20 @@ const envelope = (type: JobEventType, data: Record<string, unknown>) => ({
 
 /** A valid sample, and a value that must be refused, for every payload. */
 const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] }> = {
+  WebhookOrder: {
+    valid: [{ deliveryId: 'd'.repeat(32), jobId: JOB, owner: 'acme', url: 'https://hooks.example.com/j', source: 'job', body: '{}', plannedAt: T }],
+    invalid: [
+      { deliveryId: 'd'.repeat(32), jobId: JOB, owner: 'acme', url: 'https://hooks.example.com/j', source: 'elsewhere', body: '{}', plannedAt: T },
+      { deliveryId: 'd'.repeat(32), jobId: JOB, owner: 'acme', url: 'https://hooks.example.com/j', source: 'job', body: '{}', plannedAt: T, extra: 1 },
+    ],
+  },
+  WebhookAttempt: {
+    valid: [
+      { deliveryId: 'd1', jobId: JOB, url: 'https://h.example/j', source: 'owner', attempt: 1, maxAttempts: 8, outcome: 'retrying', statusCode: 503, error: 'HTTP 503', at: T, durationMs: 12, nextAttemptAt: T },
+      { deliveryId: 'd1', jobId: JOB, url: 'http://169.254.169.254/', source: 'job', attempt: 1, maxAttempts: 8, outcome: 'refused', statusCode: null, error: 'refused', at: T, durationMs: 0, nextAttemptAt: null },
+    ],
+    invalid: [{ deliveryId: 'd1', jobId: JOB, url: 'https://h.example/j', source: 'owner', attempt: 0, maxAttempts: 8, outcome: 'retrying', statusCode: 503, error: null, at: T, durationMs: 1, nextAttemptAt: null }],
+  },
   ChainCheckpoint: {
     valid: [{ type: 'jobline.chain-checkpoint/v1', position: 42, chainHash: 'a'.repeat(64), signedAt: T, keyId: 'b'.repeat(64), signature: 'c2ln' }],
     invalid: [
