@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Subscription } from '@nats-io/nats-core';
 import type { JobView } from '../../libs/contracts/src';
 import { hashToken } from '../../apps/api/src/api-tokens';
-import { certsInit } from '../../apps/cli/src/certs/dev-pki';
+import { certsInit, certsIssue } from '../../apps/cli/src/certs/dev-pki';
 import { startDevStack, type DevStack } from '../../apps/cli/src/dev-stack';
 import { BundleStore } from '../../libs/messaging/src/bundle-store';
 import { threeCommitRepo } from '../../apps/packager/src/testing/git-repo';
@@ -271,7 +271,15 @@ describe('exact re-runs through the dev stack', () => {
     expect((await cli(['verify', '--attestation', envelopeFile, '--public-key', publicKey, '--subject', logFile])).code).toBe(1);
     // Not finished: FAILED_PRECONDITION (exit 4); unknown: NOT_FOUND (exit 3).
     expect((await cli(['attestation', '00000000-0000-4000-8000-000000000000', ...remote])).code).toBe(3);
-  }, 90_000);
+    // Over gRPC the owner rules are REST's: another owner's job is NOT_FOUND (exit 3) for Rerun, Compare and GetAttestation.
+    const bobCert = await certsIssue(dataDir, 'bob');
+    const asBob = [...remote, '--cert', bobCert.cert, '--key', bobCert.key];
+    for (const args of [['attestation', again.id], ['rerun', again.id], ['compare', original.id, again.id]]) {
+      const r = await cli([...args, ...asBob]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain('not found');
+    }
+  }, 120_000);
 
   it('a bundle no longer stored: the orchestrator refuses (409, its answer passed on); a purged job is refused too; nothing is recorded', async () => {
     const j = await api.finished((await api.submit({ command: 'cat c.txt', source: { git: { url: repoUrl, commit: commits[2] } } })).id, 60_000);
