@@ -215,6 +215,15 @@ describeBrowser('dashboard in headless Chromium', () => {
     expect((await rest.job(againId)).spec).toEqual((await rest.job(jobId)).spec);
     await rest.request(`/v1/jobs/${againId}/cancel`, { method: 'POST', body: '{}' });
 
+    // Re-run: the same spec and bundle as a new job that names the original.
+    await listPage.goto(`${base}/jobs/${jobId}`);
+    await listPage.getByRole('button', { name: 'Re-run' }).click();
+    await listPage.waitForURL((u) => /\/jobs\/[0-9a-f-]{36}$/.test(u.pathname) && !u.pathname.endsWith(jobId));
+    const rerunId = /\/jobs\/([0-9a-f-]{36})$/.exec(listPage.url())![1];
+    await expect(listPage.getByTestId('detail-re-run-of').textContent()).resolves.toBe(jobId);
+    expect((await rest.job(rerunId)).rerunOf).toBe(jobId);
+    await rest.request(`/v1/jobs/${rerunId}/cancel`, { method: 'POST', body: '{}' });
+
     await nav(page, 'Executors').click();
     await page.locator('tr[data-executor="local"]').waitFor();
     await page.screenshot({ path: join(SCREENSHOTS, '05-executors.png'), fullPage: true });

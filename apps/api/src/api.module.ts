@@ -217,7 +217,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
   }
   if (options.grpc) {
     try {
-      grpcServer = await startGrpcServer(ctx, app.get(JobsService), { host, ...options.grpc });
+      grpcServer = await startGrpcServer(ctx, app.get(JobsService), { host, ...options.grpc }, app.get(ProvenanceService));
     } catch (err) {
       logMemory.stop();
       logs.close();

@@ -21,6 +21,8 @@ export interface AttestedAttempt {
   signal: string | null;
   oomKilled: boolean | null;
   logBytes: number | null;
+  /** sha256 (hex) of the attempt's log as its executor emitted it (null when it reported none). */
+  logSha256: string | null;
 }
 
 /** The predicate of a job's attestation (predicateType JOBLINE_PREDICATE_TYPE). */
@@ -34,6 +36,8 @@ export interface JobRunPredicate {
   /** The job stream's head: the events attested, and their hash-chain links (null when recorded before the chain existed). */
   history: { events: number; headRevision: number; headPosition: number; streamHash: string | null; chainHash: string | null };
   artifacts: { attempt: number; sha256: string; size: number } | null;
+  /** The latest attempt's log by digest: the bytes of GET /v1/jobs/{id}/logs?attempt=N (null when its executor reported no digest). */
+  log: { attempt: number; sha256: string; bytes: number } | null;
   attestedAt: string;
 }
 
@@ -54,7 +58,7 @@ export function jobStatement(input: AttestationInput): { view: JobView; statemen
   const attempt = (n: number) => {
     let a = attempts.get(n);
     if (!a) {
-      a = { attempt: n, executorId: null, sandbox: null, startedAt: null, finishedAt: null, outcome: 'unfinished', exitCode: null, signal: null, oomKilled: null, logBytes: null };
+      a = { attempt: n, executorId: null, sandbox: null, startedAt: null, finishedAt: null, outcome: 'unfinished', exitCode: null, signal: null, oomKilled: null, logBytes: null, logSha256: null };
       attempts.set(n, a);
     }
     return a;
@@ -74,7 +78,7 @@ export function jobStatement(input: AttestationInput): { view: JobView; statemen
       case 'JobCompleted':
       case 'JobAttemptStopped': {
         const a = attempt(e.data.attempt);
-        if (e.type === 'JobCompleted') a.outcome = 'completed';
+        if (e.type === 'JobCompleted') Object.assign(a, { outcome: 'completed', logSha256: e.data.logSha256 ?? null });
         Object.assign(a, { finishedAt: e.data.finishedAt, exitCode: e.data.exitCode, signal: e.data.signal, oomKilled: e.data.oomKilled, logBytes: e.data.logBytes });
         break;
       }
@@ -99,10 +103,14 @@ export function jobStatement(input: AttestationInput): { view: JobView; statemen
   const artifacts = input.artifacts
     ? { attempt: input.artifacts.attempt, sha256: createHash('sha256').update(input.artifacts.bytes).digest('hex'), size: input.artifacts.bytes.length }
     : null;
+  const latest = view.attempt > 0 ? attempts.get(view.attempt) : undefined;
+  // Not for a purged job: its log is gone, so the digest names nothing that can be fetched.
+  const log = latest?.logSha256 && !view.purged ? { attempt: latest.attempt, sha256: latest.logSha256, bytes: latest.logBytes ?? 0 } : null;
   const subject: ResourceDescriptor[] = [];
   if (head.chain) subject.push({ name: `jobline:job/${view.id}/history`, digest: { sha256: head.chain.streamHash } });
   if (bundle) subject.push({ name: `jobline:job/${view.id}/bundle`, digest: { sha256: hex(bundle.digest) } });
   if (artifacts) subject.push({ name: `jobline:job/${view.id}/artifacts/${artifacts.attempt}`, digest: { sha256: artifacts.sha256 } });
+  if (log) subject.push({ name: `jobline:job/${view.id}/log/${log.attempt}`, digest: { sha256: log.sha256 } });
   const predicate: JobRunPredicate = {
     job: { id: view.id, owner: view.owner, status: view.status, priority: view.priority, submittedAt: view.submittedAt, finishedAt: view.finishedAt, spec: view.spec },
     bundle,
@@ -118,6 +126,7 @@ export function jobStatement(input: AttestationInput): { view: JobView; statemen
       chainHash: head.chain?.chainHash ?? null,
     },
     artifacts,
+    log,
     attestedAt: input.now,
   };
   return { view, statement: { _type: IN_TOTO_STATEMENT_TYPE, subject, predicateType: JOBLINE_PREDICATE_TYPE, predicate } };

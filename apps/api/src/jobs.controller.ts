@@ -10,6 +10,7 @@ import { AuthGuard, CurrentCaller } from './http/auth.guard';
 import { JsonBody } from './http/json-body';
 import { SubmitBody, type SubmitBodyValue } from './http/submit-body';
 import { JobsService, type JobEventItem } from './jobs.service';
+import type { JobComparison } from './compare';
 import { LogsService } from './logs/logs.service';
 import { readBundleManifest } from './bundle-manifest';
 import type { JobsPage } from './projections/jobs.projection';
@@ -39,6 +40,25 @@ export class JobsController {
     res.statusCode = created ? 201 : 200;
     res.setHeader('Location', `/v1/jobs/${job.id}`);
     return job;
+  }
+
+  /** 201 + Location: the finished job runs again as a new job (same spec, same bundle by digest); 200 when an Idempotency-Key named that re-run already. */
+  @Post(':id/rerun')
+  async rerun(
+    @CurrentCaller() caller: Caller,
+    @Param('id') id: string,
+    @Headers('idempotency-key') key: string | undefined,
+    @Res({ passthrough: true }) res: ServerResponse,
+  ): Promise<JobView> {
+    const { created, job } = await this.jobs.rerun(caller, id, key);
+    res.statusCode = created ? 201 : 200;
+    res.setHeader('Location', `/v1/jobs/${job.id}`);
+    return job;
+  }
+
+  @Get(':id/compare/:other')
+  compare(@CurrentCaller() caller: Caller, @Param('id') id: string, @Param('other') other: string): Promise<JobComparison> {
+    return this.jobs.compare(caller, id, other);
   }
 
   @Get()

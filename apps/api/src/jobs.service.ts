@@ -13,6 +13,9 @@ import {
   ValidationError,
   decodeJobEvent,
   isJobId,
+  COMMAND_REPLY_HEADER,
+  CommandReplySchema,
+  isErrorCode,
   isTerminal,
   jobStreamName,
   parseJobSpec,
@@ -22,7 +25,9 @@ import {
   type JobSpec,
   type JobStatus,
   type JobView,
+  type CommandReply,
   type PurgeJobMessage,
+  type RerunJobMessage,
   type StoredJobEvent,
   type SubmitJobMessage,
   type WebhookDeliveryView,
@@ -36,6 +41,10 @@ import { instantParam, intParam, listOfParam, listParam, parseQuery } from './ht
 import { jobIdForKey, parseIdempotencyKey } from './idempotency';
 import { DEFAULT_LIMIT, JOB_ORDERS, MAX_LIMIT, MAX_TIMELINE_BUCKETS, type JobOrder, type JobsPage, type TimelineBucket } from './projections/jobs.projection';
 import { UploadStore } from '../../../libs/messaging/src/bundle-store';
+import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
+import { createInbox } from '@nats-io/nats-core';
+import { createHash } from 'node:crypto';
+import { compareRuns, comparedRun, type JobComparison } from './compare';
 import type { ArchiveUpload } from './http/submit-body';
 
 // Exported: the OpenAPI document (openapi/openapi.document.ts) is generated from these.
@@ -111,6 +120,7 @@ export class JobsService {
   constructor(@Inject(API_CONTEXT) private readonly ctx: ApiContext) {}
 
   private uploads: Promise<UploadStore> | null = null;
+  private artifacts: Promise<ArtifactStore> | null = null;
 
   /**
    * `archive`: the source uploaded with a multipart submission, still streaming (spec.source
@@ -173,6 +183,92 @@ export class JobsService {
     }
     if (key !== undefined && duplicate) return { created: false, job: sameSubmission(job, caller, key, spec) };
     return { created: true, job };
+  }
+
+  /**
+   * POST /v1/jobs/{id}/rerun: a finished job runs again as a new job with the same spec and the
+   * same bundle by digest (nothing is fetched or packed again). Owner or admin, as for cancel;
+   * the new job belongs to the original's owner. The orchestrator's refusal (e.g. the bundle is
+   * no longer stored) comes back on an inbox and is answered as it is. Idempotency-Key as for
+   * submit: the same caller and key give the same re-run (200), or 409 for another job.
+   */
+  async rerun(caller: Caller, id: string, idempotencyKeyHeader: string | string[] | undefined): Promise<SubmitResult> {
+    const key = parseIdempotencyKey(idempotencyKeyHeader);
+    const original = this.visible(caller, id);
+    const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
+    if (key !== undefined) {
+      const existing = this.ctx.projection.get(jobId);
+      if (existing) return { created: false, job: sameRerun(existing, original.id, key) };
+    }
+    if (!isTerminal(original.status)) {
+      throw new IllegalStateError(`job ${original.id} has not finished (${original.status}): only a finished job can be run again`, { problem: { jobStatus: original.status } });
+    }
+    if (original.purged) throw new IllegalStateError(`job ${original.id} was purged: it cannot be run again`);
+    if (original.spec.source && !original.bundleDigest) {
+      throw new IllegalStateError(`job ${original.id} has no bundle (its packaging did not succeed), so it cannot be run again with the same bundle: submit it anew`);
+    }
+    this.requireBus();
+    const deadline = Date.now() + this.ctx.submitTimeoutMs;
+    const message: RerunJobMessage = { jobId, rerunOf: original.id, ...(key !== undefined ? { idempotencyKey: key } : {}) };
+    // Listening before publishing: the orchestrator's answer cannot come before the subscription.
+    const inbox = createInbox();
+    const sub = this.ctx.nc.subscribe(inbox, { max: 1, timeout: this.ctx.submitTimeoutMs });
+    const reply = (async (): Promise<CommandReply | null> => {
+      try {
+        for await (const m of sub) {
+          const parsed = CommandReplySchema.safeParse(safeJson(m.data));
+          return parsed.success ? parsed.data : null;
+        }
+      } catch {
+        // timed out: said below
+      }
+      return null;
+    })();
+    let duplicate: boolean;
+    try {
+      // On the original owner's subject (the orchestrator checks the owner), as a cancel is; Nats-Msg-Id = the new job id.
+      const ack = await this.ctx.publisher.publish(subjects.rerun(original.owner), message, {
+        msgId: jobId,
+        headers: { [COMMAND_REPLY_HEADER]: inbox },
+        timeoutMs: this.ctx.submitTimeoutMs,
+      });
+      duplicate = ack.duplicate;
+    } catch (err) {
+      sub.unsubscribe();
+      throw new JoblineError('unavailable', `the re-run could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    // A duplicate was handled (or is being handled) for the first request: its job is what counts.
+    if (duplicate) sub.unsubscribe();
+    else {
+      const outcome = await reply;
+      if (outcome && !outcome.ok) throw new JoblineError(isErrorCode(outcome.code) ? outcome.code : 'internal', outcome.message.replace(/^invalid rerun command: /, ''));
+    }
+    const job = await this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now()));
+    if (!job) {
+      throw new JoblineError('unavailable', `the re-run ${jobId} of job ${original.id} was accepted by the bus but is not recorded yet; it may still be: look it up later`, {
+        problem: { jobId },
+      });
+    }
+    if (key !== undefined && duplicate) return { created: false, job: sameRerun(job, original.id, key) };
+    return { created: true, job };
+  }
+
+  /** GET /v1/jobs/{id}/compare/{other}: exit code, log digest and artifact digests of two finished jobs the caller may see. */
+  async compare(caller: Caller, id: string, otherId: string): Promise<JobComparison> {
+    const a = this.visible(caller, id);
+    const b = this.visible(caller, otherId);
+    for (const j of [a, b]) {
+      if (!isTerminal(j.status)) throw new IllegalStateError(`job ${j.id} has not finished (${j.status}): compare it once it has`, { problem: { jobId: j.id, jobStatus: j.status } });
+    }
+    return compareRuns(comparedRun(a, await this.artifactsSha256(a)), comparedRun(b, await this.artifactsSha256(b)));
+  }
+
+  /** sha256 (hex) of the latest attempt's artifacts as GET /v1/jobs/{id}/artifacts serves them; null without any. */
+  private async artifactsSha256(job: JobView): Promise<string | null> {
+    if (job.attempt === 0 || job.purged) return null;
+    this.artifacts ??= ArtifactStore.open(this.ctx.nc);
+    const bytes = await (await this.artifacts).get(job.id, job.attempt);
+    return bytes ? createHash('sha256').update(bytes).digest('hex') : null;
   }
 
   list(caller: Caller, query: unknown): JobsPage {
@@ -348,6 +444,24 @@ function sameSubmission(existing: JobView, caller: Caller, key: string, spec: Jo
     );
   }
   return existing;
+}
+
+/** An Idempotency-Key named an existing job: a re-run of the same job is the same request, anything else a conflict. */
+function sameRerun(existing: JobView, originalId: string, key: string): JobView {
+  if (existing.rerunOf !== originalId) {
+    throw new JoblineError('conflict', `Idempotency-Key ${JSON.stringify(key)} was already used for job ${existing.id}, which is not a re-run of ${originalId}; use a new key`, {
+      problem: { jobId: existing.id },
+    });
+  }
+  return existing;
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
 }
 
 /** JSON with object keys sorted, so two equal values compare equal whatever their key order. */

@@ -7,7 +7,19 @@ import { createLogger, runService, type ServiceLogger } from '../../../libs/serv
 import { JOB_ORDERS, JOB_STATUSES } from '../../../libs/contracts/src';
 import type { DevStack } from './dev-stack';
 import { completionScript } from './completion';
-import { historyCommand, listCommand, logsCommand, startCommand, statusCommand, stopCommand, type ListFlags, type Output } from './remote/job-commands';
+import {
+  attestationCommand,
+  compareCommand,
+  historyCommand,
+  listCommand,
+  logsCommand,
+  rerunCommand,
+  startCommand,
+  statusCommand,
+  stopCommand,
+  type ListFlags,
+  type Output,
+} from './remote/job-commands';
 import { colourWanted, createStyle } from './terminal-style';
 import { JobsRemote, describeError, exitCodeFor, resolveRemoteConfig } from './remote/jobs-remote';
 import { runFirstJob } from './first-job';
@@ -298,6 +310,21 @@ export function buildProgram(): Command {
     .addOption(new Option('--order <order>', 'sort order (default -submittedAt: newest first)').choices([...JOB_ORDERS]))
     .action((o: RemoteFlags & ListFlags) => withRemote(o, (r) => listCommand(r, o, Boolean(o.json), stdio)));
   remoteCommand('history', "a job's stored events, in order").argument('<id>').action((id: string, o: RemoteFlags) => withRemote(o, (r) => historyCommand(r, id, Boolean(o.json), stdio)));
+  remoteCommand('rerun', 'run a finished job again: same spec, same bundle by digest; prints the new id (--compare: waits, compares, exits 0 identical / 1 not)')
+    .option('--compare', 'wait for the re-run to finish and compare it with the original (exit code, log digest, artifacts)')
+    .addOption(new Option('--wait <seconds>', 'with --compare: how long to wait for the re-run (default 3600)').argParser(range(1, 604_800)))
+    .argument('<id>')
+    .action((id: string, o: RemoteFlags & { compare?: boolean; wait?: number }) =>
+      withRemote(o, (r) => rerunCommand(r, id, { compare: o.compare, ...(o.wait !== undefined ? { waitSeconds: o.wait } : {}) }, Boolean(o.json), stdio)),
+    );
+  remoteCommand('compare', 'compare two finished jobs: exit code, log digest, artifact digest; exit 0 identical, 1 not')
+    .argument('<a>')
+    .argument('<b>')
+    .action((a: string, b: string, o: RemoteFlags) => withRemote(o, (r) => compareCommand(r, a, b, Boolean(o.json), stdio)));
+  remoteCommand('attestation', "a finished job's signed provenance (the DSSE envelope of GET /v1/jobs/{id}/attestation); check it with jobline verify --attestation")
+    .option('-o, --output <file>', 'write it to this file instead of stdout')
+    .argument('<id>')
+    .action((id: string, o: RemoteFlags & { output?: string }) => withRemote(o, (r) => attestationCommand(r, id, o.output, stdio)));
 
   const certs = program.command('certs').description('development certificates for gRPC mTLS, in <data-dir>/certs');
   certs

@@ -105,6 +105,30 @@ describe('refused NATS commands are visible to their sender (real nats-server, S
     expect(await recorded(jobId)).toEqual([]);
   });
 
+  it('a rerun is refused for another owner’s job (not_found), an unfinished one (failed_precondition) and a jobId equal to rerunOf; nothing is recorded', async () => {
+    const bobs = randomUUID();
+    await publisher.publish(subjects.submit('bob'), { jobId: bobs, spec: { command: 'true' } }, { msgId: bobs });
+    await eventually(async () => (await recorded(bobs)).includes('JobQueued') || undefined, 10_000, "bob's job to be queued");
+    const asAlice = randomUUID();
+    await publisher.publish(subjects.rerun('alice'), { jobId: asAlice, rerunOf: bobs }, { msgId: asAlice });
+    expect(await rejections.next<CommandRejection>((m) => m.jobId === asAlice, 'the rejection')).toMatchObject({
+      subject: 'jobline.cmd.alice.rerun',
+      code: 'not_found',
+      message: `no job ${bobs} for owner alice`,
+    });
+    const bobRejections = new Inbox(nc, subjects.rejections('bob'));
+    await nc.flush();
+    const early = randomUUID();
+    await publisher.publish(subjects.rerun('bob'), { jobId: early, rerunOf: bobs }, { msgId: early });
+    expect(await bobRejections.next<CommandRejection>((m) => m.jobId === early, 'the rejection')).toMatchObject({ code: 'failed_precondition', message: expect.stringMatching(/has not finished \(queued\)/) });
+    await publisher.publish(subjects.rerun('bob'), { jobId: bobs, rerunOf: bobs }, { msgId: randomUUID() });
+    expect(await bobRejections.next<CommandRejection>((m) => m.jobId === bobs, 'the rejection')).toMatchObject({ code: 'invalid_argument', field: 'jobId' });
+    bobRejections.close();
+    expect(await recorded(asAlice)).toEqual([]);
+    expect(await recorded(early)).toEqual([]);
+    expect(await recorded(bobs)).toEqual(['JobSubmitted', 'JobQueued']);
+  });
+
   it('a payload that is not JSON is refused naming (payload)', async () => {
     const marker = randomUUID();
     await publisher.publish(subjects.cancel('alice'), new TextEncoder().encode(`not json ${marker}`), { msgId: marker });

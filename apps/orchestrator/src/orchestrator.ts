@@ -8,7 +8,9 @@ import {
   OwnerSchema,
   PackagingResultSchema,
   PurgeJobMessageSchema,
+  IllegalStateError,
   NotFoundError,
+  RerunJobMessageSchema,
   StaleAttemptError,
   SubmitJobMessageSchema,
   ValidationError,
@@ -22,7 +24,7 @@ import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { decide, type JobCommand } from '../../../libs/domain/src';
+import { decide, rerunCommand, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
@@ -363,6 +365,31 @@ export class Orchestrator {
     return this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
   }
 
+  /**
+   * `jobline.cmd.<owner>.rerun`: a finished job of the owner runs again as the new job, with
+   * its spec and its bundle by digest (checked to be still stored; nothing is packaged). The
+   * new job's events name the original's last event as their cause. Sent again (same new
+   * jobId), it changes nothing.
+   */
+  async rerun(owner: string, payload: unknown): Promise<HandledCommand> {
+    const who = this.validOwner(owner);
+    const msg = parseWith(RerunJobMessageSchema, payload);
+    if (!msg.ok) throw new ValidationError('invalid rerun command', msg.issues);
+    const { jobId, rerunOf, idempotencyKey, correlationId } = msg.value;
+    if (jobId === rerunOf) throw new ValidationError('a re-run is a new job: jobId must differ from rerunOf', [{ path: 'jobId', message: 'equals rerunOf' }]);
+    const original = await this.handler.load(rerunOf);
+    if (original.job.phase === 'none' || original.job.owner !== who) throw new NotFoundError(`no job ${rerunOf} for owner ${who}`);
+    const command = rerunCommand(original.job, { jobId, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) });
+    const bundle = command.data.rerunOf?.bundle;
+    if (bundle) {
+      this.bundles ??= BundleStore.open(this.o.nc);
+      if (!(await (await this.bundles).has(bundle.bundleDigest))) {
+        throw new IllegalStateError(`the bundle ${bundle.bundleDigest} of job ${rerunOf} is no longer stored, so it cannot run again with the same bundle: submit it anew`);
+      }
+    }
+    return this.handler.execute(jobId, command, { actor: who, causationId: original.events.at(-1)?.id ?? null, correlationId: correlationId ?? jobId });
+  }
+
   /** `jobline.report.<jobId>`: an executor's account of an attempt. */
   report(payload: unknown, causationId: string | null | 'last-event' = 'last-event'): Promise<HandledCommand> {
     const parsed = parseWith(AttemptReportSchema, payload);
@@ -373,10 +400,13 @@ export class Orchestrator {
       const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
       return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, meta);
     }
-    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, error } = r;
+    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error } = r;
     return this.handler.execute(
       r.jobId,
-      { type: 'RecordFinished', data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(error ? { error } : {}) } },
+      {
+        type: 'RecordFinished',
+        data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(logSha256 ? { logSha256 } : {}), ...(error ? { error } : {}) },
+      },
       meta,
     );
   }

@@ -52,6 +52,10 @@ export interface JobView {
   bundleDigest: string | null;
   usage: { cpuMs: number; maxRssBytes: number } | null;
   logBytes: number;
+  /** sha256 (hex) of the latest attempt's log, once it finished. */
+  logSha256: string | null;
+  /** The finished job this one re-runs. */
+  rerunOf: string | null;
   cancelRequested: boolean;
   purged: boolean;
   /** Staged jobs, once the api reports steps. */
@@ -154,6 +158,8 @@ export const api = {
   manifest: (id: string) => json<Record<string, unknown>>(`${jobPath(id)}/bundle/manifest`),
   cancel: (id: string) => json<{ cancelRequested: true }>(`${jobPath(id)}/cancel`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }),
   purge: (id: string) => request(jobPath(id), { method: 'DELETE' }).then(() => undefined),
+  /** The same spec and the same bundle by digest, as a new job. */
+  rerun: (id: string) => json<JobView>(`${jobPath(id)}/rerun`, { method: 'POST' }),
   submit: (spec: unknown, archive?: File): Promise<JobView> => {
     if (archive) {
       const form = new FormData();

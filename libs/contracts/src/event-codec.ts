@@ -6,8 +6,14 @@ import { EVENT_VERSIONS, isJobEventType, type EventMetadata, type JobEvent, type
  * downstream ever sees a superseded shape.
  */
 
-/** Upcasters by type: version n → n+1. Empty while every event is at version 1. */
-const UPCASTERS: Partial<Record<JobEvent['type'], Record<number, (data: unknown) => unknown>>> = {};
+/**
+ * Upcasters by type: version n → n+1. Version 2 of JobSubmitted (rerunOf) and of JobCompleted
+ * (logSha256) only added an optional field: a version 1 event is a valid version 2 as it is.
+ */
+const UPCASTERS: Partial<Record<JobEvent['type'], Record<number, (data: unknown) => unknown>>> = {
+  JobSubmitted: { 1: (data) => data },
+  JobCompleted: { 1: (data) => data },
+};
 
 export interface EventEnvelopeInput {
   id: string;

@@ -23,6 +23,8 @@ export interface JobSubmitted {
     priority: Priority;
     submittedAt: string;
     idempotencyKey?: string;
+    /** v2: the finished job this one re-runs (same spec, same bundle by digest; see README "Re-runs"). */
+    rerunOf?: string;
   };
 }
 export interface JobPackaged {
@@ -57,6 +59,8 @@ export interface JobCompleted {
     finishedAt: string;
     usage: ResourceUsage | null;
     logBytes: number;
+    /** v2: sha256 (hex) of the attempt's log, stdout and stderr in log order (the bytes of GET /v1/jobs/{id}/logs); absent when the executor did not compute it. */
+    logSha256?: string;
     error?: string;
   };
 }
@@ -137,13 +141,15 @@ export type JobEventType = JobEvent['type'];
 
 /** The current version of every event type; bump with an upcaster, never reshape. */
 export const EVENT_VERSIONS: Record<JobEventType, number> = {
-  JobSubmitted: 1,
+  // 2: optional rerunOf.
+  JobSubmitted: 2,
   JobPackaged: 1,
   JobPackagingFailed: 1,
   JobQueued: 1,
   JobDispatched: 1,
   JobStarted: 1,
-  JobCompleted: 1,
+  // 2: optional logSha256.
+  JobCompleted: 2,
   JobTimedOut: 1,
   JobCancelRequested: 1,
   JobCancelled: 1,

@@ -26,6 +26,10 @@ export interface JobView {
   bundleDigest: string | null;
   usage: ResourceUsage | null;
   logBytes: number;
+  /** sha256 (hex) of the current or last attempt's log, once it finished (null before, or when its executor did not report one). */
+  logSha256: string | null;
+  /** The finished job this one re-runs (POST /v1/jobs/{id}/rerun), else null. */
+  rerunOf: string | null;
   cancelRequested: boolean;
   purged: boolean;
 }

@@ -20,6 +20,18 @@ export const CancelJobMessageSchema = z.strictObject({
 });
 export type CancelJobMessage = z.output<typeof CancelJobMessageSchema>;
 
+/**
+ * `jobline.cmd.<owner>.rerun` payload: run a finished job of the owner again as a new job
+ * `jobId` (client-chosen, as for submit) with the same spec and the same bundle by digest.
+ */
+export const RerunJobMessageSchema = z.strictObject({
+  jobId: JobIdSchema.describe('The new job'),
+  rerunOf: JobIdSchema.describe('The finished job to run again'),
+  idempotencyKey: z.string().min(1).max(255).optional(),
+  correlationId: z.string().min(1).max(128).optional(),
+});
+export type RerunJobMessage = z.output<typeof RerunJobMessageSchema>;
+
 /** `jobline.cmd.<owner>.purge` payload: remove a finished job's logs and artifacts (the history stays). */
 export const PurgeJobMessageSchema = z.strictObject({
   jobId: JobIdSchema,
@@ -104,6 +116,8 @@ export type AttemptReport =
       finishedAt: string;
       usage: ResourceUsage | null;
       logBytes: number;
+      /** sha256 (hex) of the log's bytes in offset order (stdout and stderr together); optional: older executors do not send it. */
+      logSha256?: string;
       /** Set when the attempt could not run at all (spawn failure, bad workdir...). */
       error?: string;
     };
@@ -133,6 +147,7 @@ export const AttemptReportSchema = z.discriminatedUnion('kind', [
     finishedAt: z.string(),
     usage: Usage,
     logBytes: z.number().int().min(0),
+    logSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
     error: z.string().optional(),
   }),
 ]);

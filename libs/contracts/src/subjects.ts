@@ -7,6 +7,7 @@ export const subjects = {
   submit: (owner: string) => `jobline.cmd.${owner}.submit`,
   cancel: (owner: string) => `jobline.cmd.${owner}.cancel`,
   purge: (owner: string) => `jobline.cmd.${owner}.purge`,
+  rerun: (owner: string) => `jobline.cmd.${owner}.rerun`,
   commandsAll: 'jobline.cmd.>',
   /**
    * Refused commands of one owner (core NATS, not stored): `{subject, jobId?, code, field?, message}`.
@@ -69,7 +70,7 @@ export const subjects = {
 } as const;
 
 /** The verbs of `jobline.cmd.<owner>.<verb>`; any other verb is refused (on `jobline.rej.<owner>`). */
-export const COMMAND_VERBS = ['submit', 'cancel', 'purge'] as const;
+export const COMMAND_VERBS = ['submit', 'cancel', 'purge', 'rerun'] as const;
 export type CommandVerb = (typeof COMMAND_VERBS)[number];
 
 /**

@@ -53,6 +53,8 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
       bundleDigest: null,
       usage: null,
       logBytes: 0,
+      logSha256: null,
+      rerunOf: d.rerunOf ?? null,
       cancelRequested: false,
       purged: false,
     };
@@ -67,14 +69,14 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
       return { ...view, status: 'queued', attempt: event.data.attempt, priority: event.data.priority };
     // A new attempt running says nothing of the last one's failure (a pending cancel's reason stays).
     case 'JobDispatched':
-      return { ...view, status: 'running', attempt: event.data.attempt, executor: event.data.executorId, exitCode: null, signal: null, reason: view.cancelRequested ? view.reason : null };
+      return { ...view, status: 'running', attempt: event.data.attempt, executor: event.data.executorId, exitCode: null, signal: null, logSha256: null, reason: view.cancelRequested ? view.reason : null };
     case 'JobStarted':
       return { ...view, status: 'running', startedAt: event.data.startedAt, sandbox: event.data.sandbox, exitCode: null, signal: null, reason: view.cancelRequested ? view.reason : null };
     case 'JobCompleted': {
       const d = event.data;
       const ok = d.exitCode === 0;
       const reason = ok ? null : (d.error ?? (d.oomKilled ? 'out of memory' : d.signal ? `killed by ${d.signal}` : `exit code ${d.exitCode}`));
-      return { ...view, status: ok ? 'succeeded' : 'failed', exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes, finishedAt: d.finishedAt, reason };
+      return { ...view, status: ok ? 'succeeded' : 'failed', exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes, logSha256: d.logSha256 ?? null, finishedAt: d.finishedAt, reason };
     }
     case 'JobTimedOut':
       return { ...view, status: 'timed_out', finishedAt: event.data.finishedAt, reason: `timed out after ${event.data.timeoutSeconds}s` };

@@ -1,6 +1,6 @@
 import { ConflictError, IllegalStateError, NotFoundError, StaleAttemptError, JobSpecSchema, type JobEvent } from '../../contracts/src';
 import { deciderSpec } from '../../testing/src/decider-spec';
-import { decide, evolve, initialState, fold, type JobCommand } from './job.decider';
+import { decide, evolve, initialState, fold, rerunCommand, type JobCommand } from './job.decider';
 
 const given = deciderSpec<JobCommand, JobEvent, ReturnType<typeof initialState>>({ decide, evolve, initialState });
 
@@ -63,6 +63,50 @@ describe('job decider', () => {
       given([submitted()]).when({ type: 'SubmitJob', data: { jobId, owner: 'bob', spec, now: T1 } }).thenThrows(ConflictError));
   });
 
+  describe('re-runs (rerunCommand, then SubmitJob)', () => {
+    const rerunId = '0b0c5a4e-58a8-4c38-9d3a-1e0f1c3e0002';
+    const withSource = JobSpecSchema.parse({ command: ['make'], source: { git: { url: 'https://example.com/r.git', commit: 'a'.repeat(40) } } });
+    const packaged: JobEvent = { type: 'JobPackaged', data: { bundleDigest: `sha256:${'b'.repeat(64)}`, size: 42, commit: 'a'.repeat(40), dataDigests: { 'in.txt': 'c'.repeat(64) }, packagedAt: T0 } };
+    const finishedWithBundle = fold([submitted(withSource), packaged, queued(), dispatched(), started(), completed(1, 0)]);
+
+    it('submits the same owner and spec with the original bundle, recorded again instead of packaging', () => {
+      const command = rerunCommand(finishedWithBundle, { jobId: rerunId, now: T2 });
+      expect(command.data).toMatchObject({ jobId: rerunId, owner: 'alice', spec: withSource, rerunOf: { jobId, bundle: { bundleDigest: packaged.data.bundleDigest, size: 42 } } });
+      given([])
+        .when(command)
+        .then([
+          { type: 'JobSubmitted', data: { jobId: rerunId, owner: 'alice', spec: withSource, priority: 'normal', submittedAt: T2, rerunOf: jobId } },
+          { type: 'JobPackaged', data: { bundleDigest: packaged.data.bundleDigest, size: 42, commit: 'a'.repeat(40), dataDigests: { 'in.txt': 'c'.repeat(64) }, packagedAt: T2 } },
+          { type: 'JobQueued', data: { attempt: 1, priority: 'normal', queuedAt: T2 } },
+        ]);
+    });
+
+    it('a job without a source is queued at once, naming the original', () =>
+      given([])
+        .when(rerunCommand(fold([submitted(), queued(), dispatched(), started(), completed(1, 3)]), { jobId: rerunId, now: T2 }))
+        .then([
+          { type: 'JobSubmitted', data: { jobId: rerunId, owner: 'alice', spec, priority: 'normal', submittedAt: T2, rerunOf: jobId } },
+          { type: 'JobQueued', data: { attempt: 1, priority: 'normal', queuedAt: T2 } },
+        ]));
+
+    it('the same re-run delivered again changes nothing', () => {
+      const command = rerunCommand(finishedWithBundle, { jobId: rerunId, now: T2 });
+      given(decide(command, initialState())).when(command).thenNothing();
+    });
+
+    it('refuses a job that has not finished, was purged, or has a source but no bundle; and an unknown one', () => {
+      expect(() => rerunCommand(fold([submitted(), queued(), dispatched()]), { jobId: rerunId, now: T2 })).toThrow(IllegalStateError);
+      const purged: JobEvent = { type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } };
+      expect(() => rerunCommand(fold([submitted(), queued(), dispatched(), started(), completed(1, 0), purged]), { jobId: rerunId, now: T2 })).toThrow(/purged/);
+      const failedPackaging = fold([submitted(withSource), { type: 'JobPackagingFailed', data: { reason: 'no such commit', failedAt: T1 } }]);
+      expect(() => rerunCommand(failedPackaging, { jobId: rerunId, now: T2 })).toThrow(/no bundle/);
+      expect(() => rerunCommand(initialState(), { jobId: rerunId, now: T2 })).toThrow(NotFoundError);
+    });
+
+    it('a SubmitJob naming a re-run of a job with a source but no bundle is refused', () =>
+      given([]).when({ type: 'SubmitJob', data: { jobId: rerunId, owner: 'alice', spec: withSource, now: T2, rerunOf: { jobId, bundle: null } } }).thenThrows(IllegalStateError));
+  });
+
   describe('DispatchJob', () => {
     it('dispatches the queued attempt', () =>
       given([submitted(), queued()]).when({ type: 'DispatchJob', data: { attempt: 1, executorId: 'e1', now: T0 } }).then([dispatched()]));
@@ -85,6 +129,13 @@ describe('job decider', () => {
   });
 
   describe('RecordFinished', () => {
+    it("records the log's digest when the executor sent one", () => {
+      const digest = 'd'.repeat(64);
+      const f = finish(1, 0);
+      given([submitted(), queued(), dispatched(), started()])
+        .when({ ...f, data: { ...f.data, logSha256: digest } } as JobCommand)
+        .then([{ type: 'JobCompleted', data: { ...(completed(1, 0).data as object), logSha256: digest } } as JobEvent]);
+    });
     it('completes with exit code 0 (succeeded)', () => {
       given([submitted(), queued(), dispatched(), started()]).when(finish(1, 0)).then([completed(1, 0)]);
       expect(fold([submitted(), queued(), dispatched(), started(), completed(1, 0)]).phase).toBe('succeeded');

@@ -45,7 +45,17 @@ export interface Job {
   /** The executor's report of the current attempt's end is recorded (JobCompleted, JobAttemptStopped, a confirmed JobCancelled). */
   attemptReported: boolean;
   bundleDigest: string | null;
+  /** What JobPackaged recorded, for a re-run to refer to the same bundle. */
+  bundle: PackagedBundle | null;
   purged: boolean;
+}
+
+/** A bundle as JobPackaged names it. */
+export interface PackagedBundle {
+  bundleDigest: string;
+  size: number;
+  commit?: string;
+  dataDigests?: Record<string, string>;
 }
 
 export const initialState = (): Job => ({
@@ -60,11 +70,23 @@ export const initialState = (): Job => ({
   cancelRequested: false,
   attemptReported: false,
   bundleDigest: null,
+  bundle: null,
   purged: false,
 });
 
 export type JobCommand =
-  | { type: 'SubmitJob'; data: { jobId: string; owner: string; spec: JobSpec; now: string; idempotencyKey?: string } }
+  | {
+      type: 'SubmitJob';
+      data: {
+        jobId: string;
+        owner: string;
+        spec: JobSpec;
+        now: string;
+        idempotencyKey?: string;
+        /** A re-run (see rerunCommand): the job it re-runs and, for a spec with a source, that job's bundle, recorded again instead of packaging. */
+        rerunOf?: { jobId: string; bundle: PackagedBundle | null };
+      };
+    }
   | { type: 'RecordPackaged'; data: { bundleDigest: string; size: number; commit?: string; dataDigests?: Record<string, string>; now: string } }
   | { type: 'RecordPackagingFailed'; data: { reason: string; now: string } }
   | { type: 'DispatchJob'; data: { attempt: number; executorId: string; now: string } }
@@ -80,6 +102,7 @@ export type JobCommand =
         finishedAt: string;
         usage: ResourceUsage | null;
         logBytes: number;
+        logSha256?: string;
         error?: string;
       };
     }
@@ -112,8 +135,10 @@ export const evolve = (job: Job, event: JobEvent): Job => {
         idempotencyKey: d.idempotencyKey ?? null,
       };
     }
-    case 'JobPackaged':
-      return { ...job, bundleDigest: event.data.bundleDigest };
+    case 'JobPackaged': {
+      const { bundleDigest, size, commit, dataDigests } = event.data;
+      return { ...job, bundleDigest, bundle: { bundleDigest, size, ...(commit !== undefined ? { commit } : {}), ...(dataDigests !== undefined ? { dataDigests } : {}) } };
+    }
     case 'JobPackagingFailed':
       return { ...job, phase: 'failed' };
     case 'JobQueued':
@@ -169,10 +194,16 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
           priority: d.spec.priority,
           submittedAt: d.now,
           ...(d.idempotencyKey ? { idempotencyKey: d.idempotencyKey } : {}),
+          ...(d.rerunOf ? { rerunOf: d.rerunOf.jobId } : {}),
         },
       };
-      if (needsBundle(d.spec)) return [submitted];
-      return [submitted, { type: 'JobQueued', data: { attempt: 1, priority: d.spec.priority, queuedAt: d.now } }];
+      const queued: JobEvent = { type: 'JobQueued', data: { attempt: 1, priority: d.spec.priority, queuedAt: d.now } };
+      if (!needsBundle(d.spec)) return [submitted, queued];
+      if (!d.rerunOf) return [submitted];
+      // A re-run refers to the bundle already stored by digest: nothing is fetched or packed again.
+      const bundle = d.rerunOf.bundle;
+      if (!bundle) throw new IllegalStateError(`job ${d.rerunOf.jobId} has no bundle to run again`);
+      return [submitted, { type: 'JobPackaged', data: { ...bundle, packagedAt: d.now } }, queued];
     }
     case 'RecordPackaged': {
       requireExists(job);
@@ -282,6 +313,31 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
       return assertNever(command);
   }
 };
+
+/**
+ * The submission that runs a finished job again as `jobId`: its owner, its spec and (when it
+ * has a source) its bundle by digest. Throws NotFoundError for no job, IllegalStateError for a
+ * job not finished, purged, or with a source but no bundle (its packaging failed or never ran).
+ */
+export function rerunCommand(original: Job, d: { jobId: string; now: string; idempotencyKey?: string }): Extract<JobCommand, { type: 'SubmitJob' }> {
+  requireExists(original);
+  if (!TERMINAL_PHASES.has(original.phase)) throw new IllegalStateError(`job ${original.jobId} has not finished (${original.phase}): only a finished job can be run again`, { phase: original.phase });
+  if (original.purged) throw new IllegalStateError(`job ${original.jobId} was purged: it cannot be run again`);
+  if (original.spec!.source && !original.bundle) {
+    throw new IllegalStateError(`job ${original.jobId} has no bundle (its packaging did not succeed), so it cannot be run again with the same bundle: submit it anew`);
+  }
+  return {
+    type: 'SubmitJob',
+    data: {
+      jobId: d.jobId,
+      owner: original.owner!,
+      spec: original.spec!,
+      now: d.now,
+      ...(d.idempotencyKey ? { idempotencyKey: d.idempotencyKey } : {}),
+      rerunOf: { jobId: original.jobId!, bundle: original.spec!.source ? original.bundle : null },
+    },
+  };
+}
 
 /** A retry when the spec allows another attempt, else nothing (the caller's event is terminal). */
 function retryIfAllowed(job: Job, now: string, reason: string): JobEvent[] {

@@ -33,15 +33,18 @@ export class BundleStore {
   /** Stores the bytes under their sha256 unless already there; returns `sha256:<hex>`. */
   async put(bytes: Uint8Array): Promise<{ digest: string; stored: boolean }> {
     const hex = await sha256Hex(bytes);
-    // A deleted object keeps an info entry (deleted: true): such a bundle is stored again.
-    const info = await this.os.info(hex);
-    if (info && !info.deleted) return { digest: `sha256:${hex}`, stored: false };
+    if (await this.stored(hex)) return { digest: `sha256:${hex}`, stored: false };
     await this.os.putBlob({ name: hex, description: 'jobline bundle (tar.gz)' }, bytes);
     return { digest: `sha256:${hex}`, stored: true };
   }
 
   async has(digest: string): Promise<boolean> {
-    const info = await this.os.info(digestHex(digest));
+    return this.stored(digestHex(digest));
+  }
+
+  /** The object store keeps the info of a deleted object (marked deleted): that is not a stored bundle. */
+  private async stored(hex: string): Promise<boolean> {
+    const info = await this.os.info(hex);
     return info !== null && !info.deleted;
   }
 

@@ -155,6 +155,8 @@ export function jobViewToPb(v: JobView): any {
     sandbox: v.sandbox ? SANDBOX_TO_PB[v.sandbox] : 'SANDBOX_UNSPECIFIED',
     cancelRequested: v.cancelRequested,
     purged: v.purged,
+    ...(v.logSha256 !== null ? { logSha256: v.logSha256 } : {}),
+    ...(v.rerunOf !== null ? { rerunOf: v.rerunOf } : {}),
   };
 }
 

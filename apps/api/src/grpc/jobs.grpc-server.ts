@@ -4,6 +4,8 @@ import { JoblineError, OwnerSchema, UnavailableError, isTerminal, jobStreamName,
 import type { ApiContext } from '../api.context';
 import type { Caller } from '../api-tokens';
 import type { JobsService } from '../jobs.service';
+import type { ProvenanceService } from '../provenance.service';
+import { comparisonToPb, envelopeToPb } from './provenance.grpc-mapping';
 import type { JobChange } from '../projections/jobs.projection';
 import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
@@ -66,7 +68,7 @@ export function callerFromCertificate(cert: PeerCertificate | undefined): Caller
 /* eslint-disable @typescript-eslint/no-explicit-any -- proto-loader messages are untyped */
 
 /** jobline.v1.JobService on @grpc/grpc-js, over the same JobsService as REST. */
-export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, options: GrpcServerOptions): Promise<GrpcServerHandle> {
+export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, options: GrpcServerOptions, provenance: ProvenanceService): Promise<GrpcServerHandle> {
   const maxBytes = options.maxMessageBytes ?? 16 << 20;
   const server = new grpc.Server({ 'grpc.max_receive_message_length': maxBytes, 'grpc.max_send_message_length': maxBytes });
   const streams = new Set<AbortController>();
@@ -239,6 +241,12 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
         signal.removeEventListener('abort', onAbort);
       }
     }),
+    Rerun: unary(async (c, req) => {
+      const { created, job } = await jobs.rerun(c, req.jobId ?? '', req.idempotencyKey || undefined);
+      return { job: jobViewToPb(job), created };
+    }),
+    Compare: unary(async (c, req) => comparisonToPb(await jobs.compare(c, req.jobId ?? '', req.otherJobId ?? ''))),
+    GetAttestation: unary(async (c, req) => ({ envelope: envelopeToPb(await provenance.attestation(c, req.jobId ?? '')) })),
   });
 
   const host = options.host ?? '127.0.0.1';

@@ -9,6 +9,7 @@ import {
   ChainVerificationSchema,
   DsseEnvelopeSchema,
   CancelAcceptedSchema,
+  JobComparisonSchema,
   ExecutorInfoSchema,
   ExecutorsSchema,
   HealthSchema,
@@ -44,6 +45,7 @@ const RESPONSE_SCHEMAS: Record<string, z.ZodType> = {
   JobStats: JobStatsSchema,
   ChainVerification: ChainVerificationSchema,
   DsseEnvelope: DsseEnvelopeSchema,
+  JobComparison: JobComparisonSchema,
   JobTimeline: JobTimelineSchema,
   Executor: ExecutorInfoSchema,
   Executors: ExecutorsSchema,
@@ -204,6 +206,37 @@ function paths(): Json {
         description: 'A queued job is cancelled at once; a running one once its executor has stopped it.',
         requestBody: { required: false, content: json(ref('CancelRequest')) },
         responses: { '202': ok('Handed to the orchestrator.', ref('CancelAccepted')), '400': P400, '401': P401, '404': P404, '409': problem('The job already finished.'), '503': P503 },
+      },
+    },
+    '/v1/jobs/{id}/rerun': {
+      parameters: [jobIdParam],
+      post: {
+        operationId: 'rerunJob',
+        tags: jobTag,
+        summary: 'Run a finished job again',
+        description:
+          'A new job with the same spec and the same bundle by digest (nothing is fetched or packed again), owned by the original’s owner; ' +
+          'its view names the original in `rerunOf`, and its events name the original’s last event as their cause. Compare the two with GET /v1/jobs/{id}/compare/{other}.',
+        parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, description: 'Same caller + key → the same re-run (200).', schema: { type: 'string', minLength: 1, maxLength: 200 } }],
+        responses: {
+          '201': ok('Recorded.', ref('JobView'), { Location: { description: '/v1/jobs/{id} of the new job', schema: { type: 'string' } } }),
+          '200': ok('The re-run an Idempotency-Key already named.', ref('JobView')),
+          '400': P400,
+          '401': P401,
+          '404': P404,
+          '409': problem('The job has not finished, was purged, has no bundle (or it is no longer stored), or the Idempotency-Key names another job.'),
+          '503': P503,
+        },
+      },
+    },
+    '/v1/jobs/{id}/compare/{other}': {
+      parameters: [jobIdParam, { ...jobIdParam, name: 'other', description: 'The other job id (a UUID).' }],
+      get: {
+        operationId: 'compareJobs',
+        tags: jobTag,
+        summary: 'Compare two finished jobs',
+        description: 'Whether exit code, log digest (sha256 of the latest attempt’s log) and artifact digest (sha256 of its artifacts tar.gz) are the same; `jobline compare A B` exits 0 when identical, 1 otherwise.',
+        responses: { '200': ok('The comparison (identical or not: read `identical`).', ref('JobComparison')), '401': P401, '404': P404, '409': problem('One of the jobs has not finished.') },
       },
     },
     '/v1/jobs/{id}/events': {

@@ -8,6 +8,7 @@ import type { JobEventItem, JobStats, JobTimeline } from '../jobs.service';
 import type { DsseEnvelope } from '../../../../libs/event-store/src/attestation';
 import type { ChainVerification } from '../../../../libs/event-store/src/chain-verifier';
 import type { JobsPage } from '../projections/jobs.projection';
+import type { JobComparison } from '../compare';
 
 /**
  * Zod schemas of what the REST api answers. The TypeScript types the handlers return stay
@@ -37,6 +38,8 @@ export const JobViewSchema = z
     bundleDigest: z.string().nullable().describe('sha256:<hex> of the job’s bundle, for a job with a source or data'),
     usage: ResourceUsageSchema.nullable(),
     logBytes: z.number().int().min(0).describe('Bytes of output of the current attempt'),
+    logSha256: z.string().nullable().describe('sha256 (hex) of the current or last attempt’s log (stdout and stderr in log order, the bytes of /logs), once it finished; null before or when its executor reported none'),
+    rerunOf: JobIdSchema.nullable().describe('The finished job this one re-runs (POST /v1/jobs/{id}/rerun)'),
     cancelRequested: z.boolean(),
     purged: z.boolean().describe('Logs and artifacts deleted (DELETE); the history stays'),
   })
@@ -89,6 +92,33 @@ export const DsseEnvelopeSchema = z
       .describe('One signature, by the key that signs the chain checkpoints'),
   })
   .describe('A DSSE envelope: the signed provenance of a finished job');
+
+const ComparedRunSchema = z
+  .strictObject({
+    id: JobIdSchema,
+    status: JobStatusSchema,
+    attempt: z.number().int().min(0).describe('The latest attempt, the one compared'),
+    exitCode: z.number().int().nullable(),
+    logSha256: z.string().nullable().describe('sha256 (hex) of its log; null when its executor reported none'),
+    artifactsSha256: z.string().nullable().describe('sha256 (hex) of its artifacts tar.gz (GET /v1/jobs/{id}/artifacts); null without artifacts'),
+    bundleDigest: z.string().nullable(),
+    rerunOf: JobIdSchema.nullable(),
+  })
+  .describe('One side of a comparison');
+
+const sameFlags = z
+  .strictObject({ exitCode: z.boolean(), logSha256: z.boolean().describe('false too when either has no log digest'), artifacts: z.boolean().describe('true when neither stored artifacts') })
+  .describe('Which of the three are the same');
+
+export const JobComparisonSchema = z
+  .strictObject({
+    identical: z.boolean().describe('Exit code, log digest and artifact digests all the same'),
+    same: sameFlags,
+    differences: z.array(z.enum(['exitCode', 'logSha256', 'artifacts'])).describe('Those not the same'),
+    a: ComparedRunSchema,
+    b: ComparedRunSchema,
+  })
+  .describe('Whether two finished jobs (e.g. a job and its re-run) gave the same exit code, log and artifacts');
 
 export const ChainVerificationSchema = z
   .strictObject({
@@ -216,6 +246,7 @@ export type _RestSchemasAgree = AllTrue<{
   ChainVerification: Agrees<z.output<typeof ChainVerificationSchema>, ChainVerification>;
   WebhookDeliveries: Agrees<z.output<typeof WebhookDeliveriesSchema>, { items: WebhookDeliveryView[] }>;
   DsseEnvelope: Agrees<z.output<typeof DsseEnvelopeSchema>, DsseEnvelope>;
+  JobComparison: Agrees<z.output<typeof JobComparisonSchema>, JobComparison>;
   JobTimeline: Agrees<z.output<typeof JobTimelineSchema>, JobTimeline>;
   ExecutorInfo: Agrees<z.output<typeof ExecutorInfoSchema>, ExecutorInfo>;
   Caller: Agrees<z.output<typeof CallerSchema>, Caller>;

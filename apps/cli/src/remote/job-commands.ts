@@ -1,7 +1,20 @@
 import type { JobStatus, JobView } from '../../../../libs/contracts/src';
 import { PLAIN, type Style } from '../terminal-style';
 import { EXIT, type JobsRemote } from './jobs-remote';
-import { endFrameFromPb, eventItemFromPb, jobViewFromPb, jobsPageFromPb, logFrameFromPb, statusFromPbName, type EventItem } from './json-shapes';
+import { writeFileSync } from 'node:fs';
+import { isTerminal } from '../../../../libs/contracts/src';
+import {
+  comparisonFromPb,
+  endFrameFromPb,
+  envelopeFromPb,
+  eventItemFromPb,
+  jobViewFromPb,
+  jobsPageFromPb,
+  logFrameFromPb,
+  statusFromPbName,
+  type EventItem,
+  type JobComparisonJson,
+} from './json-shapes';
 
 /** Where a command writes: the process's stdout/stderr in `main`, buffers in tests. */
 export interface Output {
@@ -56,6 +69,9 @@ function viewLines(j: JobView, style: Style): string {
   if (j.cancelRequested) rows.push(['stop', 'requested']);
   if (j.usage) rows.push(['usage', `${j.usage.cpuMs} ms cpu, ${j.usage.maxRssBytes} bytes peak memory`]);
   rows.push(['log bytes', String(j.logBytes)]);
+  if (j.logSha256) rows.push(['log sha256', j.logSha256]);
+  if (j.bundleDigest) rows.push(['bundle', j.bundleDigest]);
+  if (j.rerunOf) rows.push(['rerun of', j.rerunOf]);
   return rows.map(([k, v]) => `${k.padEnd(10)} ${v}\n`).join('');
 }
 
@@ -196,6 +212,77 @@ export async function logsCommand(remote: JobsRemote, id: string, follow: boolea
     stopWatching();
   }
   return code;
+}
+
+export interface RerunFlags {
+  /** Wait for the re-run to finish, then compare it with the original (exit 0 identical, 1 not). */
+  compare?: boolean;
+  /** How long --compare waits for the re-run to finish (default 3600 s). */
+  waitSeconds?: number;
+  /** Between two status checks while waiting (default 500 ms). */
+  pollMs?: number;
+}
+
+/**
+ * `jobline rerun ID [--compare]`: runs a finished job again (same spec, same bundle by digest).
+ * Prints the new job's id (`--json`: its view). With --compare it waits for the re-run to
+ * finish and prints the comparison: exit 0 when exit code, log digest and artifacts are identical, 1 when not.
+ */
+export async function rerunCommand(remote: JobsRemote, id: string, f: RerunFlags, asJson: boolean, io: Output): Promise<number> {
+  const { job } = await remote.call('Rerun', { jobId: id });
+  const view = jobViewFromPb(job);
+  if (!f.compare) {
+    await io.out(asJson ? json(view) : `${view.id}\n`);
+    return EXIT.ok;
+  }
+  if (io.progress) await io.err(styleOf(io).dim(`jobline: re-run ${view.id} of ${view.rerunOf ?? id} submitted; waiting for it to finish\n`));
+  const deadline = Date.now() + (f.waitSeconds ?? 3600) * 1000;
+  let status = view.status;
+  while (!isTerminal(status)) {
+    if (Date.now() > deadline) {
+      await io.err(`jobline rerun: ${view.id} has not finished after ${f.waitSeconds ?? 3600} s; compare later: jobline compare ${view.rerunOf ?? id} ${view.id}\n`);
+      return EXIT.unavailable;
+    }
+    await new Promise((r) => setTimeout(r, f.pollMs ?? 500));
+    status = jobViewFromPb((await remote.call('Status', { jobId: view.id })).job).status;
+  }
+  return compareCommand(remote, view.rerunOf ?? id, view.id, asJson, io);
+}
+
+const short = (hex: string | null) => (hex ? hex.slice(0, 16) : 'none');
+
+function comparisonLines(c: JobComparisonJson, style: Style): string {
+  const side = (label: string, r: JobComparisonJson['a']) =>
+    `${label}  ${r.id}  ${style.status(r.status.padEnd(9))}  attempt ${r.attempt}  exit ${r.exitCode ?? '-'}  log ${short(r.logSha256)}  artifacts ${short(r.artifactsSha256)}\n`;
+  const verdict = (same: boolean, a: string, b: string) => (same ? `same (${a})` : `DIFFERENT (${a} vs ${b})`);
+  return (
+    side('a', c.a) +
+    side('b', c.b) +
+    `exit code  ${verdict(c.same.exitCode, String(c.a.exitCode ?? '-'), String(c.b.exitCode ?? '-'))}\n` +
+    `log        ${c.same.logSha256 ? `same (sha256 ${c.a.logSha256})` : c.a.logSha256 && c.b.logSha256 ? `DIFFERENT (sha256 ${short(c.a.logSha256)} vs ${short(c.b.logSha256)})` : 'UNKNOWN (no log digest recorded for one of them)'}\n` +
+    `artifacts  ${verdict(c.same.artifacts, c.a.artifactsSha256 ? `sha256 ${short(c.a.artifactsSha256)}` : 'none', c.b.artifactsSha256 ? `sha256 ${short(c.b.artifactsSha256)}` : 'none')}\n` +
+    (c.identical ? style.bold('identical') : style.bold(`not identical: ${c.differences.join(', ')}`)) +
+    '\n'
+  );
+}
+
+/** `jobline compare A B`: exit 0 when exit code, log digest and artifact digest are the same, 1 when not. */
+export async function compareCommand(remote: JobsRemote, a: string, b: string, asJson: boolean, io: Output): Promise<number> {
+  const c = comparisonFromPb(await remote.call('Compare', { jobId: a, otherJobId: b }));
+  await io.out(asJson ? json(c) : comparisonLines(c, styleOf(io)));
+  return c.identical ? EXIT.ok : EXIT.failure;
+}
+
+/**
+ * `jobline attestation ID [-o FILE]`: the job's signed provenance over gRPC, as the JSON of
+ * GET /v1/jobs/{id}/attestation (to check offline with `jobline verify --attestation FILE`).
+ */
+export async function attestationCommand(remote: JobsRemote, id: string, outFile: string | undefined, io: Output): Promise<number> {
+  const { envelope } = await remote.call('GetAttestation', { jobId: id });
+  const text = `${JSON.stringify(envelopeFromPb(envelope))}\n`;
+  if (outFile) writeFileSync(outFile, text);
+  else await io.out(text);
+  return EXIT.ok;
 }
 
 /* eslint-enable @typescript-eslint/no-explicit-any */

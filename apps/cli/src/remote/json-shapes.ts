@@ -63,6 +63,8 @@ export function jobViewFromPb(pb: any): JobView {
     bundleDigest: pb.bundleDigest ?? null,
     usage: pb.usage ? { cpuMs: pb.usage.cpuMs ?? 0, maxRssBytes: pb.usage.maxRssBytes ?? 0 } : null,
     logBytes: pb.logBytes ?? 0,
+    logSha256: pb.logSha256 ?? null,
+    rerunOf: pb.rerunOf ?? null,
     cancelRequested: pb.cancelRequested ?? false,
     purged: pb.purged ?? false,
   };
@@ -127,5 +129,54 @@ export function logFrameFromPb(jobId: string, chunk: any): Record<string, unknow
 
 /** The end of a followed log, as the WebSocket `end` frame. */
 export const endFrameFromPb = (jobId: string, end: any) => ({ type: 'end', jobId, status: statusFromPbName(end.status), exitCode: end.exitCode ?? null });
+
+
+/** GET /v1/jobs/{id}/compare/{other}, rebuilt from the gRPC CompareResponse. */
+export interface JobComparisonJson {
+  identical: boolean;
+  same: { exitCode: boolean; logSha256: boolean; artifacts: boolean };
+  differences: ('exitCode' | 'logSha256' | 'artifacts')[];
+  a: ComparedRunJson;
+  b: ComparedRunJson;
+}
+export interface ComparedRunJson {
+  id: string;
+  status: JobStatus;
+  attempt: number;
+  exitCode: number | null;
+  logSha256: string | null;
+  artifactsSha256: string | null;
+  bundleDigest: string | null;
+  rerunOf: string | null;
+}
+
+const runFromPb = (pb: any): ComparedRunJson => ({
+  id: pb?.id ?? '',
+  status: statusFromPbName(pb?.status),
+  attempt: pb?.attempt ?? 0,
+  exitCode: pb?.exitCode ?? null,
+  logSha256: pb?.logSha256 ?? null,
+  artifactsSha256: pb?.artifactsSha256 ?? null,
+  bundleDigest: pb?.bundleDigest ?? null,
+  rerunOf: pb?.rerunOf ?? null,
+});
+
+export const comparisonFromPb = (pb: any): JobComparisonJson => ({
+  identical: Boolean(pb.identical),
+  same: { exitCode: Boolean(pb.sameExitCode), logSha256: Boolean(pb.sameLogSha256), artifacts: Boolean(pb.sameArtifacts) },
+  differences: (pb.differences ?? []) as JobComparisonJson['differences'],
+  a: runFromPb(pb.a),
+  b: runFromPb(pb.b),
+});
+
+/** The gRPC DsseEnvelope as REST's JSON (bytes → base64), so `jobline verify --attestation` reads either. */
+export function envelopeFromPb(pb: any): { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] } {
+  const b64 = (v: unknown) => Buffer.from((v as Uint8Array | undefined) ?? new Uint8Array()).toString('base64');
+  return {
+    payloadType: pb?.payloadType ?? '',
+    payload: b64(pb?.payload),
+    signatures: ((pb?.signatures ?? []) as any[]).map((s) => ({ keyid: s.keyid ?? '', sig: b64(s.sig) })),
+  };
+}
 
 /* eslint-enable @typescript-eslint/no-explicit-any */

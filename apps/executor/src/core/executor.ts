@@ -31,6 +31,7 @@ import { buildCommand, type Command } from './command';
 import { resolveExecutorTimings, type ExecutorTimings } from './executor-options';
 import { LeaseKeeper } from './lease-keeper';
 import { jetStreamLogSink, LogBatcher, type LogBatcherOptions } from './log-batcher';
+import { portableLogHasher, type LogHasherFactory } from './log-hasher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
 import type { ReportOutbox } from './report-outbox.port';
 import { ReportSender } from './report-sender';
@@ -61,7 +62,9 @@ export interface ExecutorOptions extends Partial<ExecutorTimings> {
   /** Monotonic clock in ms, for intervals and pauses (default: performance.now()). */
   monotonic?: () => number;
   /** Batching of log output (defaults in LOG_BATCHER_DEFAULTS). */
-  logs?: Omit<LogBatcherOptions, 'sink'>;
+  logs?: Omit<LogBatcherOptions, 'sink' | 'hasher'>;
+  /** The sha256 of each attempt's log, reported as logSha256 (default: portableLogHasher, pure JavaScript; the Node entry passes node:crypto's). */
+  logHasher?: LogHasherFactory;
   /** Where bundles are fetched from and kept; without it, a job with a bundle cannot start here. */
   bundles?: Bundles;
   /** Collects a job's `outputs` after its run, before the finished report; without it, outputs are ignored (with a note in the job's log). */
@@ -421,7 +424,11 @@ export class Executor {
     if (a.stopRequested) this.stopAttempt(a, a.stopRequested);
     const startedAt = this.o.clock();
 
-    const batcher = new LogBatcher({ ...this.o.logs, sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }) });
+    const batcher = new LogBatcher({
+      ...this.o.logs,
+      sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }),
+      hasher: (this.o.logHasher ?? portableLogHasher)(),
+    });
     const pumps = Promise.all([pump(proc.stdout, 'stdout', batcher), pump(proc.stderr, 'stderr', batcher)]);
     let status: ExitStatus;
     try {
@@ -439,6 +446,8 @@ export class Executor {
       this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'some log output could not be stored');
     }
     const finishedAt = this.o.clock();
+    // Undefined when some output could not be stored: the digest would not describe the stored log.
+    const logSha256 = batcher.sha256;
     // Its process is gone: the slot is free while the report is written to the outbox (before its
     // first publish); the report does not wait for the next attempt, nor the next for its fsync.
     this.track(this.reports.send({
@@ -451,6 +460,7 @@ export class Executor {
       finishedAt: finishedAt.toISOString(),
       usage: status.usage,
       logBytes: batcher.bytes,
+      ...(logSha256 !== undefined ? { logSha256 } : {}),
     }));
     // The workspace is released after the slot: removing a big one must not delay the report or the next attempt.
     const disposal = proc

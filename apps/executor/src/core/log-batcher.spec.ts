@@ -1,4 +1,5 @@
 import { LogBatcher, type OutChunk } from './log-batcher';
+import { portableLogHasher } from './log-hasher';
 
 /** A sink that records every publish and acks it when told (or at once). */
 function recordingSink(autoAck = true) {
@@ -157,5 +158,45 @@ describe('LogBatcher', () => {
     b.write('stdout', bytes(1));
     await expect(b.flush()).rejects.toThrow('no responders');
     expect(tries).toBe(3);
+  });
+});
+
+describe('LogBatcher log digest', () => {
+  const { createHash } = jest.requireActual<typeof import('node:crypto')>('node:crypto');
+  const nodeHasher = () => {
+    const h = createHash('sha256');
+    return { update: (d: Uint8Array) => void h.update(d), hex: () => h.digest('hex') };
+  };
+
+  it('is the sha256 of the chunks in offset order (stdout and stderr interleaved), with either hasher', async () => {
+    for (const hasher of [nodeHasher(), portableLogHasher()]) {
+      const { sink, calls } = recordingSink();
+      const b = new LogBatcher({ sink, chunkBytes: 4, flushMs: 1, hasher });
+      b.write('stdout', bytes(1, 2, 3));
+      b.write('stderr', bytes(9, 9));
+      b.write('stdout', filled(7, 5));
+      await new Promise((r) => setTimeout(r, 5));
+      b.write('stderr', bytes(8));
+      await b.flush();
+      const log = concat([...calls].sort((x, y) => x.offset - y.offset).map((c) => c.data));
+      expect(log.length).toBe(13);
+      expect(b.sha256).toBe(createHash('sha256').update(log).digest('hex'));
+    }
+  });
+
+  it('of no output is the sha256 of nothing; without a hasher there is none', async () => {
+    const b = new LogBatcher({ sink: recordingSink().sink, hasher: portableLogHasher() });
+    await b.flush();
+    expect(b.sha256).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    const none = new LogBatcher({ sink: recordingSink().sink });
+    await none.flush();
+    expect(none.sha256).toBeUndefined();
+  });
+
+  it('is withheld when a chunk could not be stored (it would not describe the stored log)', async () => {
+    const b = new LogBatcher({ sink: () => Promise.reject(new Error('no ack')), retries: 0, hasher: portableLogHasher() });
+    b.write('stdout', bytes(1));
+    await expect(b.flush()).rejects.toThrow('no ack');
+    expect(b.sha256).toBeUndefined();
   });
 });

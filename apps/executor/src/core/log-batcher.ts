@@ -2,6 +2,7 @@ import { headers } from '@nats-io/nats-core';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { encodeLogChunk, subjects, type LogStream } from '../../../../libs/contracts/src';
+import type { LogHasher } from './log-hasher';
 
 /** One slice of an attempt's output, ready to publish. */
 export interface OutChunk {
@@ -25,6 +26,8 @@ export interface LogBatcherOptions {
   /** Extra tries of a chunk whose publish failed (default 3), spaced by retryDelayMs × try (default 100 ms). */
   retries?: number;
   retryDelayMs?: number;
+  /** Fed every chunk as it is emitted (offset order): the digest of exactly the bytes the log stream holds. */
+  hasher?: LogHasher;
 }
 
 export const LOG_BATCHER_DEFAULTS = { chunkBytes: 128 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
@@ -41,7 +44,7 @@ interface Pending {
  * Binary-safe: bytes are never decoded.
  */
 export class LogBatcher {
-  private readonly o: Required<Omit<LogBatcherOptions, 'sink'>> & { sink: ChunkSink };
+  private readonly o: Required<Omit<LogBatcherOptions, 'sink' | 'hasher'>> & { sink: ChunkSink; hasher?: LogHasher };
   private readonly pending: Record<LogStream, Pending> = { stdout: { parts: [], size: 0 }, stderr: { parts: [], size: 0 } };
   private emitted = 0;
   private inFlight = 0;
@@ -49,6 +52,7 @@ export class LogBatcher {
   private roomWaiters: (() => void)[] = [];
   private idleWaiters: (() => void)[] = [];
   private failure: unknown;
+  private digest: string | undefined;
 
   constructor(options: LogBatcherOptions) {
     this.o = { ...LOG_BATCHER_DEFAULTS, ...options };
@@ -58,6 +62,17 @@ export class LogBatcher {
   /** Bytes handed to the sink so far (after flush(): the attempt's whole output). */
   get bytes(): number {
     return this.emitted;
+  }
+
+  /**
+   * After a flush() that stored every chunk: the sha256 (hex) of the whole log, stdout and
+   * stderr in offset order; undefined without a hasher, while output is buffered or unacknowledged,
+   * or when a chunk could not be stored. Read it once the attempt's output has ended.
+   */
+  get sha256(): string | undefined {
+    if (!this.o.hasher || this.inFlight > 0 || this.pending.stdout.size > 0 || this.pending.stderr.size > 0 || this.failure !== undefined) return undefined;
+    this.digest ??= this.o.hasher.hex();
+    return this.digest;
   }
 
   /**
@@ -141,6 +156,7 @@ export class LogBatcher {
 
   private send(stream: LogStream, data: Uint8Array): void {
     const chunk: OutChunk = { stream, offset: this.emitted, data };
+    this.o.hasher?.update(data);
     this.emitted += data.length;
     this.inFlight++;
     this.publish(chunk, 0).finally(() => this.settled());

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { ExecutorIdSchema } from '../../../../libs/contracts/src';
 import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import { Executor, type ExecutorLogger } from '../core/executor';
+import { nodeLogHasher } from './node-log-hasher';
 import type { ProcessRunner } from '../core/process-runner.port';
 import { detectSandbox, type SandboxDetection, type SandboxMode } from './sandbox/detect';
 import { SandboxRunner } from './sandbox/sandbox-runner';
@@ -95,6 +96,7 @@ export async function startNodeExecutor(options: NodeExecutorOptions): Promise<N
     labels: options.labels,
     runtime: NODE_RUNTIME,
     logger,
+    logHasher: nodeLogHasher,
     bundles,
     // Both runners keep an attempt's workspace at <workRoot>/<attemptId> until dispose().
     artifacts: workspaceArtifactCollector({ root: workRoot, sink: await ArtifactStore.open(options.nc), maxBytes: options.maxArtifactBytes }),

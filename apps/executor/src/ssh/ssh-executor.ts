@@ -6,6 +6,7 @@ import { BundleStore } from '../../../../libs/messaging/src/bundle-store';
 import { ensureStreams } from '../../../../libs/messaging/src/streams';
 import type { Bundles } from '../core/bundle';
 import { Executor, type ExecutorLogger } from '../core/executor';
+import { nodeLogHasher } from '../node/node-log-hasher';
 import { fileBundleCache } from '../node/bundle-files';
 import { FileReportOutbox, outboxDir } from '../node/file-report-outbox';
 import { SshRunner } from './ssh-runner';
@@ -76,6 +77,7 @@ export async function startSshExecutor(options: SshExecutorOptions): Promise<Ssh
         logger,
         available: () => runner.available(),
         bundles,
+        logHasher: nodeLogHasher,
       });
       executors.set(host.name, { executor, runner });
       runner.start();

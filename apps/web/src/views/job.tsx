@@ -52,7 +52,7 @@ export function JobView({ id, search }: { id: string; search: string }) {
   }
   if (!job || !current) return error ? <Notice kind="error">{problemText(error)}</Notice> : <Notice>Loading…</Notice>;
 
-  const act = async (what: 'cancel' | 'delete' | 'again') => {
+  const act = async (what: 'cancel' | 'delete' | 'again' | 'rerun') => {
     setMessage(null);
     try {
       if (what === 'cancel') {
@@ -62,6 +62,10 @@ export function JobView({ id, search }: { id: string; search: string }) {
         if (!window.confirm(`Delete the logs and artifacts of job ${id}? Its history stays.`)) return;
         await api.purge(id);
         setMessage({ kind: 'info', text: 'Logs and artifacts deleted.' });
+      } else if (what === 'rerun') {
+        const again = await api.rerun(id);
+        navigate(`/jobs/${again.id}`);
+        return;
       } else {
         const again = await api.submit(current.spec);
         navigate(`/jobs/${again.id}`);
@@ -85,6 +89,9 @@ export function JobView({ id, search }: { id: string; search: string }) {
         </button>
         <button type="button" class="secondary" disabled={!finished || current.purged} onClick={() => act('delete')}>
           Delete logs and artifacts
+        </button>
+        <button type="button" class="secondary" disabled={!finished || current.purged} onClick={() => act('rerun')} title="The same spec and the same bundle by digest">
+          Re-run
         </button>
         <button type="button" class="secondary" onClick={() => act('again')}>
           Submit again
@@ -159,13 +166,15 @@ function Details({ job }: { job: Job }) {
     ['Bundle', job.bundleDigest ?? 'none'],
     ['Timeout', typeof job.spec.timeoutSeconds === 'number' ? `${job.spec.timeoutSeconds} s` : 'none'],
   ];
+  if (job.logSha256) rows.push(['Log sha256', job.logSha256]);
+  if (job.rerunOf) rows.push(['Re-run of', job.rerunOf]);
   if (job.purged) rows.push(['Purged', 'logs and artifacts deleted']);
   return (
     <dl class="details">
       {rows.map(([k, v]) => (
         <div key={k}>
           <dt>{k}</dt>
-          <dd class={k === 'Bundle' || k === 'Command' ? 'mono' : undefined} data-testid={`detail-${k.toLowerCase().replace(/ /g, '-')}`}>
+          <dd class={k === 'Bundle' || k === 'Command' || k === 'Log sha256' || k === 'Re-run of' ? 'mono' : undefined} data-testid={`detail-${k.toLowerCase().replace(/ /g, '-')}`}>
             {v}
           </dd>
         </div>

@@ -73,6 +73,19 @@ const CHANNELS: Record<string, ChannelSpec> = {
     stream: STREAMS.commands,
     tags: ['integration'],
   },
+  rerunJob: {
+    address: 'jobline.cmd.{owner}.rerun',
+    title: 'Re-run a job',
+    description:
+      "Run one of the owner's finished jobs again as a new job (jobId, client-chosen as for submit) with the same spec and the same " +
+      "bundle by digest: JobSubmitted (rerunOf, its causationId the original's last event), JobPackaged with the original's bundle " +
+      '(nothing is fetched or packed) and JobQueued, in one append. Refused (nothing written) while the job is not finished, when it ' +
+      'was purged, or when its bundle is not stored any more.',
+    parameters: { owner },
+    messages: ['RerunJob'],
+    stream: STREAMS.commands,
+    tags: ['integration'],
+  },
   commandRejections: {
     address: 'jobline.rej.{owner}',
     title: 'Refused commands',
@@ -264,6 +277,7 @@ const OPERATIONS: Record<string, OperationSpec> = {
   receiveSubmitJob: { action: 'receive', channel: 'submitJob', summary: 'Jobline takes submissions from integrations.', replies: true },
   receiveCancelJob: { action: 'receive', channel: 'cancelJob', summary: 'Jobline takes cancellations from integrations.', replies: true },
   receivePurgeJob: { action: 'receive', channel: 'purgeJob', summary: 'Jobline takes purges of finished jobs from integrations.', replies: true },
+  receiveRerunJob: { action: 'receive', channel: 'rerunJob', summary: 'Jobline takes re-runs of finished jobs from integrations.', replies: true },
   sendCommandRejections: { action: 'send', channel: 'commandRejections', summary: 'Jobline tells the owner which of its commands it refused, and why.' },
   sendJobEvents: { action: 'send', channel: 'jobEvents', summary: 'Jobline publishes every stored job event.' },
   sendJobLogs: { action: 'send', channel: 'jobLogs', summary: 'Executors publish the output of running attempts.' },
@@ -330,6 +344,15 @@ function messages(): Record<string, Record<string, unknown>> {
       correlationId: { location: '$message.payload#/correlationId' },
       examples: [{ name: 'purge', payload: { jobId: EXAMPLE_JOB_ID } }],
     },
+    RerunJob: {
+      name: 'RerunJob',
+      title: 'Re-run a finished job',
+      contentType: json,
+      headers: schemaRef('CommandHeaders'),
+      payload: schemaRef('RerunJobMessage'),
+      correlationId: { location: '$message.payload#/correlationId' },
+      examples: [{ name: 'rerun', payload: { jobId: '7d0f6a4e-2b1c-4e8a-9f3d-5c6b7a8e9f01', rerunOf: EXAMPLE_JOB_ID } }],
+    },
     CommandRejection: {
       name: 'CommandRejection',
       title: 'A refused command',
@@ -340,7 +363,7 @@ function messages(): Record<string, Record<string, unknown>> {
           name: 'invalid',
           payload: { subject: 'jobline.cmd.acme.submit', jobId: EXAMPLE_JOB_ID, code: 'invalid_argument', field: 'spec.priority', message: 'invalid submit command: spec.priority: Invalid option: expected one of "low"|"normal"|"high"' },
         },
-        { name: 'unknown verb', payload: { subject: 'jobline.cmd.acme.frobnicate', code: 'invalid_argument', field: '(subject)', message: "unknown command verb 'frobnicate': expected submit, cancel, purge: (subject): unknown verb 'frobnicate'" } },
+        { name: 'unknown verb', payload: { subject: 'jobline.cmd.acme.frobnicate', code: 'invalid_argument', field: '(subject)', message: "unknown command verb 'frobnicate': expected submit, cancel, purge, rerun: (subject): unknown verb 'frobnicate'" } },
       ],
     },
     CommandReply: { name: 'CommandReply', title: 'Recorded or refused', contentType: json, payload: schemaRef('CommandReply') },

@@ -16,6 +16,7 @@ export const IsoTimeSchema = z.string().min(1).meta({ format: 'date-time', descr
 
 const Attempt = z.number().int().min(1).describe('Attempt number, 1 for the first');
 const Reason = z.string().describe('Human-readable reason');
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
 export const SandboxKindSchema = z
   .enum(['none', 'cgroup-v1', 'cgroup-v2', 'ssh', 'ssh-systemd'])
@@ -36,6 +37,7 @@ export const JobSubmittedDataSchema = z
     priority: Priority,
     submittedAt: IsoTimeSchema,
     idempotencyKey: z.string().optional(),
+    rerunOf: JobIdSchema.optional().describe('Since version 2: the finished job this one re-runs, with the same spec and the same bundle by digest (its JobSubmitted causationId is the last event of that job)'),
   })
   .describe('A job was accepted and durably recorded');
 
@@ -86,6 +88,7 @@ export const JobCompletedDataSchema = z
     finishedAt: IsoTimeSchema,
     usage: ResourceUsageSchema.nullable(),
     logBytes: z.number().int().min(0).describe('Bytes of stdout and stderr the attempt wrote'),
+    logSha256: Sha256Hex.optional().describe('Since version 2: sha256 (hex) of the attempt\'s log, stdout and stderr in log order, exactly the bytes of GET /v1/jobs/{id}/logs?attempt=N'),
     error: z.string().optional().describe('Set when the attempt could not run at all (spawn failure, bad workdir...)'),
   })
   .describe('The attempt ran to its end; exitCode 0 is success');

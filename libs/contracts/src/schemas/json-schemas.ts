@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_EVENT_TYPES, type JobEventType } from '../events';
 import { JobSpecSchema } from '../job-spec.schema';
-import { AttemptReportSchema, CancelJobMessageSchema, ChainCheckpointSchema, CommandRejectionSchema, CommandReplySchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, SubmitJobMessageSchema } from '../messages';
+import { AttemptReportSchema, CancelJobMessageSchema, ChainCheckpointSchema, CommandRejectionSchema, CommandReplySchema, ClaimReplySchema, ClaimRequestSchema, ExecutorHeartbeatSchema, LeaseReplySchema, PackageJobMessageSchema, PackagingResultSchema, PurgeJobMessageSchema, RerunJobMessageSchema, SubmitJobMessageSchema } from '../messages';
 import {
   CommandHeadersSchema,
   LogChunkHeadersSchema,
@@ -59,6 +59,7 @@ export const PAYLOAD_SCHEMAS = {
   SubmitJobMessage: accepted(SubmitJobMessageSchema),
   CancelJobMessage: accepted(CancelJobMessageSchema),
   PurgeJobMessage: accepted(PurgeJobMessageSchema),
+  RerunJobMessage: accepted(RerunJobMessageSchema),
   CommandHeaders: headers(CommandHeadersSchema, 'accepted'),
   CommandRejection: published(CommandRejectionSchema),
   CommandReply: published(CommandReplySchema),

@@ -121,6 +121,10 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
   },
   CancelJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, reason: 'r', correlationId: 'c' }], invalid: [{ reason: 'no job' }, { jobId: JOB.toUpperCase() }] },
   PurgeJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, correlationId: 'c' }], invalid: [{}, { jobId: JOB, reason: 'no such field' }] },
+  RerunJobMessage: {
+    valid: [{ jobId: JOB, rerunOf: '7d0f6a4e-2b1c-4e8a-9f3d-5c6b7a8e9f01' }, { jobId: JOB, rerunOf: '7d0f6a4e-2b1c-4e8a-9f3d-5c6b7a8e9f01', idempotencyKey: 'k', correlationId: 'c' }],
+    invalid: [{ jobId: JOB }, { rerunOf: JOB }, { jobId: JOB, rerunOf: 'not-a-uuid' }, { jobId: JOB, rerunOf: JOB, spec: { command: 'x' } }],
+  },
   CommandHeaders: {
     valid: [{}, { 'Nats-Msg-Id': JOB }, { 'Jobline-Reply-To': '_INBOX.abc123' }, { 'Jobline-Reply-To': '_INBOX_acme.x.y' }],
     invalid: [{ 'Nats-Msg-Id': '' }, { 'Jobline-Reply-To': 'jobline.evt.x.JobCompleted' }, { 'Jobline-Reply-To': '_INBOX.>' }, { 'Jobline-Reply-To': '_INBOX.a b' }],
