@@ -8,3 +8,4 @@ export * from './errors';
 export * from './event-codec';
 export * from './log-chunk.codec';
 export * from './ws-frames';
+export * from './instant';

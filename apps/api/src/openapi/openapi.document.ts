@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JobIdSchema, JobSpecSchema, SPEC_LIMITS } from '../../../../libs/contracts/src';
 import { queryParamDocs } from '../http/query';
-import { CancelBodySchema, GetQuerySchema, ListQuerySchema, StatsQuerySchema, TimelineQuerySchema } from '../jobs.service';
+import { CancelBodySchema, ExecutorsQuerySchema, GetQuerySchema, ListQuerySchema, StatsQuerySchema, TimelineQuerySchema } from '../jobs.service';
 import { LogQuerySchema } from '../logs/logs.service';
 import {
   BundleManifestSchema,
@@ -10,6 +10,7 @@ import {
   DsseEnvelopeSchema,
   CancelAcceptedSchema,
   ExecutorInfoSchema,
+  ExecutorsAtSchema,
   ExecutorsSchema,
   HealthSchema,
   JobEventItemSchema,
@@ -45,6 +46,7 @@ const RESPONSE_SCHEMAS: Record<string, z.ZodType> = {
   JobTimeline: JobTimelineSchema,
   Executor: ExecutorInfoSchema,
   Executors: ExecutorsSchema,
+  ExecutorsAt: ExecutorsAtSchema,
   Caller: CallerSchema,
   CancelAccepted: CancelAcceptedSchema,
   BundleManifest: BundleManifestSchema,
@@ -277,7 +279,17 @@ function paths(): Json {
       get: { operationId: 'jobArtifacts', tags: jobTag, summary: 'The latest attempt’s outputs', responses: { '200': gzip('The outputs as a tar.gz.'), '401': P401, '404': P404 } },
     },
     '/v1/executors': {
-      get: { operationId: 'listExecutors', tags: ['system'], summary: 'Executors heard from', responses: { '200': ok('From their heartbeats.', ref('Executors')), '401': P401 } },
+      get: {
+        operationId: 'listExecutors',
+        tags: ['system'],
+        summary: 'Executors heard from, or (at=) the jobs on each executor then',
+        parameters: queryParameters(ExecutorsQuerySchema),
+        responses: {
+          '200': ok('Without `at`: the executors heard from (heartbeats). With `at`: the executors that had work then, from the history, with your jobs on each.', { oneOf: [ref('Executors'), ref('ExecutorsAt')] }),
+          '400': P400,
+          '401': P401,
+        },
+      },
     },
     '/v1/verify': {
       get: {
