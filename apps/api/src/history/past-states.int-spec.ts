@@ -80,6 +80,19 @@ describe('PastStates (real SQLite store and read models)', () => {
     expect(existsSync(join(dir.path, folder))).toBe(false);
   });
 
+  it('refuses (unavailable) a question about yet another instant while too many builds wait', async () => {
+    const past = new PastStates(store, { dir: dir.path, maxPendingBuilds: 1 });
+    try {
+      const first = past.at(instants[0], (s) => s.position);
+      await expect(past.at(instants[1], (s) => s.position)).rejects.toMatchObject({ code: 'unavailable', message: expect.stringMatching(/being built already/) });
+      // The same instant waits for the build under way.
+      expect(await past.at(instants[0], (s) => s.position)).toBe(await first);
+      expect(await past.at(instants[1], (s) => s.position)).toBeGreaterThan(await first);
+    } finally {
+      await past.close();
+    }
+  });
+
   it('before anything was recorded: position -1 and no jobs', async () => {
     const past = new PastStates(store, { dir: dir.path });
     try {

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UnavailableError } from '../../../../libs/contracts/src';
 import type { EventStore } from '../../../../libs/event-store/src/event-store.port';
 import { JobsProjection } from '../projections/jobs.projection';
 
@@ -9,6 +10,11 @@ export interface PastStatesOptions {
   cacheSize?: number;
   /** Where their read-model files go (a folder of its own is made in it, removed by close()). Default: the OS temp folder. */
   dir?: string;
+  /**
+   * Builds waiting or running at most (default 8): each folds the log from position 0, so a
+   * question about yet another instant beyond that is refused (503, try again) rather than queued.
+   */
+  maxPendingBuilds?: number;
 }
 
 /** The system as the store stood at an instant: the last position it had recorded then, and the read model folded up to it. */
@@ -40,6 +46,8 @@ export class PastStates {
   private readonly entries = new Map<number, Entry>();
   private queue: Promise<unknown> = Promise.resolve();
   private built = 0;
+  private pending = 0;
+  private readonly maxPending: number;
   private closed = false;
 
   constructor(
@@ -47,6 +55,7 @@ export class PastStates {
     options: PastStatesOptions = {},
   ) {
     this.cacheSize = Math.max(1, options.cacheSize ?? 4);
+    this.maxPending = Math.max(1, options.maxPendingBuilds ?? 8);
     // A job's events sit close together in the log, so a small cache of hot views serves a rebuild.
     this.root = mkdtempSync(join(options.dir ?? tmpdir(), 'jobline-past-'));
   }
@@ -84,8 +93,14 @@ export class PastStates {
       this.entries.set(position, hit);
       return hit;
     }
+    if (this.pending >= this.maxPending) {
+      throw new UnavailableError(`${this.pending} past states are being built already: ask again shortly (or about an instant asked for before)`);
+    }
+    this.pending += 1;
     const path = join(this.root, `at-${position}-${this.built++}.db`);
-    const build = this.queue.then(() => JobsProjection.rebuild(this.store, path, { until: position, cacheSize: 1_000 }));
+    const build = this.queue
+      .then(() => JobsProjection.rebuild(this.store, path, { until: position, cacheSize: 1_000 }))
+      .finally(() => (this.pending -= 1));
     this.queue = build.catch(() => undefined);
     const entry: Entry = { ready: build, users: 0, evicted: false };
     // A failed build is not kept: the next question tries again.
