@@ -119,6 +119,7 @@ const P400 = problem('Invalid input (nothing changed): `errors` lists each field
 const P401 = problem('No or unknown credentials.');
 const P403 = problem('Not allowed (the owner filter is for admins).');
 const P404 = problem("No such job, or another owner's (the same answer).");
+const PAST_BUSY = problem('With `at`: too many past states are being built at once; ask again shortly.');
 const P503 = problem('The bus is unavailable, or the command was not recorded in time (the problem may carry `jobId`).');
 
 const gzip = (description: string) => ({ description, content: { 'application/gzip': { schema: { type: 'string', contentMediaType: 'application/gzip' } } } });
@@ -175,7 +176,7 @@ function paths(): Json {
         summary: 'List jobs',
         description: 'Your jobs (an admin: everyone’s), filtered, sorted, one page at a time (keyset paging: no duplicate, no gap).',
         parameters: queryParameters(ListQuerySchema),
-        responses: { '200': ok('One page.', ref('JobsPage')), '400': P400, '401': P401, '403': P403 },
+        responses: { '200': ok('One page.', ref('JobsPage')), '400': P400, '401': P401, '403': P403, '503': PAST_BUSY },
       },
     },
     '/v1/jobs/{id}': {
@@ -288,6 +289,7 @@ function paths(): Json {
           '200': ok('Without `at`: the executors heard from (heartbeats). With `at`: the executors that had work then, from the history, with your jobs on each.', { oneOf: [ref('Executors'), ref('ExecutorsAt')] }),
           '400': P400,
           '401': P401,
+          '503': PAST_BUSY,
         },
       },
     },
