@@ -286,6 +286,7 @@ describe.each(kinds)('the system at a past instant (%s store): REST, gRPC and th
       }
       expect((await get(ADMIN, `/v1/jobs?at=${t[1]}&at=${t[2]}`)).status).toBe(400);
       expect((await get(ADMIN, `/v1/executors?at=${t[1]}&owner=alice`)).status).toBe(400);
+      expect((await get(ADMIN, `/v1/jobs?at=${t[1]}&cursor=not-a-cursor`)).status).toBe(400);
       expect((await get(ADMIN, '/v1/executors?since=1')).status).toBe(400);
     });
   });

@@ -93,6 +93,23 @@ describe('PastStates (real SQLite store and read models)', () => {
     }
   });
 
+  it('a store that cannot be read is unavailable (503), not an internal error; a bad question stays a bad question', async () => {
+    const other = new SqliteEventStore({ path: join(dir.path, 'closed.db') });
+    const past = new PastStates(other, { dir: dir.path });
+    await other.close();
+    try {
+      await expect(past.at(Date.now(), () => 1)).rejects.toMatchObject({ code: 'unavailable', message: expect.stringMatching(/event store could not be read/) });
+    } finally {
+      await past.close();
+    }
+    const ok = new PastStates(store, { dir: dir.path });
+    try {
+      await expect(ok.at(Date.now(), ({ projection }) => projection.list({ cursor: 'not-a-cursor' }))).rejects.toMatchObject({ code: 'invalid_argument' });
+    } finally {
+      await ok.close();
+    }
+  });
+
   it('before anything was recorded: position -1 and no jobs', async () => {
     const past = new PastStates(store, { dir: dir.path });
     try {

@@ -63,11 +63,13 @@ export class PastStates {
   /** Runs `read` on the state at `atMs` (epoch ms); the state stays open until it returns. */
   async at<T>(atMs: number, read: (state: PastState) => T | Promise<T>): Promise<T> {
     if (this.closed) throw new Error('PastStates is closed');
-    const position = await this.store.positionAt(new Date(atMs));
+    const position = await this.store.positionAt(new Date(atMs)).catch(storeFailure);
     const entry = this.entry(position);
     entry.users += 1;
     try {
-      return await read({ position, projection: await entry.ready });
+      const projection = await entry.ready.catch(storeFailure);
+      // The question itself (a bad cursor...) answers as it would on the live read model.
+      return await read({ position, projection });
     } finally {
       entry.users -= 1;
       if (entry.evicted && entry.users === 0) void this.dispose(entry);
@@ -129,4 +131,10 @@ export class PastStates {
     await projection.close();
     if (file) for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
   }
+}
+
+/** The store could not be read (a connection lost, a closed store): say so, without its internals. */
+function storeFailure(err: unknown): never {
+  if (err instanceof UnavailableError) throw err;
+  throw new UnavailableError('the event store could not be read to rebuild that instant; try again shortly');
 }
