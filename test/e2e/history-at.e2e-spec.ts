@@ -383,3 +383,48 @@ describe.each(kinds)('the system at a past instant (%s store): REST, gRPC and th
     });
   });
 });
+
+describe('the system at a past instant, on jobs run by jobline dev (real orchestrator and executor)', () => {
+  let dir: TempDir;
+  let stack: import('../../apps/cli/src/dev-stack').DevStack;
+  let rest: import('./support').RestClient;
+
+  beforeAll(async () => {
+    const { startDevStack } = await import('../../apps/cli/src/dev-stack');
+    const { RestClient, quietLogger } = await import('./support');
+    dir = tempDir('jobline-history-at-dev-');
+    stack = await startDevStack({ dataDir: join(dir.path, 'data'), apiPort: 0, executorCapacity: 1, graceMs: 500, packager: false, logger: quietLogger });
+    rest = new RestClient(stack.apiUrl!, stack.token);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    dir?.remove();
+  });
+
+  it('while one job runs on the only slot and another waits: running on the executor, then queued, then both finished', async () => {
+    const first = await rest.submit({ command: ['sleep', '1.2'] });
+    const second = await rest.submit({ command: ['true'] });
+    await rest.finished(first.id);
+    await rest.finished(second.id);
+    const type = (events: { type: string; occurredAt?: string }[], t: string) => Date.parse((events.find((e) => e.type === t) as { occurredAt: string }).occurredAt);
+    const firstEvents = (await (await rest.request(`/v1/jobs/${first.id}/events`)).json()) as { items: { type: string; occurredAt: string }[] };
+    const secondEvents = (await (await rest.request(`/v1/jobs/${second.id}/events`)).json()) as { items: { type: string; occurredAt: string }[] };
+    // Halfway through the first job's run, the second was waiting for the slot.
+    const during = new Date((type(firstEvents.items, 'JobStarted') + type(firstEvents.items, 'JobCompleted')) / 2).toISOString();
+    const list = (await (await rest.request(`/v1/jobs?at=${during}&order=submittedAt`)).json()) as { items: JobView[] };
+    expect(list.items.map((j) => [j.id, j.status])).toEqual([[first.id, 'running'], [second.id, 'queued']]);
+    const executor = list.items[0].executor!;
+    expect(executor).toEqual(expect.any(String));
+    const executors = (await (await rest.request(`/v1/executors?at=${during}`)).json()) as { queued: number; items: { id: string; running: number; jobs: JobView[] }[] };
+    expect(executors.queued).toBe(1);
+    expect(executors.items.map((e) => [e.id, e.running, e.jobs.map((j) => j.id)])).toEqual([[executor, 1, [first.id]]]);
+    expect(executors.items[0].jobs[0]).toEqual(list.items[0]);
+
+    const after = new Date(type(secondEvents.items, 'JobCompleted') + 50).toISOString();
+    await pause(Date.parse(after) - Date.now() + 5); // `at` may not be in the future
+    const done = (await (await rest.request(`/v1/jobs?at=${after}&order=submittedAt`)).json()) as { items: JobView[] };
+    expect(done.items.map((j) => [j.id, j.status])).toEqual([[first.id, 'succeeded'], [second.id, 'succeeded']]);
+    expect(done.items).toEqual([await rest.job(first.id), await rest.job(second.id)]);
+    expect(((await (await rest.request(`/v1/executors?at=${after}`)).json()) as { items: unknown[] }).items).toEqual([]);
+  });
+});
