@@ -37,7 +37,7 @@ interface Entry {
  * by the same JobsProjection, with the same evolveJobView, as the live read model: a past
  * listing has the live one's filters, order, paging and owner rules because it is the same code
  * on other rows. A prefix never changes once recorded, so a state is kept by its position
- * (the next page, or another question about the same instant, costs nothing), and two instants
+ * (the next page, or another question about the same instant, costs one positionAt), and two instants
  * with nothing recorded between them share one. Builds run one at a time.
  */
 export class PastStates {
@@ -56,7 +56,6 @@ export class PastStates {
   ) {
     this.cacheSize = Math.max(1, options.cacheSize ?? 4);
     this.maxPending = Math.max(1, options.maxPendingBuilds ?? 8);
-    // A job's events sit close together in the log, so a small cache of hot views serves a rebuild.
     this.root = mkdtempSync(join(options.dir ?? tmpdir(), 'jobline-past-'));
   }
 
@@ -100,6 +99,7 @@ export class PastStates {
     }
     this.pending += 1;
     const path = join(this.root, `at-${position}-${this.built++}.db`);
+    // A job's events sit close together in the log, so a small cache of hot views serves a rebuild.
     const build = this.queue
       .then(() => JobsProjection.rebuild(this.store, path, { until: position, cacheSize: 1_000 }))
       .finally(() => (this.pending -= 1));
