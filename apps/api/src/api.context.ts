@@ -6,6 +6,7 @@ import type { LogReader } from '../../../libs/messaging/src/log-reader';
 import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import type { BusState } from '../../../libs/service/src/bus';
 import type { ExecutorsRegistry } from './executors.registry';
+import type { PastStates } from './history/past-states';
 import type { JobsProjection } from './projections/jobs.projection';
 
 export const API_CONTEXT = Symbol('ApiContext');
@@ -17,6 +18,8 @@ export interface ApiContext {
   jsm: JetStreamManager;
   eventStore: EventStore;
   projection: JobsProjection;
+  /** The read model as the store stood at a past instant (`?at=` of lists and executors). */
+  past: PastStates;
   publisher: JetStreamPublisher;
   executors: ExecutorsRegistry;
   submitTimeoutMs: number;

@@ -4,6 +4,7 @@ import { Logger, Module, type DynamicModule, type INestApplication, type LoggerS
 import { NestFactory } from '@nestjs/core';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
 import type { SigningKey } from '../../../libs/event-store/src/chain-checkpoint';
 import { chainCheckpointStoreFor } from '../../../libs/event-store/src/chain-checkpoint.stores';
@@ -12,6 +13,7 @@ import { ensureStreams, type StreamOptions } from '../../../libs/messaging/src/s
 import { API_CONTEXT, type ApiContext } from './api.context';
 import { TokenRegistry, type ApiToken } from './api-tokens';
 import { ExecutorsRegistry } from './executors.registry';
+import { PastStates } from './history/past-states';
 import { AuthGuard, TOKEN_REGISTRY } from './http/auth.guard';
 import { ProblemFilter } from './http/problem.filter';
 import { JobsController } from './jobs.controller';
@@ -170,12 +172,15 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     history: eventStoreHistory(options.eventStore, (jobId, listener) => options.projection.onChange(jobId, () => listener())),
   });
   const logMemory = new LogMemory(logs, options.logMemory);
+  // Past read models go beside the live one (same volume), or to the temp folder for one in memory.
+  const past = new PastStates(options.eventStore, { dir: options.projection.file ? dirname(options.projection.file) : undefined });
   const ctx: ApiContext = {
     nc,
     js,
     jsm,
     eventStore: options.eventStore,
     projection: options.projection,
+    past,
     publisher: new JetStreamPublisher(js, { timeoutMs: Math.min(submitTimeoutMs, 5000) }),
     executors,
     submitTimeoutMs,
@@ -213,6 +218,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     logMemory.stop();
     logs.close();
     executors.stop();
+    await past.close();
     throw err;
   }
   if (options.grpc) {
@@ -223,6 +229,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
       logs.close();
       executors.stop();
       await app.close();
+      await past.close();
       throw err;
     }
   }
@@ -241,6 +248,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
         logs.close();
         logMemory.stop();
         await app.close();
+        await past.close();
       })()),
   };
 }

@@ -62,7 +62,7 @@ export class JobsController {
   }
 
   @Get()
-  list(@CurrentCaller() caller: Caller, @Query() query: unknown): JobsPage {
+  list(@CurrentCaller() caller: Caller, @Query() query: unknown): Promise<JobsPage> {
     return this.jobs.list(caller, query);
   }
 

@@ -37,7 +37,7 @@ import { evolveJobView } from '../../../libs/domain/src';
 import type { RecordedEvent } from '../../../libs/event-store/src/event-store.port';
 import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
-import { instantParam, intParam, listOfParam, listParam, parseQuery } from './http/query';
+import { instantParam, intParam, listOfParam, listParam, parseQuery, pastInstantParam } from './http/query';
 import { jobIdForKey, parseIdempotencyKey } from './idempotency';
 import { DEFAULT_LIMIT, JOB_ORDERS, MAX_LIMIT, MAX_TIMELINE_BUCKETS, type JobOrder, type JobsPage, type TimelineBucket } from './projections/jobs.projection';
 import { UploadStore } from '../../../libs/messaging/src/bundle-store';
@@ -46,6 +46,7 @@ import { createInbox } from '@nats-io/nats-core';
 import { createHash } from 'node:crypto';
 import { compareRuns, comparedRun, type JobComparison } from './compare';
 import type { ArchiveUpload } from './http/submit-body';
+import type { PastState } from './history/past-states';
 
 // Exported: the OpenAPI document (openapi/openapi.document.ts) is generated from these.
 export const ListQuerySchema = z.strictObject({
@@ -58,13 +59,25 @@ export const ListQuerySchema = z.strictObject({
   limit: intParam(1, MAX_LIMIT).optional().describe(`Items per page (default ${DEFAULT_LIMIT}).`),
   cursor: z.string().min(1).max(512).optional().describe("The previous page's nextCursor (same filters and order)."),
   order: z.enum(JOB_ORDERS as unknown as [JobOrder, ...JobOrder[]]).optional().describe('Sort order (default -submittedAt).'),
+  at: pastInstantParam()
+    .optional()
+    .describe(
+      'The list as it stood at this instant (RFC 3339, not before the epoch, not in the future): every event the store had recorded by then, folded like the live list, with the same filters, order and paging (pass the same `at` with the cursor).',
+    ),
 });
 
 export const GetQuerySchema = z.strictObject({
-  at: z.iso
-    .datetime({ offset: true, message: 'must be an ISO-8601 date-time with a zone, e.g. 2025-01-31T12:00:00Z' })
+  at: pastInstantParam()
     .optional()
-    .describe("The job as it stood at this instant, replayed from its history (404 before its submission)."),
+    .describe('The job as it stood at this instant (RFC 3339, not before the epoch, not in the future), replayed from its history by its events\' times (404 before its submission).'),
+});
+
+export const ExecutorsQuerySchema = z.strictObject({
+  at: pastInstantParam()
+    .optional()
+    .describe(
+      'Instead of the executors heard from now: which jobs were on each executor at this instant (RFC 3339, not before the epoch, not in the future), from the events the store had recorded by then.',
+    ),
 });
 
 export const StatsQuerySchema = z.strictObject({ owner: OwnerSchema.optional().describe("Only this owner's jobs (admins).") });
@@ -103,6 +116,25 @@ export interface JobTimeline {
   to: string;
   bucketSeconds: number;
   buckets: (Omit<TimelineBucket, 'start'> & { start: string })[];
+}
+
+/** One executor at an instant, as the job history knows it: from the JobDispatched of the attempts on it. */
+export interface ExecutorWork {
+  id: string;
+  /** Attempts dispatched to it or running on it then, of every owner (GET /v1/executors counts them the same way). */
+  running: number;
+  /** Those of the caller's jobs (an admin: every job), oldest submission first. */
+  jobs: JobView[];
+}
+
+/** GET /v1/executors?at=: the executors that had work at `at`, and the jobs waiting for one. */
+export interface ExecutorsAt {
+  at: string;
+  /** The newest store position recorded by then (-1: none yet); the state is the log up to it. */
+  position: number;
+  /** The caller's jobs (an admin: every job) queued then, waiting for an executor: `GET /v1/jobs?at=…&status=queued` lists them. */
+  queued: number;
+  items: ExecutorWork[];
 }
 
 export interface JobStats {
@@ -204,7 +236,7 @@ export class JobsService {
       throw new IllegalStateError(`job ${original.id} has not finished (${original.status}): only a finished job can be run again`, { problem: { jobStatus: original.status } });
     }
     if (original.purged) throw new IllegalStateError(`job ${original.id} was purged: it cannot be run again`);
-    if (original.spec.source && !original.bundleDigest) {
+    if ((original.spec.source || (original.spec.data?.length ?? 0) > 0) && !original.bundleDigest) {
       throw new IllegalStateError(`job ${original.id} has no bundle (its packaging did not succeed), so it cannot be run again with the same bundle: submit it anew`);
     }
     this.requireBus();
@@ -271,24 +303,47 @@ export class JobsService {
     return bytes ? createHash('sha256').update(bytes).digest('hex') : null;
   }
 
-  list(caller: Caller, query: unknown): JobsPage {
-    const q = parseQuery(ListQuerySchema, query);
-    return this.ctx.projection.list({ ...q, owner: this.ownerScope(caller, q.owner) });
+  /**
+   * A page of the jobs read model, or (`at`) of the read model as the store stood at that
+   * instant: the same list, filters and owner rules, on the events recorded by then.
+   */
+  async list(caller: Caller, query: unknown): Promise<JobsPage> {
+    const { at, ...q } = parseQuery(ListQuerySchema, query);
+    const filter = { ...q, owner: this.ownerScope(caller, q.owner) };
+    if (at === undefined) return this.ctx.projection.list(filter);
+    return this.ctx.past.at(at, ({ projection }) => projection.list(filter));
+  }
+
+  /**
+   * Which jobs were on each executor at `at` (now without it, from the live read model): the
+   * executors with attempts dispatched or running then, by the executorId of their JobDispatched.
+   * Heartbeats are not events, so an executor idle at that instant is not known to the history.
+   */
+  async executorWork(caller: Caller, query: unknown, now: number = Date.now()): Promise<ExecutorsAt> {
+    const { at } = parseQuery(ExecutorsQuerySchema, query);
+    const owner = caller.admin ? undefined : caller.owner;
+    const read = (atMs: number, { position, projection }: PastState): ExecutorsAt => ({
+      at: new Date(atMs).toISOString(),
+      position,
+      queued: projection.countByStatus(owner).queued,
+      items: projection.executorLoad(owner),
+    });
+    if (at === undefined) return read(now, { position: this.ctx.projection.position, projection: this.ctx.projection });
+    return this.ctx.past.at(at, (state) => read(at, state));
   }
 
   /** The job as the projection has it now, or (`?at=`) as it stood at a past time, replayed from its stream. */
   async get(caller: Caller, id: string, query: unknown): Promise<JobView> {
     const { at } = parseQuery(GetQuerySchema, query);
     if (at === undefined) return this.visible(caller, id);
-    const atMs = Date.parse(at);
     const records = await this.ownStream(caller, id);
     let view: JobView | null = null;
     for (const event of decodeKnown(records)) {
       // The history up to `at` is a prefix of the stream: stop at the first later event.
-      if (Date.parse(event.metadata.occurredAt) > atMs) break;
+      if (Date.parse(event.metadata.occurredAt) > at) break;
       view = evolveJobView(view, event);
     }
-    if (!view) throw new NotFoundError(`job ${id} did not exist yet at ${at}`);
+    if (!view) throw new NotFoundError(`job ${id} did not exist yet at ${new Date(at).toISOString()}`);
     return view;
   }
 

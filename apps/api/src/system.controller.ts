@@ -4,7 +4,8 @@ import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
 import type { ExecutorInfo } from './executors.registry';
 import { AuthGuard, CurrentCaller } from './http/auth.guard';
-import { JobsService, type JobStats, type JobTimeline } from './jobs.service';
+import { parseQuery } from './http/query';
+import { ExecutorsQuerySchema, JobsService, type ExecutorsAt, type JobStats, type JobTimeline } from './jobs.service';
 
 @Controller('v1')
 @UseGuards(AuthGuard)
@@ -14,10 +15,15 @@ export class SystemController {
     @Inject(JobsService) private readonly jobs: JobsService,
   ) {}
 
-  /** Executors heard from (heartbeats); any authenticated caller may see them, with counts, not job ids. */
+  /**
+   * Executors heard from (heartbeats); any authenticated caller may see them, with counts, not
+   * job ids. With `at`: the executors that had work then, from the history, with the caller's jobs on each.
+   */
   @Get('executors')
-  executors(): { items: ExecutorInfo[] } {
-    return { items: this.ctx.executors.list() };
+  async executors(@CurrentCaller() caller: Caller, @Query() query: unknown): Promise<{ items: ExecutorInfo[] } | ExecutorsAt> {
+    const { at } = parseQuery(ExecutorsQuerySchema, query);
+    if (at === undefined) return { items: this.ctx.executors.list() };
+    return this.jobs.executorWork(caller, query);
   }
 
   /** Jobs per status: the caller's own, or (admins) everyone's or one owner's. */

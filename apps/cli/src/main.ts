@@ -4,12 +4,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, VARIABLES, VARIABLE_NAMES, effectiveVariables, formatEffectiveConfig, loadConfig, type ConfigProfile, type JoblineConfig, type VariableSpec } from '../../../libs/config/src';
 import { createLogger, runService, type ServiceLogger } from '../../../libs/service/src';
-import { JOB_ORDERS, JOB_STATUSES } from '../../../libs/contracts/src';
+import { JOB_ORDERS, JOB_STATUSES, parseRfc3339 } from '../../../libs/contracts/src';
 import type { DevStack } from './dev-stack';
 import { completionScript } from './completion';
 import {
   attestationCommand,
   compareCommand,
+  executorsCommand,
   historyCommand,
   listCommand,
   logsCommand,
@@ -89,6 +90,12 @@ function range(min: number, max: number) {
     if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}..${max}`);
     return n;
   };
+}
+/** `--at`: an RFC 3339 instant, as typed (the server refuses one before the epoch or in its future). */
+function instant(value: string): string {
+  const parsed = parseRfc3339(value);
+  if (!parsed.ok) throw new InvalidArgumentError(parsed.message);
+  return value;
 }
 function natsUrl(value: string): string {
   if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(value)) throw new InvalidArgumentError('expected a NATS URL such as nats://127.0.0.1:4222');
@@ -308,7 +315,11 @@ export function buildProgram(): Command {
     .addOption(new Option('--limit <n>', 'jobs per page, 1-100 (default 20)').argParser(range(1, 100)))
     .option('--cursor <cursor>', 'the page after the one that printed this cursor (same filters and order)')
     .addOption(new Option('--order <order>', 'sort order (default -submittedAt: newest first)').choices([...JOB_ORDERS]))
+    .addOption(new Option('--at <time>', 'the list as it stood then, from the recorded events (RFC 3339, e.g. 2025-01-31T12:00:00Z)').argParser(instant))
     .action((o: RemoteFlags & ListFlags) => withRemote(o, (r) => listCommand(r, o, Boolean(o.json), stdio)));
+  remoteCommand('executors', 'which jobs are on each executor (with --at: were, then), and how many wait for one')
+    .addOption(new Option('--at <time>', 'as the store stood then (RFC 3339, e.g. 2025-01-31T12:00:00Z)').argParser(instant))
+    .action((o: RemoteFlags & { at?: string }) => withRemote(o, (r) => executorsCommand(r, o, Boolean(o.json), stdio)));
   remoteCommand('history', "a job's stored events, in order").argument('<id>').action((id: string, o: RemoteFlags) => withRemote(o, (r) => historyCommand(r, id, Boolean(o.json), stdio)));
   remoteCommand('rerun', 'run a finished job again: same spec, same bundle by digest; prints the new id (--compare: waits, compares, exits 0 identical / 1 not)')
     .option('--compare', 'wait for the re-run to finish and compare it with the original (exit code, log digest, artifacts)')

@@ -9,3 +9,4 @@ export * from './event-codec';
 export * from './log-chunk.codec';
 export * from './ws-frames';
 export * from './webhooks';
+export * from './instant';

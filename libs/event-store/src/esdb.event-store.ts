@@ -198,6 +198,22 @@ export class EventStoreDbEventStore implements EventStore {
     return -1;
   }
 
+  /**
+   * $all commit positions cannot be sought to, so this reads backwards from the end to the
+   * first event created at or before `instant`: its cost grows with the events recorded after
+   * `instant`, not with the size of the store.
+   */
+  async positionAt(instant: Date): Promise<number> {
+    const limit = instant.getTime();
+    if (!Number.isFinite(limit)) throw new TypeError('positionAt: not a valid instant');
+    const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END, filter: excludeSystemEvents() });
+    for await (const resolved of read) {
+      const event = userEventAfter(resolved, -1);
+      if (event && Date.parse(event.recordedAt) <= limit) return event.position;
+    }
+    return -1;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
     await this.client.dispose();

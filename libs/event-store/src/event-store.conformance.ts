@@ -222,6 +222,33 @@ export function describeEventStoreConformance(name: string, factory: () => Promi
         expect(afterThird[0].position).toBeGreaterThan(seen[2].position);
         expect(await store.readAll({ after: start, maxCount: 0 })).toEqual([]);
       });
+
+      it('positionAt names the newest event recorded at or before an instant: the store as it stood then', async () => {
+        const pause = async (ms: number) => new Promise((r) => setTimeout(r, ms));
+        const stream = streamName('at');
+        // Several appends, each in a millisecond of its own, with an instant between each two.
+        const between: Date[] = [];
+        const last: RecordedEvent[] = [];
+        for (let i = 0; i < 4; i++) {
+          await store.appendToStream(stream, [event(`A${i}`), event(`B${i}`)], 'any');
+          last.push((await store.readStream(stream)).at(-1)!);
+          await pause(3);
+          between.push(new Date());
+          await pause(3);
+        }
+        const all = await store.readStream(stream);
+        for (let i = 0; i < 4; i++) {
+          expect(await store.positionAt(between[i])).toBe(last[i].position);
+          // Inclusive to the millisecond of recordedAt.
+          expect(await store.positionAt(new Date(last[i].recordedAt))).toBe(last[i].position);
+        }
+        // Before the first of them: an earlier position (or -1 on an empty store), never one of these.
+        const before = await store.positionAt(new Date(Date.parse(all[0].recordedAt) - 1));
+        expect(before).toBeLessThan(all[0].position);
+        expect(await store.positionAt(new Date(0))).toBeLessThan(all[0].position);
+        expect(await store.positionAt(new Date(Date.now() + 60_000))).toBe(await store.headPosition());
+        await expect(store.positionAt(new Date(Number.NaN))).rejects.toThrow(/not a valid instant/);
+      });
     });
 
     describe('hash chain', () => {

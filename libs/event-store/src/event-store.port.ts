@@ -69,6 +69,14 @@ export interface EventStore {
   subscribeToAll(options?: { after?: number }): Subscription;
   /** Position of the newest event, -1 when empty. */
   headPosition(): Promise<number>;
+  /**
+   * The position of the newest event the store had recorded at `instant` (its recordedAt, to
+   * the millisecond, at or before it); -1 when it held none yet. The log up to that position is
+   * the store as it stood then. Adapters take recorded times under their append lock, so they
+   * do not decrease along positions (unless the store's clock is stepped back: then this is
+   * one position where they cross `instant`).
+   */
+  positionAt(instant: Date): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -122,6 +122,19 @@ if (!postgres.available) {
       expect(await second.appendToStream('job-1', [event('C')], 1)).toEqual({ nextExpectedRevision: 2, position: 3 });
     });
 
+    it('positionAt bisects by number across 1..9 → 10..99 (a text sort of positions would land at 1)', async () => {
+      const store = open({ schema: freshSchema() });
+      expect(await store.positionAt(new Date())).toBe(-1);
+      const between: Date[] = [];
+      for (let i = 1; i <= 24; i++) {
+        await store.appendToStream(`job-${i % 3}`, [event(`E${i}`)], 'any');
+        await new Promise((r) => setTimeout(r, 2));
+        between.push(new Date());
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      for (let i = 0; i < between.length; i++) expect({ i, position: await store.positionAt(between[i]) }).toEqual({ i, position: i + 1 });
+    });
+
     it('keeps data and metadata exactly as written (json, not jsonb): key order, escapes, unicode', async () => {
       const schema = freshSchema();
       const store = open({ schema });

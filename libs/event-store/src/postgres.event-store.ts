@@ -10,6 +10,7 @@ import {
   type Subscription,
 } from './event-store.port';
 import { contentHash } from './event-chain';
+import { bisectRecordedAt } from './recorded-time';
 import { PostgresDatabase, isConnectionError, retryDelayMs, type PostgresConnectionOptions } from './postgres.connection';
 
 export interface PostgresEventStoreTuning {
@@ -183,6 +184,7 @@ export class PostgresEventStore implements EventStore {
     stream: string;
     after: string;
     head: string;
+    firstFrom: string;
   };
   private readonly subscriptions = new Set<PostgresSubscription>();
   /** Subscriptions that found nothing new, with the resolver that wakes each one. */
@@ -205,6 +207,10 @@ export class PostgresEventStore implements EventStore {
       stream: `SELECT ${COLUMNS} FROM ${events} WHERE stream_id = $1 ORDER BY revision`,
       after: `SELECT ${COLUMNS} FROM ${events} WHERE position > $1 ORDER BY position LIMIT $2`,
       head: `SELECT COALESCE(max(position), -1)::text AS head FROM ${events}`,
+      // The same millisecond text readAll reports, so positionAt and recordedAt agree to the millisecond.
+      // ORDER BY the column, not the text alias of the same name (which would sort '10' before '2').
+      firstFrom: `SELECT e.position::text AS pos, to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "recordedAt"
+        FROM ${events} e WHERE e.position >= $1 ORDER BY e.position LIMIT 1`,
     };
   }
 
@@ -267,6 +273,15 @@ export class PostgresEventStore implements EventStore {
   async headPosition(): Promise<number> {
     await this.ready();
     return this.readHead();
+  }
+
+  /** recorded_at is the server's clock_timestamp() taken under the append lock: it never goes back along positions. */
+  async positionAt(instant: Date): Promise<number> {
+    await this.ready();
+    return bisectRecordedAt(instant, await this.readHead(), async (from) => {
+      const rows = await this.database.query<{ pos: string; recordedAt: string }>(this.sql.firstFrom, [from]);
+      return rows.length > 0 ? { position: Number(rows[0].pos), recordedAt: rows[0].recordedAt } : undefined;
+    });
   }
 
   async close(): Promise<void> {

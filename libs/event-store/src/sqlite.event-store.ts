@@ -11,6 +11,7 @@ import {
 } from './event-store.port';
 import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
 import { chainLink, contentHash, streamLink } from './event-chain';
+import { bisectRecordedAt } from './recorded-time';
 
 export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
   /**
@@ -81,6 +82,7 @@ export class SqliteEventStore implements EventStore {
   private readonly selectStream: AnyStatement;
   private readonly selectAfter: AnyStatement;
   private readonly selectHead: AnyStatement;
+  private readonly selectFirstFrom: AnyStatement;
   private readonly lastLink: AnyStatement;
   private readonly nextPosition: AnyStatement;
   private readonly appendTx: ReturnType<SqliteDatabase['transaction']>;
@@ -116,6 +118,7 @@ export class SqliteEventStore implements EventStore {
       .prepare(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`)
       .raw();
     this.selectHead = this.db.prepare('SELECT COALESCE(MAX(position), -1) FROM events').pluck();
+    this.selectFirstFrom = this.db.prepare('SELECT position, recorded_at AS recordedAt FROM events WHERE position >= ? ORDER BY position LIMIT 1');
     this.appendTx = this.db.transaction(
       (streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult =>
         this.appendInTransaction(streamId, events, expected),
@@ -165,6 +168,12 @@ export class SqliteEventStore implements EventStore {
   async headPosition(): Promise<number> {
     this.assertOpen();
     return this.selectHead.get() as number;
+  }
+
+  /** recorded_at is written by this process's clock inside the write lock (IMMEDIATE): it never goes back along positions. */
+  async positionAt(instant: Date): Promise<number> {
+    this.assertOpen();
+    return bisectRecordedAt(instant, this.selectHead.get() as number, async (from) => this.selectFirstFrom.get(from) as { position: number; recordedAt: string } | undefined);
   }
 
   async close(): Promise<void> {

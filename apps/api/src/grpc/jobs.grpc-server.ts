@@ -126,18 +126,28 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
       return { job: jobViewToPb({ ...jobs.visible(c, req.jobId ?? ''), cancelRequested: true }) };
     }),
     Status: unary(async (c, req) => ({ job: jobViewToPb(await jobs.get(c, req.jobId ?? '', req.at ? { at: fromTimestamp(req.at as PbTimestamp) } : {})) })),
-    List: unary((c, req) => {
+    List: unary(async (c, req) => {
       const status = statusFromPb(req.status);
       const priority = priorityFromPb(req.priority);
-      const page = jobs.list(c, {
+      const page = await jobs.list(c, {
         ...(status ? { status } : {}),
         ...(priority ? { priority } : {}),
         ...(req.owner ? { owner: req.owner } : {}),
         ...(req.limit ? { limit: String(req.limit) } : {}),
         ...(req.cursor ? { cursor: req.cursor } : {}),
         ...(req.order ? { order: req.order } : {}),
+        ...(req.at ? { at: fromTimestamp(req.at as PbTimestamp) } : {}),
       });
       return { items: page.items.map(jobViewToPb), total: page.total, nextCursor: page.nextCursor ?? '' };
+    }),
+    Executors: unary(async (c, req) => {
+      const r = await jobs.executorWork(c, req.at ? { at: fromTimestamp(req.at as PbTimestamp) } : {});
+      return {
+        at: toTimestamp(r.at),
+        position: r.position,
+        queued: r.queued,
+        items: r.items.map((e) => ({ id: e.id, running: e.running, jobs: e.jobs.map(jobViewToPb) })),
+      };
     }),
     Logs: streaming(async (c, req, write, signal) => {
       const job = jobs.visible(c, req.jobId ?? '');

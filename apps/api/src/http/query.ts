@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseWith, ValidationError } from '../../../../libs/contracts/src';
+import { parsePastInstant, parseWith, ValidationError } from '../../../../libs/contracts/src';
 
 /** Validates a query string object; unknown parameters are refused like unknown body fields. */
 export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
@@ -54,6 +54,21 @@ export const instantParam = () =>
   z
     .iso.datetime({ offset: true, message: 'must be an ISO-8601 date-time with a zone, e.g. 2025-01-31T12:00:00Z' })
     .transform((s) => Date.parse(s))
+    .register(queryParamDocs, { schema: { type: 'string', format: 'date-time' } });
+
+/**
+ * `at=`: an RFC 3339 instant between the Unix epoch and now (the server's clock), as epoch
+ * ms. Anything else is a 400 that says why; nothing is rounded, rolled over or clamped.
+ */
+export const pastInstantParam = (now: () => number = Date.now) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      const parsed = parsePastInstant(text, now());
+      if (parsed.ok) return parsed.ms;
+      ctx.addIssue({ code: 'custom', message: parsed.message });
+      return z.NEVER;
+    })
     .register(queryParamDocs, { schema: { type: 'string', format: 'date-time' } });
 
 export const boolParam = z

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JobIdSchema, JobSpecSchema, SPEC_LIMITS } from '../../../../libs/contracts/src';
 import { queryParamDocs } from '../http/query';
-import { CancelBodySchema, GetQuerySchema, ListQuerySchema, StatsQuerySchema, TimelineQuerySchema } from '../jobs.service';
+import { CancelBodySchema, ExecutorsQuerySchema, GetQuerySchema, ListQuerySchema, StatsQuerySchema, TimelineQuerySchema } from '../jobs.service';
 import { LogQuerySchema } from '../logs/logs.service';
 import {
   BundleManifestSchema,
@@ -11,6 +11,7 @@ import {
   CancelAcceptedSchema,
   JobComparisonSchema,
   ExecutorInfoSchema,
+  ExecutorsAtSchema,
   ExecutorsSchema,
   HealthSchema,
   JobEventItemSchema,
@@ -49,6 +50,7 @@ const RESPONSE_SCHEMAS: Record<string, z.ZodType> = {
   JobTimeline: JobTimelineSchema,
   Executor: ExecutorInfoSchema,
   Executors: ExecutorsSchema,
+  ExecutorsAt: ExecutorsAtSchema,
   Caller: CallerSchema,
   CancelAccepted: CancelAcceptedSchema,
   BundleManifest: BundleManifestSchema,
@@ -121,6 +123,7 @@ const P400 = problem('Invalid input (nothing changed): `errors` lists each field
 const P401 = problem('No or unknown credentials.');
 const P403 = problem('Not allowed (the owner filter is for admins).');
 const P404 = problem("No such job, or another owner's (the same answer).");
+const PAST_BUSY = problem('With `at`: too many past states are being built at once; ask again shortly.');
 const P503 = problem('The bus is unavailable, or the command was not recorded in time (the problem may carry `jobId`).');
 
 const gzip = (description: string) => ({ description, content: { 'application/gzip': { schema: { type: 'string', contentMediaType: 'application/gzip' } } } });
@@ -177,7 +180,7 @@ function paths(): Json {
         summary: 'List jobs',
         description: 'Your jobs (an admin: everyone’s), filtered, sorted, one page at a time (keyset paging: no duplicate, no gap).',
         parameters: queryParameters(ListQuerySchema),
-        responses: { '200': ok('One page.', ref('JobsPage')), '400': P400, '401': P401, '403': P403 },
+        responses: { '200': ok('One page.', ref('JobsPage')), '400': P400, '401': P401, '403': P403, '503': PAST_BUSY },
       },
     },
     '/v1/jobs/{id}': {
@@ -324,7 +327,18 @@ function paths(): Json {
       get: { operationId: 'jobArtifacts', tags: jobTag, summary: 'The latest attempt’s outputs', responses: { '200': gzip('The outputs as a tar.gz.'), '401': P401, '404': P404 } },
     },
     '/v1/executors': {
-      get: { operationId: 'listExecutors', tags: ['system'], summary: 'Executors heard from', responses: { '200': ok('From their heartbeats.', ref('Executors')), '401': P401 } },
+      get: {
+        operationId: 'listExecutors',
+        tags: ['system'],
+        summary: 'Executors heard from, or (at=) the jobs on each executor then',
+        parameters: queryParameters(ExecutorsQuerySchema),
+        responses: {
+          '200': ok('Without `at`: the executors heard from (heartbeats). With `at`: the executors that had work then, from the history, with your jobs on each.', { oneOf: [ref('Executors'), ref('ExecutorsAt')] }),
+          '400': P400,
+          '401': P401,
+          '503': PAST_BUSY,
+        },
+      },
     },
     '/v1/verify': {
       get: {

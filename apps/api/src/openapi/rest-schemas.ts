@@ -4,7 +4,7 @@ import { IsoTimeSchema, ResourceUsageSchema, SandboxKindSchema } from '../../../
 import type { Caller } from '../api-tokens';
 import type { ExecutorInfo } from '../executors.registry';
 import type { Problem } from '../http/problem.filter';
-import type { JobEventItem, JobStats, JobTimeline } from '../jobs.service';
+import type { ExecutorsAt, JobEventItem, JobStats, JobTimeline } from '../jobs.service';
 import type { DsseEnvelope } from '../../../../libs/event-store/src/attestation';
 import type { ChainVerification } from '../../../../libs/event-store/src/chain-verifier';
 import type { JobsPage } from '../projections/jobs.projection';
@@ -186,6 +186,21 @@ export const ExecutorInfoSchema = z
 
 export const ExecutorsSchema = z.strictObject({ items: z.array(ExecutorInfoSchema) });
 
+export const ExecutorsAtSchema = z
+  .strictObject({
+    at: IsoTimeSchema.describe('The instant answered for'),
+    position: z.number().int().min(-1).describe('The newest store position recorded by then (-1: none yet); the answer is the log up to it'),
+    queued: z.number().int().min(0).describe('Your jobs (an admin: every job) queued then, waiting for an executor: GET /v1/jobs?at=…&status=queued lists them'),
+    items: z.array(
+      z.strictObject({
+        id: ExecutorIdSchema.describe('The executorId of the JobDispatched of the attempts on it'),
+        running: z.number().int().min(0).describe('Attempts dispatched to it or running on it then, of every owner'),
+        jobs: z.array(JobViewSchema).describe('Yours among them (an admin: all), as they stood then, oldest submission first'),
+      }),
+    ),
+  })
+  .describe('Which jobs were on each executor at an instant, from the history (heartbeats are not stored: an executor idle then is not listed)');
+
 export const CallerSchema = z.strictObject({ owner: OwnerSchema, admin: z.boolean() }).describe('Who the credentials name');
 
 export const CancelAcceptedSchema = z
@@ -249,6 +264,7 @@ export type _RestSchemasAgree = AllTrue<{
   JobComparison: Agrees<z.output<typeof JobComparisonSchema>, JobComparison>;
   JobTimeline: Agrees<z.output<typeof JobTimelineSchema>, JobTimeline>;
   ExecutorInfo: Agrees<z.output<typeof ExecutorInfoSchema>, ExecutorInfo>;
+  ExecutorsAt: Agrees<z.output<typeof ExecutorsAtSchema>, ExecutorsAt>;
   Caller: Agrees<z.output<typeof CallerSchema>, Caller>;
   Problem: Agrees<Pick<z.output<typeof ProblemSchema>, ProblemKeys>, Pick<Problem, ProblemKeys>>;
 }>;

@@ -8,6 +8,7 @@ import {
   endFrameFromPb,
   envelopeFromPb,
   eventItemFromPb,
+  executorsAtFromPb,
   jobViewFromPb,
   jobsPageFromPb,
   logFrameFromPb,
@@ -44,7 +45,15 @@ export interface ListFlags {
   limit?: number;
   cursor?: string;
   order?: string;
+  /** RFC 3339 (checked by `main`): the list as it stood then. */
+  at?: string;
 }
+
+/** An RFC 3339 instant (already checked) as a proto Timestamp. */
+const timestampOf = (iso: string) => {
+  const ms = Date.parse(iso);
+  return { seconds: Math.floor(ms / 1000), nanos: (((ms % 1000) + 1000) % 1000) * 1e6 };
+};
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- proto-loader messages are untyped */
 
@@ -114,7 +123,7 @@ export async function stopCommand(remote: JobsRemote, id: string, asJson: boolea
 
 /** The `jobline list` arguments that select the same jobs in the same order (for the next page's command line). */
 function listArgs(f: ListFlags): string {
-  return [f.status && `--status ${f.status}`, f.priority && `--priority ${f.priority}`, f.owner && `--owner ${f.owner}`, f.limit && `--limit ${f.limit}`, f.order && `--order ${f.order}`]
+  return [f.status && `--status ${f.status}`, f.priority && `--priority ${f.priority}`, f.owner && `--owner ${f.owner}`, f.limit && `--limit ${f.limit}`, f.order && `--order ${f.order}`, f.at && `--at ${f.at}`]
     .filter(Boolean)
     .join(' ');
 }
@@ -129,6 +138,7 @@ export async function listCommand(remote: JobsRemote, f: ListFlags, asJson: bool
       ...(f.owner ? { owner: f.owner } : {}),
       ...(f.cursor ? { cursor: f.cursor } : {}),
       ...(f.order ? { order: f.order } : {}),
+      ...(f.at ? { at: timestampOf(f.at) } : {}),
     }),
   );
   if (asJson) {
@@ -142,9 +152,33 @@ export async function listCommand(remote: JobsRemote, f: ListFlags, asJson: bool
     await io.out(text);
   }
   const what = page.total === 1 ? 'job' : 'jobs';
-  let footer = page.items.length === 0 ? `no jobs${f.cursor ? ' on this page' : ''} (total ${page.total})\n` : `${page.items.length} of ${page.total} ${what}${f.cursor ? ' (a later page)' : ''}\n`;
+  const when = f.at ? ` at ${f.at}` : '';
+  let footer = page.items.length === 0 ? `no jobs${when}${f.cursor ? ' on this page' : ''} (total ${page.total})\n` : `${page.items.length} of ${page.total} ${what}${when}${f.cursor ? ' (a later page)' : ''}\n`;
   if (page.nextCursor) footer += `next page: jobline list ${[listArgs(f), `--cursor ${page.nextCursor}`].filter(Boolean).join(' ')}\n`;
   await io.out(style.dim(footer.trimEnd()) + '\n');
+  return EXIT.ok;
+}
+
+/**
+ * `jobline executors [--at T]`: the executors with attempts on them (then), each with the
+ * caller's jobs on it, and how many jobs were queued waiting for one.
+ */
+export async function executorsCommand(remote: JobsRemote, f: { at?: string }, asJson: boolean, io: Output): Promise<number> {
+  const r = executorsAtFromPb(await remote.call('Executors', f.at ? { at: timestampOf(f.at) } : {}));
+  if (asJson) {
+    await io.out(json(r));
+    return EXIT.ok;
+  }
+  const style = styleOf(io);
+  let text = style.dim(`${f.at ? `at ${f.at}` : `now (${r.at})`}, store position ${r.position}`) + '\n';
+  if (r.items.length === 0) text += `no executor had work${f.at ? ' then' : ''}\n`;
+  for (const e of r.items) {
+    const hidden = e.running - e.jobs.length;
+    text += `${style.bold(e.id)}  ${e.running} ${e.running === 1 ? 'attempt' : 'attempts'}${hidden > 0 ? ` (${hidden} of other owners)` : ''}\n`;
+    for (const j of e.jobs) text += `  ${j.id}  ${style.status(j.status.padEnd(9))}  attempt ${j.attempt}  ${j.owner.padEnd(12)}  started ${j.startedAt ?? '-'}\n`;
+  }
+  text += `${r.queued} queued, waiting for an executor${r.queued > 0 ? `: jobline list --status queued${f.at ? ` --at ${f.at}` : ''}` : ''}\n`;
+  await io.out(text);
   return EXIT.ok;
 }
 

@@ -111,6 +111,21 @@ export const jobsPageFromPb = (pb: any): JobsPageJson => ({
   nextCursor: pb.nextCursor ? String(pb.nextCursor) : null,
 });
 
+/** GET /v1/executors?at=: the executors with work at an instant, and how many jobs waited for one. */
+export interface ExecutorsAtJson {
+  at: string;
+  position: number;
+  queued: number;
+  items: { id: string; running: number; jobs: JobView[] }[];
+}
+
+export const executorsAtFromPb = (pb: any): ExecutorsAtJson => ({
+  at: isoFromPb(pb.at) ?? '',
+  position: pb.position ?? 0,
+  queued: pb.queued ?? 0,
+  items: ((pb.items ?? []) as any[]).map((e) => ({ id: String(e.id), running: e.running ?? 0, jobs: ((e.jobs ?? []) as any[]).map(jobViewFromPb) })),
+});
+
 /**
  * A log chunk as the WebSocket `log` frame carries it: `data` is UTF-8 text, or base64 with
  * `"encoding": "base64"` when the bytes are not valid UTF-8.
