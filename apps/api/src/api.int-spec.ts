@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Objm } from '@nats-io/obj';
 import { join } from 'node:path';
 import request from 'supertest';
-import { STREAMS, jobStreamName, type JobView } from '../../../libs/contracts/src';
+import { STREAMS, jobStreamName, subjects, type JobView } from '../../../libs/contracts/src';
 import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
 import { UPLOAD_BUCKET, UploadStore } from '../../../libs/messaging/src/bundle-store';
 import { connectNats } from '../../../libs/messaging/src/connection';
@@ -91,6 +91,8 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
     return res.body as JobView;
   };
   const commandsLastSeq = async () => (await jsm.streams.info(STREAMS.commands)).state.last_seq;
+  /** Messages the logs stream holds for one job. */
+  const logChunksOf = async (jobId: string) => (await jsm.streams.info(STREAMS.logs, { subjects_filter: subjects.logs(jobId) })).state.subjects?.[subjects.logs(jobId)] ?? 0;
   const storedTypes = async (jobId: string) => (await store.readStream(jobStreamName(jobId))).map((r) => r.type);
   const statusOf = async (token: string, jobId: string) => (await http().get(`/v1/jobs/${jobId}`).set(auth(token))).body.status as string;
   const expectProblem = (res: request.Response, status: number) => {
@@ -528,12 +530,14 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
 
       const res = await http().delete(`/v1/jobs/${job.id}`).set(auth(ALICE)).expect(204);
       expect(res.text).toBe('');
-      // 204 comes once JobPurged is visible, and the data is deleted before JobPurged is recorded.
+      // 204 comes once JobPurged is visible; JobPurged is recorded before the data is deleted, and a purged job serves none of it.
       const view = (await http().get(`/v1/jobs/${job.id}`).set(auth(ALICE)).expect(200)).body as JobView;
       expect(view).toMatchObject({ id: job.id, status: 'succeeded', purged: true, logBytes: 0 });
       const after = await http().get(`/v1/jobs/${job.id}/logs`).set(auth(ALICE)).buffer(true).parse(textParser).expect(200);
       expect(after.body).toBe('');
       expectProblem(await http().get(`/v1/jobs/${job.id}/artifacts`).set(auth(ALICE)), 404);
+      // And the data is gone from the bus too, shortly after.
+      await eventually(async () => (await logChunksOf(job.id)) === 0, 10_000, 'the log chunks deleted');
       const types = await storedTypes(job.id);
       expect(types[types.length - 1]).toBe('JobPurged');
       const events = (await http().get(`/v1/jobs/${job.id}/events`).set(auth(ALICE)).expect(200)).body.items as { type: string; actor: string; data: unknown }[];

@@ -24,7 +24,7 @@ import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { decide, rerunCommand, type JobCommand } from '../../../libs/domain/src';
+import { rerunCommand, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
@@ -341,11 +341,12 @@ export class Orchestrator {
   }
 
   /**
-   * `jobline.cmd.<owner>.purge`: deletes a finished job's logs and artifacts, then records
-   * JobPurged, so whoever sees JobPurged finds the data gone. A crash between the two steps
-   * is repaired by the redelivery (deleting again is harmless; a second JobPurged is never
-   * written). Bundles are stored once per digest and shared by every job with the same
-   * source, so they are left in place.
+   * `jobline.cmd.<owner>.purge`: records JobPurged, then deletes the finished job's logs and
+   * artifacts (the history first, invariant 1; the edges serve nothing of a purged job from
+   * the moment they see JobPurged). A crash between the two steps is repaired by the
+   * redelivery (a second JobPurged is never written; deleting again is harmless). Bundles are
+   * stored once per digest and shared by every job with the same source, so they are left in
+   * place (the retention policy removes those no job references).
    */
   async purge(owner: string, payload: unknown, opts: { admin?: boolean } = {}): Promise<HandledCommand> {
     const who = this.validOwner(owner);
@@ -357,12 +358,13 @@ export class Orchestrator {
       throw new ValidationError(`no job ${jobId} for owner ${who}`);
     }
     const command: JobCommand = { type: 'PurgeJob', data: { by: who, now: this.now() } };
-    // The decider's rules first (throws while the job is not finished): nothing is deleted from a running job.
-    decide(command, job);
-    // A finished job never becomes unfinished again, so the check above still holds after the deletion.
-    const purgedChunks = await this.deleteJobData(jobId, job.attempt);
-    this.o.logger.log(`orchestrator: purged job ${jobId} (${purgedChunks} log chunks, artifacts of ${job.attempt} attempt(s))`);
-    return this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
+    // Recorded first (the decider refuses while the job is not finished: nothing of a running job
+    // is deleted), then deleted: JobPurged is never missing while its data is gone. A purge of a
+    // purged job records nothing and deletes again, finishing a deletion a crash cut short.
+    const handled = await this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
+    const purgedChunks = await this.deleteJobData(jobId, handled.job.attempt);
+    this.o.logger.log(`orchestrator: purged job ${jobId} (${purgedChunks} log chunks, artifacts of ${handled.job.attempt} attempt(s))`);
+    return handled;
   }
 
   /**

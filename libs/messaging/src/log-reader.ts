@@ -213,6 +213,8 @@ export class LogReader {
         if (opts.signal?.aborted || this.closed) return null;
         const view = tail.view;
         if (!view) return null;
+        // Purged: nothing is served, even while the deletion that follows JobPurged is under way.
+        if (view.purged) return view;
         if (!opts.follow && attempt > Math.max(1, view.attempt)) return view;
         const end = opts.follow ? yield* this.follow(tail, attempt, offset, opts.signal) : yield* this.snapshot(tail.jobId, attempt, offset, opts.signal);
         if (end.reason === 'aborted') return null;

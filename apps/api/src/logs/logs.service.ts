@@ -50,6 +50,15 @@ export class LogsService implements OnModuleDestroy {
     const attempt = q.attempt ?? latest;
     if (attempt > latest) throw new NotFoundError(`job ${job.id} has no attempt ${attempt} (the latest is ${latest})`);
 
+    if (job.purged) {
+      // JobPurged is recorded before the logs are deleted: a purged job's log is empty from that moment.
+      res.statusCode = 200;
+      res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+      res.setHeader('Cache-Control', 'no-store');
+      res.setHeader('Jobline-Attempt', String(attempt));
+      res.end();
+      return;
+    }
     const stop = new AbortController();
     const onClose = () => stop.abort();
     res.once('close', onClose);
