@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { tracedGrpcService } from '../api-tracing';
 import type { PeerCertificate } from 'node:tls';
 import { JoblineError, OwnerSchema, UnavailableError, isTerminal, jobStreamName, type JobView } from '../../../../libs/contracts/src';
 import type { ApiContext } from '../api.context';
@@ -114,7 +115,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
         .finally(() => streams.delete(stop));
     };
 
-  server.addService(jobServiceClient().service, {
+  server.addService(jobServiceClient().service, tracedGrpcService('jobline.v1.JobService', {
     Start: unary(async (c, req) => {
       const { created, job } = await jobs.submit(c, specFromPb(req.spec), req.idempotencyKey || undefined);
       return { job: jobViewToPb(job), created };
@@ -239,7 +240,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
         signal.removeEventListener('abort', onAbort);
       }
     }),
-  });
+  }));
 
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 50051;
