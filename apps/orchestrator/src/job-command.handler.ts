@@ -17,6 +17,12 @@ export interface CommandMeta {
   causationId: string | null | 'last-event';
   /** Shared by every event of one flow: the job id unless a client gave its own. */
   correlationId: string;
+  /**
+   * Tracing: continue the job's own trace (the context stored with its newest event), not the
+   * active one: for decisions taken on the job's history (the scheduler's), which may run
+   * inside the work of another job.
+   */
+  jobTrace?: boolean;
 }
 
 export interface JobCommandHandlerOptions {
@@ -71,7 +77,7 @@ export class JobCommandHandler {
     if (!tracingActive()) return this.decideAndAppend(jobId, command, meta);
     // A command that arrived with a trace continues it; one of the scheduler's or a timer's continues the job's (its newest event's).
     const current = context.active();
-    const parent = hasSpan(current) ? current : contextFromRecord((await this.store.readStream(jobStreamName(jobId))).at(-1)?.metadata);
+    const parent = !meta.jobTrace && hasSpan(current) ? current : contextFromRecord((await this.store.readStream(jobStreamName(jobId))).at(-1)?.metadata);
     return inSpan(TRACERS.orchestrator, `job ${command.type}`, parent, { attributes: { 'jobline.job.id': jobId, 'jobline.actor': meta.actor } }, async (span) => {
       const handled = await this.decideAndAppend(jobId, command, meta);
       span?.setAttributes({
