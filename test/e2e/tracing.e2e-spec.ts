@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -13,6 +13,7 @@ import { tracingStarted } from '../../libs/service/src';
 import { tracingActive } from '../../libs/messaging/src/trace-context';
 import { eventually, freePort, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../libs/testing/src';
 import { certsInit } from '../../apps/cli/src/certs/dev-pki';
+import { threeCommitRepo } from '../../apps/packager/src/testing/git-repo';
 import { DEV_OWNER, startDevStack } from '../../apps/cli/src/dev-stack';
 import { RestClient, quietLogger } from './support';
 
@@ -230,7 +231,13 @@ describe('OpenTelemetry traces across every hop (jobline dev process, OTLP/HTTP 
   beforeAll(async () => {
     receiver = await startReceiver();
     dir = tempDir();
-    dev = await startDevProcess(dir.path, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '50' });
+    dev = await startDevProcess(dir.path, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+      // The packaged job's source is a local repository.
+      JOBLINE_PACKAGER_ALLOW_FILE_URLS: 'true',
+    });
     api = new RestClient(dev.url, dev.token);
     dev.nc.subscribe('jobline.logs.*', { callback: (_err, m) => void logMessages.push(m) });
   });
@@ -313,6 +320,29 @@ describe('OpenTelemetry traces across every hop (jobline dev process, OTLP/HTTP 
     expect(orphans(trace)).toEqual([]);
     // The CLI's client certificate (CN admin) names the owner.
     expectHops(trace, jobId, roots[0], 'admin');
+  });
+
+  it('a job with a git source: its trace goes through the packager (package order → package → result) to the attempt', async () => {
+    const repo = join(dir.path, 'repo');
+    mkdirSync(repo, { recursive: true });
+    const commits = threeCommitRepo(repo);
+    const job = await api.submit({ command: 'cat a.txt', source: { git: { url: `file://${repo}`, commit: commits[0] } } });
+    expect((await api.finished(job.id)).status).toBe('succeeded');
+    const trace = await eventually(() => {
+      const attempt = receiver.spans.find((s) => s.name === 'attempt' && s.attributes['jobline.job.id'] === job.id);
+      const t = attempt ? traceOf(receiver, attempt.traceId) : [];
+      return complete(t) ? t : undefined;
+    }, 15_000, 'the whole trace of the packaged job');
+    expect(trace.filter((s) => s.parentSpanId === '')).toHaveLength(1);
+    expect(orphans(trace)).toEqual([]);
+    const order = byName(trace, 'jobline-orchestrator', 'publish JobSubmitted')[0];
+    const pkg = byName(trace, 'jobline-packager', 'package')[0];
+    expect(pkg).toMatchObject({ kind: SPAN_KIND.CONSUMER, parentSpanId: order.spanId, attributes: expect.objectContaining({ 'jobline.job.id': job.id, 'jobline.packaging.result': 'packaged' }) });
+    const result = byName(trace, 'jobline-orchestrator', 'process jobline.pkg.done.*')[0];
+    expect(result.parentSpanId).toBe(pkg.spanId);
+    const recorded = byName(trace, 'jobline-orchestrator', 'job RecordPackaged')[0];
+    expect(recorded.parentSpanId).toBe(result.spanId);
+    expect(byName(trace, 'jobline-orchestrator', 'publish JobPackaged')[0].parentSpanId).toBe(recorded.spanId);
   });
 
   it('after stopping: every event stored with its trace context, and `jobline verify` finds the chain intact', async () => {
