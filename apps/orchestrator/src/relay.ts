@@ -11,7 +11,7 @@ import {
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import type { CheckpointStore, EventStore, RecordedEvent, Subscription } from '../../../libs/event-store/src/event-store.port';
 import { encodePayload, type JetStreamPublisher, type PublishItem } from '../../../libs/messaging/src/publisher';
-import { SpanKind, TRACERS, contextFromRecord, endSpan, injectHeaders, startSpan, tracingActive, withSpanContext, type Span } from '../../../libs/messaging/src/trace-context';
+import { SpanKind, TRACERS, contextFromRecord, endSpan, injectHeaders, startSpan, tracingActive, withSpanContext, type Context, type Span } from '../../../libs/messaging/src/trace-context';
 import type { JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
 
@@ -132,16 +132,19 @@ export class Relay {
           const event = decodeJobEvent(rec);
           const payload = toEventMessage(event);
           // Published later than recorded, from the store: the trace goes on from the context stored with the event.
-          const span = tracingActive() ? this.publishSpan(event) : null;
-          const traceContext = span ? withSpanContext(contextFromRecord(event.metadata as unknown as Record<string, unknown>), span) : undefined;
+          const parent = tracingActive() ? contextFromRecord(event.metadata as unknown as Record<string, unknown>) : null;
+          const span = parent ? this.publishSpan(event, parent) : null;
+          const traceContext = span && parent ? withSpanContext(parent, span) : undefined;
           if (span) spans.push(span);
-          const traced = traceContext ? { traceContext } : {};
-          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id, ...traced });
+          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
           const owner = await this.ownerOf(event);
-          if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id, ...traced });
+          if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
           else this.o.logger.warn(`relay: no owner known for job ${event.metadata.jobId}: its ${event.type} has no owner copy`);
           const derived = await this.derive(event);
-          if (derived) items.push({ ...derived, ...traced });
+          if (derived) {
+            derived.traceContext = traceContext;
+            items.push(derived);
+          }
         }
         await this.o.publisher.publishMany(items);
         // Stored first; the owners' copies follow in the same order on this one connection.
@@ -166,8 +169,8 @@ export class Relay {
   }
 
   /** `publish <EventType>`: the relay's hop of the job's trace, a child of the span that recorded the event. */
-  private publishSpan(event: StoredJobEvent): Span | null {
-    return startSpan(TRACERS.orchestrator, `publish ${event.type}`, contextFromRecord(event.metadata as unknown as Record<string, unknown>), {
+  private publishSpan(event: StoredJobEvent, parent: Context): Span | null {
+    return startSpan(TRACERS.orchestrator, `publish ${event.type}`, parent, {
       kind: SpanKind.PRODUCER,
       attributes: {
         'messaging.system': 'nats',

@@ -97,7 +97,7 @@ export class JetStreamPublisher {
         const it = window[i];
         let p: Promise<PubAck>;
         try {
-          p = this.publish(it.subject, it.payload, { msgId: it.msgId, headers: it.headers, ...(it.traceContext ? { traceContext: it.traceContext } : {}) });
+          p = this.publish(it.subject, it.payload, { msgId: it.msgId, headers: it.headers, traceContext: it.traceContext });
         } catch (err) {
           p = Promise.reject(err);
         }
