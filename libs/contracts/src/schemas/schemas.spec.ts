@@ -108,7 +108,7 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
   CancelJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, reason: 'r', correlationId: 'c' }], invalid: [{ reason: 'no job' }, { jobId: JOB.toUpperCase() }] },
   PurgeJobMessage: { valid: [{ jobId: JOB }, { jobId: JOB, correlationId: 'c' }], invalid: [{}, { jobId: JOB, reason: 'no such field' }] },
   CommandHeaders: {
-    valid: [{}, { 'Nats-Msg-Id': JOB }, { 'Jobline-Reply-To': '_INBOX.abc123' }, { 'Jobline-Reply-To': '_INBOX_acme.x.y' }],
+    valid: [{}, { 'Nats-Msg-Id': JOB }, { 'Jobline-Reply-To': '_INBOX.abc123' }, { 'Jobline-Reply-To': '_INBOX_acme.x.y' }, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'acme=7' }],
     invalid: [{ 'Nats-Msg-Id': '' }, { 'Jobline-Reply-To': 'jobline.evt.x.JobCompleted' }, { 'Jobline-Reply-To': '_INBOX.>' }, { 'Jobline-Reply-To': '_INBOX.a b' }],
   },
   CommandRejection: {
