@@ -10,6 +10,7 @@ import type { SigningKey } from '../../../libs/event-store/src/chain-checkpoint'
 import { chainCheckpointStoreFor } from '../../../libs/event-store/src/chain-checkpoint.stores';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { ensureStreams, type StreamOptions } from '../../../libs/messaging/src/streams';
+import { httpTracingMiddleware } from './api-tracing';
 import { API_CONTEXT, type ApiContext } from './api.context';
 import { TokenRegistry, type ApiToken } from './api-tokens';
 import { ExecutorsRegistry } from './executors.registry';
@@ -211,6 +212,7 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     app.useGlobalFilters(new ProblemFilter(logger));
     (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
     // Before the routes (registered by listen), so every request is timed.
+    app.use(httpTracingMiddleware());
     app.use(metrics.httpMiddleware());
     app.useWebSocketAdapter(new JoblineWsAdapter(app, tokens));
     await app.listen(port, host);

@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import { ConfigError, type JoblineConfig } from '../../../libs/config/src';
 import { loadSigningKey, openEventStore } from '../../../libs/event-store/src';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
-import { connectBus, createLogger, enableExplicitGc, nestLogger, readTlsDir, streamOptions, watchBus, type BusState, type ServiceLogger, type TlsFiles } from '../../../libs/service/src';
+import { connectBus, createLogger, enableExplicitGc, nestLogger, readTlsDir, streamOptions, watchBus, type BusState, type ServiceLogger, type TlsFiles, startTracing } from '../../../libs/service/src';
 import { ApiTokensSchema, type ApiToken } from './api-tokens';
 import { createApiApp, type ApiApp } from './api.module';
 import { JobsProjection } from './projections/jobs.projection';
@@ -89,6 +89,9 @@ export async function startApi(config: JoblineConfig, deps: ApiDeps = {}): Promi
       }
     }
   };
+  // First in, last out: spans of the whole shutdown are still exported.
+  const tracing = startTracing(config, 'api', logger);
+  cleanups.push(() => tracing.stop());
   try {
     let nc = deps.nc;
     let bus: BusState;

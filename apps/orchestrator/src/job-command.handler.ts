@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { decodeJobEvent, encodeJobEvent, jobStreamName, type JobEvent, type StoredJobEvent } from '../../../libs/contracts/src';
 import { decide, evolve, initialState, type Job, type JobCommand } from '../../../libs/domain/src';
 import { WrongExpectedRevisionError, type EventStore } from '../../../libs/event-store/src/event-store.port';
+import { TRACERS, contextFromRecord, hasSpan, inSpan, traceFields, tracingActive } from '../../../libs/messaging/src/trace-context';
+import { context } from '@opentelemetry/api';
 import { KeyedMutex } from './keyed-mutex';
 
 export interface CommandMeta {
@@ -15,6 +17,12 @@ export interface CommandMeta {
   causationId: string | null | 'last-event';
   /** Shared by every event of one flow: the job id unless a client gave its own. */
   correlationId: string;
+  /**
+   * Tracing: continue the job's own trace (the context stored with its newest event), not the
+   * active one: for decisions taken on the job's history (the scheduler's), which may run
+   * inside the work of another job.
+   */
+  jobTrace?: boolean;
 }
 
 export interface JobCommandHandlerOptions {
@@ -70,6 +78,23 @@ export class JobCommandHandler {
   }
 
   private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta, guard?: () => void): Promise<HandledCommand> {
+    if (!tracingActive()) return this.decideAndAppend(jobId, command, meta, guard);
+    // A command that arrived with a trace continues it; one of the scheduler's or a timer's continues the job's (its newest event's).
+    const current = context.active();
+    const parent = !meta.jobTrace && hasSpan(current) ? current : contextFromRecord((await this.store.readStream(jobStreamName(jobId))).at(-1)?.metadata);
+    return inSpan(TRACERS.orchestrator, `job ${command.type}`, parent, { attributes: { 'jobline.job.id': jobId, 'jobline.actor': meta.actor } }, async (span) => {
+      const handled = await this.decideAndAppend(jobId, command, meta, guard);
+      span?.setAttributes({
+        'jobline.events': handled.events.map((e) => e.type),
+        ...(handled.job.owner ? { 'jobline.owner': handled.job.owner } : {}),
+        ...(handled.job.attempt ? { 'jobline.attempt': handled.job.attempt } : {}),
+      });
+      return handled;
+    });
+  }
+
+  private async decideAndAppend(jobId: string, command: JobCommand, meta: CommandMeta, guard?: () => void): Promise<HandledCommand> {
+    const trace = traceFields();
     for (let attempt = 0; ; attempt++) {
       const { job, revision, events } = await this.load(jobId);
       const decided = decide(command, job);
@@ -77,7 +102,7 @@ export class JobCommandHandler {
       const occurredAt = this.clock().toISOString();
       const causationId = meta.causationId === 'last-event' ? (events.at(-1)?.id ?? null) : meta.causationId;
       const records = decided.map((e) =>
-        encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId: meta.correlationId }),
+        encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId: meta.correlationId, trace }),
       );
       guard?.();
       try {

@@ -24,6 +24,7 @@ import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { SpanKind, TRACERS, contextFromHeaders, inSpan, tracingActive } from '../../../libs/messaging/src/trace-context';
 import { rerunCommand, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
@@ -282,7 +283,17 @@ export class Orchestrator {
   private async answerClaim(msg: Msg): Promise<void> {
     let reply: ClaimReply;
     try {
-      reply = await this.claim(safeJson(msg.data), msg.subject);
+      const claim = () => this.claim(safeJson(msg.data), msg.subject);
+      reply = !tracingActive()
+        ? await claim()
+        : await inSpan(TRACERS.orchestrator, 'process jobline.claim.*', contextFromHeaders(msg.headers), {
+            kind: SpanKind.CONSUMER,
+            attributes: { 'messaging.system': 'nats', 'messaging.operation.type': 'process', 'messaging.destination.name': msg.subject },
+          }, async (span) => {
+            const r = await claim();
+            span?.setAttribute('jobline.claim.granted', r.granted);
+            return r;
+          });
     } catch (err) {
       this.o.logger.warn(`orchestrator: claim on ${msg.subject} not answered (the executor asks again): ${(err as Error).message}`);
       return;

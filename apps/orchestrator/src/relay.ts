@@ -12,6 +12,7 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core'
 import type { CheckpointStore, EventStore, RecordedEvent, Subscription } from '../../../libs/event-store/src/event-store.port';
 import { encodePayload, type JetStreamPublisher, type PublishItem } from '../../../libs/messaging/src/publisher';
 import { needsBundle } from '../../../libs/domain/src';
+import { SpanKind, TRACERS, contextFromRecord, endSpan, injectHeaders, startSpan, tracingActive, withSpanContext, type Context, type Span } from '../../../libs/messaging/src/trace-context';
 import type { JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
 
@@ -125,6 +126,7 @@ export class Relay {
 
   private async publishBatch(batch: RecordedEvent[]): Promise<void> {
     for (;;) {
+      const spans: Span[] = [];
       try {
         const items: PublishItem[] = [];
         const copies: PublishItem[] = [];
@@ -132,30 +134,57 @@ export class Relay {
           if (!rec.streamId.startsWith(JOB_STREAM_PREFIX)) continue;
           const event = decodeJobEvent(rec);
           const payload = toEventMessage(event);
-          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id });
+          // Published later than recorded, from the store: the trace goes on from the context stored with the event.
+          const parent = tracingActive() ? contextFromRecord(event.metadata as unknown as Record<string, unknown>) : null;
+          const span = parent ? this.publishSpan(event, parent) : null;
+          const traceContext = span && parent ? withSpanContext(parent, span) : undefined;
+          if (span) spans.push(span);
+          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
           const owner = await this.ownerOf(event);
-          if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id });
+          if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
           else this.o.logger.warn(`relay: no owner known for job ${event.metadata.jobId}: its ${event.type} has no owner copy`);
           const derived = await this.derive(event);
-          if (derived) items.push(derived);
+          if (derived) {
+            derived.traceContext = traceContext;
+            items.push(derived);
+          }
         }
         await this.o.publisher.publishMany(items);
         // Stored first; the owners' copies follow in the same order on this one connection.
         for (const c of copies) {
           const h = natsHeaders();
           h.set('Nats-Msg-Id', c.msgId!);
+          if (c.traceContext) injectHeaders(h, c.traceContext);
           this.o.core.publish(c.subject, encodePayload(c.payload), { headers: h });
         }
+        for (const s of spans.splice(0)) endSpan(s);
         this.position = batch[batch.length - 1].position;
         await this.o.checkpoints.save(this.name, this.position);
         this.wake();
         return;
       } catch (err) {
+        for (const s of spans.splice(0)) endSpan(s, err);
         if (this.stopped) return;
         this.o.logger.warn(`relay: publishing ${batch.length} events failed, retrying: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, this.retryDelayMs));
       }
     }
+  }
+
+  /** `publish <EventType>`: the relay's hop of the job's trace, a child of the span that recorded the event. */
+  private publishSpan(event: StoredJobEvent, parent: Context): Span | null {
+    return startSpan(TRACERS.orchestrator, `publish ${event.type}`, parent, {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        'messaging.system': 'nats',
+        'messaging.operation.type': 'send',
+        'messaging.destination.name': subjects.event(event.metadata.jobId, event.type),
+        'messaging.message.id': event.id,
+        'jobline.job.id': event.metadata.jobId,
+        'jobline.event.type': event.type,
+        'jobline.event.position': event.position,
+      },
+    });
   }
 
   /** The job's owner: from JobSubmitted, else remembered, else read from the job's stream. */

@@ -80,7 +80,7 @@ export interface ExecutorSummary {
 }
 
 /** The scheduler decides on a job's history: its events are caused by the newest one, and correlate with the job. */
-const scheduler = (jobId: string): CommandMeta => ({ actor: 'scheduler', causationId: 'last-event', correlationId: jobId });
+const scheduler = (jobId: string): CommandMeta => ({ actor: 'scheduler', causationId: 'last-event', correlationId: jobId, jobTrace: true });
 
 /**
  * Decides what runs where and when, from the store's history and executor heartbeats:

@@ -8,7 +8,7 @@ import type { JoblineConfig } from '../../../libs/config/src';
 import { openEventStore } from '../../../libs/event-store/src';
 import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
-import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger } from '../../../libs/service/src';
+import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger, startTracing } from '../../../libs/service/src';
 import type { HandledCommand } from './job-command.handler';
 import { TERMINAL_PHASES, publicStatus } from '../../../libs/domain/src';
 import type { Orchestrator } from './orchestrator';
@@ -55,6 +55,9 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       }
     }
   };
+  // First in, last out: spans of the whole shutdown are still exported.
+  const tracing = startTracing(config, 'orchestrator', logger);
+  cleanups.push(() => tracing.stop());
   try {
     let nc = deps.nc;
     let bus: BusState;

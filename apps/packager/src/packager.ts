@@ -1,11 +1,13 @@
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isJobId, JobSpecSchema, STREAMS, subjects, type PackageJobMessage, type PackagingResult } from '../../../libs/contracts/src';
 import { BundleStore, sha256Hex, UploadStore } from '../../../libs/messaging/src/bundle-store';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
+import { SpanKind, TRACERS, contextFromHeaders, endSpan, injectHeaders, startSpan, withSpanContext } from '../../../libs/messaging/src/trace-context';
 import { unpackArchive, type ArchiveLimits } from './archive';
 import { packFolder, PackagingError, type BundleOptions, type Manifest } from './bundle-builder';
 import { fetchDataFile, type DataFetchOptions } from './data-fetch';
@@ -151,6 +153,11 @@ export class Packager {
       m.term();
       return;
     }
+    // The job's trace (from the relay's run order headers) goes on through packaging to the result.
+    const span = startSpan(TRACERS.packager, 'package', contextFromHeaders(m.headers), {
+      kind: SpanKind.CONSUMER,
+      attributes: { 'messaging.system': 'nats', 'messaging.destination.name': m.subject, 'jobline.job.id': msg.jobId, 'jobline.owner': msg.owner },
+    });
     // Long packaging: tell JetStream we are alive so the order is not redelivered meanwhile.
     const keepAlive = setInterval(() => m.working(), 20_000);
     let result: PackagingResult;
@@ -163,14 +170,19 @@ export class Packager {
     } finally {
       clearInterval(keepAlive);
     }
+    span?.setAttribute('jobline.packaging.result', result.kind);
     try {
-      await jetstream(this.nc).publish(subjects.packaged(msg.jobId), JSON.stringify(result), { msgID: `${msg.jobId}:packaged`, timeout: this.o.publishTimeoutMs ?? 5000 });
+      let h: MsgHdrs | undefined;
+      if (span) injectHeaders((h = natsHeaders()), withSpanContext(ROOT_CONTEXT, span));
+      await jetstream(this.nc).publish(subjects.packaged(msg.jobId), JSON.stringify(result), { msgID: `${msg.jobId}:packaged`, timeout: this.o.publishTimeoutMs ?? 5000, ...(h ? { headers: h } : {}) });
+      endSpan(span);
       m.ack();
       this.o.onResult?.(result);
       // The bundle now holds the archive's content; the upload itself is no longer needed.
       if (result.kind === 'packaged' && msg.spec.source && 'archive' in msg.spec.source) await this.uploads?.delete(msg.jobId);
     } catch (err) {
       this.logger.warn(`packager: job ${msg.jobId}: result not published, will retry: ${(err as Error).message}`);
+      endSpan(span, err);
       m.nak(5000);
     }
   }

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { Counter, Registry } from 'prom-client';
 import type { JoblineConfig } from '../../../libs/config/src';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
-import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger } from '../../../libs/service/src';
+import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger, startTracing } from '../../../libs/service/src';
 import { Packager, type PackagerOptions } from './packager';
 
 export interface PackagerDeps {
@@ -52,6 +52,9 @@ export async function startPackager(config: JoblineConfig, deps: PackagerDeps = 
       }
     }
   };
+  // First in, last out: spans of the whole shutdown are still exported.
+  const tracing = startTracing(config, 'packager', logger);
+  cleanups.push(() => tracing.stop());
   try {
     let nc = deps.nc;
     let bus: BusState;

@@ -92,6 +92,8 @@ export interface JoblineConfig {
     gitCacheMaxBytes: number | null;
     httpPort: number | null;
   };
+  /** OpenTelemetry tracing, from the standard OTEL_* variables (see tracingConfig). */
+  tracing: TracingConfig;
   /** Which variables were set (so `jobline config` can tell defaults from choices). */
   explicit: ReadonlySet<VariableName>;
 }
@@ -104,6 +106,29 @@ export interface RetentionConfig {
   ownerMaxAgeMs: Record<string, number | null>;
   /** Time between sweeps. */
   intervalMs: number;
+}
+
+export type TracesSampler = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
+
+/**
+ * Tracing is off unless asked for: on when OTEL_TRACES_EXPORTER is otlp or console, or when it
+ * is unset and an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+ * is set; OTEL_TRACES_EXPORTER=none and OTEL_SDK_DISABLED=true always turn it off.
+ */
+export interface TracingConfig {
+  enabled: boolean;
+  exporter: 'otlp' | 'console';
+  /** The full traces URL (…/v1/traces). */
+  endpoint: string;
+  protocol: 'http/protobuf' | 'http/json';
+  headers: Record<string, string>;
+  timeoutMs: number;
+  /** null: jobline-<service>. */
+  serviceName: string | null;
+  resourceAttributes: Record<string, string>;
+  sampler: TracesSampler;
+  samplerRatio: number;
+  batch: { scheduleDelayMs: number; exportTimeoutMs: number; maxQueueSize: number; maxExportBatchSize: number };
 }
 
 export const NATS_DEFAULT_URL = 'nats://127.0.0.1:4222';
@@ -243,9 +268,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       gitCacheMaxBytes: get('JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES') ?? null,
       httpPort: sidePort('JOBLINE_PACKAGER_HTTP_PORT', 8082),
     },
+    tracing: tracingConfig(get),
     explicit: new Set(values.keys()),
   };
   config.publicUrl = get('JOBLINE_API_PUBLIC_URL') ?? `${config.api.https ? 'https' : 'http'}://${config.api.host.includes(':') ? `[${config.api.host}]` : config.api.host}:${config.api.port}`;
+  if (config.tracing.batch.maxExportBatchSize > config.tracing.batch.maxQueueSize) {
+    throw new ConfigError([
+      { variable: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', message: `${config.tracing.batch.maxExportBatchSize} is more than OTEL_BSP_MAX_QUEUE_SIZE (${config.tracing.batch.maxQueueSize})` },
+    ]);
+  }
   const heartbeatProblem = config.executor.heartbeatMs * 3 > config.leaseMs;
   if (heartbeatProblem) {
     throw new ConfigError([
@@ -253,6 +284,33 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
     ]);
   }
   return config;
+}
+
+function tracingConfig(get: <N extends VariableName>(name: N) => ValueOf<N> | undefined): TracingConfig {
+  const exporter = get('OTEL_TRACES_EXPORTER');
+  const tracesEndpoint = get('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  const base = get('OTEL_EXPORTER_OTLP_ENDPOINT');
+  const endpointSet = tracesEndpoint !== undefined || base !== undefined;
+  const enabled = get('OTEL_SDK_DISABLED') !== true && (exporter === 'otlp' || exporter === 'console' || (exporter === undefined && endpointSet));
+  return {
+    enabled,
+    exporter: exporter === 'console' ? 'console' : 'otlp',
+    // As the specification says: the signal's URL is used as it is, the base one gets /v1/traces.
+    endpoint: tracesEndpoint ?? `${(base ?? 'http://localhost:4318').replace(/\/+$/, '')}/v1/traces`,
+    protocol: get('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? get('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf',
+    headers: { ...get('OTEL_EXPORTER_OTLP_HEADERS'), ...get('OTEL_EXPORTER_OTLP_TRACES_HEADERS') },
+    timeoutMs: get('OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') ?? get('OTEL_EXPORTER_OTLP_TIMEOUT') ?? 10_000,
+    serviceName: get('OTEL_SERVICE_NAME') ?? null,
+    resourceAttributes: get('OTEL_RESOURCE_ATTRIBUTES') ?? {},
+    sampler: get('OTEL_TRACES_SAMPLER') ?? 'parentbased_always_on',
+    samplerRatio: get('OTEL_TRACES_SAMPLER_ARG') ?? 1,
+    batch: {
+      scheduleDelayMs: get('OTEL_BSP_SCHEDULE_DELAY') ?? 5000,
+      exportTimeoutMs: get('OTEL_BSP_EXPORT_TIMEOUT') ?? 30_000,
+      maxQueueSize: get('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
+      maxExportBatchSize: get('OTEL_BSP_MAX_EXPORT_BATCH_SIZE') ?? 512,
+    },
+  };
 }
 
 type ValueOf<N extends VariableName> = (typeof VARIABLES)[N] extends VariableSpec<infer T> ? T : never;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * Every JOBLINE_* variable, once: its parser, its default, who reads it and what it means.
+ * Every JOBLINE_* variable (and the standard OTEL_* ones Jobline honours), once: its parser, its default, who reads it and what it means.
  * loadConfig() builds the typed configuration from this table, `jobline config` prints it
  * (secrets masked) and the README's configuration table is generated from it. Runtime-neutral
  * (zod only): the Deno executor entry uses it too. Nothing here reads the environment.
@@ -103,6 +103,44 @@ const ownerMaxAges = z.string().transform((v, ctx) => {
   return out;
 });
 
+/** OTEL_* booleans: true or false, any case (the specification's form); anything else is an error. */
+const otelBool = z
+  .string()
+  .transform((v) => v.toLowerCase())
+  .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
+  .transform((v) => v === 'true');
+
+const httpUrl = z
+  .string()
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, 'must be an http:// or https:// URL');
+
+/** W3C-baggage-like `key=value,key2=value2` (values percent-decoded), as OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES are written. */
+const keyValueList = z.string().transform((v, ctx) => {
+  const out: Record<string, string> = {};
+  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const key = eq > 0 ? part.slice(0, eq).trim() : '';
+    if (!/^[A-Za-z0-9_.\-/]{1,255}$/.test(key)) {
+      ctx.addIssue({ code: 'custom', message: `an entry is not key=value (keys of [A-Za-z0-9_.-/])` });
+      return z.NEVER;
+    }
+    try {
+      out[key] = decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `the value of ${key} is not percent-encoded correctly` });
+      return z.NEVER;
+    }
+  }
+  return out;
+});
+
 /** Bytes, or `off` (no budget). */
 const bytesOrOff = z.union([z.literal('off').transform(() => null), int(1, Number.MAX_SAFE_INTEGER)]);
 const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -128,6 +166,7 @@ const baseUrl = z
   .string()
   .regex(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an http:// or https:// URL such as https://jobline.example.com')
   .transform((u) => u.replace(/\/+$/, ''));
+const otlpProtocol = z.enum(['http/protobuf', 'http/json'], { error: 'must be http/protobuf or http/json (grpc is not supported)' });
 
 function v<T>(name: string, schema: z.ZodType<T>, accepts: string, defaultText: string, services: readonly Service[], doc: string, mask?: 'secret' | 'url'): VariableSpec<T> {
   return { name, schema, accepts, defaultText, services, doc, ...(mask ? { mask } : {}) };
@@ -213,6 +252,26 @@ export const VARIABLES = {
   JOBLINE_PACKAGER_WORK_DIR: v('JOBLINE_PACKAGER_WORK_DIR', path, 'a folder', '<data dir>/packager', S.pkg, 'Where bundles are assembled and the per-URL git cache lives.'),
   JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES: v('JOBLINE_PACKAGER_GIT_CACHE_MAX_BYTES', bytesOrOff, 'bytes, or off', 'off', S.pkg, 'Budget of the per-URL git cache: after each fetch, the least recently used mirrors are removed until the cache fits (the one just used is always kept). off: the cache grows without bound.'),
   JOBLINE_PACKAGER_HTTP_PORT: v('JOBLINE_PACKAGER_HTTP_PORT', portOrOff, 'a port, or off', '8082 (dev: off)', S.pkg, '/healthz, /readyz and /metrics of the packager.'),
+
+  // --- tracing (OpenTelemetry's standard variables; off unless asked for) -------------
+  OTEL_SDK_DISABLED: v('OTEL_SDK_DISABLED', otelBool, 'true | false', 'false', ALL_SERVICES, 'true: no tracing whatever the other OTEL_* variables say.'),
+  OTEL_TRACES_EXPORTER: v('OTEL_TRACES_EXPORTER', z.enum(['otlp', 'console', 'none'], { error: 'must be otlp, console or none' }), 'otlp | console | none', '(none; otlp when an OTLP endpoint is set)', ALL_SERVICES, 'Turns tracing on: otlp sends spans to the OTLP/HTTP endpoint, console prints them; none (or unset without an endpoint): no SDK starts.'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: v('OTEL_EXPORTER_OTLP_ENDPOINT', httpUrl, 'an http(s) URL', 'http://localhost:4318', ALL_SERVICES, 'OTLP/HTTP base URL (`/v1/traces` is appended); setting it turns tracing on.', 'url'),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: v('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', httpUrl, 'an http(s) URL', '', ALL_SERVICES, 'The traces URL as it is (wins over OTEL_EXPORTER_OTLP_ENDPOINT); setting it turns tracing on.', 'url'),
+  OTEL_EXPORTER_OTLP_PROTOCOL: v('OTEL_EXPORTER_OTLP_PROTOCOL', otlpProtocol, 'http/protobuf | http/json', 'http/protobuf', ALL_SERVICES, 'OTLP encoding over HTTP.'),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: v('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', otlpProtocol, 'http/protobuf | http/json', '(OTEL_EXPORTER_OTLP_PROTOCOL)', ALL_SERVICES, 'The same, for traces only (wins).'),
+  OTEL_EXPORTER_OTLP_HEADERS: v('OTEL_EXPORTER_OTLP_HEADERS', keyValueList, 'key=value,… (values percent-encoded)', '', ALL_SERVICES, 'Headers of every export request (e.g. an API key of the backend).', 'secret'),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: v('OTEL_EXPORTER_OTLP_TRACES_HEADERS', keyValueList, 'key=value,… (values percent-encoded)', '', ALL_SERVICES, 'Headers of trace export requests (added to OTEL_EXPORTER_OTLP_HEADERS, winning on the same key).', 'secret'),
+  OTEL_EXPORTER_OTLP_TIMEOUT: v('OTEL_EXPORTER_OTLP_TIMEOUT', int(1, 600_000), 'milliseconds', '10000', ALL_SERVICES, 'Timeout of one export request.'),
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: v('OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', int(1, 600_000), 'milliseconds', '(OTEL_EXPORTER_OTLP_TIMEOUT)', ALL_SERVICES, 'The same, for traces only (wins).'),
+  OTEL_SERVICE_NAME: v('OTEL_SERVICE_NAME', z.string().min(1).max(255), 'a name', 'jobline-<service> (jobline-api, jobline-orchestrator, …)', ALL_SERVICES, 'service.name of the spans; set, it names every service (dev runs all of them in one process).'),
+  OTEL_RESOURCE_ATTRIBUTES: v('OTEL_RESOURCE_ATTRIBUTES', keyValueList, 'key=value,… (values percent-encoded)', '', ALL_SERVICES, 'Resource attributes of the spans (e.g. deployment.environment.name=prod).'),
+  OTEL_TRACES_SAMPLER: v('OTEL_TRACES_SAMPLER', z.enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'], { error: 'must be always_on, always_off, traceidratio or a parentbased_ one of them' }), 'always_on | always_off | traceidratio | parentbased_always_on | parentbased_always_off | parentbased_traceidratio', 'parentbased_always_on', ALL_SERVICES, 'Which traces are recorded (parentbased: a sampled traceparent from an integration is honoured).'),
+  OTEL_TRACES_SAMPLER_ARG: v('OTEL_TRACES_SAMPLER_ARG', z.string().regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a ratio 0..1').transform(Number), 'a ratio 0..1', '1', ALL_SERVICES, 'The ratio of the traceidratio samplers.'),
+  OTEL_BSP_SCHEDULE_DELAY: v('OTEL_BSP_SCHEDULE_DELAY', int(0, 3_600_000), 'milliseconds', '5000', ALL_SERVICES, 'Longest wait before finished spans are exported.'),
+  OTEL_BSP_EXPORT_TIMEOUT: v('OTEL_BSP_EXPORT_TIMEOUT', int(1, 3_600_000), 'milliseconds', '30000', ALL_SERVICES, 'How long one batch export may take.'),
+  OTEL_BSP_MAX_QUEUE_SIZE: v('OTEL_BSP_MAX_QUEUE_SIZE', int(1, 1_000_000), 'an integer 1..1000000', '2048', ALL_SERVICES, 'Finished spans kept while waiting for export; beyond it spans are dropped, never the work.'),
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: v('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', int(1, 1_000_000), 'an integer 1..1000000', '512', ALL_SERVICES, 'Most spans per export request (at most OTEL_BSP_MAX_QUEUE_SIZE).'),
 
   // --- the CLI as a client (gRPC) ------------------------------------------------------
   JOBLINE_GRPC_ADDRESS: v('JOBLINE_GRPC_ADDRESS', z.string().min(1), 'host:port', '127.0.0.1:50051', ['cli'], 'gRPC server the CLI talks to.'),

@@ -22,6 +22,8 @@ export interface EventEnvelopeInput {
   actor: string;
   causationId: string | null;
   correlationId: string;
+  /** `{traceparent, tracestate?}` of the recording span, when tracing is on. */
+  trace?: Readonly<Record<string, string>> | null;
 }
 
 /** The form an event store adapter appends (see libs/event-store NewEvent). */
@@ -34,6 +36,10 @@ export function encodeJobEvent(event: JobEvent, env: EventEnvelopeInput): { id: 
     causationId: env.causationId,
     correlationId: env.correlationId,
   };
+  if (env.trace?.traceparent) {
+    metadata.traceparent = env.trace.traceparent;
+    if (env.trace.tracestate) metadata.tracestate = env.trace.tracestate;
+  }
   return { id: env.id, type: event.type, data: event.data, metadata: metadata as unknown as Record<string, unknown> };
 }
 

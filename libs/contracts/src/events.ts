@@ -171,6 +171,12 @@ export interface EventMetadata {
   actor: string;
   causationId: string | null;
   correlationId: string;
+  /**
+   * W3C trace context of the work that recorded the event (only while tracing is on), so the
+   * relay that publishes it later continues the same trace. Part of the hashed metadata.
+   */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 /** A job event as read back from the store, with its envelope. */

@@ -19,6 +19,8 @@ import { ValidationError } from '../../contracts/src';
 import { connectNats } from './connection';
 import { settlementFor, type HandlerOutcome, type Settlement } from './message-settlement';
 import { ensureStreams, type StreamOptions } from './streams';
+import { SpanKind, TRACERS, contextFromHeaders, endSpan, startSpan, tracingActive, withSpanContext, type TracerName } from './trace-context';
+import { context as otelContext } from '@opentelemetry/api';
 
 /** One durable pull consumer feeding one `@EventPattern(pattern)` handler. */
 export interface JetStreamConsumerSpec {
@@ -60,6 +62,8 @@ export interface JetStreamServerOptions {
   /** Redelivery backoff: base·2^(n-1) ms capped at max (defaults 100 ms and 5 s). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** Whose spans the handlers' `process <pattern>` spans are (default the orchestrator's). */
+  tracer?: TracerName;
 }
 
 type JetStreamContextArgs = [JsMsg];
@@ -293,8 +297,24 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
     // A handler that outlives the ack wait must not see its message redelivered meanwhile.
     const keepAlive = setInterval(() => msg.working(), Math.max(500, ackWaitMs / 2));
     let outcome: HandlerOutcome;
+    // The sender's trace (W3C traceparent header) continues in the handler: what it stores and publishes carries it.
+    const parent = tracingActive() ? contextFromHeaders(msg.headers) : null;
+    const span = parent
+      ? startSpan(this.options.tracer ?? TRACERS.orchestrator, `process ${spec.pattern}`, parent, {
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            'messaging.system': 'nats',
+            'messaging.operation.type': 'process',
+            'messaging.destination.name': msg.subject,
+            'messaging.consumer.group.name': spec.durable,
+            'messaging.message.id': msg.headers?.get('Nats-Msg-Id') || undefined,
+            'messaging.nats.delivery_count': msg.info.deliveryCount,
+          },
+        })
+      : null;
     try {
-      const result: unknown = await handler(data, new JetStreamContext([msg]));
+      const run = () => handler(data, new JetStreamContext([msg]));
+      const result: unknown = await (parent ? otelContext.with(withSpanContext(parent, span), run) : run());
       if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
       outcome = { ok: true };
     } catch (error) {
@@ -303,6 +323,7 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
     } finally {
       clearInterval(keepAlive);
     }
+    endSpan(span, outcome.ok ? undefined : outcome.error);
     const settlement = settlementFor(outcome, msg.info.deliveryCount, {
       maxDeliver: spec.maxDeliver ?? CONSUMER_DEFAULTS.maxDeliver,
       backoffBaseMs: this.options.backoffBaseMs,

@@ -1,5 +1,6 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import type { JetStreamClient, JetStreamPublishOptions, PubAck } from '@nats-io/jetstream';
+import { injectHeaders, tracingActive, type Context } from './trace-context';
 
 export type { PubAck } from '@nats-io/jetstream';
 
@@ -11,6 +12,8 @@ export interface PublishOptions {
   expectLastSubjectSequence?: number;
   /** How long to wait for the PubAck (default: the publisher's timeoutMs). */
   timeoutMs?: number;
+  /** Trace context carried in the headers (W3C traceparent); default the active one. Nothing when tracing is off. */
+  traceContext?: Context;
 }
 
 export interface PublishItem {
@@ -19,6 +22,8 @@ export interface PublishItem {
   payload: unknown;
   msgId?: string;
   headers?: Record<string, string>;
+  /** See PublishOptions.traceContext. */
+  traceContext?: Context;
 }
 
 export interface JetStreamPublisherOptions {
@@ -66,7 +71,11 @@ export class JetStreamPublisher {
   publish(subject: string, payload: unknown, opts: PublishOptions = {}): Promise<PubAck> {
     const o: Partial<JetStreamPublishOptions> = { timeout: opts.timeoutMs ?? this.timeoutMs };
     if (opts.msgId !== undefined) o.msgID = opts.msgId;
-    const h = toHeaders(opts.headers);
+    let h = toHeaders(opts.headers);
+    if (tracingActive()) {
+      h ??= natsHeaders();
+      injectHeaders(h, opts.traceContext);
+    }
     if (h) o.headers = h;
     if (opts.expectLastSubjectSequence !== undefined) o.expect = { lastSubjectSequence: opts.expectLastSubjectSequence };
     return this.js.publish(subject, encodePayload(payload), o);
@@ -88,7 +97,7 @@ export class JetStreamPublisher {
         const it = window[i];
         let p: Promise<PubAck>;
         try {
-          p = this.publish(it.subject, it.payload, { msgId: it.msgId, headers: it.headers });
+          p = this.publish(it.subject, it.payload, { msgId: it.msgId, headers: it.headers, traceContext: it.traceContext });
         } catch (err) {
           p = Promise.reject(err);
         }

@@ -6,3 +6,4 @@ export * from './bus';
 export * from './streams';
 export * from './tls-dir';
 export * from './explicit-gc';
+export * from './tracing';

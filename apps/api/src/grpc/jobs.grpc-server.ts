@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { tracedGrpcService } from '../api-tracing';
 import type { PeerCertificate } from 'node:tls';
 import { JoblineError, OwnerSchema, UnavailableError, isTerminal, jobStreamName, type JobView } from '../../../../libs/contracts/src';
 import type { ApiContext } from '../api.context';
@@ -116,7 +117,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
         .finally(() => streams.delete(stop));
     };
 
-  server.addService(jobServiceClient().service, {
+  server.addService(jobServiceClient().service, tracedGrpcService('jobline.v1.JobService', {
     Start: unary(async (c, req) => {
       const { created, job } = await jobs.submit(c, specFromPb(req.spec), req.idempotencyKey || undefined);
       return { job: jobViewToPb(job), created };
@@ -257,7 +258,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
     }),
     Compare: unary(async (c, req) => comparisonToPb(await jobs.compare(c, req.jobId ?? '', req.otherJobId ?? ''))),
     GetAttestation: unary(async (c, req) => ({ envelope: envelopeToPb(await provenance.attestation(c, req.jobId ?? '')) })),
-  });
+  }));
 
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 50051;

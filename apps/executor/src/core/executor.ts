@@ -12,7 +12,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
-import type { Msg, NatsConnection } from '@nats-io/nats-core';
+import { headers as natsHeaders, type Msg, type NatsConnection } from '@nats-io/nats-core';
 import {
   ClaimReplySchema,
   isJobId,
@@ -35,6 +35,7 @@ import { portableLogHasher, type LogHasherFactory } from './log-hasher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
 import type { ReportOutbox } from './report-outbox.port';
 import { ReportSender } from './report-sender';
+import { SpanKind, TRACERS, contextFromHeaders, endSpan, startSpan, traceFields, withSpanContext, type Span } from '../../../../libs/messaging/src/trace-context';
 
 export { EXECUTOR_DEFAULTS, type ExecutorTimings } from './executor-options';
 
@@ -101,6 +102,9 @@ interface Active {
   notCurrent?: boolean;
   shutdown?: Promise<void>;
   done?: Promise<void>;
+  /** The attempt's span (tracing on), a child of the relay's run order, and its W3C headers for what the attempt sends. */
+  span: Span | null;
+  trace: Readonly<Record<string, string>> | null;
 }
 
 type ClaimOutcome = 'granted' | 'refused' | 'expired' | 'stopped';
@@ -327,10 +331,30 @@ export class Executor {
       return;
     }
     this.remember(key);
-    const a: Active = { jobId: msg.jobId, attempt: msg.attempt, phase: 'preparing', stopRequested: null };
+    const parent = contextFromHeaders(m.headers);
+    const span = startSpan(TRACERS.executor, 'attempt', parent, {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        'messaging.system': 'nats',
+        'messaging.destination.name': m.subject,
+        'jobline.job.id': msg.jobId,
+        'jobline.attempt': msg.attempt,
+        'jobline.owner': msg.owner,
+        'jobline.executor.id': this.o.executorId,
+        'jobline.sandbox': this.o.runner.kind,
+      },
+    });
+    const trace = span ? traceFields(withSpanContext(parent, span)) : null;
+    const a: Active = { jobId: msg.jobId, attempt: msg.attempt, phase: 'preparing', stopRequested: null, span, trace };
     this.active.set(key, a);
     a.done = this.runAttempt(a, msg)
-      .catch((err) => this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'attempt failed unexpectedly'))
+      .then(
+        () => endSpan(a.span),
+        (err) => {
+          endSpan(a.span, err);
+          this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'attempt failed unexpectedly');
+        },
+      )
       .finally(() => {
         this.active.delete(key);
         this.wake?.();
@@ -426,7 +450,7 @@ export class Executor {
 
     const batcher = new LogBatcher({
       ...this.o.logs,
-      sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }),
+      sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }, a.trace),
       hasher: (this.o.logHasher ?? portableLogHasher)(),
     });
     const pumps = Promise.all([pump(proc.stdout, 'stdout', batcher), pump(proc.stderr, 'stderr', batcher)]);
@@ -450,6 +474,7 @@ export class Executor {
     const logSha256 = batcher.sha256;
     // Its process is gone: the slot is free while the report is written to the outbox (before its
     // first publish); the report does not wait for the next attempt, nor the next for its fsync.
+    a.span?.setAttributes({ 'jobline.exit_code': status.exitCode, ...(status.signal ? { 'jobline.signal': status.signal } : {}), 'jobline.oom_killed': status.oomKilled, 'jobline.log_bytes': batcher.bytes });
     this.track(this.reports.send({
       kind: 'finished',
       ...base,
@@ -461,7 +486,7 @@ export class Executor {
       usage: status.usage,
       logBytes: batcher.bytes,
       ...(logSha256 !== undefined ? { logSha256 } : {}),
-    }));
+    }, a.trace));
     // The workspace is released after the slot: removing a big one must not delay the report or the next attempt.
     const disposal = proc
       .dispose()
@@ -488,6 +513,8 @@ export class Executor {
       ...(runner.note ? { sandboxNote: runner.note } : {}),
     };
     const data = JSON.stringify(body);
+    const claimHeaders = a.trace ? natsHeaders() : undefined;
+    if (claimHeaders && a.trace) for (const k of Object.keys(a.trace)) claimHeaders.set(k, a.trace[k]);
     let delay = this.o.retryMinMs;
     let unanswered = 0;
     for (;;) {
@@ -505,7 +532,7 @@ export class Executor {
       }
       a.claimSentAt = this.o.monotonic();
       try {
-        const reply = ClaimReplySchema.safeParse(safeJson(await this.o.nc.request(subjects.claim(msg.jobId), data, { timeout: Math.min(this.o.requestTimeoutMs, left) })));
+        const reply = ClaimReplySchema.safeParse(safeJson(await this.o.nc.request(subjects.claim(msg.jobId), data, { timeout: Math.min(this.o.requestTimeoutMs, left), ...(claimHeaders ? { headers: claimHeaders } : {}) })));
         if (reply.success) {
           if (reply.data.granted) {
             a.grantedAt = this.o.monotonic();
@@ -558,7 +585,8 @@ export class Executor {
       usage: null,
       logBytes: 0,
       error,
-    });
+    }, a.trace);
+    a.span?.setAttribute('jobline.not_started', error);
   }
 
   private async bundleOf(digest: string): Promise<string> {

@@ -203,12 +203,15 @@ export interface OwnerLogCopy {
  * included) go to its owner's subject over core NATS, live only and not stored, for
  * integration users limited to `jobline.owner.<owner>.>`.
  */
-export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number, ownerCopy?: OwnerLogCopy): ChunkSink {
+export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number, ownerCopy?: OwnerLogCopy, trace?: Readonly<Record<string, string>> | null): ChunkSink {
   const ownerSubject = ownerCopy ? subjects.ownerLogs(ownerCopy.owner, jobId) : null;
+  // The attempt's trace context, computed once per attempt: every chunk carries it, at no cost when tracing is off.
+  const traceEntries = trace ? Object.entries(trace) : null;
   return async (chunk) => {
     const e = encodeLogChunk({ jobId, attempt, ...chunk });
     const h = headers();
     for (const [k, v] of Object.entries(e.headers)) h.set(k, v);
+    if (traceEntries) for (const [k, v] of traceEntries) h.set(k, v);
     const ack = await js.publish(e.subject, e.payload, { headers: h, msgID: e.msgId });
     if (ownerCopy && ownerSubject) {
       const copy = headers();

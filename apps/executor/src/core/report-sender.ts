@@ -1,4 +1,5 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import { AttemptReportSchema, subjects, type AttemptReport } from '../../../../libs/contracts/src';
 import { OUTBOX_KEY, reportKey, type ReportOutbox } from './report-outbox.port';
 
@@ -42,7 +43,7 @@ export class ReportSender {
    * Resolves once the report is in the outbox (or, if the outbox cannot be written, with the
    * error logged, once it is handed to the bus anyway); delivery goes on in the background.
    */
-  async send(report: AttemptReport): Promise<void> {
+  async send(report: AttemptReport, trace?: Readonly<Record<string, string>> | null): Promise<void> {
     const key = reportKey(report);
     const text = JSON.stringify(report);
     try {
@@ -50,7 +51,13 @@ export class ReportSender {
     } catch (err) {
       this.o.logger.error({ err, jobId: report.jobId, attempt: report.attempt }, 'cannot write the report to the outbox; sending it without a durable copy');
     }
-    this.deliver(key, report.jobId, text);
+    // The attempt's trace context rides in the headers (a report re-sent from the outbox after a restart goes without).
+    let h: MsgHdrs | undefined;
+    if (trace) {
+      h = natsHeaders();
+      for (const k of Object.keys(trace)) h.set(k, trace[k]);
+    }
+    this.deliver(key, report.jobId, text, h);
   }
 
   /** Re-sends what a previous run left in the outbox; returns how many. Entries that are not reports are left alone, with a warning. */
@@ -86,13 +93,13 @@ export class ReportSender {
     await Promise.allSettled([...this.inflight.values()]);
   }
 
-  private deliver(key: string, jobId: string, text: string): void {
+  private deliver(key: string, jobId: string, text: string, headers?: MsgHdrs): void {
     if (this.inflight.has(key) || this.stopping.signal.aborted) return;
-    const p = this.publishUntilAcked(key, jobId, text).finally(() => this.inflight.delete(key));
+    const p = this.publishUntilAcked(key, jobId, text, headers).finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
   }
 
-  private async publishUntilAcked(key: string, jobId: string, text: string): Promise<void> {
+  private async publishUntilAcked(key: string, jobId: string, text: string, headers?: MsgHdrs): Promise<void> {
     let delay = this.o.retryMinMs;
     let failures = 0;
     for (;;) {
@@ -102,7 +109,7 @@ export class ReportSender {
         return;
       }
       try {
-        await this.o.js.publish(subjects.report(jobId), text, { msgID: key, timeout: this.o.ackTimeoutMs });
+        await this.o.js.publish(subjects.report(jobId), text, { msgID: key, timeout: this.o.ackTimeoutMs, ...(headers ? { headers } : {}) });
         break;
       } catch (err) {
         failures++;

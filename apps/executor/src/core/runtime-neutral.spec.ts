@@ -9,7 +9,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 const CORE = __dirname;
 const ROOT = resolve(CORE, '../../../..');
 /** Runtime-neutral npm packages the core may use. */
-const ALLOWED_PACKAGES = new Set(['@nats-io/nats-core', '@nats-io/jetstream', '@nats-io/obj', 'zod', '@noble/hashes/sha2']);
+const ALLOWED_PACKAGES = new Set(['@nats-io/nats-core', '@nats-io/jetstream', '@nats-io/obj', 'zod', '@noble/hashes/sha2', '@opentelemetry/api']);
 const FORBIDDEN_GLOBALS = /\b(process|Buffer|Deno|require|__dirname|__filename|setImmediate|NodeJS)\b\s*[.(<]|\bglobal\./;
 
 /** Static (`import … from`, `export … from`, `import '…'`) and dynamic (`import('…')`) specifiers. */

@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { resolve } from 'node:path';
 import { Gauge, Registry } from 'prom-client';
 import type { JoblineConfig } from '../../../../libs/config/src';
-import { connectBus, createLogger, startServiceHttp, watchBus, type BusState, type ServiceHttp, type ServiceLogger } from '../../../../libs/service/src';
+import { connectBus, createLogger, startServiceHttp, watchBus, type BusState, type ServiceHttp, type ServiceLogger, startTracing } from '../../../../libs/service/src';
 import type { Executor } from '../core/executor';
 import { startSshExecutor, type SshExecutorHandle } from '../ssh/ssh-executor';
 import { loadSshInventory } from '../ssh/ssh-inventory';
@@ -46,6 +46,9 @@ export async function startExecutor(config: JoblineConfig, deps: ExecutorDeps = 
       }
     }
   };
+  // First in, last out: spans of the whole shutdown are still exported.
+  const tracing = startTracing(config, 'executor', logger);
+  cleanups.push(() => tracing.stop());
   try {
     // Read before connecting: a bad inventory stops start-up with its problems listed.
     const inventory = c.sshInventory ? loadSshInventory(c.sshInventory) : null;

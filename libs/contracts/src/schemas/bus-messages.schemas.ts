@@ -39,6 +39,16 @@ export const StopAttemptMessageSchema = z
 const decimal = /^\d{1,16}$/;
 
 /**
+ * W3C trace context (https://www.w3.org/TR/trace-context/): set by Jobline on what it publishes
+ * while tracing is on (README "Tracing"); on a command, continued by the job's trace. A
+ * malformed value is ignored, as the W3C specification says (the job's trace starts afresh).
+ */
+const traceHeaders = {
+  traceparent: z.string().optional().describe('W3C traceparent, `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`; present only while tracing is on'),
+  tracestate: z.string().optional().describe('W3C tracestate, carried along with traceparent'),
+};
+
+/**
  * Headers of a log chunk on `jobline.logs.<jobId>`; the payload is the raw bytes.
  * Other headers (Nats-Msg-Id, headers JetStream adds on delivery) may be present.
  */
@@ -51,6 +61,7 @@ export const LogChunkHeadersSchema = z
       .regex(decimal)
       .describe("Byte offset of the chunk's first byte in the attempt's output, stdout and stderr counted together, decimal"),
     'Nats-Msg-Id': z.string().optional().describe('<jobId>.<attempt>.<offset>: a re-sent chunk is dropped as a duplicate'),
+    ...traceHeaders,
   })
   .describe('Metadata of a log chunk, carried in NATS headers');
 
@@ -67,6 +78,7 @@ export const CommandHeadersSchema = z
       .regex(/^_INBOX(_[A-Za-z0-9_-]{1,64})?(\.[A-Za-z0-9_-]+)+$/)
       .optional()
       .describe('An inbox (_INBOX.… or _INBOX_<owner>.…) that gets the CommandReply once the command is recorded or refused'),
+    ...traceHeaders,
   })
   .describe('NATS headers of a command');
 
@@ -74,6 +86,7 @@ export const CommandHeadersSchema = z
 export const PublishedHeadersSchema = z
   .object({
     'Nats-Msg-Id': z.string().min(1).describe('Derived from the event id, so a re-publish after a crash is deduplicated'),
+    ...traceHeaders,
   })
   .describe('NATS headers of a message Jobline publishes');
 

@@ -126,7 +126,7 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
     invalid: [{ jobId: JOB }, { rerunOf: JOB }, { jobId: JOB, rerunOf: 'not-a-uuid' }, { jobId: JOB, rerunOf: JOB, spec: { command: 'x' } }],
   },
   CommandHeaders: {
-    valid: [{}, { 'Nats-Msg-Id': JOB }, { 'Jobline-Reply-To': '_INBOX.abc123' }, { 'Jobline-Reply-To': '_INBOX_acme.x.y' }],
+    valid: [{}, { 'Nats-Msg-Id': JOB }, { 'Jobline-Reply-To': '_INBOX.abc123' }, { 'Jobline-Reply-To': '_INBOX_acme.x.y' }, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'acme=7' }],
     invalid: [{ 'Nats-Msg-Id': '' }, { 'Jobline-Reply-To': 'jobline.evt.x.JobCompleted' }, { 'Jobline-Reply-To': '_INBOX.>' }, { 'Jobline-Reply-To': '_INBOX.a b' }],
   },
   CommandRejection: {
