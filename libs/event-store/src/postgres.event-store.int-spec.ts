@@ -287,6 +287,30 @@ if (!postgres.available) {
     });
 
     describe('subscriptions: NOTIFY, polling, lost connections, close', () => {
+      it('a store closed while its LISTEN is on its way leaves no connection behind (one would keep the process alive)', async () => {
+        const schema = freshSchema();
+        const name = `jl-close-${randomBytes(4).toString('hex')}`;
+        // Holds every LISTEN back 300 ms: the store is closed after its connection opened and before LISTEN answered.
+        const query = Client.prototype.query;
+        const held = function (this: Client, ...args: unknown[]) {
+          const run = () => (query as (...a: unknown[]) => unknown).apply(this, args);
+          return typeof args[0] === 'string' && args[0].startsWith('LISTEN') ? new Promise((r) => setTimeout(r, 300)).then(run) : run();
+        };
+        Client.prototype.query = held as typeof query;
+        try {
+          const store = new PostgresEventStore({ connectionString: url, schema, applicationName: name, pollIntervalMs: 3_600_000 });
+          await store.headPosition();
+          // Catches up (nothing), then waits: the LISTEN connection is on its way.
+          void store.subscribeToAll()[Symbol.asyncIterator]().next().catch(() => undefined);
+          await eventually(async () => (await connectionsOf(`${name}-listen`)) === 1, 5_000, 'the LISTEN connection opened');
+          await store.close();
+          await new Promise((r) => setTimeout(r, 600));
+        } finally {
+          Client.prototype.query = query;
+        }
+        expect(await connectionsOf(`${name}-listen`)).toBe(0);
+      });
+
       it('an append through another instance wakes a subscriber by NOTIFY (polling is off)', async () => {
         const schema = freshSchema();
         const name = `jl-notify-${randomBytes(4).toString('hex')}`;

@@ -446,6 +446,11 @@ class Listener {
       client.on('error', () => this.lost(client));
       client.on('end', () => this.lost(client));
       await client.query(`LISTEN "${this.channel}"`);
+      // Closed while LISTEN was on its way: nobody else would end this connection (it kept the process alive).
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
       this.client = client;
       this.failures = 0;
       // Whatever was appended before LISTEN took effect sent no notification to us.
