@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { certsInit } from '../../apps/cli/src/certs/dev-pki';
@@ -6,7 +5,7 @@ import { startDevStack, type DevStack } from '../../apps/cli/src/dev-stack';
 import { logsCommand, type Output } from '../../apps/cli/src/remote/job-commands';
 import { JobsRemote } from '../../apps/cli/src/remote/jobs-remote';
 import { eventually, freePort, tempDir, type TempDir } from '../../libs/testing/src';
-import { RestClient, quietLogger } from './support';
+import { RestClient, quietLogger, runCli, type CliRun } from './support';
 
 /*
  * The built `jobline` CLI (dist/, as `bin/jobline` runs it) against a `jobline dev` stack
@@ -15,36 +14,12 @@ import { RestClient, quietLogger } from './support';
  */
 
 const ROOT = resolve(__dirname, '../..');
-const CLI = join(ROOT, 'dist/apps/cli/src/main.js');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const ESC = '\u001b';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI as a user would, without a terminal (so no colours, no progress notes), with a deadline. */
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  return new Promise((done, fail) => {
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JOBLINE_') && k !== 'NO_COLOR' && k !== 'FORCE_COLOR'));
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new Error(`jobline ${args.join(' ')} did not exit within 60 s`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}
+/** The built CLI, as a user runs it (test/e2e/support.ts). */
+const cli = (args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> => runCli(args, env);
 
 describe('the jobline CLI (built) against jobline dev over gRPC', () => {
   let dir: TempDir;

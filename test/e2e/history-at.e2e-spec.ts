@@ -1,7 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { JobView } from '../../libs/contracts/src';
 import { PostgresEventStore, SqliteEventStore } from '../../libs/event-store/src';
 import type { EventStore } from '../../libs/event-store/src/event-store.port';
@@ -15,6 +14,7 @@ import { recordCommand, spec } from '../../apps/api/src/testing/job-history';
 import { certPaths, certsDir, certsInit, certsIssue } from '../../apps/cli/src/certs/dev-pki';
 import { JobsRemote, RemoteCallError } from '../../apps/cli/src/remote/jobs-remote';
 import { executorsAtFromPb, jobsPageFromPb } from '../../apps/cli/src/remote/json-shapes';
+import { runCli, type CliRun } from './support';
 
 /*
  * The whole system at past instants (issue 14, item 2): a history recorded step by step with the
@@ -23,32 +23,14 @@ import { executorsAtFromPb, jobsPageFromPb } from '../../apps/cli/src/remote/jso
  * over REST, gRPC and the built CLI, against what was true then.
  */
 
-const ROOT = resolve(__dirname, '../..');
-const CLI = join(ROOT, 'dist/apps/cli/src/main.js');
 const ALICE = 'alice-token-0123456789';
 const BOB = 'bob-token-0123456789';
 const ADMIN = 'admin-token-0123456789';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JOBLINE_') && k !== 'FORCE_COLOR'));
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new Error(`jobline ${args.join(' ')} did not exit within 60 s`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}
+/** The built CLI, as a user runs it (test/e2e/support.ts). */
+const cli = (args: string[]): Promise<CliRun> => runCli(args, {});
 
 const postgres = testPostgres(process.env);
 

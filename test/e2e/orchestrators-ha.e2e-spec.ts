@@ -2,10 +2,10 @@ import { randomBytes, createHash } from 'node:crypto';
 import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteEventStore, openEventStore, type EventStore } from '../../libs/event-store/src';
-import { dropSchema, eventually, findNatsServer, freePort, randomSchemaName, tempDir, testPostgres, type TempDir } from '../../libs/testing/src';
+import { dropSchema, eventually, freePort, randomSchemaName, tempDir, testPostgres, type TempDir } from '../../libs/testing/src';
 import { RestClient } from './support';
 import { readJobStreams, verifyHistory } from './topology/checks';
-import { CLI, ManagedProcess, NATS_CONFIG, ROOT, TEST_TIMINGS, serviceEnvironment, topologyUnavailable, type ServiceName, type TopologyLayout } from './topology/topology';
+import { CLI, ManagedProcess, ROOT, TEST_TIMINGS, natsServerProcess, serviceEnvironment, topologyUnavailable, type ServiceName, type TopologyLayout } from './topology/topology';
 
 /**
  * Issue 11, item 2: two orchestrators at once (JOBLINE_LEADERSHIP=lease), as separate
@@ -115,15 +115,7 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
     writeFileSync(layout.tokensFile, JSON.stringify([{ sha256: sha256(token), owner: 'admin', admin: true }]));
     const logs = d('logs');
     const base = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path };
-    nats = new ManagedProcess(
-      'nats-server',
-      findNatsServer()!,
-      ['-c', NATS_CONFIG, '-a', '127.0.0.1', '-p', String(natsPort), '-m', String(natsHttpPort)],
-      { ...base, NATS_STORE_DIR: layout.natsStoreDir, JOBLINE_NATS_PASSWORD: layout.natsPassword, NATS_ACME_PASSWORD: layout.acmeNatsPassword, NATS_GLOBEX_PASSWORD: `p${randomBytes(12).toString('hex')}` },
-      join(logs, 'nats-server.log'),
-      `http://127.0.0.1:${natsHttpPort}/healthz?js-enabled-only=true`,
-      'SIGINT',
-    );
+    nats = natsServerProcess(layout, base, join(logs, 'nats-server.log'));
     const service = (name: ServiceName, label: string, extra: Record<string, string>, readyPort: number) =>
       new ManagedProcess(label, process.execPath, [CLI, name], { ...base, ...serviceEnvironment(name, layout), ...extra }, join(logs, `${label}.log`), `http://127.0.0.1:${readyPort}/readyz`);
     const orchestrator = (i: 0 | 1) =>

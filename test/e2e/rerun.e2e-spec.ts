@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Subscription } from '@nats-io/nats-core';
 import type { JobView } from '../../libs/contracts/src';
 import { hashToken } from '../../apps/api/src/api-tokens';
@@ -12,7 +11,7 @@ import { startDevStack, type DevStack } from '../../apps/cli/src/dev-stack';
 import { BundleStore } from '../../libs/messaging/src/bundle-store';
 import { threeCommitRepo } from '../../apps/packager/src/testing/git-repo';
 import { eventually, tempDir, type TempDir } from '../../libs/testing/src';
-import { RestClient, quietLogger } from './support';
+import { RestClient, quietLogger, runCli, type CliRun } from './support';
 
 /*
  * Issue 14, item 3 as a user tries it: a job with a git source and a data file runs, is run
@@ -22,35 +21,10 @@ import { RestClient, quietLogger } from './support';
  * sha256 of the bytes GET /logs serves, and the attestation fetched over gRPC verifies offline.
  */
 
-const ROOT = resolve(__dirname, '../..');
-const CLI = join(ROOT, 'dist/apps/cli/src/main.js');
 const BOB = 'bob-token-0123456789';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The built CLI, as a user runs it (no terminal: no colours, no progress notes). */
-function cli(args: string[]): Promise<Run> {
-  return new Promise((done, fail) => {
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JOBLINE_') && k !== 'NO_COLOR' && k !== 'FORCE_COLOR'));
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new Error(`jobline ${args.join(' ')} did not exit within 90 s`));
-    }, 90_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}
+/** The built CLI, as a user runs it (test/e2e/support.ts). */
+const cli = (args: string[]): Promise<CliRun> => runCli(args, {}, 90000);
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

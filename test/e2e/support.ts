@@ -1,5 +1,40 @@
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import type { JobView } from '../../libs/contracts/src';
 import { eventually } from '../../libs/testing/src';
+
+const ROOT = resolve(__dirname, '../..');
+/** The built CLI (`npm test` builds first). */
+export const BUILT_CLI = join(ROOT, 'dist/apps/cli/src/main.js');
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the built CLI as a user would, without a terminal (so no colours, no progress notes):
+ * none of the test process's JOBLINE_*, NO_COLOR or FORCE_COLOR, only `env`; killed after timeoutMs.
+ */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<CliRun> {
+  return new Promise((done, fail) => {
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JOBLINE_') && k !== 'NO_COLOR' && k !== 'FORCE_COLOR'));
+    const child = spawn(process.execPath, [BUILT_CLI, ...args], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new Error(`jobline ${args.join(' ')} did not exit within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+  });
+}
 
 /** A small REST client for journeys: what a user with curl would do. */
 export class RestClient {

@@ -33,7 +33,7 @@ import {
   type WebhookDeliveryView,
 } from '../../../libs/contracts/src';
 import { readWebhookAttempts } from '../../../libs/messaging/src/webhook-attempts';
-import { evolveJobView } from '../../../libs/domain/src';
+import { evolveJobView, needsBundle } from '../../../libs/domain/src';
 import type { RecordedEvent } from '../../../libs/event-store/src/event-store.port';
 import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
@@ -236,7 +236,7 @@ export class JobsService {
       throw new IllegalStateError(`job ${original.id} has not finished (${original.status}): only a finished job can be run again`, { problem: { jobStatus: original.status } });
     }
     if (original.purged) throw new IllegalStateError(`job ${original.id} was purged: it cannot be run again`);
-    if ((original.spec.source || (original.spec.data?.length ?? 0) > 0) && !original.bundleDigest) {
+    if (needsBundle(original.spec) && !original.bundleDigest) {
       throw new IllegalStateError(`job ${original.id} has no bundle (its packaging did not succeed), so it cannot be run again with the same bundle: submit it anew`);
     }
     this.requireBus();

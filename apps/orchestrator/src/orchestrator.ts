@@ -64,7 +64,7 @@ export interface OrchestratorOptions {
 /** What an orchestrator is doing: `single` always acts; with a lease, `leader` or `standby`. */
 export type OrchestratorRole = 'single' | 'leader' | 'standby';
 
-/** Every orchestrator answers claims in this queue group: one of them records each. */
+/** Without a lease, orchestrators answer claims in this queue group: one of them records each (see subscribeClaims). */
 export const CLAIMS_QUEUE = 'orchestrators';
 
 /**

@@ -107,6 +107,11 @@ export class Retention {
     await this.sweeping?.catch(() => undefined);
   }
 
+  /** With several orchestrators only the leader sweeps. */
+  private acting(): boolean {
+    return this.o.acting?.() ?? true;
+  }
+
   private get intervalMs(): number {
     return this.o.policy.intervalMs ?? 3_600_000;
   }
@@ -120,7 +125,7 @@ export class Retention {
 
   /** One sweep now (the timer runs them every interval); concurrent calls share one sweep. */
   sweep(): Promise<SweepResult> {
-    if (this.o.acting && !this.o.acting()) return Promise.resolve({ purged: [], bundlesRemoved: [], repaired: [] });
+    if (!this.acting()) return Promise.resolve({ purged: [], bundlesRemoved: [], repaired: [] });
     this.sweeping ??= this.sweepNow().finally(() => (this.sweeping = null));
     return this.sweeping;
   }
@@ -128,12 +133,12 @@ export class Retention {
   private async sweepNow(): Promise<SweepResult> {
     const result: SweepResult = { purged: [], bundlesRemoved: [], repaired: [] };
     await this.caughtUp();
-    if (this.stopped || (this.o.acting && !this.o.acting())) return result;
+    if (this.stopped || !this.acting()) return result;
     const foldedTo = this.position;
 
     // Deletions a previous sweep recorded but may not have finished (a crash, a bus outage).
     for (const [jobId, attempts] of [...this.pendingCleanup]) {
-      if (this.stopped || (this.o.acting && !this.o.acting())) return result;
+      if (this.stopped || !this.acting()) return result;
       try {
         await this.o.deleteJobData(jobId, attempts);
         this.pendingCleanup.delete(jobId);
@@ -150,7 +155,7 @@ export class Retention {
       return maxAgeMs !== null && nowMs - Date.parse(v.finishedAt) > maxAgeMs;
     });
     for (const v of expired) {
-      if (this.stopped || (this.o.acting && !this.o.acting())) return result;
+      if (this.stopped || !this.acting()) return result;
       const { actor } = this.policyFor(v.owner);
       try {
         // Recorded first (the decider's rule: finished, purged once), then the data deleted.

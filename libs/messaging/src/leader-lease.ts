@@ -91,10 +91,6 @@ export class LeaderLease {
     return this.holderNow;
   }
 
-  get id(): string {
-    return this.o.id;
-  }
-
   /** Stops renewing; a holder stops acting first, then releases the lease so a standby takes over at once. */
   async stop(): Promise<void> {
     this.stopped = true;

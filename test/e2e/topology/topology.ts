@@ -266,6 +266,19 @@ export class ManagedProcess {
   }
 }
 
+/** nats-server from deploy/nats/jobline.conf as shipped, on the layout's loopback ports and store, with its passwords. */
+export function natsServerProcess(layout: TopologyLayout, base: Record<string, string>, logFile: string): ManagedProcess {
+  return new ManagedProcess(
+    'nats-server',
+    findNatsServer()!,
+    ['-c', NATS_CONFIG, '-a', '127.0.0.1', '-p', String(layout.natsPort), '-m', String(layout.natsHttpPort)],
+    { ...base, NATS_STORE_DIR: layout.natsStoreDir, JOBLINE_NATS_PASSWORD: layout.natsPassword, NATS_ACME_PASSWORD: layout.acmeNatsPassword, NATS_GLOBEX_PASSWORD: `p${randomBytes(12).toString('hex')}` },
+    logFile,
+    `http://127.0.0.1:${layout.natsHttpPort}/healthz?js-enabled-only=true`,
+    'SIGINT',
+  );
+}
+
 export interface Topology {
   layout: TopologyLayout;
   store: StoreChoice;
@@ -372,15 +385,7 @@ export async function startTopology(root: string, store: StoreChoice): Promise<T
   const repo = { url: `file://${repoDir}`, commit: git(repoDir, 'rev-parse', 'HEAD') };
 
   const base = { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? root };
-  const nats = new ManagedProcess(
-    'nats-server',
-    findNatsServer()!,
-    ['-c', NATS_CONFIG, '-a', '127.0.0.1', '-p', String(natsPort), '-m', String(natsHttpPort)],
-    { ...base, NATS_STORE_DIR: layout.natsStoreDir, JOBLINE_NATS_PASSWORD: layout.natsPassword, NATS_ACME_PASSWORD: layout.acmeNatsPassword, NATS_GLOBEX_PASSWORD: `p${randomBytes(12).toString('hex')}` },
-    join(logs, 'nats-server.log'),
-    `http://127.0.0.1:${natsHttpPort}/healthz?js-enabled-only=true`,
-    'SIGINT',
-  );
+  const nats = natsServerProcess(layout, base, join(logs, 'nats-server.log'));
   const readyUrl: Record<ServiceName, string> = {
     api: `http://127.0.0.1:${api}/readyz`,
     orchestrator: `http://127.0.0.1:${orchestrator}/readyz`,

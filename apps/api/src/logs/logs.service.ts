@@ -50,20 +50,6 @@ export class LogsService implements OnModuleDestroy {
     const attempt = q.attempt ?? latest;
     if (attempt > latest) throw new NotFoundError(`job ${job.id} has no attempt ${attempt} (the latest is ${latest})`);
 
-    if (job.purged) {
-      // JobPurged is recorded before the logs are deleted: a purged job's log is empty from that moment.
-      res.statusCode = 200;
-      res.setHeader('Content-Type', 'text/plain; charset=utf-8');
-      res.setHeader('Cache-Control', 'no-store');
-      res.setHeader('Jobline-Attempt', String(attempt));
-      res.end();
-      return;
-    }
-    const stop = new AbortController();
-    const onClose = () => stop.abort();
-    res.once('close', onClose);
-    this.active.set(stop, res);
-    const read = this.ctx.logs.attempt(job.id, { attempt, offset: q.offset ?? 0, follow: q.follow ?? false, signal: stop.signal });
     const start = () => {
       if (res.headersSent) return;
       res.statusCode = 200;
@@ -76,6 +62,17 @@ export class LogsService implements OnModuleDestroy {
         res.flushHeaders();
       }
     };
+    if (job.purged) {
+      // JobPurged is recorded before the logs are deleted: a purged job's log is empty from that moment.
+      start();
+      res.end();
+      return;
+    }
+    const stop = new AbortController();
+    const onClose = () => stop.abort();
+    res.once('close', onClose);
+    this.active.set(stop, res);
+    const read = this.ctx.logs.attempt(job.id, { attempt, offset: q.offset ?? 0, follow: q.follow ?? false, signal: stop.signal });
     try {
       // A follower hears at once that its follow is on; a plain read answers 200 only once it knows it has bytes to send.
       if (q.follow) start();
