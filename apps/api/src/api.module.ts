@@ -1,3 +1,4 @@
+import { requestIdMiddleware } from './http/request-id';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Logger, Module, type DynamicModule, type INestApplication, type LoggerService, type LogLevel, type NestApplicationOptions } from '@nestjs/common';
@@ -211,7 +212,8 @@ export async function createApiApp(options: ApiOptions): Promise<ApiApp> {
     const logger = options.logger === false ? undefined : new Logger('api');
     app.useGlobalFilters(new ProblemFilter(logger));
     (app.getHttpAdapter().getInstance() as { disable(setting: string): void }).disable('x-powered-by');
-    // Before the routes (registered by listen), so every request is timed.
+    // Before the routes (registered by listen): every request gets its id (a malformed X-Request-Id is refused here) and is timed.
+    app.use(requestIdMiddleware());
     app.use(httpTracingMiddleware());
     app.use(metrics.httpMiddleware());
     app.useWebSocketAdapter(new JoblineWsAdapter(app, tokens));

@@ -8,6 +8,7 @@ import { API_CONTEXT, type ApiContext } from './api.context';
 import type { Caller } from './api-tokens';
 import { AuthGuard, CurrentCaller } from './http/auth.guard';
 import { JsonBody } from './http/json-body';
+import { CurrentRequestId } from './http/request-id';
 import { SubmitBody, type SubmitBodyValue } from './http/submit-body';
 import { JobsService, type JobEventItem } from './jobs.service';
 import type { JobComparison } from './compare';
@@ -34,9 +35,10 @@ export class JobsController {
     @CurrentCaller() caller: Caller,
     @Headers('idempotency-key') key: string | undefined,
     @SubmitBody() body: SubmitBodyValue,
+    @CurrentRequestId() requestId: string,
     @Res({ passthrough: true }) res: ServerResponse,
   ): Promise<JobView> {
-    const { created, job } = await this.jobs.submit(caller, body.spec, key, body.archive);
+    const { created, job } = await this.jobs.submit(caller, body.spec, key, body.archive, requestId);
     res.statusCode = created ? 201 : 200;
     res.setHeader('Location', `/v1/jobs/${job.id}`);
     return job;
@@ -48,9 +50,10 @@ export class JobsController {
     @CurrentCaller() caller: Caller,
     @Param('id') id: string,
     @Headers('idempotency-key') key: string | undefined,
+    @CurrentRequestId() requestId: string,
     @Res({ passthrough: true }) res: ServerResponse,
   ): Promise<JobView> {
-    const { created, job } = await this.jobs.rerun(caller, id, key);
+    const { created, job } = await this.jobs.rerun(caller, id, key, requestId);
     res.statusCode = created ? 201 : 200;
     res.setHeader('Location', `/v1/jobs/${job.id}`);
     return job;
@@ -73,15 +76,15 @@ export class JobsController {
 
   @Post(':id/cancel')
   @HttpCode(202)
-  cancel(@CurrentCaller() caller: Caller, @Param('id') id: string, @JsonBody() body: unknown) {
-    return this.jobs.cancel(caller, id, body);
+  cancel(@CurrentCaller() caller: Caller, @Param('id') id: string, @JsonBody() body: unknown, @CurrentRequestId() requestId: string) {
+    return this.jobs.cancel(caller, id, body, requestId);
   }
 
   /** 204 once JobPurged is recorded (logs and artifacts deleted); 409 while the job runs. */
   @Delete(':id')
   @HttpCode(204)
-  async purge(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<void> {
-    await this.jobs.purge(caller, id);
+  async purge(@CurrentCaller() caller: Caller, @Param('id') id: string, @CurrentRequestId() requestId: string): Promise<void> {
+    await this.jobs.purge(caller, id, requestId);
   }
 
   @Get(':id/events')

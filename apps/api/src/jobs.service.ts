@@ -15,12 +15,14 @@ import {
   isJobId,
   COMMAND_REPLY_HEADER,
   CommandReplySchema,
+  REQUEST_ID_HEADER,
   isErrorCode,
   isTerminal,
   jobStreamName,
   parseJobSpec,
   subjects,
   webhookDeliveries,
+  type AdminCommandVerb,
   type CancelJobMessage,
   type JobSpec,
   type JobStatus,
@@ -143,6 +145,15 @@ export interface JobStats {
 }
 
 /**
+ * Where the api sends a cancel, purge or re-run: the owner's own on `jobline.cmd.<owner>.<verb>`,
+ * an admin's of another owner's job on `jobline.adm.<admin>.<verb>`. The orchestrator's decider
+ * checks who may, and records the caller as the actor either way.
+ */
+function commandSubject(caller: Caller, jobOwner: string, verb: AdminCommandVerb): string {
+  return caller.owner === jobOwner ? subjects[verb](jobOwner) : subjects.adminCommand(caller.owner, verb);
+}
+
+/**
  * The api's job use cases. Writes are commands published on `jobline.cmd.<owner>.*`
  * (the orchestrator records them); reads come from the jobs projection or the store.
  * Another owner's job is reported exactly like a job that does not exist.
@@ -159,7 +170,7 @@ export class JobsService {
    * must be {archive: true}). It is stored as it arrives, after the spec was validated; a
    * submission refused before that reads and drops it.
    */
-  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined, archive?: ArchiveUpload): Promise<SubmitResult> {
+  async submit(caller: Caller, body: unknown, idempotencyKeyHeader: string | string[] | undefined, archive?: ArchiveUpload, requestId: string = randomUUID()): Promise<SubmitResult> {
     let stored = false;
     try {
       const key = parseIdempotencyKey(idempotencyKeyHeader);
@@ -187,19 +198,23 @@ export class JobsService {
           throw new JoblineError('unavailable', `the archive could not be stored: ${err instanceof Error ? err.message : String(err)}; nothing was submitted, try again`);
         }
       }
-      return await this.publishSubmission(caller, jobId, spec, key);
+      return await this.publishSubmission(caller, jobId, spec, key, requestId);
     } finally {
       if (archive && !stored) await archive.discard();
     }
   }
 
-  private async publishSubmission(caller: Caller, jobId: string, spec: JobSpec, key: string | undefined): Promise<SubmitResult> {
+  private async publishSubmission(caller: Caller, jobId: string, spec: JobSpec, key: string | undefined, requestId: string): Promise<SubmitResult> {
     const deadline = Date.now() + this.ctx.submitTimeoutMs;
     const message: SubmitJobMessage = { jobId, spec, ...(key !== undefined ? { idempotencyKey: key } : {}) };
     let duplicate: boolean;
     try {
-      // Nats-Msg-Id = jobId: a retried or concurrent submission of the same key is stored once.
-      const ack = await this.ctx.publisher.publish(subjects.submit(caller.owner), message, { msgId: jobId, timeoutMs: this.ctx.submitTimeoutMs });
+      // Nats-Msg-Id = jobId: a retried or concurrent submission of the same key is stored once. The request id is its events' cause.
+      const ack = await this.ctx.publisher.publish(subjects.submit(caller.owner), message, {
+        msgId: jobId,
+        headers: { [REQUEST_ID_HEADER]: requestId },
+        timeoutMs: this.ctx.submitTimeoutMs,
+      });
       duplicate = ack.duplicate;
     } catch (err) {
       throw new JoblineError('unavailable', `the submission could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
@@ -219,12 +234,13 @@ export class JobsService {
 
   /**
    * POST /v1/jobs/{id}/rerun: a finished job runs again as a new job with the same spec and the
-   * same bundle by digest (nothing is fetched or packed again). Owner or admin, as for cancel;
-   * the new job belongs to the original's owner. The orchestrator's refusal (e.g. the bundle is
+   * same bundle by digest (nothing is fetched or packed again). Owner or admin, as for cancel
+   * (an admin's on jobline.adm.<admin>.rerun, the admin recorded as the actor); the new job
+   * belongs to the original's owner. The orchestrator's refusal (e.g. the bundle is
    * no longer stored) comes back on an inbox and is answered as it is. Idempotency-Key as for
    * submit: the same caller and key give the same re-run (200), or 409 for another job.
    */
-  async rerun(caller: Caller, id: string, idempotencyKeyHeader: string | string[] | undefined): Promise<SubmitResult> {
+  async rerun(caller: Caller, id: string, idempotencyKeyHeader: string | string[] | undefined, requestId: string = randomUUID()): Promise<SubmitResult> {
     const key = parseIdempotencyKey(idempotencyKeyHeader);
     const original = this.visible(caller, id);
     const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
@@ -258,10 +274,10 @@ export class JobsService {
     })();
     let duplicate: boolean;
     try {
-      // On the original owner's subject (the orchestrator checks the owner), as a cancel is; Nats-Msg-Id = the new job id.
-      const ack = await this.ctx.publisher.publish(subjects.rerun(original.owner), message, {
+      // The owner's subject, or an admin's (see commandSubject); Nats-Msg-Id = the new job id.
+      const ack = await this.ctx.publisher.publish(commandSubject(caller, original.owner, 'rerun'), message, {
         msgId: jobId,
-        headers: { [COMMAND_REPLY_HEADER]: inbox },
+        headers: { [COMMAND_REPLY_HEADER]: inbox, [REQUEST_ID_HEADER]: requestId },
         timeoutMs: this.ctx.submitTimeoutMs,
       });
       duplicate = ack.duplicate;
@@ -347,18 +363,16 @@ export class JobsService {
     return view;
   }
 
-  async cancel(caller: Caller, id: string, body: unknown): Promise<{ id: string; status: JobStatus; cancelRequested: true }> {
+  async cancel(caller: Caller, id: string, body: unknown, requestId: string = randomUUID()): Promise<{ id: string; status: JobStatus; cancelRequested: true }> {
     const parsed = CancelBodySchema.safeParse(body);
     if (!parsed.success) throw new ValidationError('invalid cancel request', parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(root)', message: i.message })));
     const job = this.visible(caller, id);
     if (isTerminal(job.status)) throw new IllegalStateError(`job ${job.id} already finished (${job.status})`, { problem: { jobStatus: job.status } });
-    // Published on the job owner's subject (the orchestrator checks the owner); an admin acting
-    // for someone else says so in the reason, for the record.
-    const reason = parsed.data?.reason ?? (job.owner !== caller.owner ? `requested by ${caller.owner} (admin)` : undefined);
+    const reason = parsed.data?.reason;
     const message: CancelJobMessage = { jobId: job.id, ...(reason !== undefined ? { reason } : {}) };
     this.requireBus();
     try {
-      await this.ctx.publisher.publish(subjects.cancel(job.owner), message, { timeoutMs: this.ctx.submitTimeoutMs });
+      await this.ctx.publisher.publish(commandSubject(caller, job.owner, 'cancel'), message, { headers: { [REQUEST_ID_HEADER]: requestId }, timeoutMs: this.ctx.submitTimeoutMs });
     } catch (err) {
       throw new JoblineError('unavailable', `the cancellation could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -370,7 +384,7 @@ export class JobsService {
    * once the projection shows the job purged (the orchestrator records JobPurged, then
    * deletes the logs and artifacts). A job already purged is done at once.
    */
-  async purge(caller: Caller, id: string): Promise<void> {
+  async purge(caller: Caller, id: string, requestId: string = randomUUID()): Promise<void> {
     const job = this.visible(caller, id);
     if (job.purged) return;
     if (!isTerminal(job.status)) throw new IllegalStateError(`job ${job.id} is not finished (${job.status}): cancel it first`, { problem: { jobStatus: job.status } });
@@ -380,8 +394,10 @@ export class JobsService {
     const purged = this.waitUntil(job.id, (v) => v.purged, this.ctx.submitTimeoutMs);
     const message: PurgeJobMessage = { jobId: job.id };
     try {
-      // Published on the owner's subject (the orchestrator checks the owner), as a cancel is.
-      await this.ctx.publisher.publish(subjects.purge(job.owner), message, { timeoutMs: Math.max(1, deadline - Date.now()) });
+      await this.ctx.publisher.publish(commandSubject(caller, job.owner, 'purge'), message, {
+        headers: { [REQUEST_ID_HEADER]: requestId },
+        timeoutMs: Math.max(1, deadline - Date.now()),
+      });
     } catch (err) {
       purged.cancel();
       throw new JoblineError('unavailable', `the purge could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);

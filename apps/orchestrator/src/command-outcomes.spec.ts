@@ -1,6 +1,6 @@
 import { ERROR_CODES, ERROR_TABLE, JoblineError, ValidationError } from '../../../libs/contracts/src';
 import { settlementFor } from '../../../libs/messaging/src/message-settlement';
-import { commandVerbOf, rejectionOf, replyInboxOf } from './command-outcomes';
+import { commandCauseOf, commandVerbOf, rejectionOf, replyInboxOf } from './command-outcomes';
 
 const JOB = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a10';
 const headers = (value: string | undefined) => ({ headers: value === undefined ? undefined : ({ get: () => value } as never) });
@@ -32,14 +32,28 @@ describe('NATS command outcomes', () => {
   });
 
   it('knows the verbs and refuses any other, naming (subject)', () => {
-    expect(commandVerbOf('jobline.cmd.acme.cancel')).toEqual({ owner: 'acme', verb: 'cancel' });
-    for (const subject of ['jobline.cmd.acme.frobnicate', 'jobline.cmd.acme', 'jobline.cmd.acme.submit.extra', 'jobline.cmd.acme.__proto__']) {
+    expect(commandVerbOf('jobline.cmd.acme.cancel')).toEqual({ owner: 'acme', verb: 'cancel', admin: false });
+    expect(commandVerbOf('jobline.adm.root.purge')).toEqual({ owner: 'root', verb: 'purge', admin: true });
+    expect(commandVerbOf('jobline.adm.root.rerun')).toEqual({ owner: 'root', verb: 'rerun', admin: true });
+    const refused = ['jobline.cmd.acme.frobnicate', 'jobline.cmd.acme', 'jobline.cmd.acme.submit.extra', 'jobline.cmd.acme.__proto__', 'jobline.adm.root.submit', 'jobline.adm.root'];
+    for (const subject of refused) {
       expect(() => commandVerbOf(subject)).toThrow(ValidationError);
       try {
         commandVerbOf(subject);
       } catch (e) {
         expect((e as ValidationError).issues[0].path).toBe('(subject)');
       }
+    }
+  });
+
+  it("names a command's cause: its Jobline-Request-Id, else its Nats-Msg-Id, else its stream sequence", () => {
+    const msg = (h: Record<string, string>, seq = 7) => ({ seq, headers: { get: (k: string) => h[k] ?? '' } as never });
+    expect(commandCauseOf(msg({ 'Jobline-Request-Id': 'req-1:a.b', 'Nats-Msg-Id': JOB }), 'JOBLINE_CMD')).toBe('req-1:a.b');
+    expect(commandCauseOf(msg({ 'Nats-Msg-Id': JOB }), 'JOBLINE_CMD')).toBe(JOB);
+    expect(commandCauseOf(msg({}, 42), 'JOBLINE_CMD')).toBe('JOBLINE_CMD:42');
+    expect(commandCauseOf({ seq: 3, headers: undefined }, 'JOBLINE_CMD')).toBe('JOBLINE_CMD:3');
+    for (const bad of ['a b', 'x'.repeat(129), 'é', 'a\nb']) {
+      expect(() => commandCauseOf(msg({ 'Jobline-Request-Id': bad }), 'JOBLINE_CMD')).toThrow(ValidationError);
     }
   });
 

@@ -1,13 +1,17 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
+  ADMIN_COMMAND_VERBS,
   COMMAND_REPLY_HEADER,
   COMMAND_VERBS,
+  REQUEST_ID_HEADER,
+  RequestIdSchema,
   JoblineError,
   ValidationError,
   isOwner,
   parseCommandSubject,
   subjects,
+  type AdminCommandVerb,
   type CommandRejection,
   type CommandReply,
   type CommandVerb,
@@ -16,15 +20,43 @@ import { CommandHeadersSchema } from '../../../libs/contracts/src/schemas/bus-me
 import type { SettledOutcome } from '../../../libs/messaging/src/jetstream.transport';
 
 const VERBS: ReadonlySet<string> = new Set(COMMAND_VERBS);
+const ADMIN_VERBS: ReadonlySet<string> = new Set(ADMIN_COMMAND_VERBS);
 
-/** The verb of a command subject, or a ValidationError naming `(subject)` (an unknown verb is refused, never dropped). */
-export function commandVerbOf(subject: string): { owner: string; verb: CommandVerb } {
+/**
+ * The verb of a command subject, `jobline.cmd.<owner>.<verb>` or (admin: true)
+ * `jobline.adm.<admin>.<verb>`, or a ValidationError naming `(subject)` (an unknown verb is
+ * refused, never dropped).
+ */
+export function commandVerbOf(subject: string): { owner: string; verb: CommandVerb; admin: false } | { owner: string; verb: AdminCommandVerb; admin: true } {
   const parsed = parseCommandSubject(subject);
-  if (!parsed) throw new ValidationError(`not a command subject: ${subject} (expected jobline.cmd.<owner>.<verb>)`, [{ path: '(subject)', message: 'expected jobline.cmd.<owner>.<verb>' }]);
-  if (!VERBS.has(parsed.verb)) {
-    throw new ValidationError(`unknown command verb '${parsed.verb}': expected ${COMMAND_VERBS.join(', ')}`, [{ path: '(subject)', message: `unknown verb '${parsed.verb}'` }]);
+  if (!parsed) {
+    throw new ValidationError(`not a command subject: ${subject} (expected jobline.cmd.<owner>.<verb>)`, [{ path: '(subject)', message: 'expected jobline.cmd.<owner>.<verb>' }]);
   }
-  return parsed as { owner: string; verb: CommandVerb };
+  const verbs = parsed.admin ? ADMIN_COMMAND_VERBS : COMMAND_VERBS;
+  if (!(parsed.admin ? ADMIN_VERBS : VERBS).has(parsed.verb)) {
+    throw new ValidationError(`unknown ${parsed.admin ? 'admin ' : ''}command verb '${parsed.verb}': expected ${verbs.join(', ')}`, [{ path: '(subject)', message: `unknown verb '${parsed.verb}'` }]);
+  }
+  return parsed as { owner: string; verb: CommandVerb; admin: false } | { owner: string; verb: AdminCommandVerb; admin: true };
+}
+
+/**
+ * The id a command's events name as their cause: its Jobline-Request-Id (the REST or gRPC
+ * request it comes from), else its Nats-Msg-Id, else `<stream>:<sequence>` (unique in the
+ * stream). A malformed Jobline-Request-Id refuses the command (fail closed).
+ */
+export function commandCauseOf(msg: Pick<JsMsg, 'headers' | 'seq'>, stream: string): string {
+  const requestId = msg.headers?.get(REQUEST_ID_HEADER);
+  if (requestId) {
+    const ok = RequestIdSchema.safeParse(requestId);
+    if (!ok.success) {
+      throw new ValidationError(`${REQUEST_ID_HEADER} must be 1-128 of [A-Za-z0-9._:-], got ${JSON.stringify(requestId.slice(0, 200))}`, [
+        { path: REQUEST_ID_HEADER, message: 'not a request id' },
+      ]);
+    }
+    return requestId;
+  }
+  const msgId = msg.headers?.get('Nats-Msg-Id');
+  return msgId ? msgId : `${stream}:${msg.seq}`;
 }
 
 /** What a refused command's sender is told: the code of the error table, the first field at fault, every issue in the message. */

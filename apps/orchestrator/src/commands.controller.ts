@@ -1,8 +1,8 @@
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
-import { subjects } from '../../../libs/contracts/src';
+import { STREAMS, subjects } from '../../../libs/contracts/src';
 import type { JetStreamContext } from '../../../libs/messaging/src/jetstream.transport';
-import { commandVerbOf, replyInboxOf } from './command-outcomes';
+import { commandCauseOf, commandVerbOf, replyInboxOf } from './command-outcomes';
 import { Orchestrator } from './orchestrator';
 
 export const ORCHESTRATOR = Symbol('Orchestrator');
@@ -14,19 +14,29 @@ export class CommandsController {
 
   /** Every `jobline.cmd.>` subject, so an unknown verb is refused (and said so on jobline.rej.<owner>), never left unread. */
   @EventPattern(subjects.commandsAll)
-  async command(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    const { owner, verb } = commandVerbOf(ctx.subject);
-    replyInboxOf(ctx.msg);
-    await this.orchestrator[verb](owner, payload);
+  command(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
+    return this.run(payload, ctx);
+  }
+
+  /** `jobline.adm.<admin>.cancel|purge|rerun`: an admin acting on any owner's job (the api sends them; only the services may publish there). */
+  @EventPattern(subjects.adminCommandsAll)
+  adminCommand(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
+    return this.run(payload, ctx);
   }
 
   @EventPattern('jobline.report.*')
   async report(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.report(payload, ctx.getHeader('Nats-Msg-Id') ?? 'last-event');
+    await this.orchestrator.report(payload, ctx.getHeader('Nats-Msg-Id') ?? `${STREAMS.reports}:${ctx.msg.seq}`);
   }
 
   @EventPattern('jobline.pkg.done.*')
   async packaged(@Payload() payload: unknown, @Ctx() ctx: JetStreamContext): Promise<void> {
-    await this.orchestrator.packaged(payload, ctx.getHeader('Nats-Msg-Id') ?? 'last-event');
+    await this.orchestrator.packaged(payload, ctx.getHeader('Nats-Msg-Id') ?? `${STREAMS.packages}:${ctx.msg.seq}`);
+  }
+
+  private async run(payload: unknown, ctx: JetStreamContext): Promise<void> {
+    const { owner, verb, admin } = commandVerbOf(ctx.subject);
+    replyInboxOf(ctx.msg);
+    await this.orchestrator[verb](owner, payload, { admin, causationId: commandCauseOf(ctx.msg, STREAMS.commands) });
   }
 }

@@ -7,16 +7,22 @@ import { context } from '@opentelemetry/api';
 import { KeyedMutex } from './keyed-mutex';
 
 export interface CommandMeta {
-  /** Who asked: an owner, 'executor:<id>', 'scheduler'. */
+  /** Who acted, recorded as each event's actor: an owner, an admin, 'executor:<id>', 'packager', 'scheduler', 'retention:…'. */
   actor: string;
   /**
-   * The message or event that caused this command; `'last-event'` for a decision taken on
-   * the job's history (the scheduler's, a claim): then the id of the newest stored event of
-   * the stream it was decided on, so an auditor can follow every event back to its cause.
+   * What caused this command, recorded as each event's causationId: the id of the command
+   * message (a request id, a Nats-Msg-Id, `<stream>:<seq>`) or of a report; `'last-event'`
+   * for a decision taken on the job's history (the scheduler's, retention's): the id of the
+   * newest stored event of the stream it was decided on; `'dispatched'` for a start: the id of
+   * the JobDispatched it answers. So an auditor can follow every event back to its cause.
    */
-  causationId: string | null | 'last-event';
-  /** Shared by every event of one flow: the job id unless a client gave its own. */
-  correlationId: string;
+  causationId: string | 'last-event' | 'dispatched';
+  /**
+   * The correlation of a job's first events (its submission): the submit's own, else the job
+   * id. Every later event of the job carries its JobSubmitted's correlationId, whatever this
+   * says: one job's life is one flow.
+   */
+  correlationId?: string;
   /**
    * Tracing: continue the job's own trace (the context stored with its newest event), not the
    * active one: for decisions taken on the job's history (the scheduler's), which may run
@@ -100,10 +106,9 @@ export class JobCommandHandler {
       const decided = decide(command, job);
       if (decided.length === 0) return { job, events: [] };
       const occurredAt = this.clock().toISOString();
-      const causationId = meta.causationId === 'last-event' ? (events.at(-1)?.id ?? null) : meta.causationId;
-      const records = decided.map((e) =>
-        encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId: meta.correlationId, trace }),
-      );
+      const causationId = causationOf(meta.causationId, events);
+      const correlationId = correlationOf(events) ?? meta.correlationId ?? jobId;
+      const records = decided.map((e) => encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId, trace }));
       guard?.();
       try {
         await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);
@@ -118,4 +123,17 @@ export class JobCommandHandler {
       }
     }
   }
+}
+
+/** The id a command's events name as their cause (null only for a decision on an empty stream, which decides nothing). */
+function causationOf(cause: CommandMeta['causationId'], events: StoredJobEvent[]): string | null {
+  if (cause === 'last-event') return events.at(-1)?.id ?? null;
+  if (cause === 'dispatched') return events.findLast((e) => e.type === 'JobDispatched')?.id ?? events.at(-1)?.id ?? null;
+  return cause;
+}
+
+/** The job's correlation, as its first event recorded it. */
+function correlationOf(events: StoredJobEvent[]): string | undefined {
+  const first = events[0]?.metadata.correlationId;
+  return typeof first === 'string' && first !== '' ? first : undefined;
 }

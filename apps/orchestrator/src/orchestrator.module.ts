@@ -21,6 +21,8 @@ export class OrchestratorModule {
 
 /** The durable consumer of every `jobline.cmd.>` command. */
 export const COMMANDS_DURABLE = 'orchestrator-commands';
+/** The durable consumer of every `jobline.adm.>` command (an admin's, sent by the api). */
+export const ADMIN_COMMANDS_DURABLE = 'orchestrator-admin-commands';
 /** The per-verb consumers of earlier versions; their unacked commands stay in the stream for COMMANDS_DURABLE. */
 const LEGACY_COMMAND_DURABLES = ['orchestrator-submit', 'orchestrator-cancel', 'orchestrator-purge'];
 
@@ -54,6 +56,7 @@ export async function createOrchestratorApp(options: OrchestratorAppOptions): Pr
     streams: options.streams,
     consumers: [
       { pattern: subjects.commandsAll, stream: STREAMS.commands, durable: COMMANDS_DURABLE, concurrency, onSettled: outcomes.settled },
+      { pattern: subjects.adminCommandsAll, stream: STREAMS.commands, durable: ADMIN_COMMANDS_DURABLE, concurrency, onSettled: outcomes.settled },
       { pattern: 'jobline.report.*', stream: STREAMS.reports, durable: 'orchestrator-reports', concurrency },
       { pattern: 'jobline.pkg.done.*', stream: STREAMS.packages, durable: 'orchestrator-packaged', concurrency },
     ],

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription as NatsSubscription } from '@nats-io/nats-core';
 import {
@@ -25,8 +26,8 @@ import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { SpanKind, TRACERS, contextFromHeaders, inSpan, tracingActive } from '../../../libs/messaging/src/trace-context';
-import { rerunCommand, type JobCommand } from '../../../libs/domain/src';
-import { JobCommandHandler, type HandledCommand } from './job-command.handler';
+import { rerunCommand, type Actor, type JobCommand } from '../../../libs/domain/src';
+import { JobCommandHandler, type CommandMeta, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
 import { Relay } from './relay';
@@ -59,6 +60,18 @@ export interface OrchestratorOptions {
   leadership?: { id: string; leaseMs: number; replicas?: number };
   /** The retention policy (default none: finished jobs are kept until purged by hand). */
   retention?: RetentionPolicy & { clock?: () => Date };
+}
+
+/** Where a command came from, as the edge that received it tells. */
+export interface CommandSource {
+  /**
+   * The id of the command message (Jobline-Request-Id, else Nats-Msg-Id, else
+   * `JOBLINE_CMD:<seq>`: see commandCauseOf): its events' causationId. Absent (a direct call),
+   * an id of this call is made up.
+   */
+  causationId?: string;
+  /** Sent on `jobline.adm.<admin>.<verb>`: the sender is an admin, who may act on any owner's job. */
+  admin?: boolean;
 }
 
 /** What an orchestrator is doing: `single` always acts; with a lease, `leader` or `standby`. */
@@ -311,12 +324,12 @@ export class Orchestrator {
   }
 
   /** `jobline.cmd.<owner>.submit` */
-  async submit(owner: string, payload: unknown): Promise<HandledCommand> {
+  async submit(owner: string, payload: unknown, from: CommandSource = {}): Promise<HandledCommand> {
     const who = this.validOwner(owner);
     const msg = parseWith(SubmitJobMessageSchema, payload);
     if (!msg.ok) throw new ValidationError('invalid submit command', msg.issues);
     const { jobId, spec, idempotencyKey, correlationId } = msg.value;
-    const meta = { actor: who, causationId: null, correlationId: correlationId ?? jobId };
+    const meta: CommandMeta = { actor: who, causationId: causeOf(from), correlationId: correlationId ?? jobId };
     const handled = await this.handler.execute(
       jobId,
       { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } },
@@ -327,27 +340,27 @@ export class Orchestrator {
       const failed = await this.handler.execute(
         jobId,
         { type: 'RecordPackagingFailed', data: { reason: 'this deployment has no packager: jobs with a source or data cannot be bundled', now: this.now() } },
-        { ...meta, actor: 'orchestrator' },
+        { actor: 'orchestrator', causationId: 'last-event' },
       );
       return { job: failed.job, events: [...handled.events, ...failed.events] };
     }
     return handled;
   }
 
-  /** `jobline.cmd.<owner>.cancel`: an owner can only cancel its own jobs. */
-  async cancel(owner: string, payload: unknown, opts: { admin?: boolean } = {}): Promise<HandledCommand> {
-    const who = this.validOwner(owner);
+  /**
+   * `jobline.cmd.<owner>.cancel` (an owner, its own jobs) and `jobline.adm.<admin>.cancel` (an
+   * admin, any job). Who may is the decider's rule (RequestCancel's actor); the one who asked
+   * is the recorded actor.
+   */
+  async cancel(who: string, payload: unknown, from: CommandSource = {}): Promise<HandledCommand> {
+    const actor = this.actorOf(who, from);
     const msg = parseWith(CancelJobMessageSchema, payload);
     if (!msg.ok) throw new ValidationError('invalid cancel command', msg.issues);
     const { jobId, reason, correlationId } = msg.value;
-    const { job } = await this.handler.load(jobId);
-    if (job.phase === 'none' || (!opts.admin && job.owner !== who)) {
-      throw new ValidationError(`no job ${jobId} for owner ${who}`);
-    }
     return this.handler.execute(
       jobId,
-      { type: 'RequestCancel', data: { by: who, now: this.now(), ...(reason ? { reason } : {}) } },
-      { actor: who, causationId: null, correlationId: correlationId ?? jobId },
+      { type: 'RequestCancel', data: { actor, now: this.now(), ...(reason ? { reason } : {}) } },
+      { actor: actor.id, causationId: causeOf(from), ...(correlationId ? { correlationId } : {}) },
     );
   }
 
@@ -359,40 +372,37 @@ export class Orchestrator {
    * stored once per digest and shared by every job with the same source, so they are left in
    * place (the retention policy removes those no job references).
    */
-  async purge(owner: string, payload: unknown, opts: { admin?: boolean } = {}): Promise<HandledCommand> {
-    const who = this.validOwner(owner);
+  async purge(who: string, payload: unknown, from: CommandSource = {}): Promise<HandledCommand> {
+    const actor = this.actorOf(who, from);
     const msg = parseWith(PurgeJobMessageSchema, payload);
     if (!msg.ok) throw new ValidationError('invalid purge command', msg.issues);
     const { jobId, correlationId } = msg.value;
-    const { job } = await this.handler.load(jobId);
-    if (job.phase === 'none' || (!opts.admin && job.owner !== who)) {
-      throw new ValidationError(`no job ${jobId} for owner ${who}`);
-    }
-    const command: JobCommand = { type: 'PurgeJob', data: { by: who, now: this.now() } };
+    // Owner or admin: the decider's rule (PurgeJob's actor), checked before anything is deleted.
+    const command: JobCommand = { type: 'PurgeJob', data: { actor, now: this.now() } };
     // Recorded first (the decider refuses while the job is not finished: nothing of a running job
     // is deleted), then deleted: JobPurged is never missing while its data is gone. A purge of a
     // purged job records nothing and deletes again, finishing a deletion a crash cut short.
-    const handled = await this.handler.execute(jobId, command, { actor: who, causationId: null, correlationId: correlationId ?? jobId });
+    const handled = await this.handler.execute(jobId, command, { actor: actor.id, causationId: causeOf(from), ...(correlationId ? { correlationId } : {}) });
     const purgedChunks = await this.deleteJobData(jobId, handled.job.attempt);
     this.o.logger.log(`orchestrator: purged job ${jobId} (${purgedChunks} log chunks, artifacts of ${handled.job.attempt} attempt(s))`);
     return handled;
   }
 
   /**
-   * `jobline.cmd.<owner>.rerun`: a finished job of the owner runs again as the new job, with
-   * its spec and its bundle by digest (checked to be still stored; nothing is packaged). The
-   * new job's events name the original's last event as their cause. Sent again (same new
-   * jobId), it changes nothing.
+   * `jobline.cmd.<owner>.rerun` (an owner's finished job) and `jobline.adm.<admin>.rerun` (any
+   * owner's): the job runs again as the new job, the original owner's, with its spec and its
+   * bundle by digest (checked to be still stored; nothing is packaged). The new job's events
+   * name the command as their cause and its data names the original (rerunOf). Sent again
+   * (same new jobId), it changes nothing.
    */
-  async rerun(owner: string, payload: unknown): Promise<HandledCommand> {
-    const who = this.validOwner(owner);
+  async rerun(who: string, payload: unknown, from: CommandSource = {}): Promise<HandledCommand> {
+    const actor = this.actorOf(who, from);
     const msg = parseWith(RerunJobMessageSchema, payload);
     if (!msg.ok) throw new ValidationError('invalid rerun command', msg.issues);
     const { jobId, rerunOf, idempotencyKey, correlationId } = msg.value;
     if (jobId === rerunOf) throw new ValidationError('a re-run is a new job: jobId must differ from rerunOf', [{ path: 'jobId', message: 'equals rerunOf' }]);
     const original = await this.handler.load(rerunOf);
-    if (original.job.phase === 'none' || original.job.owner !== who) throw new NotFoundError(`no job ${rerunOf} for owner ${who}`);
-    const command = rerunCommand(original.job, { jobId, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) });
+    const command = rerunCommand(original.job, { actor, jobId, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) });
     const bundle = command.data.rerunOf?.bundle;
     if (bundle) {
       this.bundles ??= BundleStore.open(this.o.nc);
@@ -400,18 +410,21 @@ export class Orchestrator {
         throw new IllegalStateError(`the bundle ${bundle.bundleDigest} of job ${rerunOf} is no longer stored, so it cannot run again with the same bundle: submit it anew`);
       }
     }
-    return this.handler.execute(jobId, command, { actor: who, causationId: original.events.at(-1)?.id ?? null, correlationId: correlationId ?? jobId });
+    return this.handler.execute(jobId, command, { actor: actor.id, causationId: causeOf(from), correlationId: correlationId ?? jobId });
   }
 
-  /** `jobline.report.<jobId>`: an executor's account of an attempt. */
-  report(payload: unknown, causationId: string | null | 'last-event' = 'last-event'): Promise<HandledCommand> {
+  /**
+   * `jobline.report.<jobId>`: an executor's account of an attempt. `causationId` is the
+   * report's message id; a start (claimed or reported) names the JobDispatched it answers.
+   */
+  report(payload: unknown, causationId: string | 'last-event' = 'last-event'): Promise<HandledCommand> {
     const parsed = parseWith(AttemptReportSchema, payload);
     if (!parsed.ok) throw new ValidationError('invalid attempt report', parsed.issues);
     const r: AttemptReport = parsed.value;
-    const meta = { actor: `executor:${r.executorId}`, causationId, correlationId: r.jobId };
+    const meta: CommandMeta = { actor: `executor:${r.executorId}`, causationId };
     if (r.kind === 'started') {
       const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
-      return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, meta);
+      return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, { ...meta, causationId: 'dispatched' });
     }
     const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error } = r;
     return this.handler.execute(
@@ -425,11 +438,11 @@ export class Orchestrator {
   }
 
   /** `jobline.pkg.done.<jobId>`: a packager's result, recorded as JobPackaged (+ JobQueued) or JobPackagingFailed. */
-  packaged(payload: unknown, causationId: string | null | 'last-event' = 'last-event'): Promise<HandledCommand> {
+  packaged(payload: unknown, causationId: string | 'last-event' = 'last-event'): Promise<HandledCommand> {
     const parsed = parseWith(PackagingResultSchema, payload);
     if (!parsed.ok) throw new ValidationError('invalid packaging result', parsed.issues);
     const r = parsed.value;
-    const meta = { actor: 'packager', causationId, correlationId: r.jobId };
+    const meta: CommandMeta = { actor: 'packager', causationId };
     if (r.kind === 'failed') return this.handler.execute(r.jobId, { type: 'RecordPackagingFailed', data: { reason: r.reason, now: this.now() } }, meta);
     const { bundleDigest, size, commit, dataDigests } = r;
     const record = () =>
@@ -463,6 +476,11 @@ export class Orchestrator {
     return this.bundles;
   }
 
+  /** The actor of a cancel, purge or re-run: the subject's owner, or (jobline.adm.<admin>.*) the admin. */
+  private actorOf(who: string, from: CommandSource): Actor {
+    return { id: this.validOwner(who), admin: from.admin === true };
+  }
+
   private validOwner(owner: string): string {
     const ok = OwnerSchema.safeParse(owner);
     if (!ok.success) throw new ValidationError(`invalid owner ${JSON.stringify(owner)}`);
@@ -472,6 +490,10 @@ export class Orchestrator {
   private now(): string {
     return (this.o.clock?.() ?? new Date()).toISOString();
   }
+}
+
+function causeOf(from: CommandSource): string {
+  return from.causationId ?? `call:${randomUUID()}`;
 }
 
 function safeJson(data: Uint8Array): unknown {

@@ -200,7 +200,7 @@ describe('retention policy', () => {
 
     // A result naming a bundle that is gone (removed between the packager's store and this record) is not recorded as packaged.
     await bundles.delete(unreferenced);
-    await orchestrator.packaged({ kind: 'packaged', jobId: packaging, bundleDigest: unreferenced, size: 10 }, null);
+    await orchestrator.packaged({ kind: 'packaged', jobId: packaging, bundleDigest: unreferenced, size: 10 });
     const h = await history(packaging);
     expect(h.map((e) => e.type)).toEqual(['JobSubmitted', 'JobPackagingFailed']);
     expect(h[1].data).toMatchObject({ reason: expect.stringMatching(/no longer in the bundle store .*submit the job again/) });
@@ -258,7 +258,7 @@ describe('retention policy', () => {
     await finished(eve);
     await withLogs(eve);
     // What a sweep that died between the two steps leaves: JobPurged by the policy, the log still there.
-    await orchestrator.handler.execute(eve, { type: 'PurgeJob', data: { by: 'retention:global', now: new Date().toISOString() } }, { actor: 'retention:global', causationId: 'last-event', correlationId: eve });
+    await orchestrator.handler.execute(eve, { type: 'PurgeJob', data: { actor: { id: 'retention:global', admin: true }, now: new Date().toISOString() } }, { actor: 'retention:global', causationId: 'last-event' });
     expect(await logChunks(eve)).toBeGreaterThan(0);
     expect(await checkpoints.load(RETENTION_CLEANUP_CHECKPOINT)).toBeLessThan((await history(eve)).at(-1)!.position);
 

@@ -1,5 +1,5 @@
 import { decodeJobEvent, type JobSpec, type JobView, type StoredJobEvent } from '../../../libs/contracts/src';
-import { evolveJobView } from '../../../libs/domain/src';
+import { evolveJobView, type JobCommand } from '../../../libs/domain/src';
 import type { CheckpointStore, EventStore, Subscription } from '../../../libs/event-store/src/event-store.port';
 import type { JobCommandHandler } from './job-command.handler';
 import type { KeyedMutex } from './keyed-mutex';
@@ -159,7 +159,9 @@ export class Retention {
       const { actor } = this.policyFor(v.owner);
       try {
         // Recorded first (the decider's rule: finished, purged once), then the data deleted.
-        const handled = await this.o.handler.execute(v.id, { type: 'PurgeJob', data: { by: actor, now: this.clock().toISOString() } }, { actor, causationId: 'last-event', correlationId: v.id });
+        // A policy acts with admin rights: it may purge any owner's job.
+        const purge: JobCommand = { type: 'PurgeJob', data: { actor: { id: actor, admin: true }, now: this.clock().toISOString() } };
+        const handled = await this.o.handler.execute(v.id, purge, { actor, causationId: 'last-event' });
         if (handled.events.length === 0) continue;
         result.purged.push({ jobId: v.id, actor });
         const attempts = handled.job.attempt;

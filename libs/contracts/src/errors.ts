@@ -93,6 +93,11 @@ export class NotFoundError extends JoblineError {
     super('not_found', message);
   }
 }
+/**
+ * The actor is neither the job's owner nor an admin. Reported exactly as a job that does not
+ * exist (code not_found): an owner never learns of another owner's job (invariant 6).
+ */
+export class NotOwnerError extends NotFoundError {}
 /** The command does not apply to the job in its current state (e.g. cancel a finished job). */
 export class IllegalStateError extends JoblineError {
   constructor(message: string, details?: Record<string, unknown>) {

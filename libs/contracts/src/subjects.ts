@@ -10,6 +10,13 @@ export const subjects = {
   rerun: (owner: string) => `jobline.cmd.${owner}.rerun`,
   commandsAll: 'jobline.cmd.>',
   /**
+   * An admin's commands on any owner's job: the subject token is the admin who acts (the
+   * recorded actor). Only the services' NATS user may publish here (deploy/nats/jobline.conf):
+   * the api sends an admin's cancel, purge and re-run of another owner's job here.
+   */
+  adminCommand: (admin: string, verb: AdminCommandVerb) => `jobline.adm.${admin}.${verb}`,
+  adminCommandsAll: 'jobline.adm.>',
+  /**
    * Refused commands of one owner (core NATS, not stored): `{subject, jobId?, code, field?, message}`.
    * Outside `jobline.owner.<owner>.>` on purpose: an integration user subscribes to both.
    */
@@ -72,6 +79,16 @@ export const subjects = {
 /** The verbs of `jobline.cmd.<owner>.<verb>`; any other verb is refused (on `jobline.rej.<owner>`). */
 export const COMMAND_VERBS = ['submit', 'cancel', 'purge', 'rerun'] as const;
 export type CommandVerb = (typeof COMMAND_VERBS)[number];
+/** The verbs of `jobline.adm.<admin>.<verb>` (an admin submits as itself, on jobline.cmd.<admin>.submit). */
+export const ADMIN_COMMAND_VERBS = ['cancel', 'purge', 'rerun'] as const;
+export type AdminCommandVerb = (typeof ADMIN_COMMAND_VERBS)[number];
+
+/**
+ * Header naming the request a command comes from (a REST X-Request-Id, a gRPC x-request-id):
+ * the causationId of the events the command records. Without it, a command's Nats-Msg-Id is
+ * its id, else its stream sequence (`JOBLINE_CMD:<seq>`). See RequestIdSchema.
+ */
+export const REQUEST_ID_HEADER = 'Jobline-Request-Id';
 
 /**
  * Header naming where the outcome of a command is sent (an inbox: `_INBOX.…` or
@@ -80,11 +97,14 @@ export type CommandVerb = (typeof COMMAND_VERBS)[number];
  */
 export const COMMAND_REPLY_HEADER = 'Jobline-Reply-To';
 
-/** Parses `jobline.cmd.<owner>.<verb>`; null when the subject is not one. */
-export function parseCommandSubject(subject: string): { owner: string; verb: string } | null {
+/**
+ * Parses `jobline.cmd.<owner>.<verb>` and `jobline.adm.<admin>.<verb>` (then `admin` is true and
+ * `owner` names the admin who acts); null when the subject is neither.
+ */
+export function parseCommandSubject(subject: string): { owner: string; verb: string; admin: boolean } | null {
   const parts = subject.split('.');
-  if (parts.length !== 4 || parts[0] !== 'jobline' || parts[1] !== 'cmd') return null;
-  return { owner: parts[2], verb: parts[3] };
+  if (parts.length !== 4 || parts[0] !== 'jobline' || (parts[1] !== 'cmd' && parts[1] !== 'adm')) return null;
+  return { owner: parts[2], verb: parts[3], admin: parts[1] === 'adm' };
 }
 
 export const STREAMS = {

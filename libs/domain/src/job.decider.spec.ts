@@ -1,9 +1,12 @@
-import { ConflictError, IllegalStateError, NotFoundError, StaleAttemptError, JobSpecSchema, type JobEvent } from '../../contracts/src';
+import { ConflictError, IllegalStateError, NotFoundError, NotOwnerError, StaleAttemptError, JobSpecSchema, type JobEvent } from '../../contracts/src';
 import { deciderSpec } from '../../testing/src/decider-spec';
-import { decide, evolve, initialState, fold, rerunCommand, type JobCommand } from './job.decider';
+import { decide, evolve, initialState, fold, rerunCommand, type Actor, type JobCommand } from './job.decider';
 
 const given = deciderSpec<JobCommand, JobEvent, ReturnType<typeof initialState>>({ decide, evolve, initialState });
 
+const alice: Actor = { id: 'alice', admin: false };
+const bob: Actor = { id: 'bob', admin: false };
+const root: Actor = { id: 'root', admin: true };
 const T0 = '2026-01-01T00:00:00.000Z';
 const T1 = '2026-01-01T00:00:01.000Z';
 const T2 = '2026-01-01T00:00:02.000Z';
@@ -70,7 +73,7 @@ describe('job decider', () => {
     const finishedWithBundle = fold([submitted(withSource), packaged, queued(), dispatched(), started(), completed(1, 0)]);
 
     it('submits the same owner and spec with the original bundle, recorded again instead of packaging', () => {
-      const command = rerunCommand(finishedWithBundle, { jobId: rerunId, now: T2 });
+      const command = rerunCommand(finishedWithBundle, { actor: alice, jobId: rerunId, now: T2 });
       expect(command.data).toMatchObject({ jobId: rerunId, owner: 'alice', spec: withSource, rerunOf: { jobId, bundle: { bundleDigest: packaged.data.bundleDigest, size: 42 } } });
       given([])
         .when(command)
@@ -83,24 +86,24 @@ describe('job decider', () => {
 
     it('a job without a source is queued at once, naming the original', () =>
       given([])
-        .when(rerunCommand(fold([submitted(), queued(), dispatched(), started(), completed(1, 3)]), { jobId: rerunId, now: T2 }))
+        .when(rerunCommand(fold([submitted(), queued(), dispatched(), started(), completed(1, 3)]), { actor: alice, jobId: rerunId, now: T2 }))
         .then([
           { type: 'JobSubmitted', data: { jobId: rerunId, owner: 'alice', spec, priority: 'normal', submittedAt: T2, rerunOf: jobId } },
           { type: 'JobQueued', data: { attempt: 1, priority: 'normal', queuedAt: T2 } },
         ]));
 
     it('the same re-run delivered again changes nothing', () => {
-      const command = rerunCommand(finishedWithBundle, { jobId: rerunId, now: T2 });
+      const command = rerunCommand(finishedWithBundle, { actor: alice, jobId: rerunId, now: T2 });
       given(decide(command, initialState())).when(command).thenNothing();
     });
 
     it('refuses a job that has not finished, was purged, or has a source but no bundle; and an unknown one', () => {
-      expect(() => rerunCommand(fold([submitted(), queued(), dispatched()]), { jobId: rerunId, now: T2 })).toThrow(IllegalStateError);
+      expect(() => rerunCommand(fold([submitted(), queued(), dispatched()]), { actor: alice, jobId: rerunId, now: T2 })).toThrow(IllegalStateError);
       const purged: JobEvent = { type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } };
-      expect(() => rerunCommand(fold([submitted(), queued(), dispatched(), started(), completed(1, 0), purged]), { jobId: rerunId, now: T2 })).toThrow(/purged/);
+      expect(() => rerunCommand(fold([submitted(), queued(), dispatched(), started(), completed(1, 0), purged]), { actor: alice, jobId: rerunId, now: T2 })).toThrow(/purged/);
       const failedPackaging = fold([submitted(withSource), { type: 'JobPackagingFailed', data: { reason: 'no such commit', failedAt: T1 } }]);
-      expect(() => rerunCommand(failedPackaging, { jobId: rerunId, now: T2 })).toThrow(/no bundle/);
-      expect(() => rerunCommand(initialState(), { jobId: rerunId, now: T2 })).toThrow(NotFoundError);
+      expect(() => rerunCommand(failedPackaging, { actor: alice, jobId: rerunId, now: T2 })).toThrow(/no bundle/);
+      expect(() => rerunCommand(initialState(), { actor: alice, jobId: rerunId, now: T2 })).toThrow(NotFoundError);
     });
 
     it('a SubmitJob naming a re-run of a job with a source but no bundle is refused', () =>
@@ -192,13 +195,44 @@ describe('job decider', () => {
   });
 
   describe('RequestCancel', () => {
-    const cancel: JobCommand = { type: 'RequestCancel', data: { by: 'alice', now: T1 } };
+    const cancel: JobCommand = { type: 'RequestCancel', data: { actor: alice, now: T1 } };
     it('cancels a queued job at once', () =>
       given([submitted(), queued()]).when(cancel).then([cancelRequested, { type: 'JobCancelled', data: { attempt: null, finishedAt: T1 } }]));
     it('asks the executor to stop a running job', () => given([submitted(), queued(), dispatched(), started()]).when(cancel).then([cancelRequested]));
     it('is idempotent while the stop is pending', () => given([submitted(), queued(), dispatched(), started(), cancelRequested]).when(cancel).thenNothing());
     it('refuses a finished job', () => given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when(cancel).thenThrows(IllegalStateError));
     it('refuses an unknown job', () => given([]).when(cancel).thenThrows(NotFoundError));
+  });
+
+  describe('who may cancel, purge or re-run (the actor)', () => {
+    const running = [submitted(), queued(), dispatched(), started()];
+    const finished = [...running, completed(1, 0)];
+    const cancelBy = (actor: Actor): JobCommand => ({ type: 'RequestCancel', data: { actor, now: T1 } });
+    const purgeBy = (actor: Actor): JobCommand => ({ type: 'PurgeJob', data: { actor, now: T2 } });
+
+    it("refuses another owner's cancel as if the job did not exist", () => {
+      given(running).when(cancelBy(bob)).thenThrows(NotOwnerError);
+      given(running).when(cancelBy(bob)).thenThrows(NotFoundError);
+    });
+    it("refuses another owner's cancel of a finished job as not found, not as finished (nothing is told of it)", () =>
+      given(finished).when(cancelBy(bob)).thenThrows(NotOwnerError));
+    it('records an admin who cancels as the one who asked, not the owner', () =>
+      given(running).when(cancelBy(root)).then([{ type: 'JobCancelRequested', data: { requestedBy: 'root', requestedAt: T1 } }]));
+    it('keeps the reason an admin gives', () =>
+      given(running)
+        .when({ type: 'RequestCancel', data: { actor: root, reason: 'runaway', now: T1 } })
+        .then([{ type: 'JobCancelRequested', data: { requestedBy: 'root', requestedAt: T1, reason: 'runaway' } }]));
+
+    it("refuses another owner's purge as if the job did not exist", () => given(finished).when(purgeBy(bob)).thenThrows(NotOwnerError));
+    it("refuses another owner's purge of a running job as not found (the owner check comes first)", () => given(running).when(purgeBy(bob)).thenThrows(NotOwnerError));
+    it('records the admin who purges', () => given(finished).when(purgeBy(root)).then([{ type: 'JobPurged', data: { purgedAt: T2, by: 'root' } }]));
+    it('lets a retention policy purge, acting with admin rights', () =>
+      given(finished).when(purgeBy({ id: 'retention:global', admin: true })).then([{ type: 'JobPurged', data: { purgedAt: T2, by: 'retention:global' } }]));
+
+    it("refuses another owner's re-run as if the job did not exist", () =>
+      expect(() => rerunCommand(fold(finished), { actor: bob, jobId: '0b0c5a4e-58a8-4c38-9d3a-1e0f1c3e0009', now: T2 })).toThrow(NotOwnerError));
+    it("lets an admin re-run another owner's job: the new job is still the owner's", () =>
+      expect(rerunCommand(fold(finished), { actor: root, jobId: '0b0c5a4e-58a8-4c38-9d3a-1e0f1c3e0009', now: T2 }).data).toMatchObject({ owner: 'alice', rerunOf: { jobId } }));
   });
 
   describe('ForceCancel', () => {
@@ -251,9 +285,9 @@ describe('job decider', () => {
 
   describe('PurgeJob', () => {
     it('purges a finished job once', () => {
-      given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when({ type: 'PurgeJob', data: { by: 'alice', now: T2 } }).then([{ type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } }]);
-      given([submitted(), queued(), dispatched(), started(), completed(1, 0), { type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } }]).when({ type: 'PurgeJob', data: { by: 'alice', now: T2 } }).thenNothing();
+      given([submitted(), queued(), dispatched(), started(), completed(1, 0)]).when({ type: 'PurgeJob', data: { actor: alice, now: T2 } }).then([{ type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } }]);
+      given([submitted(), queued(), dispatched(), started(), completed(1, 0), { type: 'JobPurged', data: { purgedAt: T2, by: 'alice' } }]).when({ type: 'PurgeJob', data: { actor: alice, now: T2 } }).thenNothing();
     });
-    it('refuses a running job', () => given([submitted(), queued(), dispatched()]).when({ type: 'PurgeJob', data: { by: 'alice', now: T2 } }).thenThrows(IllegalStateError));
+    it('refuses a running job', () => given([submitted(), queued(), dispatched()]).when({ type: 'PurgeJob', data: { actor: alice, now: T2 } }).thenThrows(IllegalStateError));
   });
 });

@@ -1,6 +1,7 @@
 import {
   IllegalStateError,
   NotFoundError,
+  NotOwnerError,
   StaleAttemptError,
   ConflictError,
   type JobEvent,
@@ -74,6 +75,16 @@ export const initialState = (): Job => ({
   purged: false,
 });
 
+/**
+ * Who gives a command that only the job's owner or an admin may give (cancel, purge, re-run):
+ * an owner, an admin (any job), or a system policy acting with admin rights (retention). The
+ * events it records name `id` as their actor.
+ */
+export interface Actor {
+  id: string;
+  admin: boolean;
+}
+
 export type JobCommand =
   | {
       type: 'SubmitJob';
@@ -107,12 +118,12 @@ export type JobCommand =
       };
     }
   | { type: 'TimeOutJob'; data: { attempt: number; now: string } }
-  | { type: 'RequestCancel'; data: { by: string; reason?: string; now: string } }
+  | { type: 'RequestCancel'; data: { actor: Actor; reason?: string; now: string } }
   /** The executor did not confirm a stop in time: close the job anyway. */
   | { type: 'ForceCancel'; data: { attempt: number; now: string } }
   | { type: 'MarkLost'; data: { attempt: number; executorId: string; reason: string; now: string } }
   | { type: 'RequeueJob'; data: { attempt: number; now: string } }
-  | { type: 'PurgeJob'; data: { by: string; now: string } };
+  | { type: 'PurgeJob'; data: { actor: Actor; now: string } };
 
 /**
  * Whether a job is packaged before it is queued: it has a source, or data to fetch. A data-only
@@ -272,11 +283,12 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
     case 'RequestCancel': {
       requireExists(job);
       const d = command.data;
+      requireOwnerOrAdmin(job, d.actor);
       if (TERMINAL_PHASES.has(job.phase)) throw new IllegalStateError(`job already finished (${job.phase})`, { phase: job.phase });
       if (job.cancelRequested) return [];
       const requested: JobEvent = {
         type: 'JobCancelRequested',
-        data: { requestedBy: d.by, requestedAt: d.now, ...(d.reason ? { reason: d.reason } : {}) },
+        data: { requestedBy: d.actor.id, requestedAt: d.now, ...(d.reason ? { reason: d.reason } : {}) },
       };
       if (ACTIVE_PHASES.has(job.phase)) return [requested];
       return [requested, { type: 'JobCancelled', data: { attempt: null, finishedAt: d.now } }];
@@ -306,21 +318,25 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
     }
     case 'PurgeJob':
       requireExists(job);
+      requireOwnerOrAdmin(job, command.data.actor);
       if (!TERMINAL_PHASES.has(job.phase)) throw new IllegalStateError(`job is not finished (${job.phase})`, { phase: job.phase });
       if (job.purged) return [];
-      return [{ type: 'JobPurged', data: { purgedAt: command.data.now, by: command.data.by } }];
+      return [{ type: 'JobPurged', data: { purgedAt: command.data.now, by: command.data.actor.id } }];
     default:
       return assertNever(command);
   }
 };
 
 /**
- * The submission that runs a finished job again as `jobId`: its owner, its spec and (when it
- * has a source) its bundle by digest. Throws NotFoundError for no job, IllegalStateError for a
- * job not finished, purged, or with a source but no bundle (its packaging failed or never ran).
+ * The submission that runs a finished job again as `jobId`, asked by `actor` (its owner or an
+ * admin): the original's owner, its spec and (when it has a source) its bundle by digest.
+ * Throws NotFoundError for no job (NotOwnerError for an actor who may not see it),
+ * IllegalStateError for a job not finished, purged, or with a source but no bundle (its
+ * packaging failed or never ran).
  */
-export function rerunCommand(original: Job, d: { jobId: string; now: string; idempotencyKey?: string }): Extract<JobCommand, { type: 'SubmitJob' }> {
+export function rerunCommand(original: Job, d: { actor: Actor; jobId: string; now: string; idempotencyKey?: string }): Extract<JobCommand, { type: 'SubmitJob' }> {
   requireExists(original);
+  requireOwnerOrAdmin(original, d.actor);
   if (!TERMINAL_PHASES.has(original.phase)) throw new IllegalStateError(`job ${original.jobId} has not finished (${original.phase}): only a finished job can be run again`, { phase: original.phase });
   if (original.purged) throw new IllegalStateError(`job ${original.jobId} was purged: it cannot be run again`);
   if (original.spec!.source && !original.bundle) {
@@ -350,6 +366,12 @@ function retryIfAllowed(job: Job, now: string, reason: string): JobEvent[] {
 
 function requireExists(job: Job): void {
   if (job.phase === 'none') throw new NotFoundError('job not found');
+}
+
+/** Only the job's owner or an admin may cancel, purge or re-run it; anyone else is told it does not exist. */
+function requireOwnerOrAdmin(job: Job, actor: Actor): void {
+  if (actor.admin || actor.id === job.owner) return;
+  throw new NotOwnerError(`no job ${job.jobId} for ${actor.id}`);
 }
 
 function requireCurrentAttempt(job: Job, attempt: number, phases: JobPhase[]): void {

@@ -292,7 +292,7 @@ describe('LogReader (real nats-server, SQLite history)', () => {
     await finish(jobId, 1, 200);
     const r = reader();
     expect((await collect(r.attempt(jobId, { attempt: 3, follow: true }))).bytes.length).toBe(0);
-    await record(jobId, { type: 'PurgeJob', data: { by: 'test', now: now() } });
+    await record(jobId, { type: 'PurgeJob', data: { actor: { id: 'test', admin: true }, now: now() } });
     expect((await collect(r.attempt(jobId, { attempt: 1, follow: true }))).end).toEqual({ reason: 'purged' });
   });
 

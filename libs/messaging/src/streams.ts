@@ -50,7 +50,8 @@ export function streamConfigs(options: StreamOptions = {}): (Partial<StreamConfi
   const dup = nanos(o.duplicateWindowMs);
   const base = { storage: StorageType.File, num_replicas: o.replicas, duplicate_window: dup };
   return [
-    { ...base, name: STREAMS.commands, subjects: [subjects.commandsAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
+    // Owners' and admins' commands: one consumer each (the orchestrator's), disjoint filters.
+    { ...base, name: STREAMS.commands, subjects: [subjects.commandsAll, subjects.adminCommandsAll], retention: RetentionPolicy.Workqueue, max_age: nanos(7 * DAY) },
     { ...base, name: STREAMS.events, subjects: [subjects.eventsAll], retention: RetentionPolicy.Limits, max_age: nanos(o.eventsMaxAgeMs) },
     {
       ...base,

@@ -10,6 +10,7 @@ import { comparisonToPb, envelopeToPb } from './provenance.grpc-mapping';
 import type { JobChange } from '../projections/jobs.projection';
 import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
+import { requestIdOf } from '../http/request-id';
 
 export interface GrpcTlsOptions {
   /** PEM of the CA that client certificates must chain to. */
@@ -75,11 +76,20 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
   const streams = new Set<AbortController>();
 
   const caller = (call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any>) => callerFromCertificate(call.getAuthContext().sslPeerCertificate);
+  // x-request-id metadata, as REST's X-Request-Id: validated (INVALID_ARGUMENT), made up when absent, echoed in the initial metadata.
+  const requestIdOfCall = (call: grpc.ServerUnaryCall<any, any>): string => {
+    const given = call.metadata.get('x-request-id').map((v) => (typeof v === 'string' ? v : v.toString('utf8')));
+    const id = requestIdOf(given.length === 0 ? undefined : given, 'x-request-id');
+    const echo = new grpc.Metadata();
+    echo.set('x-request-id', id);
+    call.sendMetadata(echo);
+    return id;
+  };
   const unary =
-    (fn: (c: Caller, req: any) => Promise<unknown> | unknown) =>
+    (fn: (c: Caller, req: any, requestId: string) => Promise<unknown> | unknown) =>
     (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
       Promise.resolve()
-        .then(() => fn(caller(call), call.request))
+        .then(() => fn(caller(call), call.request, requestIdOfCall(call)))
         .then(
           (res) => cb(null, res),
           (err: unknown) => cb(toGrpcError(err)),
@@ -118,12 +128,12 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
     };
 
   server.addService(jobServiceClient().service, tracedGrpcService('jobline.v1.JobService', {
-    Start: unary(async (c, req) => {
-      const { created, job } = await jobs.submit(c, specFromPb(req.spec), req.idempotencyKey || undefined);
+    Start: unary(async (c, req, requestId) => {
+      const { created, job } = await jobs.submit(c, specFromPb(req.spec), req.idempotencyKey || undefined, undefined, requestId);
       return { job: jobViewToPb(job), created };
     }),
-    Stop: unary(async (c, req) => {
-      await jobs.cancel(c, req.jobId ?? '', req.reason ? { reason: req.reason } : undefined);
+    Stop: unary(async (c, req, requestId) => {
+      await jobs.cancel(c, req.jobId ?? '', req.reason ? { reason: req.reason } : undefined, requestId);
       return { job: jobViewToPb({ ...jobs.visible(c, req.jobId ?? ''), cancelRequested: true }) };
     }),
     Status: unary(async (c, req) => ({ job: jobViewToPb(await jobs.get(c, req.jobId ?? '', req.at ? { at: fromTimestamp(req.at as PbTimestamp) } : {})) })),
@@ -252,8 +262,8 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
         signal.removeEventListener('abort', onAbort);
       }
     }),
-    Rerun: unary(async (c, req) => {
-      const { created, job } = await jobs.rerun(c, req.jobId ?? '', req.idempotencyKey || undefined);
+    Rerun: unary(async (c, req, requestId) => {
+      const { created, job } = await jobs.rerun(c, req.jobId ?? '', req.idempotencyKey || undefined, requestId);
       return { job: jobViewToPb(job), created };
     }),
     Compare: unary(async (c, req) => comparisonToPb(await jobs.compare(c, req.jobId ?? '', req.otherJobId ?? ''))),

@@ -404,6 +404,20 @@ function paths(): Json {
   };
 }
 
+/** Every operation takes X-Request-Id and every response echoes it (requestIdMiddleware runs before any route). */
+function withRequestId(all: Json): Json {
+  for (const item of Object.values(all as Record<string, Record<string, Record<string, unknown>>>)) {
+    for (const [method, op] of Object.entries(item)) {
+      if (method === 'parameters') continue;
+      op.parameters = [...((op.parameters as unknown[] | undefined) ?? []), { $ref: '#/components/parameters/RequestId' }];
+      for (const response of Object.values(op.responses as Record<string, Record<string, unknown>>)) {
+        response.headers = { ...((response.headers as Record<string, unknown> | undefined) ?? {}), 'X-Request-Id': { $ref: '#/components/headers/RequestId' } };
+      }
+    }
+  }
+  return all;
+}
+
 /** The OpenAPI 3.1 document of the REST api. */
 export function buildOpenApiDocument(): Json {
   return {
@@ -425,8 +439,22 @@ export function buildOpenApiDocument(): Json {
       { name: 'system', description: 'Executors, counts and the caller.' },
       { name: 'probes', description: 'No authentication.' },
     ],
-    paths: paths(),
+    paths: withRequestId(paths()),
     components: {
+      parameters: {
+        RequestId: {
+          name: 'X-Request-Id',
+          in: 'header',
+          required: false,
+          description:
+            'Names the request: 1-128 of [A-Za-z0-9._:-] (anything else is a 400 and changes nothing); a UUID is made up when absent. ' +
+            'Echoed in the response. A command the request sends (submit, cancel, purge, re-run) carries it, and the events it records name it as their `causationId`.',
+          schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
+        },
+      },
+      headers: {
+        RequestId: { description: "The request's id: the caller's X-Request-Id, or the one made up for it.", schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } },
+      },
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', description: 'A token configured for the api (JOBLINE_TOKENS_FILE, or the one `jobline dev` prints).' },
         clientCertificate: { type: 'mutualTLS', description: 'Under HTTPS: a client certificate of the configured CA (CN = owner, OU=admin = admin).' },

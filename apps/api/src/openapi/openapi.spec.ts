@@ -49,6 +49,16 @@ describe('OpenAPI document', () => {
     expect(documented).toEqual(routes);
   });
 
+  it('takes X-Request-Id on every operation and echoes it on every response', () => {
+    for (const item of Object.values(doc.paths)) {
+      for (const m of HTTP_METHODS.filter((m) => item[m])) {
+        const op = item[m] as { parameters: Json[]; responses: Record<string, { headers?: Json }> };
+        expect(op.parameters).toContainEqual({ $ref: '#/components/parameters/RequestId' });
+        for (const r of Object.values(op.responses)) expect(r.headers?.['X-Request-Id']).toEqual({ $ref: '#/components/headers/RequestId' });
+      }
+    }
+  });
+
   it('resolves every $ref, and gives every operation a unique id and a success response', () => {
     const refs: string[] = [];
     const walk = (n: unknown) => {
@@ -62,7 +72,12 @@ describe('OpenAPI document', () => {
     };
     walk(doc);
     expect(refs.length).toBeGreaterThan(20);
-    for (const r of refs) expect({ r, ok: r.startsWith('#/components/schemas/') && r.split('/').pop()! in doc.components.schemas }).toEqual({ r, ok: true });
+    const resolves = (r: string) => {
+      const [, components, kind, name, ...rest] = r.split('/');
+      const group = (doc.components as Record<string, Json | undefined>)[kind];
+      return components === 'components' && rest.length === 0 && group !== undefined && name in group;
+    };
+    for (const r of refs) expect({ r, ok: resolves(r) }).toEqual({ r, ok: true });
     const ids = Object.values(doc.paths).flatMap((item) => HTTP_METHODS.filter((m) => item[m]).map((m) => item[m] as Json));
     expect(new Set(ids.map((o) => o.operationId)).size).toBe(ids.length);
     for (const op of ids) expect(Object.keys(op.responses as Json).some((c) => /^2\d\d$/.test(c))).toBe(true);

@@ -183,7 +183,7 @@ describe('JobsProjection (real SQLite event store)', () => {
     await p1.close();
 
     const b = await recordJob(store, { owner: 'bob', until: 'running' });
-    await recordCommand(store, a, { type: 'PurgeJob', data: { by: 'admin', now: new Date().toISOString() } });
+    await recordCommand(store, a, { type: 'PurgeJob', data: { actor: { id: 'admin', admin: true }, now: new Date().toISOString() } });
     const head2 = await store.headPosition();
 
     const p2 = new JobsProjection({ path });

@@ -58,7 +58,7 @@ export async function recordJob(
   const until = o.until ?? 'queued';
   if (until === 'queued') return jobId;
   if (until === 'cancelled') {
-    await recordCommand(store, jobId, { type: 'RequestCancel', data: { by: o.owner, now } }, at);
+    await recordCommand(store, jobId, { type: 'RequestCancel', data: { actor: { id: o.owner, admin: false }, now } }, at);
     return jobId;
   }
   await recordCommand(store, jobId, { type: 'DispatchJob', data: { attempt: 1, executorId: 'ex-1', now } }, at);

@@ -78,13 +78,28 @@ const CHANNELS: Record<string, ChannelSpec> = {
     title: 'Re-run a job',
     description:
       "Run one of the owner's finished jobs again as a new job (jobId, client-chosen as for submit) with the same spec and the same " +
-      "bundle by digest: JobSubmitted (rerunOf, its causationId the original's last event), JobPackaged with the original's bundle " +
+      "bundle by digest: JobSubmitted (rerunOf: the original; its causationId the command), JobPackaged with the original's bundle " +
       '(nothing is fetched or packed) and JobQueued, in one append. Refused (nothing written) while the job is not finished, when it ' +
       'was purged, or when its bundle is not stored any more.',
     parameters: { owner },
     messages: ['RerunJob'],
     stream: STREAMS.commands,
     tags: ['integration'],
+  },
+  adminCommands: {
+    address: 'jobline.adm.{admin}.{verb}',
+    title: "An admin's commands",
+    description:
+      "The api's cancel, purge and re-run of another owner's job for an admin: the same payloads as jobline.cmd.<owner>.cancel|purge|rerun, " +
+      'on any owner\'s job, recorded with the admin as the actor (JobCancelRequested.requestedBy, JobPurged.by, the events\' actor). ' +
+      "Only Jobline's services may publish here (deploy/nats/jobline.conf); refusals go to jobline.rej.<admin>.",
+    parameters: {
+      admin: { description: 'The admin who acts (the caller the api authenticated as an admin): 1-64 of [A-Za-z0-9_-].' },
+      verb: { description: 'What the admin asks.', enum: ['cancel', 'purge', 'rerun'] },
+    },
+    messages: ['CancelJob', 'PurgeJob', 'RerunJob'],
+    stream: STREAMS.commands,
+    tags: ['internal'],
   },
   commandRejections: {
     address: 'jobline.rej.{owner}',
@@ -277,6 +292,7 @@ const OPERATIONS: Record<string, OperationSpec> = {
   receiveSubmitJob: { action: 'receive', channel: 'submitJob', summary: 'Jobline takes submissions from integrations.', replies: true },
   receiveCancelJob: { action: 'receive', channel: 'cancelJob', summary: 'Jobline takes cancellations from integrations.', replies: true },
   receivePurgeJob: { action: 'receive', channel: 'purgeJob', summary: 'Jobline takes purges of finished jobs from integrations.', replies: true },
+  receiveAdminCommands: { action: 'receive', channel: 'adminCommands', summary: "The orchestrator takes an admin's cancels, purges and re-runs of any owner's job from the api.", replies: true },
   receiveRerunJob: { action: 'receive', channel: 'rerunJob', summary: 'Jobline takes re-runs of finished jobs from integrations.', replies: true },
   sendCommandRejections: { action: 'send', channel: 'commandRejections', summary: 'Jobline tells the owner which of its commands it refused, and why.' },
   sendJobEvents: { action: 'send', channel: 'jobEvents', summary: 'Jobline publishes every stored job event.' },

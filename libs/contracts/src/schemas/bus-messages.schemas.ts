@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { JobIdSchema, OwnerSchema } from '../ids';
+import { JobIdSchema, OwnerSchema, RequestIdSchema } from '../ids';
 import { JobSpecSchema } from '../job-spec.schema';
 import { AttemptReportSchema, ExecutorHeartbeatSchema, type AttemptReport, type ExecutorHeartbeat, type RunAttemptMessage, type StopAttemptMessage } from '../messages';
-import { COMMAND_REPLY_HEADER, LOG_HEADERS } from '../subjects';
+import { COMMAND_REPLY_HEADER, LOG_HEADERS, REQUEST_ID_HEADER } from '../subjects';
 import { IsoTimeSchema } from './event-data.schemas';
 
 /**
@@ -78,6 +78,11 @@ export const CommandHeadersSchema = z
       .regex(/^_INBOX(_[A-Za-z0-9_-]{1,64})?(\.[A-Za-z0-9_-]+)+$/)
       .optional()
       .describe('An inbox (_INBOX.… or _INBOX_<owner>.…) that gets the CommandReply once the command is recorded or refused'),
+    [REQUEST_ID_HEADER]: RequestIdSchema.optional().describe(
+      'The id of the request the command comes from, 1-128 of [A-Za-z0-9._:-]: the causationId of the events it records (the api sets it to the ' +
+        "REST X-Request-Id or gRPC x-request-id). Without it the causationId is the command's Nats-Msg-Id, else JOBLINE_CMD:<stream sequence>. " +
+        'A malformed value refuses the command.',
+    ),
     ...traceHeaders,
   })
   .describe('NATS headers of a command');

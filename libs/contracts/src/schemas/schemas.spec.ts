@@ -352,7 +352,7 @@ describe('AsyncAPI document', () => {
     const entries = Object.entries(subjects);
     expect(entries.length).toBeGreaterThan(10);
     for (const [key, value] of entries) {
-      const pattern = typeof value === 'function' ? shapeOf(value) : value;
+      const pattern = typeof value === 'function' ? shapeOf(value as (...a: string[]) => string) : value;
       const covered = /(^|\.)[*>](\.|$)/.test(pattern) ? addresses.some((a) => natsMatches(pattern, a)) : shapes.includes(pattern);
       expect({ key, pattern, covered }).toEqual({ key, pattern, covered: true });
     }
