@@ -10,7 +10,7 @@ import { ensureStreams } from '../../../libs/messaging/src/streams';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
 import type { Orchestrator } from './orchestrator';
-import { COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
+import { ADMIN_COMMANDS_DURABLE, COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
 
 const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
 
@@ -140,7 +140,7 @@ describe('refused NATS commands are visible to their sender (real nats-server, S
     const jobId = randomUUID();
     await publisher.publish(subjects.cancel('alice'), { jobId, reason: 'x' });
     const rejection = await rejections.next<CommandRejection>((m) => m.jobId === jobId, 'the rejection');
-    expect(rejection).toMatchObject({ subject: 'jobline.cmd.alice.cancel', code: 'invalid_argument', message: expect.stringMatching(/no job/) });
+    expect(rejection).toMatchObject({ subject: 'jobline.cmd.alice.cancel', code: 'not_found', message: expect.stringMatching(/not found/) });
   });
 
   it('a Jobline-Reply-To that is not an inbox gets the command refused (nothing recorded), not a publish elsewhere', async () => {
@@ -171,6 +171,7 @@ describe('refused NATS commands are visible to their sender (real nats-server, S
     await eventually(async () => (await recorded(leftOver)).includes('JobSubmitted') || undefined, 20_000, 'the left-over submit');
     const names: string[] = [];
     for await (const c of jsm.consumers.list(STREAMS.commands)) names.push(c.name);
-    expect(names).toEqual([COMMANDS_DURABLE]);
+    // The legacy ones are gone; the admins' commands have their own (disjoint filter, same stream).
+    expect(names.sort()).toEqual([ADMIN_COMMANDS_DURABLE, COMMANDS_DURABLE].sort());
   });
 });

@@ -371,7 +371,7 @@ function requireExists(job: Job): void {
 /** Only the job's owner or an admin may cancel, purge or re-run it; anyone else is told it does not exist. */
 function requireOwnerOrAdmin(job: Job, actor: Actor): void {
   if (actor.admin || actor.id === job.owner) return;
-  throw new NotOwnerError(`no job ${job.jobId} for ${actor.id}`);
+  throw new NotOwnerError(`no job ${job.jobId} for owner ${actor.id}`);
 }
 
 function requireCurrentAttempt(job: Job, attempt: number, phases: JobPhase[]): void {
