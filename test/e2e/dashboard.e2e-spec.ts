@@ -286,7 +286,7 @@ describeBrowser('dashboard in headless Chromium', () => {
       return parsed.data as z.output<S>;
     };
     const before = new Date().toISOString();
-    const job = await rest.submit({ command: 'echo caused', priority: 'low' });
+    const job = await rest.submit({ command: 'echo caused', priority: 'low' }, { 'X-Request-Id': 'dashboard-e2e-1' });
     await rest.finished(job.id);
 
     expect(await get('/v1/me', CallerSchema)).toEqual({ owner: 'dev', admin: true });
@@ -299,9 +299,11 @@ describeBrowser('dashboard in headless Chromium', () => {
     expect((await get(`/v1/jobs?submittedTo=${encodeURIComponent(before)}&priority=low`, JobsPageSchema)).items.map((j) => j.id)).not.toContain(job.id);
     const events = await get(`/v1/jobs/${job.id}/events`, JobEventsSchema);
     const started = events.items.find((e) => e.type === 'JobStarted')!;
-    expect(events.items[0].causationId).toBeNull();
-    expect(typeof started.causationId).toBe('string');
-    expect(started.correlationId).toBe(job.id);
+    const dispatched = events.items.find((e) => e.type === 'JobDispatched')!;
+    // The submission names its request; the start, the dispatch it answers; every event, the job's submission.
+    expect(events.items[0]).toMatchObject({ type: 'JobSubmitted', causationId: 'dashboard-e2e-1', actor: 'dev' });
+    expect(started.causationId).toBe(dispatched.id);
+    for (const e of events.items) expect(e.correlationId).toBe(job.id);
     await get('/v1/stats', JobStatsSchema);
     const timeline = await get('/v1/stats/timeline?bucket=60', JobTimelineSchema);
     expect(timeline.buckets).toHaveLength(60);

@@ -154,6 +154,13 @@ describe('NATS owner isolation with deploy/nats/jobline.conf', () => {
         20_000,
         'the publish permissions violation',
       );
+      // Nor pose as an admin: jobline.adm.> (an admin's cancel, purge, re-run of any job) is the services' alone.
+      globex.nc.publish(subjects.adminCommand('globex', 'cancel'), JSON.stringify({ jobId }));
+      await eventually(
+        () => globex.statuses.some((s) => s.type === 'error' && /Publish to "jobline\.adm\.globex\.cancel"/.test(String((s as { error?: Error }).error?.message))),
+        20_000,
+        'the publish permissions violation on jobline.adm',
+      );
     } finally {
       await acme.nc.close();
       await globex.nc.close();

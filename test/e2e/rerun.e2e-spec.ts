@@ -103,8 +103,9 @@ describe('exact re-runs through the dev stack', () => {
     await eventually(() => ordered.includes(original.id) || undefined, 5000, 'the package order of the original to be seen');
     const originalEvents = await api.events(original.id);
 
-    const res = await rerun(original.id);
+    const res = await rerun(original.id, { 'X-Request-Id': 'rerun-e2e-1' });
     expect(res.status).toBe(201);
+    expect(res.headers.get('x-request-id')).toBe('rerun-e2e-1');
     const created = (await res.json()) as JobView;
     expect(res.headers.get('location')).toBe(`/v1/jobs/${created.id}`);
     expect(created.id).not.toBe(original.id);
@@ -120,7 +121,9 @@ describe('exact re-runs through the dev stack', () => {
     expect(events.items.slice(0, 3).map((e) => e.type)).toEqual(['JobSubmitted', 'JobPackaged', 'JobQueued']);
     const [submitted, packaged] = events.items;
     expect(submitted.data.rerunOf).toBe(original.id);
-    expect(submitted.causationId).toBe(originalEvents.at(-1)!.id);
+    // Caused by the request (X-Request-Id); the original is named by rerunOf.
+    expect(submitted.causationId).toBe('rerun-e2e-1');
+    expect(packaged.causationId).toBe('rerun-e2e-1');
     expect(packaged.actor).toBe('dev');
     const originalPackaged = originalEvents.find((e) => e.type === 'JobPackaged')!;
     expect(packaged.data).toMatchObject({ bundleDigest: original.bundleDigest, size: originalPackaged.data.size, commit: commits[0], dataDigests: originalPackaged.data.dataDigests });

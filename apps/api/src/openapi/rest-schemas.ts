@@ -60,9 +60,15 @@ export const JobEventItemSchema = z
     type: z.string().describe('The event type, e.g. JobStarted (see the AsyncAPI document for each type’s data)'),
     version: z.number().int().min(1),
     occurredAt: IsoTimeSchema,
-    actor: z.string().describe('Who caused it: an owner, an executor, the scheduler...'),
-    causationId: z.string().nullable().describe('The event or command that caused this one'),
-    correlationId: z.string().nullable(),
+    actor: z.string().describe("Who acted: the owner, an admin (its own name, when it cancelled, purged or re-ran another owner's job), executor:<id>, packager, scheduler, orchestrator, retention:<policy>"),
+    causationId: z
+      .string()
+      .nullable()
+      .describe(
+        "What caused it: the command's request id (X-Request-Id, gRPC x-request-id, Jobline-Request-Id), else its Nats-Msg-Id, else JOBLINE_CMD:<seq>; " +
+          'the report or packager message id; for JobStarted the JobDispatched it answers; for a scheduler or retention decision the event before it. Null only in histories recorded before causation was kept',
+      ),
+    correlationId: z.string().nullable().describe("The job's submission, on every event of the job: the submit's correlationId, else the job id"),
     data: z.unknown().describe('The event data, as published on jobline.evt.<jobId>.<type>'),
   })
   .describe('One event of a job’s history');

@@ -37,7 +37,7 @@ export const JobSubmittedDataSchema = z
     priority: Priority,
     submittedAt: IsoTimeSchema,
     idempotencyKey: z.string().optional(),
-    rerunOf: JobIdSchema.optional().describe('Since version 2: the finished job this one re-runs, with the same spec and the same bundle by digest (its JobSubmitted causationId is the last event of that job)'),
+    rerunOf: JobIdSchema.optional().describe('Since version 2: the finished job this one re-runs, with the same spec and the same bundle by digest (its JobSubmitted causationId is the re-run command)'),
   })
   .describe('A job was accepted and durably recorded');
 
@@ -171,9 +171,16 @@ const envelopeShape = {
   position: z.number().int().min(0).describe('Position in the whole store: a total order over all jobs'),
   streamRevision: z.number().int().min(0).describe("Revision in the job's stream job-<jobId>, from 0"),
   occurredAt: IsoTimeSchema,
-  actor: z.string().min(1).describe('Who caused it: an owner, admin, scheduler or executor:<id>'),
-  causationId: z.string().nullable().describe('Id of the event or message that caused this one'),
-  correlationId: z.string().describe('Shared by every event of one flow (by default the job id)'),
+  actor: z.string().min(1).describe("Who acted: the owner, an admin (its own name, when it acted on another owner's job), executor:<id>, packager, scheduler, orchestrator, retention:<policy>"),
+  causationId: z
+    .string()
+    .nullable()
+    .describe(
+      "Id of the message or event that caused this one: the command's Jobline-Request-Id (REST X-Request-Id, gRPC x-request-id), else its Nats-Msg-Id, else " +
+        'JOBLINE_CMD:<stream sequence>; the report or packager message id; for JobStarted the JobDispatched it answers; for a scheduler or retention decision the event before it. ' +
+        'Null only in histories recorded before causation was kept',
+    ),
+  correlationId: z.string().describe("The job's submission, shared by every event of the job: the submit's correlationId, else the job id"),
 };
 
 /** `jobline.evt.<jobId>.<type>` of any type: the envelope, data left open. */
