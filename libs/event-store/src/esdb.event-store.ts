@@ -111,6 +111,12 @@ export class EventStoreDbEventStore implements EventStore {
   readonly globalChain = 'computed' as const;
   private readonly kurrent: KurrentDBClient;
   private readonly subscriptions = new Set<EsdbSubscription>();
+  /**
+   * The last event seen of recently read or written streams (revision and stream link). An
+   * event at a revision never changes, so an append expecting that revision links to it
+   * without reading it again: the orchestrator reads a job's stream, then appends after it.
+   */
+  private readonly tips = new Map<string, StreamTip>();
 
   /** Throws at once (no connection is made) when the connection string does not parse. */
   constructor(options: EventStoreDbEventStoreOptions) {
@@ -135,6 +141,8 @@ export class EventStoreDbEventStore implements EventStore {
         const result = await this.kurrent.appendToStream(streamId, linked.map(toEventData), {
           streamState: previous.revision < 0 ? NO_STREAM : BigInt(previous.revision),
         });
+        const last = chainFromMetadata(linked[linked.length - 1].metadata).chain;
+        if (last) this.remember(streamId, { revision: Number(result.nextExpectedRevision), streamHash: last.streamHash });
         return {
           nextExpectedRevision: Number(result.nextExpectedRevision),
           position: result.position ? Number(result.position.commit) : -1,
@@ -158,8 +166,10 @@ export class EventStoreDbEventStore implements EventStore {
    * expected revision (a retry of an append that was written links to the same one, so the
    * server answers it as the same append), or the last one for `any`.
    */
-  private async previousOf(streamId: string, expected: ExpectedRevision): Promise<{ revision: number; streamHash: string | null }> {
+  private async previousOf(streamId: string, expected: ExpectedRevision): Promise<StreamTip> {
     if (expected === 'no_stream' || (typeof expected === 'number' && expected < 0)) return { revision: -1, streamHash: null };
+    const known = this.tips.get(streamId);
+    if (typeof expected === 'number' && known?.revision === expected) return known;
     const read =
       expected === 'any'
         ? this.kurrent.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 })
@@ -207,7 +217,16 @@ export class EventStoreDbEventStore implements EventStore {
       if (error instanceof StreamNotFoundError) return [];
       throw error;
     }
+    const last = events[events.length - 1];
+    if (last) this.remember(streamId, { revision: last.revision, streamHash: last.chain?.streamHash ?? null });
     return events;
+  }
+
+  private remember(streamId: string, tip: StreamTip): void {
+    this.tips.delete(streamId);
+    this.tips.set(streamId, tip);
+    // Oldest first in a Map: forget the least recently seen beyond the bound.
+    if (this.tips.size > TIP_CACHE_SIZE) this.tips.delete(this.tips.keys().next().value as string);
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
@@ -383,6 +402,14 @@ class EsdbSubscription implements Subscription {
     resolve?.();
   }
 }
+
+interface StreamTip {
+  revision: number;
+  streamHash: string | null;
+}
+
+/** Streams whose last event the adapter keeps (see `tips`). */
+const TIP_CACHE_SIZE = 10_000;
 
 /** Appends with `any` that lose to another append re-read the stream and try again, this many times in all. */
 const ANY_APPEND_ATTEMPTS = 10;
