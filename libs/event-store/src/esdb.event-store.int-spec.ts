@@ -74,6 +74,17 @@ if (connectionString) {
       expect(await store.readStream(s)).toEqual([]);
     });
 
+    it('events written before the chain (no $chain) verify as unchained, and the chain goes on after them', async () => {
+      const s = `$${stream()}`;
+      await store.client.appendToStream(s, [jsonEvent({ type: 'JobSubmitted', data: { old: true }, metadata: { actor: 'v1' } })]);
+      const { nextExpectedRevision } = await store.appendToStream(s, [event('JobQueued')], 0);
+      expect(nextExpectedRevision).toBe(1);
+      const [old, linked] = await store.readStream(s);
+      expect(old.chain).toBeUndefined();
+      expect(linked.chain?.streamHash).toBe(streamLink('', 1, contentHash(linked)));
+      expect(await verifyStream(store, s)).toMatchObject({ intact: true, events: 2, unchained: 1 });
+    });
+
     it('an event written past the adapter with a made-up link, or none after linked ones, is named by verify', async () => {
       const forged = `$${stream()}`;
       await store.appendToStream(forged, [event('A')], 'no_stream');
