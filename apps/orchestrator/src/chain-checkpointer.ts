@@ -1,5 +1,6 @@
 import type { ChainCheckpoint, ChainCheckpointStore, SigningKey } from '../../../libs/event-store/src/chain-checkpoint';
-import { signCheckpoint } from '../../../libs/event-store/src/chain-checkpoint';
+import { checkpointSignedBy, signCheckpoint } from '../../../libs/event-store/src/chain-checkpoint';
+import { GENESIS_HEAD, readChainHead, type ChainHead } from '../../../libs/event-store/src/esdb.chain';
 import type { EventStore } from '../../../libs/event-store/src/event-store.port';
 
 export interface ChainCheckpointerOptions {
@@ -16,11 +17,15 @@ export interface ChainCheckpointerOptions {
 /**
  * Signs the head of the event hash chain every `intervalMs` when it moved: the orchestrator's
  * statement of what the log held, kept in the store and published, so that a later rewrite
- * with recomputed hashes or a truncated tail is detectable by whoever holds one.
+ * with recomputed hashes or a truncated tail is detectable by whoever holds one. On a store
+ * whose log chain is computed (EventStoreDB) it folds the log into the head itself, from its
+ * own newest checkpoint on (or the start), and signs that.
  */
 export class ChainCheckpointer {
   private timer: NodeJS.Timeout | undefined;
   private signedPosition = -1;
+  /** The computed chain's head as far as folded (globalChain 'computed'); undefined until resumed. */
+  private computed: ChainHead | undefined;
   private running: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: ChainCheckpointerOptions) {}
@@ -29,6 +34,7 @@ export class ChainCheckpointer {
     if (this.timer || this.o.intervalMs <= 0) return;
     // Another orchestrator may have signed meanwhile (it led while this one stood by).
     this.signedPosition = -1;
+    this.computed = undefined;
     this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
     this.timer.unref();
   }
@@ -56,18 +62,38 @@ export class ChainCheckpointer {
 
   private async signHead(): Promise<ChainCheckpoint | null> {
     if (this.signedPosition < 0) this.signedPosition = (await this.o.checkpoints.latest())?.position ?? 0;
-    const head = await this.o.eventStore.headPosition();
-    if (head <= this.signedPosition) return null;
-    const [event] = await this.o.eventStore.readAll({ after: head - 1, maxCount: 1 });
-    if (!event?.chain) return null;
-    const checkpoint = signCheckpoint({ position: event.position, chainHash: event.chain.chainHash }, this.o.key, (this.o.now?.() ?? new Date()).toISOString());
+    const head = this.o.eventStore.globalChain === 'computed' ? await this.computedHead() : await this.storedHead();
+    if (!head || head.position <= this.signedPosition) return null;
+    const checkpoint = signCheckpoint(head, this.o.key, (this.o.now?.() ?? new Date()).toISOString());
     await this.o.checkpoints.save(checkpoint);
-    this.signedPosition = event.position;
+    this.signedPosition = head.position;
     try {
       this.o.publish(checkpoint);
     } catch (error) {
       this.o.onError?.(error);
     }
     return checkpoint;
+  }
+
+  /** The newest event's stored log link, when it is chained and newer than the last signed. */
+  private async storedHead(): Promise<ChainHead | null> {
+    const head = await this.o.eventStore.headPosition();
+    if (head <= this.signedPosition) return null;
+    const [event] = await this.o.eventStore.readAll({ after: head - 1, maxCount: 1 });
+    return event?.chain?.chainHash ? { position: event.position, chainHash: event.chain.chainHash } : null;
+  }
+
+  /**
+   * The log folded up to its head. Resumed from this key's newest stored checkpoint, so a
+   * restart folds only what came after it, and a history rewritten before it still differs
+   * from what is signed next; from the start when there is none (or another key signed it).
+   */
+  private async computedHead(): Promise<ChainHead | null> {
+    if (!this.computed) {
+      const latest = await this.o.checkpoints.latest();
+      this.computed = latest && checkpointSignedBy(latest, [this.o.key.publicKey]) ? { position: latest.position, chainHash: latest.chainHash } : GENESIS_HEAD;
+    }
+    this.computed = await readChainHead(this.o.eventStore, this.computed);
+    return this.computed.position >= 0 ? this.computed : null;
   }
 }

@@ -1,5 +1,6 @@
-import { chainLink, contentHash, streamLink } from './event-chain';
+import { CHAIN_GENESIS, chainLink, contentHash, streamLink } from './event-chain';
 import type { EventStore, RecordedEvent } from './event-store.port';
+import { advanceChainHead } from './esdb.chain';
 
 /**
  * What the first break in the chain looks like. `edited`: the event's bytes (or its place
@@ -52,11 +53,13 @@ interface StreamTip {
  * edited, removed (inside a stream) or reordered event; the log link also shows an event
  * removed at the end of a stream, or moved between streams' events; trusted heads show a
  * history rewritten with recomputed hashes, and a truncated tail. Stops at the first problem.
+ * On a store whose log chain is computed (EventStoreDB), see `verifyComputedChain`.
  */
 export async function verifyStore(
   store: EventStore,
   options: { batchSize?: number; trusted?: readonly TrustedHead[] } = {},
 ): Promise<ChainVerification> {
+  if (store.globalChain === 'computed') return verifyComputedChain(store, options);
   const batchSize = Math.max(1, options.batchSize ?? 5000);
   const trusted = [...(options.trusted ?? [])].sort((a, b) => a.position - b.position);
   let nextTrusted = 0;
@@ -176,11 +179,113 @@ export async function verifyStream(store: EventStore, streamId: string): Promise
         return fail('edited', `${describe(event)} does not match its hash: its data, metadata, type or id was changed (or it was put there)`);
       }
       chained = true;
-      result.chainHash = event.chain.chainHash;
+      result.chainHash = event.chain.chainHash ?? null;
     }
     previous = { revision: event.revision, streamHash: event.chain?.streamHash ?? null };
     result.headPosition = event.position;
     result.events += 1;
+  }
+  return result;
+}
+
+/**
+ * The log of a store that stores only stream links (EventStoreDB): each stream's links are
+ * recomputed as `verifyStore` does (edited, removed inside a stream, reordered inside a
+ * stream, inserted without links), and the log's chain is folded in position order
+ * (`advanceChainHead`) and compared with every trusted head. With no stored log links, what
+ * only the log's order shows — an event removed at the end of its stream, events of two
+ * streams swapped, an event added with links made up for a new stream — shows at the first
+ * trusted head after it (named at that head's position: exactly the event when checkpoints
+ * are dense, else the first checkpoint that no longer matches), and a truncated tail as with
+ * stored links. Without trusted heads only the stream links are proven.
+ */
+export async function verifyComputedChain(
+  store: EventStore,
+  options: { batchSize?: number; trusted?: readonly TrustedHead[] } = {},
+): Promise<ChainVerification> {
+  const batchSize = Math.max(1, options.batchSize ?? 5000);
+  const trusted = [...(options.trusted ?? [])].sort((a, b) => a.position - b.position);
+  let nextTrusted = 0;
+  const streams = new Map<string, StreamTip>();
+  const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0, checkpointsIgnored: 0 };
+  let head = CHAIN_GENESIS;
+  let lastMatched: number | undefined;
+  let chained = false;
+  let after = -1;
+  const fail = (problem: ChainProblem): ChainVerification => ({ ...result, intact: false, problem });
+  const since = (): string => (lastMatched === undefined ? 'since the start of the log' : `after position ${lastMatched} (the last signed checkpoint it matched)`);
+
+  for (;;) {
+    const batch = await store.readAll({ after, maxCount: batchSize });
+    if (batch.length === 0) break;
+    for (const event of batch) {
+      while (nextTrusted < trusted.length && trusted[nextTrusted].position < event.position) {
+        const missing = trusted[nextTrusted];
+        return fail({ kind: 'removed', position: missing.position, message: `the event at position ${missing.position}, covered by a signed checkpoint, is missing` });
+      }
+      const tip = streams.get(event.streamId);
+      const expectedRevision = tip ? tip.revision + 1 : 0;
+      if (event.revision > expectedRevision) {
+        const moved = (await store.readStream(event.streamId)).some((e) => e.revision === expectedRevision && e.position > event.position);
+        const missing = event.revision - expectedRevision > 1 ? `revisions ${expectedRevision}..${event.revision - 1} are` : `revision ${expectedRevision} is`;
+        return fail(
+          moved
+            ? { ...where(event), kind: 'reordered', message: `${describe(event)} comes before revision ${expectedRevision} of its stream in the log` }
+            : { ...where(event), kind: 'removed', message: `${missing} of ${event.streamId} missing before ${describe(event)}` },
+        );
+      }
+      if (event.revision < expectedRevision) {
+        return fail({ ...where(event), kind: 'reordered', message: `${describe(event)} comes after revision ${tip?.revision} of its stream in the log` });
+      }
+      const next = advanceChainHead(head, event);
+      const signedHere = nextTrusted < trusted.length && trusted[nextTrusted].position === event.position ? trusted[nextTrusted] : undefined;
+      if (!event.chain) {
+        if (chained) {
+          return fail({ ...where(event), kind: 'inserted', message: `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped` });
+        }
+        result.unchained += 1;
+      } else {
+        if (streamLink(tip?.streamHash, event.revision, contentHash(event)) !== event.chain.streamHash) {
+          // Its stored link still gives the signed head here: the link is the recorded one and
+          // its bytes changed. A signed head it does not give: it was put there. No head here: either.
+          const inserted = signedHere !== undefined && signedHere.chainHash !== next;
+          return fail({
+            ...where(event),
+            kind: inserted ? 'inserted' : 'edited',
+            message: inserted
+              ? `${describe(event)} was not recorded by the store: its link gives no signed head (inserted)`
+              : `${describe(event)} does not match its hash: its data, metadata, type or id was changed${signedHere ? '' : ' (or it was put there with a made-up link)'}`,
+          });
+        }
+        chained = true;
+      }
+      head = next;
+      streams.set(event.streamId, { revision: event.revision, streamHash: event.chain?.streamHash ?? null });
+      if (signedHere) {
+        if (signedHere.chainHash !== head) {
+          return fail({
+            ...where(event),
+            kind: 'checkpoint',
+            message: `the log up to position ${event.position} differs from the signed checkpoint there: an event ${since()} was removed, inserted, reordered or rewritten`,
+          });
+        }
+        result.checkpointsMatched += 1;
+        lastMatched = event.position;
+        nextTrusted += 1;
+      }
+      result.headPosition = event.position;
+      result.chainHash = head;
+      result.events += 1;
+    }
+    after = batch[batch.length - 1].position;
+  }
+  if (nextTrusted < trusted.length) {
+    const last = trusted[trusted.length - 1];
+    return fail({
+      kind: 'truncated',
+      position: result.headPosition + 1,
+      message: `the log ends at position ${result.headPosition}, but a signed checkpoint covers it up to position ${last.position}: its tail was removed`,
+    });
   }
   return result;
 }

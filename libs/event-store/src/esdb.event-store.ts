@@ -1,16 +1,15 @@
 import {
-  ANY,
   BACKWARDS,
   END,
   KurrentDBClient,
   NO_STREAM,
   START,
+  FORWARDS,
   StreamNotFoundError,
   WrongExpectedVersionError,
   excludeSystemEvents,
   type AllStreamResolvedEvent,
   type AllStreamSubscription,
-  type AppendStreamState,
   type EventData,
   type JSONType,
   type ReadPosition,
@@ -26,6 +25,7 @@ import {
   type RecordedEvent,
   type Subscription,
 } from './event-store.port';
+import { chainFromMetadata, linkNewEvents } from './esdb.chain';
 
 export interface EventStoreDbEventStoreOptions {
   /**
@@ -102,48 +102,131 @@ export function maskCredentials(spec: string): string {
  * (`$…`) never show up in readAll, subscribeToAll or headPosition.
  * Construct with `new EventStoreDbEventStore({ connectionString })`; the client
  * connects lazily on the first call.
+ *
+ * Hash chain (esdb.chain.ts): each appended event carries its stream link in its metadata
+ * (`$chain`, taken out again on read, so it reads back as `chain.streamHash`); the log's
+ * chain is computed (`globalChain: 'computed'`), since $all positions are the server's.
  */
 export class EventStoreDbEventStore implements EventStore {
-  private readonly client: KurrentDBClient;
+  readonly globalChain = 'computed' as const;
+  private readonly kurrent: KurrentDBClient;
   private readonly subscriptions = new Set<EsdbSubscription>();
+  /**
+   * The last event seen of recently read or written streams (revision and stream link). An
+   * event at a revision never changes, so an append expecting that revision links to it
+   * without reading it again: the orchestrator reads a job's stream, then appends after it.
+   */
+  private readonly tips = new Map<string, StreamTip>();
 
   /** Throws at once (no connection is made) when the connection string does not parse. */
   constructor(options: EventStoreDbEventStoreOptions) {
-    this.client = KurrentDBClient.connectionString(eventStoreDbConnectionString(options.connectionString));
+    this.kurrent = KurrentDBClient.connectionString(eventStoreDbConnectionString(options.connectionString));
+  }
+
+  /** The underlying client, for streams kept beside the events (e.g. EventStoreDbChainCheckpointStore). Disposed by `close()`. */
+  get client(): KurrentDBClient {
+    return this.kurrent;
   }
 
   async appendToStream(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
     // An empty append is answered from the stream itself: the server has nothing to
     // check it against and reports no position for it.
     if (events.length === 0) return this.currentState(streamId, expected);
-    try {
-      const result = await this.client.appendToStream(streamId, events.map(toEventData), {
-        streamState: toStreamState(expected),
-      });
-      return {
-        nextExpectedRevision: Number(result.nextExpectedRevision),
-        position: result.position ? Number(result.position.commit) : -1,
-      };
-    } catch (error) {
-      if (error instanceof WrongExpectedVersionError) {
+    // The stream link needs the stream's previous event, so the append names it exactly:
+    // `any` becomes the revision just read (and is tried again when another append won).
+    for (let attempt = 1; ; attempt++) {
+      const previous = await this.previousOf(streamId, expected);
+      try {
+        const linked = linkNewEvents(streamId, events, previous.revision + 1, previous.streamHash);
+        const result = await this.kurrent.appendToStream(streamId, linked.map(toEventData), {
+          streamState: previous.revision < 0 ? NO_STREAM : BigInt(previous.revision),
+        });
+        const last = chainFromMetadata(linked[linked.length - 1].metadata).chain;
+        if (last) this.remember(streamId, { revision: Number(result.nextExpectedRevision), streamHash: last.streamHash });
+        return {
+          nextExpectedRevision: Number(result.nextExpectedRevision),
+          position: result.position ? Number(result.position.commit) : -1,
+        };
+      } catch (error) {
+        if (!(error instanceof WrongExpectedVersionError)) throw error;
+        if (expected === 'any') {
+          // The same events written by an earlier try whose answer was lost: that try's result.
+          const retried = await this.findRetriedAppend(streamId, events);
+          if (retried) return retried;
+          if (attempt < ANY_APPEND_ATTEMPTS) continue;
+        }
         const actual = error.actualState;
         throw new WrongExpectedRevisionError(streamId, expected, actual === NO_STREAM ? 'no_stream' : Number(actual));
       }
-      throw error;
     }
+  }
+
+  /**
+   * The stream's event the append follows: none for `no_stream` (revision -1), the one at the
+   * expected revision (a retry of an append that was written links to the same one, so the
+   * server answers it as the same append), or the last one for `any`.
+   */
+  private async previousOf(streamId: string, expected: ExpectedRevision): Promise<StreamTip> {
+    if (expected === 'no_stream' || (typeof expected === 'number' && expected < 0)) return { revision: -1, streamHash: null };
+    const known = this.tips.get(streamId);
+    if (typeof expected === 'number' && known?.revision === expected) return known;
+    const read =
+      expected === 'any'
+        ? this.kurrent.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 })
+        : this.kurrent.readStream(streamId, { direction: FORWARDS, fromRevision: BigInt(expected), maxCount: 1 });
+    let found: RecordedEvent | undefined;
+    try {
+      for await (const resolved of read) {
+        if (resolved.event) found = toRecorded(resolved.event, resolved.commitPosition);
+      }
+    } catch (error) {
+      if (!(error instanceof StreamNotFoundError)) throw error;
+    }
+    if (expected === 'any') return found ? { revision: found.revision, streamHash: found.chain?.streamHash ?? null } : { revision: -1, streamHash: null };
+    if (!found || found.revision !== expected) {
+      // Nothing to link to: the stream is not at that revision (or it is unreadable there).
+      const state = await this.currentState(streamId, 'any');
+      const current = state.nextExpectedRevision < 0 ? 'no_stream' : state.nextExpectedRevision;
+      if (current !== expected) throw new WrongExpectedRevisionError(streamId, expected, current);
+      throw new Error(`stream ${streamId}: revision ${expected} cannot be read, so the append cannot be linked to it`);
+    }
+    return { revision: found.revision, streamHash: found.chain?.streamHash ?? null };
+  }
+
+  private async findRetriedAppend(streamId: string, events: readonly NewEvent[]): Promise<AppendResult | undefined> {
+    const tail: RecordedEvent[] = [];
+    try {
+      for await (const resolved of this.kurrent.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: events.length })) {
+        if (resolved.event) tail.unshift(toRecorded(resolved.event, resolved.commitPosition));
+      }
+    } catch (error) {
+      if (!(error instanceof StreamNotFoundError)) throw error;
+    }
+    if (tail.length !== events.length || !tail.every((e, i) => e.id === events[i].id)) return undefined;
+    const last = tail[tail.length - 1];
+    return { nextExpectedRevision: last.revision, position: last.position };
   }
 
   async readStream(streamId: string): Promise<RecordedEvent[]> {
     const events: RecordedEvent[] = [];
     try {
-      for await (const resolved of this.client.readStream(streamId)) {
+      for await (const resolved of this.kurrent.readStream(streamId)) {
         if (resolved.event) events.push(toRecorded(resolved.event, resolved.commitPosition));
       }
     } catch (error) {
       if (error instanceof StreamNotFoundError) return [];
       throw error;
     }
+    const last = events[events.length - 1];
+    if (last) this.remember(streamId, { revision: last.revision, streamHash: last.chain?.streamHash ?? null });
     return events;
+  }
+
+  private remember(streamId: string, tip: StreamTip): void {
+    this.tips.delete(streamId);
+    this.tips.set(streamId, tip);
+    // Oldest first in a Map: forget the least recently seen beyond the bound.
+    if (this.tips.size > TIP_CACHE_SIZE) this.tips.delete(this.tips.keys().next().value as string);
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
@@ -160,7 +243,7 @@ export class EventStoreDbEventStore implements EventStore {
       const ask = Number.isFinite(missing) ? Math.trunc(missing) + 1 : READ_ALL_PAGE;
       const from = cursor;
       let received = 0;
-      for await (const resolved of this.client.readAll({
+      for await (const resolved of this.kurrent.readAll({
         fromPosition: fromPositionAfter(cursor),
         filter: excludeSystemEvents(),
         maxCount: ask,
@@ -180,7 +263,7 @@ export class EventStoreDbEventStore implements EventStore {
 
   subscribeToAll(options: { after?: number } = {}): Subscription {
     const after = options.after ?? -1;
-    const source = this.client.subscribeToAll({
+    const source = this.kurrent.subscribeToAll({
       fromPosition: fromPositionAfter(after),
       filter: excludeSystemEvents(),
     });
@@ -190,7 +273,7 @@ export class EventStoreDbEventStore implements EventStore {
   }
 
   async headPosition(): Promise<number> {
-    const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END, filter: excludeSystemEvents() });
+    const read = this.kurrent.readAll({ direction: BACKWARDS, fromPosition: END, filter: excludeSystemEvents() });
     for await (const resolved of read) {
       const event = userEventAfter(resolved, -1);
       if (event) return event.position;
@@ -206,7 +289,7 @@ export class EventStoreDbEventStore implements EventStore {
   async positionAt(instant: Date): Promise<number> {
     const limit = instant.getTime();
     if (!Number.isFinite(limit)) throw new TypeError('positionAt: not a valid instant');
-    const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END, filter: excludeSystemEvents() });
+    const read = this.kurrent.readAll({ direction: BACKWARDS, fromPosition: END, filter: excludeSystemEvents() });
     for await (const resolved of read) {
       const event = userEventAfter(resolved, -1);
       if (event && Date.parse(event.recordedAt) <= limit) return event.position;
@@ -216,13 +299,13 @@ export class EventStoreDbEventStore implements EventStore {
 
   async close(): Promise<void> {
     await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
-    await this.client.dispose();
+    await this.kurrent.dispose();
   }
 
   private async currentState(streamId: string, expected: ExpectedRevision): Promise<AppendResult> {
     let last: RecordedEvent | undefined;
     try {
-      for await (const resolved of this.client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 })) {
+      for await (const resolved of this.kurrent.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 })) {
         if (resolved.event) last = toRecorded(resolved.event, resolved.commitPosition);
       }
     } catch (error) {
@@ -320,11 +403,16 @@ class EsdbSubscription implements Subscription {
   }
 }
 
-function toStreamState(expected: ExpectedRevision): AppendStreamState {
-  if (expected === 'any') return ANY;
-  if (expected === 'no_stream' || expected < 0) return NO_STREAM;
-  return BigInt(expected);
+interface StreamTip {
+  revision: number;
+  streamHash: string | null;
 }
+
+/** Streams whose last event the adapter keeps (see `tips`). */
+const TIP_CACHE_SIZE = 10_000;
+
+/** Appends with `any` that lose to another append re-read the stream and try again, this many times in all. */
+const ANY_APPEND_ATTEMPTS = 10;
 
 function toEventData(event: NewEvent): EventData {
   return {
@@ -366,18 +454,20 @@ function toRecorded(event: EsdbRecordedEvent, commitPosition: bigint | undefined
   const commit = event.position?.commit ?? commitPosition;
   // Servers before 22.6 report no position (or 2^64-1) on stream reads.
   const position = commit === undefined || commit > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(commit);
-  const metadata = event.metadata;
-  return {
+  const raw = event.metadata;
+  const { metadata, chain } = chainFromMetadata(
+    raw && typeof raw === 'object' && !Array.isArray(raw) && !(raw instanceof Uint8Array) ? (raw as Record<string, unknown>) : {},
+  );
+  const recorded: RecordedEvent = {
     id: event.id,
     streamId: event.streamId,
     revision: Number(event.revision),
     position,
     type: event.type,
     data: event.data,
-    metadata:
-      metadata && typeof metadata === 'object' && !Array.isArray(metadata) && !(metadata instanceof Uint8Array)
-        ? (metadata as Record<string, unknown>)
-        : {},
+    metadata,
     recordedAt: event.created.toISOString(),
   };
+  if (chain) recorded.chain = chain;
+  return recorded;
 }

@@ -14,10 +14,16 @@ import canonicalize from 'canonicalize';
  * the log's previous event), or "" for the first one or when that one predates the chain.
  * Events recorded before the chain existed carry no links and verify as unchained.
  * PostgreSQL computes the two links in its append function with the same formula.
+ *
+ * EventStoreDB assigns $all positions in the server, so no appender knows its predecessor in
+ * the log: there the stream link is stored (in the event's metadata, see esdb.chain.ts) and
+ * the log's chain is computed by folding `advanceChainHead` over $all (EventStore.globalChain
+ * is 'computed'); its events carry no `chainHash`.
  */
 export interface EventChainLink {
   streamHash: string;
-  chainHash: string;
+  /** Absent on a store whose global chain is computed, not stored (EventStoreDB). */
+  chainHash?: string;
 }
 
 /** The link before the first chained event. */

@@ -35,8 +35,8 @@ export interface RecordedEvent {
   recordedAt: string;
   /**
    * Its links in the tamper-evident hash chain (see event-chain.ts), set by the adapter in
-   * the append itself; absent for events recorded before the chain existed, and on adapters
-   * that keep none (EventStoreDB).
+   * the append itself; absent for events recorded before the chain existed. On a store whose
+   * global chain is computed (EventStoreDB) only `streamHash` is stored.
    */
   chain?: EventChainLink;
 }
@@ -58,7 +58,18 @@ export interface Subscription extends AsyncIterable<RecordedEvent> {
   close(): Promise<void>;
 }
 
+/**
+ * Where the log's chain (`chainHash`) comes from: `stored` — the adapter links each event to
+ * the log's previous one in the append (SQLite, PostgreSQL); `computed` — the store orders
+ * the log itself (EventStoreDB's $all), so only stream links are stored and the log's chain
+ * is folded over the log in position order (`foldChainHead`), by the verifier and by the
+ * orchestrator's signed checkpoints.
+ */
+export type GlobalChain = 'stored' | 'computed';
+
 export interface EventStore {
+  /** How the log's hash chain is kept (see GlobalChain). */
+  readonly globalChain: GlobalChain;
   /** Atomically appends all events, or throws WrongExpectedRevisionError and writes nothing. */
   appendToStream(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult>;
   /** Every event of a stream in revision order; [] when the stream does not exist. */

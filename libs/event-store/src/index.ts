@@ -1,6 +1,7 @@
 export * from './event-store.port';
 export * from './event-chain';
 export * from './chain-verifier';
+export * from './esdb.chain';
 export * from './chain-checkpoint';
 export * from './chain-checkpoint.stores';
 export { SqliteEventStore, type SqliteEventStoreOptions } from './sqlite.event-store';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { EventStoreDbEventStore, isEventStoreDbConnectionString, maskCredentials } from './esdb.event-store';
 import type { CheckpointStore, EventStore, SnapshotStore } from './event-store.port';
 import type { ChainCheckpointStore } from './chain-checkpoint';
-import { PostgresChainCheckpointStore, SqliteChainCheckpointStore } from './chain-checkpoint.stores';
+import { EventStoreDbChainCheckpointStore, PostgresChainCheckpointStore, SqliteChainCheckpointStore } from './chain-checkpoint.stores';
 import { PostgresCheckpointStore } from './postgres.checkpoint-store';
 import { PostgresDatabase, maskPostgresUrl, type PostgresConnectionOptions } from './postgres.connection';
 import { PostgresEventStore, type PostgresEventStoreTuning } from './postgres.event-store';
@@ -26,7 +26,7 @@ export interface OpenedEventStore {
   sharedCheckpoints?: CheckpointStore;
   /** Snapshots in the event store's own database (as `sharedCheckpoints`). Undefined on EventStoreDB. */
   snapshots?: SnapshotStore;
-  /** Signed chain checkpoints, in the store's own database (as `sharedCheckpoints`). Undefined on EventStoreDB. */
+  /** Signed chain checkpoints, in the store's own database (as `sharedCheckpoints`; on EventStoreDB, stream `$jobline-chain-checkpoints`). */
   chainCheckpoints?: ChainCheckpointStore;
   /** For logs: the adapter and where it is, with any password masked. */
   describe: string;
@@ -76,7 +76,13 @@ export function openEventStore(spec: string, dataDir: string, options: OpenEvent
     };
   } else if (isEventStoreDbConnectionString(spec)) {
     const store = new EventStoreDbEventStore({ connectionString: spec });
-    opened = { eventStore: store, kind: 'esdb', describe: `EventStoreDB ${maskCredentials(spec)}`, closeStore: () => store.close() };
+    opened = {
+      eventStore: store,
+      kind: 'esdb',
+      chainCheckpoints: new EventStoreDbChainCheckpointStore({ client: store.client }),
+      describe: `EventStoreDB ${maskCredentials(spec)}`,
+      closeStore: () => store.close(),
+    };
   } else {
     throw new Error(
       `JOBLINE_EVENT_STORE must be "sqlite", a postgres:// URL or a kurrentdb:// (esdb://) connection string, not ${JSON.stringify(maskPostgresUrl(maskCredentials(spec)))}`,

@@ -174,6 +174,8 @@ const COLUMNS = `position, id, stream_id, revision, type, data, metadata,
  * of the head as the fallback, and retry reads through lost connections.
  */
 export class PostgresEventStore implements EventStore {
+  /** Both links are written in the append, under the lock that orders it. */
+  readonly globalChain = 'stored' as const;
   readonly database: PostgresDatabase;
   private readonly ownsDatabase: boolean;
   private readonly pollIntervalMs: number;

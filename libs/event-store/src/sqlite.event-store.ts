@@ -72,6 +72,8 @@ type AnyStatement = Statement<unknown[], unknown>;
  * appends made by other processes within `pollIntervalMs`.
  */
 export class SqliteEventStore implements EventStore {
+  /** Both links are written in the append, under the lock that orders it. */
+  readonly globalChain = 'stored' as const;
   private readonly db: SqliteDatabase;
   private readonly pollIntervalMs: number;
   private readonly readBatchSize: number;

@@ -4,3 +4,4 @@ export { startNatsServer, findNatsServer, type RunningNatsServer } from '../../m
 export * from './decider-spec';
 export { eventually } from './eventually';
 export { testPostgres, randomSchemaName, dropSchema, DEFAULT_TEST_POSTGRES_URL, type TestPostgres } from './postgres';
+export { ComputedChainStore } from './computed-chain';
