@@ -50,6 +50,7 @@ export class NotActingError extends Error {
 
 interface TrackedJob {
   jobId: string;
+  owner: string;
   spec: JobSpec;
   priority: Priority;
   phase: 'pending' | 'queued' | 'dispatched' | 'running' | 'retry_wait';
@@ -238,6 +239,7 @@ export class Scheduler {
     if (e.type === 'JobSubmitted') {
       this.jobs.set(jobId, {
         jobId,
+        owner: e.data.owner,
         spec: e.data.spec,
         priority: e.data.priority,
         phase: 'pending',
@@ -258,7 +260,7 @@ export class Scheduler {
         job.phase = 'queued';
         job.attempt = e.data.attempt;
         job.priority = e.data.priority;
-        if (!job.cancelRequested) this.ready.push({ jobId, attempt: e.data.attempt, priority: e.data.priority, seq: e.position });
+        if (!job.cancelRequested) this.ready.push({ jobId, owner: job.owner, attempt: e.data.attempt, priority: e.data.priority, seq: e.position });
         this.schedulePump();
         return;
       case 'JobDispatched':
