@@ -120,7 +120,8 @@ export class Relay {
     this.stopped = true;
     await this.subscription?.close();
     await this.loop;
-    await this.checkpoint.save(this.fold);
+    // Only a fold of exactly what was published (a batch that failed to publish is folded already).
+    if (this.fold.position === this.position) await this.checkpoint.save(this.fold);
   }
 
   /** Folds the stored events after the fold's position up to `position`, publishing nothing. */
