@@ -17,6 +17,7 @@ import { machineInfo, type MachineInfo } from './bench-kit';
 import { runEventStoreBench } from './event-store.bench';
 import { runJobsBench } from './jobs.bench';
 import { runRebuildBench } from './projection-rebuild.bench';
+import { runStartupBench } from './startup.bench';
 import { runBundleBench } from './bundle.bench';
 import { runSshBench } from './ssh.bench';
 import { runSandboxBench } from './sandbox.bench';
@@ -33,6 +34,7 @@ const OptionsSchema = z.strictObject({
   seconds: Count(3600).optional(),
   events: Count(100_000_000).optional(),
   'store-jobs': Count(10_000_000).optional(),
+  'startup-events': Count(100_000_000).optional(),
   sandbox: z.enum(['none', 'auto', 'both']).optional(),
   'no-reference': z.boolean().optional(),
   followers: z
@@ -72,6 +74,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   rebuild: {
     about: 'rebuilding the jobs projection from the event store (events/s)',
     run: (o) => runRebuildBench({ events: o.events }),
+  },
+  startup: {
+    about: 'orchestrator start → ready with 1,000 and with 1,000,000 stored events (SQLite), cold (no lifecycle snapshot) and warm (from it)',
+    run: (o) => runStartupBench(o['startup-events'] ? { sizes: [1_000, o['startup-events']] } : {}),
   },
   'event-store': {
     about: 'SQLite and PostgreSQL event stores: appends (1 and 8 appenders), readAll and subscribe catch-up',
@@ -116,6 +122,7 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --seconds=N       length of the latency run (default 10)
   --events=N        events stored before the projection rebuild (default 200000)
   --store-jobs=N    jobs appended by the event-store benchmark (default 20000)
+  --startup-events=N  startup: the larger store's events (default 1000000; the smaller has 1000)
   --sandbox=MODE    jobs: executor sandbox none, auto or both (default both)
   --no-reference    skip the BullMQ reference
   --followers=N,M   ws: follower counts, one run each (default 1000,10000)
@@ -146,6 +153,7 @@ function parseCommandLine(argv: string[]): { names: string[]; options: Options; 
       seconds: { type: 'string' },
       events: { type: 'string' },
       'store-jobs': { type: 'string' },
+      'startup-events': { type: 'string' },
       sandbox: { type: 'string' },
       'no-reference': { type: 'boolean' },
       followers: { type: 'string' },
@@ -248,6 +256,7 @@ interface Target {
 
 type JobsResult = Awaited<ReturnType<typeof runJobsBench>>;
 type RebuildResult = Awaited<ReturnType<typeof runRebuildBench>>;
+type StartupResult = Awaited<ReturnType<typeof runStartupBench>>;
 type WsResult = Awaited<ReturnType<typeof runWsFollowersBench>>;
 type LogRateResult = Awaited<ReturnType<typeof runLogRateBench>>;
 type LogConcurrentResult = Awaited<ReturnType<typeof runLogConcurrentBench>>;
@@ -297,6 +306,14 @@ function targets(results: Record<string, object | null>): Target[] {
   }
   const rebuild = results.rebuild as RebuildResult | null | undefined;
   if (rebuild !== undefined) out.push(atLeast('rebuilding projections from the store', 100_000, rebuild?.rebuild.eventsPerSec, 'events/s'));
+  const startup = results.startup as StartupResult | null | undefined;
+  if (startup !== undefined) {
+    const small = startup?.runs[0];
+    const large = startup?.runs[startup.runs.length - 1];
+    const t = atMost('orchestrator start-up with the most history, over the least (warm starts)', 1.1, startup?.warmRatio, '×');
+    if (small && large) t.note = `${large.events} events: ${large.warmStartMs} ms (cold ${large.coldStartMs} ms); ${small.events} events: ${small.warmStartMs} ms (cold ${small.coldStartMs} ms)`;
+    out.push(t);
+  }
   const ws = results.ws as WsResult | null | undefined;
   if (ws !== undefined) {
     for (const run of ws?.runs ?? [null]) {

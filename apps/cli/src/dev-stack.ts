@@ -4,8 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfig, type JoblineConfig } from '../../../libs/config/src';
-import { SqliteCheckpointStore, SqliteEventStore, openEventStore } from '../../../libs/event-store/src';
-import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
+import { SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore, openEventStore } from '../../../libs/event-store/src';
+import type { CheckpointStore, EventStore, SnapshotStore } from '../../../libs/event-store/src/event-store.port';
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { NATS_INSTALL_HINT, findNatsServer, startNatsServer, type RunningNatsServer } from '../../../libs/messaging/src/nats-server';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
@@ -164,6 +164,7 @@ export async function startDev(config: JoblineConfig, extras: DevExtras = {}): P
     // One store instance for the orchestrator and the api (SQLite wakes its own subscribers at once).
     let eventStore: EventStore;
     let checkpoints: CheckpointStore;
+    let snapshots: SnapshotStore | undefined;
     if (cfg.eventStore === 'sqlite') {
       const events = new SqliteEventStore({ path: join(dataDir, 'events.db') });
       const cps = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
@@ -171,14 +172,16 @@ export async function startDev(config: JoblineConfig, extras: DevExtras = {}): P
       cleanups.push(() => cps.close());
       eventStore = events;
       checkpoints = cps;
+      snapshots = new SqliteSnapshotStore({ db: events.database });
     } else {
       const opened = openEventStore(cfg.eventStore, dataDir);
       cleanups.push(() => opened.close());
       eventStore = opened.eventStore;
       checkpoints = opened.checkpoints;
+      snapshots = opened.snapshots;
     }
 
-    const orchestrator = await startOrchestrator(cfg, { logger: loggerFor('orchestrator'), eventStore, checkpoints });
+    const orchestrator = await startOrchestrator(cfg, { logger: loggerFor('orchestrator'), eventStore, checkpoints, snapshots });
     cleanups.push(() => orchestrator.stop());
     const registries = [orchestrator.registry];
     if (cfg.orchestrator.packager) {

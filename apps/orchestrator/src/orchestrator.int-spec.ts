@@ -5,13 +5,14 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { STREAMS, decodeJobEvent, jobStreamName, subjects, type JobEvent, type JobEventMessage, type JobSpecInput } from '../../../libs/contracts/src';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
+import { SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore } from '../../../libs/event-store/src';
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
 import { COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
 import type { Orchestrator } from './orchestrator';
+import { SCHEDULER_LIFECYCLE } from './scheduler';
 
 const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
 const quietExecutor = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -28,8 +29,10 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
   let executor: NodeExecutorHandle;
   let publisher: JetStreamPublisher;
 
+  // Lifecycle snapshots every few events: a restart starts from one and folds the tail after it.
   async function startOrchestrator() {
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, cancelConfirmMs: 5000 }));
+    const snapshots = new SqliteSnapshotStore({ db: store.database });
+    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, snapshots, snapshotEvery: 7, nc, logger: quiet, cancelConfirmMs: 5000 }));
   }
 
   beforeAll(async () => {
@@ -220,7 +223,21 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     expect((await busMessages(first)).map((m) => m.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
   });
 
-  it("publishes every event again on its owner's subject, the same message, also when a restarted relay must read the owner back from the store", async () => {
+  it('after a restart from the lifecycle snapshot, a running job still times out and a job queued behind it then runs', async () => {
+    const slow = await submit({ command: 'sleep 30', timeoutSeconds: 3 });
+    await eventually(async () => (await types(slow)).includes('JobStarted'), 20_000, 'the slow job to start');
+    await app.close();
+    await orchestrator.stop();
+    const snapshot = await new SqliteSnapshotStore({ db: store.database }).load(SCHEDULER_LIFECYCLE);
+    expect(snapshot?.position).toBe(await store.headPosition());
+    const behind = await submit({ command: 'true' }); // the one slot is taken: it waits in the queue
+    await startOrchestrator();
+    expect(orchestrator.scheduler.lifecycle.get(slow)).toMatchObject({ phase: 'running', attempt: 1, executorId: 'solo' });
+    expect((await finished(slow)).at(-1)?.type).toBe('JobTimedOut');
+    expect((await finished(behind)).map((e) => e.type)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted']);
+  });
+
+  it("publishes every event again on its owner's subject, the same message, also after a restart of the relay (the owner from its lifecycle snapshot)", async () => {
     const jobId = randomUUID();
     const copies: Msg[] = [];
     const sub = nc.subscribe(`jobline.owner.*.evt.${jobId}.*`, { callback: (_err, m) => void copies.push(m) });
@@ -228,7 +245,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     try {
       await submit({ command: 'sleep 1; echo done' }, 'bob', jobId);
       await eventually(() => copies.some((m) => m.subject.endsWith('.JobStarted')), 20_000, 'JobStarted on the owner subject');
-      // A new relay knows no owner: JobCompleted's copy needs the owner read from the job's stream.
+      // A new relay knows the owner of the open job from its lifecycle fold, started from the snapshot.
       await app.close();
       await orchestrator.stop();
       await startOrchestrator();

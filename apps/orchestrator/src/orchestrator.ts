@@ -20,7 +20,7 @@ import {
   type AttemptReport,
   type ClaimReply,
 } from '../../../libs/contracts/src';
-import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { CheckpointStore, EventStore, SnapshotStore } from '../../../libs/event-store/src/event-store.port';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
@@ -38,6 +38,14 @@ import { LeaderLease, type LeaseHolder } from '../../../libs/messaging/src/leade
 export interface OrchestratorOptions {
   eventStore: EventStore;
   checkpoints: CheckpointStore;
+  /**
+   * Snapshots of the scheduler's and the relay's lifecycle folds (`lifecycle:scheduler`,
+   * `lifecycle:relay`), in the event store's own database: a start folds only what came after
+   * the last one. Absent: every start folds the store from position 0.
+   */
+  snapshots?: SnapshotStore;
+  /** A lifecycle snapshot every this many store positions (default 10,000). */
+  snapshotEvery?: number;
   nc: NatsConnection;
   logger: Logger;
   /** An executor silent this long has lost its attempts (default 10 s). */
@@ -115,6 +123,8 @@ export class Orchestrator {
       logger: o.logger,
       packager: o.packager ?? false,
       leaseMs: o.leaseMs,
+      snapshots: o.snapshots,
+      snapshotEvery: o.snapshotEvery,
     });
     this.scheduler = new Scheduler({
       eventStore: o.eventStore,
@@ -125,6 +135,8 @@ export class Orchestrator {
       heartbeatMs: o.heartbeatMs,
       clock: o.clock,
       acting: () => this.acting(),
+      snapshots: o.snapshots,
+      snapshotEvery: o.snapshotEvery,
     });
     this.retention = Retention.enabled(o.retention)
       ? new Retention({

@@ -9,9 +9,10 @@ import {
   type StoredJobEvent,
 } from '../../../libs/contracts/src';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
-import type { CheckpointStore, EventStore, RecordedEvent, Subscription } from '../../../libs/event-store/src/event-store.port';
+import type { CheckpointStore, EventStore, RecordedEvent, SnapshotStore, Subscription } from '../../../libs/event-store/src/event-store.port';
 import { encodePayload, type JetStreamPublisher, type PublishItem } from '../../../libs/messaging/src/publisher';
-import { needsBundle } from '../../../libs/domain/src';
+import { Lifecycle, needsBundle, type OpenJob } from '../../../libs/domain/src';
+import { LifecycleCheckpoint } from './lifecycle-checkpoint';
 import { SpanKind, TRACERS, contextFromRecord, endSpan, injectHeaders, startSpan, tracingActive, withSpanContext, type Context, type Span } from '../../../libs/messaging/src/trace-context';
 import type { JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
@@ -27,8 +28,15 @@ export interface RelayOptions {
    * the same Nats-Msg-Id header).
    */
   core: Pick<NatsConnection, 'publish'>;
-  /** Reads a job's current state for the messages derived from an event. */
+  /**
+   * Reads a job's stream, for one rare case only: the owner of an event of a job that is neither
+   * open nor among the recently finished ones remembered (a late report, a purge of an old job).
+   */
   jobs: Pick<JobCommandHandler, 'load'>;
+  /** Where the relay's lifecycle fold is snapshotted (`lifecycle:<name>`); absent: a start folds from position 0 up to the checkpoint. */
+  snapshots?: SnapshotStore;
+  /** A snapshot every this many store positions (default 10,000). */
+  snapshotEvery?: number;
   logger: Logger;
   /** A packager runs: derive package orders from JobSubmitted with a source or data (default false). */
   packager?: boolean;
@@ -40,7 +48,7 @@ export interface RelayOptions {
   retryDelayMs?: number;
   /** The scheduler's lease: a run order's start deadline (`startBy`) is its dispatch time plus this (default 10 s). */
   leaseMs?: number;
-  /** Owners of this many recent jobs are remembered; an older job's owner is read from its stream (default 65,536). */
+  /** Owners of this many recently finished jobs are remembered; an older job's owner is read from its stream (default 65,536). */
   ownerCacheSize?: number;
 }
 
@@ -49,9 +57,11 @@ export interface RelayOptions {
  * `jobline.evt.<jobId>.<type>` in store order, with the event id as Nats-Msg-Id, so a
  * re-publish after a crash is dropped by JetStream's dedupe; then a copy of each on its
  * owner's subject `jobline.owner.<owner>.evt.<jobId>.<type>` (core NATS, for integration
- * users limited to their own owner prefix). It also derives the
- * executor-facing messages (run on JobDispatched, stop on cancel/timeout/lost) from the
- * stored events, so nobody acts on a state change before it is recorded.
+ * users limited to their own owner prefix). It also derives the executor-facing messages
+ * (package on JobSubmitted, run on JobDispatched, stop on cancel/timeout/lost) from the stored
+ * events, so nobody acts on a state change before it is recorded: an outbox. What it needs to
+ * know of a job for them comes from its own lifecycle fold (libs/domain/src/lifecycle.ts, the
+ * scheduler's too), checkpointed beside its position, never from re-reading job streams.
  */
 export class Relay {
   private subscription: Subscription | null = null;
@@ -66,9 +76,12 @@ export class Relay {
   /** jobId → owner, insertion-ordered so the least recently used is forgotten first. */
   private readonly owners = new Map<string, string>();
   private readonly ownerCacheSize: number;
+  private fold = new Lifecycle();
+  private readonly checkpoint: LifecycleCheckpoint;
 
   constructor(private readonly o: RelayOptions) {
     this.name = o.name ?? 'relay';
+    this.checkpoint = new LifecycleCheckpoint({ snapshots: o.snapshots, name: `lifecycle:${this.name}`, every: o.snapshotEvery, logger: o.logger });
     this.batchSize = o.batchSize ?? 512;
     this.retryDelayMs = o.retryDelayMs ?? 500;
     this.leaseMs = o.leaseMs ?? 10_000;
@@ -80,10 +93,25 @@ export class Relay {
     return this.position;
   }
 
-  /** Publishes from the checkpoint on; may be started again after stop() (a leader again). */
+  /** The relay's lifecycle fold of open jobs (read only), as of the last published position. */
+  get lifecycle(): Lifecycle {
+    return this.fold;
+  }
+
+  /**
+   * Publishes from the checkpoint on; may be started again after stop() (a leader again). Its
+   * fold starts from the last snapshot and is brought to the checkpoint first (the events in
+   * between were published already). A snapshot past the checkpoint (this instance's
+   * checkpoint is older: another relay published further) is not used: the checkpoint says
+   * what this one published, and the fold starts from position 0 instead.
+   */
   async start(): Promise<void> {
     this.stopped = false;
     this.position = await this.o.checkpoints.load(this.name);
+    let fold = await this.checkpoint.load();
+    if (fold.position > this.position) fold = new Lifecycle();
+    await this.foldUpTo(fold, this.position);
+    this.fold = fold;
     this.subscription = this.o.eventStore.subscribeToAll({ after: this.position });
     this.loop = this.run(this.subscription);
   }
@@ -92,6 +120,38 @@ export class Relay {
     this.stopped = true;
     await this.subscription?.close();
     await this.loop;
+    // Only a fold of exactly what was published (a batch that failed to publish is folded already).
+    if (this.fold.position === this.position) await this.checkpoint.save(this.fold);
+  }
+
+  /** Folds the stored events after the fold's position up to `position`, publishing nothing. */
+  private async foldUpTo(fold: Lifecycle, position: number): Promise<void> {
+    while (fold.position < position) {
+      const page = await this.o.eventStore.readAll({ after: fold.position, maxCount: Math.min(10_000, position - fold.position) });
+      if (page.length === 0) break;
+      for (const rec of page) {
+        if (rec.position > position) return;
+        this.applyRecord(fold, rec);
+      }
+    }
+  }
+
+  /** One stored event into the fold; its change (null for an event not of a job stream, or one that cannot be decoded). */
+  private applyRecord(fold: Lifecycle, rec: RecordedEvent): { event: StoredJobEvent; before: OpenJob | undefined } | null {
+    let result: { event: StoredJobEvent; before: OpenJob | undefined } | null = null;
+    if (rec.streamId.startsWith(JOB_STREAM_PREFIX)) {
+      try {
+        const event = decodeJobEvent(rec);
+        const { before, after } = fold.apply(event.metadata.jobId, event, rec.position);
+        const owner = before?.owner ?? after?.owner;
+        if (owner && !after) this.remember(event.metadata.jobId, owner);
+        result = { event, before };
+      } catch (err) {
+        this.o.logger.error(`relay: cannot read the event at ${rec.position}: ${(err as Error).message}`);
+      }
+    }
+    if (rec.position > fold.position) fold.position = rec.position;
+    return result;
   }
 
   /** Resolves once everything up to `position` is on the bus. */
@@ -125,14 +185,16 @@ export class Relay {
   }
 
   private async publishBatch(batch: RecordedEvent[]): Promise<void> {
+    // Folded once, before the first try: a derived message looks at the job as the whole batch leaves it.
+    const changes = batch.map((rec) => this.applyRecord(this.fold, rec));
     for (;;) {
       const spans: Span[] = [];
       try {
         const items: PublishItem[] = [];
         const copies: PublishItem[] = [];
-        for (const rec of batch) {
-          if (!rec.streamId.startsWith(JOB_STREAM_PREFIX)) continue;
-          const event = decodeJobEvent(rec);
+        for (const change of changes) {
+          if (!change) continue;
+          const { event, before } = change;
           const payload = toEventMessage(event);
           // Published later than recorded, from the store: the trace goes on from the context stored with the event.
           const parent = tracingActive() ? contextFromRecord(event.metadata as unknown as Record<string, unknown>) : null;
@@ -140,10 +202,10 @@ export class Relay {
           const traceContext = span && parent ? withSpanContext(parent, span) : undefined;
           if (span) spans.push(span);
           items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
-          const owner = await this.ownerOf(event);
+          const owner = await this.ownerOf(event, before);
           if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
           else this.o.logger.warn(`relay: no owner known for job ${event.metadata.jobId}: its ${event.type} has no owner copy`);
-          const derived = await this.derive(event);
+          const derived = this.derive(event, before);
           if (derived) {
             derived.traceContext = traceContext;
             items.push(derived);
@@ -160,6 +222,7 @@ export class Relay {
         for (const s of spans.splice(0)) endSpan(s);
         this.position = batch[batch.length - 1].position;
         await this.o.checkpoints.save(this.name, this.position);
+        this.checkpoint.maybeSave(this.fold);
         this.wake();
         return;
       } catch (err) {
@@ -187,40 +250,52 @@ export class Relay {
     });
   }
 
-  /** The job's owner: from JobSubmitted, else remembered, else read from the job's stream. */
-  private async ownerOf(event: StoredJobEvent): Promise<string | null> {
+  /**
+   * The job's owner: from the fold (the job before the event, or after it), else remembered
+   * (a recently finished job), else, rarely, read from the job's stream.
+   */
+  private async ownerOf(event: StoredJobEvent, before: OpenJob | undefined): Promise<string | null> {
     const jobId = event.metadata.jobId;
-    let owner: string | null | undefined = event.type === 'JobSubmitted' ? event.data.owner : this.owners.get(jobId);
-    if (owner === undefined) owner = (await this.o.jobs.load(jobId)).job.owner ?? null;
-    if (!owner) return null;
+    const owner = before?.owner ?? this.fold.get(jobId)?.owner ?? (event.type === 'JobSubmitted' ? event.data.owner : this.owners.get(jobId));
+    if (owner !== undefined) return owner;
+    const loaded = (await this.o.jobs.load(jobId)).job.owner;
+    if (loaded) this.remember(jobId, loaded);
+    return loaded;
+  }
+
+  /** Remembers a finished job's owner, forgetting the least recently finished beyond the cache's size. */
+  private remember(jobId: string, owner: string): void {
     this.owners.delete(jobId);
     this.owners.set(jobId, owner);
     if (this.owners.size > this.ownerCacheSize) this.owners.delete(this.owners.keys().next().value!);
-    return owner;
   }
 
-  /** The executor message an event implies, if the job is still in the state that implies it. */
-  private async derive(event: StoredJobEvent): Promise<PublishItem | null> {
+  /**
+   * The executor message an event implies, if the job is still in the state that implies it
+   * (as the fold has it at the end of the event's batch); `before` is the job just before the event.
+   */
+  private derive(event: StoredJobEvent, before: OpenJob | undefined): PublishItem | null {
+    const jobId = event.metadata.jobId;
     switch (event.type) {
       case 'JobSubmitted': {
         if (!this.o.packager || !needsBundle(event.data.spec)) return null;
-        const { job } = await this.o.jobs.load(event.metadata.jobId);
+        const job = this.fold.get(jobId);
         // Failed at once (no packager) or already packaged: no order to send.
-        if (job.phase !== 'packaging') return null;
-        const msg: PackageJobMessage = { kind: 'package', jobId: event.metadata.jobId, owner: job.owner!, spec: job.spec! };
-        return { subject: subjects.packageWork(event.metadata.jobId), payload: msg, msgId: `${event.id}:package` };
+        if (job?.phase !== 'packaging') return null;
+        const msg: PackageJobMessage = { kind: 'package', jobId, owner: job.owner, spec: job.spec };
+        return { subject: subjects.packageWork(jobId), payload: msg, msgId: `${event.id}:package` };
       }
       case 'JobDispatched': {
-        const { job } = await this.o.jobs.load(event.metadata.jobId);
+        const job = this.fold.get(jobId);
         // After a long outage the dispatch may be history: never send a stale run order.
-        if (job.attempt !== event.data.attempt || (job.phase !== 'dispatched' && job.phase !== 'running')) return null;
+        if (!job || job.attempt !== event.data.attempt || (job.phase !== 'dispatched' && job.phase !== 'running')) return null;
         if (job.cancelRequested) return null;
         const msg: RunAttemptMessage = {
           kind: 'run',
-          jobId: event.metadata.jobId,
-          owner: job.owner!,
+          jobId,
+          owner: job.owner,
           attempt: event.data.attempt,
-          spec: job.spec!,
+          spec: job.spec,
           bundleDigest: job.bundleDigest,
           dispatchedAt: event.data.dispatchedAt,
           // Fencing: by then the scheduler may have declared the attempt lost, so it must not start later.
@@ -231,17 +306,16 @@ export class Relay {
       case 'JobCancelRequested':
       case 'JobTimedOut':
       case 'JobLost': {
-        const { events } = await this.o.jobs.load(event.metadata.jobId);
-        const dispatch = lastDispatchBefore(events, event.streamRevision);
-        if (!dispatch) return null;
+        // The attempt that was current when the event was recorded, where it was dispatched.
+        if (!before?.executorId || (before.phase !== 'dispatched' && before.phase !== 'running')) return null;
         const msg: StopAttemptMessage = {
           kind: 'stop',
-          jobId: event.metadata.jobId,
-          attempt: dispatch.data.attempt,
+          jobId,
+          attempt: before.attempt,
           // A lost attempt's executor may only be silent (paused, cut off): told, it stops the attempt when it hears.
           reason: event.type === 'JobTimedOut' ? 'timeout' : event.type === 'JobLost' ? 'lost' : 'cancel',
         };
-        return { subject: subjects.control(dispatch.data.executorId), payload: msg, msgId: `${event.id}:stop` };
+        return { subject: subjects.control(before.executorId), payload: msg, msgId: `${event.id}:stop` };
       }
       default:
         return null;
@@ -256,15 +330,4 @@ export class Relay {
       }
     }
   }
-}
-
-/** The dispatch of the attempt that was current when the event at `revision` was recorded. */
-function lastDispatchBefore(events: StoredJobEvent[], revision: number) {
-  let dispatch: Extract<StoredJobEvent, { type: 'JobDispatched' }> | null = null;
-  for (const e of events) {
-    if (e.streamRevision >= revision) break;
-    if (e.type === 'JobDispatched') dispatch = e as Extract<StoredJobEvent, { type: 'JobDispatched' }>;
-    if (e.type === 'JobRetryScheduled' || e.type === 'JobQueued') dispatch = null;
-  }
-  return dispatch;
 }

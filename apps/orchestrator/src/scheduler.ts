@@ -1,15 +1,7 @@
-import {
-  JOB_STREAM_PREFIX,
-  JoblineError,
-  decodeJobEvent,
-  type ExecutorHeartbeat,
-  type JobSpec,
-  type LeaseReply,
-  type Priority,
-  type StoredJobEvent,
-} from '../../../libs/contracts/src';
-import { ReadyQueue, type JobCommand } from '../../../libs/domain/src';
-import type { EventStore, Subscription } from '../../../libs/event-store/src/event-store.port';
+import { JOB_STREAM_PREFIX, JoblineError, decodeJobEvent, type ExecutorHeartbeat, type JobSpec, type LeaseReply } from '../../../libs/contracts/src';
+import { Lifecycle, ReadyQueue, type JobCommand, type LifecycleChange, type OpenJob } from '../../../libs/domain/src';
+import type { EventStore, SnapshotStore, Subscription } from '../../../libs/event-store/src/event-store.port';
+import { LifecycleCheckpoint } from './lifecycle-checkpoint';
 import type { CommandMeta, JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
 
@@ -38,6 +30,10 @@ export interface SchedulerOptions {
    * Checked again right before each append, so a leader that was paused acts on nothing.
    */
   acting?: () => boolean;
+  /** Where the lifecycle fold is snapshotted (`lifecycle:scheduler`); absent: every start folds the store from position 0. */
+  snapshots?: SnapshotStore;
+  /** A snapshot every this many store positions (default 10,000). */
+  snapshotEvery?: number;
 }
 
 /** Thrown by the append guard of a scheduler that may not act (no longer the leader). */
@@ -46,20 +42,6 @@ export class NotActingError extends Error {
     super('this orchestrator is not the leader');
     this.name = 'NotActingError';
   }
-}
-
-interface TrackedJob {
-  jobId: string;
-  spec: JobSpec;
-  priority: Priority;
-  phase: 'pending' | 'queued' | 'dispatched' | 'running' | 'retry_wait';
-  attempt: number;
-  executorId: string | null;
-  dispatchedAtMs: number;
-  cancelRequested: boolean;
-  timer: ReturnType<typeof setTimeout> | null;
-  /** The attempt already reported lost (so liveness ticks do not repeat it). */
-  lostAttempt: number;
 }
 
 interface ExecutorState {
@@ -82,17 +64,30 @@ export interface ExecutorSummary {
 /** The scheduler decides on a job's history: its events are caused by the newest one, and correlate with the job. */
 const scheduler = (jobId: string): CommandMeta => ({ actor: 'scheduler', causationId: 'last-event', correlationId: jobId, jobTrace: true });
 
+/** The snapshot key of the scheduler's lifecycle fold. */
+export const SCHEDULER_LIFECYCLE = 'lifecycle:scheduler';
+
+const active = (job: OpenJob): boolean => job.phase === 'dispatched' || job.phase === 'running';
+
 /**
- * Decides what runs where and when, from the store's history and executor heartbeats:
- * priority order (high, normal, low; FIFO within each), executor capacity, timeouts,
- * retry back-offs, cancel confirmation and lost executors. Its state is rebuilt from
- * position 0 at start; every decision goes through the command handler, so the store
- * stays the only truth. Run one scheduler per store.
+ * Decides what runs where and when: priority order (high, normal, low; FIFO within each),
+ * executor capacity, timeouts, retry back-offs, cancel confirmation and lost executors. What
+ * it knows of jobs is the lifecycle fold of libs/domain (the decider's own rules), started
+ * from its last snapshot and followed from there; of its own it keeps only timers,
+ * heartbeats, executor capacity and the dispatches on their way. Every decision goes through
+ * the command handler, so the store stays the only truth.
  */
 export class Scheduler {
-  private readonly jobs = new Map<string, TrackedJob>();
+  private fold = new Lifecycle();
+  private readonly checkpoint: LifecycleCheckpoint;
   private readonly ready = new ReadyQueue();
   private readonly executors = new Map<string, ExecutorState>();
+  /** One timer per open job: its timeout, its retry, or the deadline of its cancel confirmation. */
+  private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** The attempt already reported lost, by job (so liveness ticks do not repeat it). */
+  private readonly lostAttempt = new Map<string, number>();
+  /** Dispatches decided and not yet in the fold: jobId → where and which attempt. */
+  private readonly inFlight = new Map<string, { executorId: string; attempt: number }>();
   private subscription: Subscription | null = null;
   private loop: Promise<void> | null = null;
   private ticker: ReturnType<typeof setInterval> | null = null;
@@ -122,24 +117,36 @@ export class Scheduler {
     this.heartbeatMs = o.heartbeatMs ?? 1000;
     this.clock = o.clock ?? (() => new Date());
     this.acting = o.acting ?? (() => true);
+    this.checkpoint = new LifecycleCheckpoint({ snapshots: o.snapshots, name: SCHEDULER_LIFECYCLE, every: o.snapshotEvery, logger: o.logger });
   }
 
+  /** The open jobs as this scheduler has folded them (read only). */
+  get lifecycle(): Lifecycle {
+    return this.fold;
+  }
+
+  /** Loads the last snapshot of the fold, follows the store from its position, and resolves once it has caught up with the head. */
   async start(): Promise<void> {
     this.startedAtMs = this.now();
+    this.fold = await this.checkpoint.load();
+    for (const job of this.fold.values()) this.react({ jobId: job.jobId, before: undefined, after: job });
     const head = await this.o.eventStore.headPosition();
-    if (head < 0) this.markCaughtUp();
-    this.subscription = this.o.eventStore.subscribeToAll({ after: -1 });
+    if (head <= this.fold.position) this.markCaughtUp();
+    this.subscription = this.o.eventStore.subscribeToAll({ after: this.fold.position });
     this.loop = this.consume(this.subscription, head);
     this.ticker = setInterval(() => this.tick(), this.o.tickMs ?? 1000);
     this.ticker.unref?.();
     await new Promise<void>((resolve) => (this.caughtUp ? resolve() : this.caughtUpWaiters.push(resolve)));
   }
 
+  /** Stops timers and the subscription, and snapshots the fold (the next start folds only what comes after). */
   async stop(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
-    for (const j of this.jobs.values()) if (j.timer) clearTimeout(j.timer);
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
     await this.subscription?.close();
     await this.loop;
+    await this.checkpoint.save(this.fold);
   }
 
   /**
@@ -216,11 +223,14 @@ export class Scheduler {
     for await (const rec of sub) {
       if (rec.streamId.startsWith(JOB_STREAM_PREFIX)) {
         try {
-          this.apply(decodeJobEvent(rec));
+          const event = decodeJobEvent(rec);
+          this.react(this.fold.apply(event.metadata.jobId, event, rec.position));
         } catch (err) {
           this.o.logger.error(`scheduler: cannot apply event at ${rec.position}: ${(err as Error).message}`);
         }
       }
+      if (rec.position > this.fold.position) this.fold.position = rec.position;
+      this.checkpoint.maybeSave(this.fold);
       if (!this.caughtUp && rec.position >= head) this.markCaughtUp();
     }
   }
@@ -228,109 +238,64 @@ export class Scheduler {
   private markCaughtUp(): void {
     this.caughtUp = true;
     for (const w of this.caughtUpWaiters.splice(0)) w();
-    // Timers of jobs found running are armed now that the whole history is known.
-    for (const j of this.jobs.values()) if (j.phase === 'running' && !j.timer && j.spec.timeoutSeconds) this.armTimeout(j, this.now());
+    // Timers are armed now that the whole history is known (their deadlines are in the fold).
+    for (const job of this.fold.values()) this.arm(job);
     this.schedulePump();
   }
 
-  private apply(e: StoredJobEvent): void {
-    const jobId = e.metadata.jobId;
-    if (e.type === 'JobSubmitted') {
-      this.jobs.set(jobId, {
-        jobId,
-        spec: e.data.spec,
-        priority: e.data.priority,
-        phase: 'pending',
-        attempt: 0,
-        executorId: null,
-        dispatchedAtMs: 0,
-        cancelRequested: false,
-        timer: null,
-        lostAttempt: 0,
-      });
-      return;
-    }
-    const job = this.jobs.get(jobId);
-    if (!job) return;
-    switch (e.type) {
-      case 'JobQueued':
-        this.clearTimer(job);
-        job.phase = 'queued';
-        job.attempt = e.data.attempt;
-        job.priority = e.data.priority;
-        if (!job.cancelRequested) this.ready.push({ jobId, attempt: e.data.attempt, priority: e.data.priority, seq: e.position });
-        this.schedulePump();
-        return;
-      case 'JobDispatched':
-        this.ready.remove(jobId);
-        job.phase = 'dispatched';
-        job.attempt = e.data.attempt;
-        job.executorId = e.data.executorId;
-        job.dispatchedAtMs = Date.parse(e.data.dispatchedAt);
-        this.executor(e.data.executorId).assigned.add(jobId);
-        return;
-      case 'JobStarted':
-        job.phase = 'running';
-        if (job.spec.timeoutSeconds && this.caughtUp) this.armTimeout(job, Date.parse(e.data.startedAt));
-        else if (job.spec.timeoutSeconds) job.timer = null; // armed at catch-up
-        return;
-      case 'JobCancelRequested':
-        job.cancelRequested = true;
-        this.ready.remove(jobId);
-        if (job.phase === 'dispatched' || job.phase === 'running') {
-          const attempt = job.attempt;
-          this.clearTimer(job);
-          job.timer = setTimeout(() => this.command(jobId, { type: 'ForceCancel', data: { attempt, now: this.iso() } }), this.cancelConfirmMs);
-        }
-        return;
-      case 'JobRetryScheduled': {
-        this.release(job);
-        job.phase = 'retry_wait';
-        job.attempt = e.data.nextAttempt;
-        const attempt = e.data.nextAttempt;
-        const delay = Math.max(0, Date.parse(e.data.retryAt) - this.now());
-        job.timer = setTimeout(() => this.command(jobId, { type: 'RequeueJob', data: { attempt, now: this.iso() } }), delay);
-        return;
-      }
-      case 'JobCompleted':
-        this.release(job);
-        this.forget(job, e.data.exitCode !== 0 && this.mayRetry(job));
-        return;
-      case 'JobLost':
-        this.release(job);
-        this.forget(job, !job.cancelRequested && this.mayRetry(job));
-        return;
-      case 'JobTimedOut':
-      case 'JobCancelled':
-      case 'JobFailed':
-      case 'JobPackagingFailed':
-        this.release(job);
-        this.forget(job, false);
-        return;
-      default:
-        return;
-    }
-  }
-
-  /** Drops a finished job; one whose retry follows in the same append stays, waiting for it. */
-  private forget(job: TrackedJob, retryFollows: boolean): void {
-    this.clearTimer(job);
-    if (!retryFollows) this.deferred.delete(job.jobId);
-    this.ready.remove(job.jobId);
-    if (retryFollows) job.phase = 'pending';
-    else this.jobs.delete(job.jobId);
-  }
-
-  private mayRetry(job: TrackedJob): boolean {
-    return !!job.spec.retry && job.attempt < job.spec.retry.maxAttempts;
-  }
-
-  private release(job: TrackedJob): void {
-    if (job.executorId) {
-      this.executors.get(job.executorId)?.assigned.delete(job.jobId);
-      job.executorId = null;
+  /** What one change of the fold means here: the ready queue, the executors' slots, the job's timer. */
+  private react({ jobId, before, after }: LifecycleChange): void {
+    if (after?.phase === 'dispatched' || !after) this.inFlight.delete(jobId);
+    if (before?.executorId && before.executorId !== after?.executorId) {
+      if (this.inFlight.get(jobId)?.executorId !== before.executorId) this.executors.get(before.executorId)?.assigned.delete(jobId);
       this.schedulePump();
     }
+    if (after?.executorId && after.executorId !== before?.executorId) this.executor(after.executorId).assigned.add(jobId);
+    if (after && after.phase === 'queued' && !after.cancelRequested) {
+      // A new JobQueued (or a job loaded from the snapshot): into the queue, in the order of its JobQueued.
+      if (before?.phase !== 'queued' || before.queuedSeq !== after.queuedSeq) this.enqueue(after);
+    } else if (before?.phase === 'queued') this.ready.remove(jobId);
+    if (!after) {
+      this.clearTimer(jobId);
+      this.deferred.delete(jobId);
+      this.lostAttempt.delete(jobId);
+      return;
+    }
+    if (this.caughtUp) this.arm(after);
+  }
+
+  private enqueue(job: OpenJob): void {
+    this.ready.push({ jobId: job.jobId, owner: job.owner, attempt: job.attempt, priority: job.priority, seq: job.queuedSeq ?? -1 });
+    this.schedulePump();
+  }
+
+  /** The job's one timer, from the deadlines in the fold: cancel confirmation, else timeout, else retry. */
+  private arm(job: OpenJob): void {
+    this.clearTimer(job.jobId);
+    const { jobId, attempt } = job;
+    let at: number;
+    let command: () => JobCommand;
+    if (job.cancelRequested && active(job)) {
+      at = Date.parse(job.cancelRequestedAt ?? this.iso()) + this.cancelConfirmMs;
+      command = () => ({ type: 'ForceCancel', data: { attempt, now: this.iso() } });
+    } else if (job.phase === 'running' && job.timeoutAt) {
+      at = Date.parse(job.timeoutAt);
+      command = () => ({ type: 'TimeOutJob', data: { attempt, now: this.iso() } });
+    } else if (job.phase === 'retry_wait' && job.retryAt) {
+      at = Date.parse(job.retryAt);
+      command = () => ({ type: 'RequeueJob', data: { attempt, now: this.iso() } });
+    } else return;
+    const timer = setTimeout(() => {
+      this.timers.delete(jobId);
+      void this.command(jobId, command());
+    }, Math.max(0, at - this.now()));
+    this.timers.set(jobId, timer);
+  }
+
+  private clearTimer(jobId: string): void {
+    const t = this.timers.get(jobId);
+    if (t) clearTimeout(t);
+    this.timers.delete(jobId);
   }
 
   // ---- decisions -------------------------------------------------------------------
@@ -353,30 +318,32 @@ export class Scheduler {
       const candidates = [...this.executors.values()].filter((e) => e.alive && e.assigned.size < e.heartbeat.capacity && !this.suspect(e, now));
       if (candidates.length === 0) break;
       const entry = this.ready.pop()!;
-      const job = this.jobs.get(entry.jobId);
-      if (!job || job.phase !== 'queued' || job.attempt !== entry.attempt) continue;
+      const job = this.fold.get(entry.jobId);
+      if (!job || job.phase !== 'queued' || job.attempt !== entry.attempt || job.cancelRequested || this.inFlight.has(entry.jobId)) continue;
       const target = pickExecutor(candidates, job.spec);
       if (!target) {
         skipped.push(entry);
         continue;
       }
-      target.assigned.add(job.jobId);
-      job.executorId = target.id;
-      job.phase = 'dispatched';
-      const attempt = entry.attempt;
+      const { jobId, attempt } = entry;
+      target.assigned.add(jobId);
+      this.inFlight.set(jobId, { executorId: target.id, attempt });
       void this.o.handler
-        .execute(job.jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(job.jobId), { guard: this.guard })
+        .execute(jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(jobId), { guard: this.guard })
         .catch((err) => {
-          target.assigned.delete(job.jobId);
-          if (this.jobs.get(job.jobId) === job && job.executorId === target.id && job.phase === 'dispatched') {
-            job.executorId = null;
-            job.phase = 'queued';
+          const mine = this.inFlight.get(jobId);
+          if (mine?.executorId !== target.id || mine.attempt !== attempt) return;
+          this.inFlight.delete(jobId);
+          target.assigned.delete(jobId);
+          const now = this.fold.get(jobId);
+          if (now && now.phase === 'queued' && now.attempt === attempt && !now.cancelRequested) {
             // Not the leader any more: the job waits in the queue for whoever leads (this one again, after promote()).
             if (err instanceof NotActingError) this.ready.push(entry);
             else if (!(err instanceof JoblineError)) {
-              this.o.logger.warn(`scheduler: dispatch of ${job.jobId} failed, will retry: ${(err as Error).message}`);
+              this.o.logger.warn(`scheduler: dispatch of ${jobId} failed, will retry: ${(err as Error).message}`);
               setTimeout(() => {
-                this.ready.push(entry);
+                const still = this.fold.get(jobId);
+                if (still && still.phase === 'queued' && still.attempt === attempt) this.ready.push(entry);
                 this.schedulePump();
               }, 200);
             }
@@ -385,18 +352,6 @@ export class Scheduler {
         });
     }
     for (const e of skipped) this.ready.push(e);
-  }
-
-  private armTimeout(job: TrackedJob, startedAtMs: number): void {
-    this.clearTimer(job);
-    const attempt = job.attempt;
-    const delay = Math.max(0, startedAtMs + job.spec.timeoutSeconds! * 1000 - this.now());
-    job.timer = setTimeout(() => this.command(job.jobId, { type: 'TimeOutJob', data: { attempt, now: this.iso() } }), delay);
-  }
-
-  private clearTimer(job: TrackedJob): void {
-    if (job.timer) clearTimeout(job.timer);
-    job.timer = null;
   }
 
   /** How long an executor has been silent, as far as this scheduler could have heard it. */
@@ -411,12 +366,17 @@ export class Scheduler {
     return this.silentMs(e, now) > Math.min(3 * period, this.leaseMs);
   }
 
-  /** Every attempt this scheduler holds as current on the executor (dispatched or running, not being declared lost). */
+  /** Every attempt this scheduler holds as current on the executor (dispatched, running or being dispatched; not being declared lost). */
   private leaseReply(e: ExecutorState, instanceId: string): LeaseReply {
     const current: LeaseReply['current'] = [];
     for (const jobId of e.assigned) {
-      const job = this.jobs.get(jobId);
-      if (!job || job.executorId !== e.id || (job.phase !== 'dispatched' && job.phase !== 'running') || job.lostAttempt === job.attempt) continue;
+      const flight = this.inFlight.get(jobId);
+      if (flight?.executorId === e.id) {
+        current.push({ jobId, attempt: flight.attempt });
+        continue;
+      }
+      const job = this.fold.get(jobId);
+      if (!job || job.executorId !== e.id || !active(job) || this.lostAttempt.get(jobId) === job.attempt) continue;
       current.push({ jobId, attempt: job.attempt });
     }
     return { executorId: e.id, instanceId, current, leaseMs: this.leaseMs, sentAt: this.iso() };
@@ -440,9 +400,9 @@ export class Scheduler {
     const instanceStart = Date.parse(e.heartbeat.startedAt);
     const running = new Set(e.heartbeat.running.map((r) => `${r.jobId}:${r.attempt}`));
     const lost: Promise<void>[] = [];
-    for (const job of this.jobs.values()) {
-      if (job.executorId !== e.id || (job.phase !== 'dispatched' && job.phase !== 'running')) continue;
-      if (job.dispatchedAtMs < instanceStart && !running.has(`${job.jobId}:${job.attempt}`)) {
+    for (const job of this.fold.values()) {
+      if (job.executorId !== e.id || !active(job)) continue;
+      if (Date.parse(job.dispatchedAt ?? '') < instanceStart && !running.has(`${job.jobId}:${job.attempt}`)) {
         lost.push(this.markLost(job.jobId, e.id, 'executor restarted'));
       } else {
         e.assigned.add(job.jobId);
@@ -452,9 +412,9 @@ export class Scheduler {
   }
 
   private markLost(jobId: string, executorId: string, reason: string): Promise<void> {
-    const job = this.jobs.get(jobId);
-    if (!job || job.lostAttempt === job.attempt) return Promise.resolve();
-    job.lostAttempt = job.attempt;
+    const job = this.fold.get(jobId);
+    if (!job || job.executorId !== executorId || !active(job) || this.lostAttempt.get(jobId) === job.attempt) return Promise.resolve();
+    this.lostAttempt.set(jobId, job.attempt);
     return this.command(jobId, { type: 'MarkLost', data: { attempt: job.attempt, executorId, reason, now: this.iso() } });
   }
 
@@ -475,7 +435,7 @@ export class Scheduler {
   }
 
   private defer(jobId: string, command: JobCommand): void {
-    if (!this.jobs.has(jobId)) return;
+    if (!this.fold.get(jobId)) return;
     const list = this.deferred.get(jobId);
     if (list) list.push(command);
     else this.deferred.set(jobId, [command]);

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { JoblineConfig } from '../../../libs/config/src';
 import { openEventStore } from '../../../libs/event-store/src';
-import type { CheckpointStore, EventStore } from '../../../libs/event-store/src/event-store.port';
+import type { CheckpointStore, EventStore, SnapshotStore } from '../../../libs/event-store/src/event-store.port';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
 import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger, startTracing } from '../../../libs/service/src';
 import type { HandledCommand } from './job-command.handler';
@@ -28,6 +28,8 @@ export interface OrchestratorDeps {
   /** An open store (left open by stop()), e.g. the SQLite instance dev shares with its api. */
   eventStore?: EventStore;
   checkpoints?: CheckpointStore;
+  /** Snapshots of the lifecycle folds, with a given `eventStore` (default: none, a start folds from position 0). */
+  snapshots?: SnapshotStore;
 }
 
 export interface OrchestratorHandle {
@@ -70,11 +72,13 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
     }
     let eventStore = deps.eventStore;
     let checkpoints = deps.checkpoints;
+    let snapshots = deps.snapshots;
     let describe = 'the given event store';
     if (!eventStore || !checkpoints) {
       const store = openEventStore(config.eventStore, resolve(config.dataDir));
       eventStore = store.eventStore;
       checkpoints = store.checkpoints;
+      snapshots = store.snapshots;
       describe = store.describe;
       cleanups.push(() => store.close());
     }
@@ -85,6 +89,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
     const { app, orchestrator } = await createOrchestratorApp({
       eventStore,
       checkpoints,
+      snapshots,
       nc,
       logger: messageLogger(logger),
       leaseMs: config.leaseMs,

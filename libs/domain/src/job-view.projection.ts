@@ -1,5 +1,5 @@
 import type { JobEvent, JobStatus, JobView } from '../../contracts/src';
-import type { JobPhase } from './job.decider';
+import { phaseAfter, type JobPhase } from './job.decider';
 
 /** The public status of an internal phase (DESIGN.md: pending → queued → running → terminal). */
 export const publicStatus = (phase: JobPhase): JobStatus => {
@@ -22,6 +22,20 @@ export const publicStatus = (phase: JobPhase): JobStatus => {
   }
 };
 
+/** A phase the public status stands for: enough for phaseAfter, which the status follows. */
+const PHASE_OF_STATUS: Record<JobStatus, JobPhase> = {
+  pending: 'submitted',
+  queued: 'queued',
+  running: 'running',
+  succeeded: 'succeeded',
+  failed: 'failed',
+  cancelled: 'cancelled',
+  timed_out: 'timed_out',
+};
+
+/** The view's status after `event`, by the decider's own phase machine. */
+export const statusAfter = (status: JobStatus, event: JobEvent): JobStatus => publicStatus(phaseAfter(PHASE_OF_STATUS[status], event));
+
 const CANCEL_REQUESTED = 'cancel requested';
 
 /** `: <reason>` of a requested cancel (JobCancelRequested set the view's reason), or nothing. */
@@ -38,7 +52,7 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
     return {
       id: d.jobId,
       owner: d.owner,
-      status: 'pending',
+      status: publicStatus(phaseAfter('none', event)),
       priority: d.priority,
       spec: d.spec,
       submittedAt: d.submittedAt,
@@ -60,33 +74,34 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
     };
   }
   if (!view) return null;
+  const status = statusAfter(view.status, event);
   switch (event.type) {
     case 'JobPackaged':
       return { ...view, bundleDigest: event.data.bundleDigest };
     case 'JobPackagingFailed':
-      return { ...view, status: 'failed', reason: `packaging failed: ${event.data.reason}`, finishedAt: event.data.failedAt };
+      return { ...view, status, reason: `packaging failed: ${event.data.reason}`, finishedAt: event.data.failedAt };
     case 'JobQueued':
-      return { ...view, status: 'queued', attempt: event.data.attempt, priority: event.data.priority };
+      return { ...view, status, attempt: event.data.attempt, priority: event.data.priority };
     // A new attempt running says nothing of the last one's failure (a pending cancel's reason stays).
     case 'JobDispatched':
-      return { ...view, status: 'running', attempt: event.data.attempt, executor: event.data.executorId, exitCode: null, signal: null, logSha256: null, reason: view.cancelRequested ? view.reason : null };
+      return { ...view, status, attempt: event.data.attempt, executor: event.data.executorId, exitCode: null, signal: null, logSha256: null, reason: view.cancelRequested ? view.reason : null };
     case 'JobStarted':
-      return { ...view, status: 'running', startedAt: event.data.startedAt, sandbox: event.data.sandbox, exitCode: null, signal: null, reason: view.cancelRequested ? view.reason : null };
+      return { ...view, status, startedAt: event.data.startedAt, sandbox: event.data.sandbox, exitCode: null, signal: null, reason: view.cancelRequested ? view.reason : null };
     case 'JobCompleted': {
       const d = event.data;
       const ok = d.exitCode === 0;
       const reason = ok ? null : (d.error ?? (d.oomKilled ? 'out of memory' : d.signal ? `killed by ${d.signal}` : `exit code ${d.exitCode}`));
-      return { ...view, status: ok ? 'succeeded' : 'failed', exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes, logSha256: d.logSha256 ?? null, finishedAt: d.finishedAt, reason };
+      return { ...view, status, exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes, logSha256: d.logSha256 ?? null, finishedAt: d.finishedAt, reason };
     }
     case 'JobTimedOut':
-      return { ...view, status: 'timed_out', finishedAt: event.data.finishedAt, reason: `timed out after ${event.data.timeoutSeconds}s` };
+      return { ...view, status, finishedAt: event.data.finishedAt, reason: `timed out after ${event.data.timeoutSeconds}s` };
     case 'JobCancelRequested':
       return { ...view, cancelRequested: true, reason: CANCEL_REQUESTED + (event.data.reason ? `: ${event.data.reason}` : '') };
     case 'JobCancelled': {
       const d = event.data;
       return {
         ...view,
-        status: 'cancelled',
+        status,
         finishedAt: d.finishedAt,
         exitCode: d.exitCode ?? view.exitCode,
         signal: d.signal ?? view.signal,
@@ -103,9 +118,9 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
       // While a cancel is pending the job ends cancelled, for the reason it was asked.
       return view.cancelRequested ? view : { ...view, reason: `lost: ${event.data.reason}` };
     case 'JobRetryScheduled':
-      return { ...view, status: 'queued', attempt: event.data.nextAttempt, finishedAt: null, executor: null };
+      return { ...view, status, attempt: event.data.nextAttempt, finishedAt: null, executor: null };
     case 'JobFailed':
-      return { ...view, status: 'failed', reason: event.data.reason, finishedAt: event.data.finishedAt };
+      return { ...view, status, reason: event.data.reason, finishedAt: event.data.finishedAt };
     case 'JobPurged':
       return { ...view, purged: true, logBytes: 0 };
   }

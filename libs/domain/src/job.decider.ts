@@ -132,52 +132,93 @@ export type JobCommand =
  */
 export const needsBundle = (spec: Pick<JobSpec, 'source' | 'data'>): boolean => spec.source !== undefined || (spec.data?.length ?? 0) > 0;
 
+/**
+ * The one phase machine: the phase a job is in after `event`. The decider's evolve, the job
+ * view's status and the lifecycle fold of open jobs (lifecycle.ts) all take it from here.
+ */
+export const phaseAfter = (phase: JobPhase, event: JobEvent): JobPhase => {
+  switch (event.type) {
+    case 'JobSubmitted':
+      return needsBundle(event.data.spec) ? 'packaging' : 'submitted';
+    case 'JobPackagingFailed':
+      return 'failed';
+    case 'JobQueued':
+      return 'queued';
+    case 'JobDispatched':
+      return 'dispatched';
+    case 'JobStarted':
+      return 'running';
+    case 'JobCompleted':
+      return event.data.exitCode === 0 ? 'succeeded' : 'failed';
+    case 'JobTimedOut':
+      return 'timed_out';
+    case 'JobCancelled':
+      return 'cancelled';
+    // Recorded with what follows it in the same append (a retry, a cancel, a failure); alone (older histories) it ends the job.
+    case 'JobLost':
+      return 'failed';
+    case 'JobRetryScheduled':
+      return 'retry_wait';
+    case 'JobFailed':
+      return 'failed';
+    case 'JobPackaged':
+    case 'JobCancelRequested':
+    case 'JobAttemptStopped':
+    case 'JobPurged':
+      return phase;
+    default:
+      return assertNever(event);
+  }
+};
+
+/** The current attempt after `event`: set by a queue, a dispatch and a scheduled retry, else unchanged. */
+export const attemptAfter = (attempt: number, event: JobEvent): number => {
+  switch (event.type) {
+    case 'JobQueued':
+    case 'JobDispatched':
+      return event.data.attempt;
+    case 'JobRetryScheduled':
+      return event.data.nextAttempt;
+    default:
+      return attempt;
+  }
+};
+
+/** The one retry rule: whether a failed or lost `attempt` is followed by another under the spec's retry policy. */
+export const retryAllowed = (retry: JobSpec['retry'] | undefined, attempt: number): boolean => !!retry && attempt < retry.maxAttempts;
+
+/** When the retry after a failed `attempt` is due: exponential back-off from `now`. */
+export const retryDueAt = (retry: NonNullable<JobSpec['retry']>, attempt: number, now: string): string =>
+  new Date(Date.parse(now) + Math.round((retry.backoffSeconds ?? 0) * 1000 * 2 ** (attempt - 1))).toISOString();
+
 export const evolve = (job: Job, event: JobEvent): Job => {
+  const next: Job = { ...job, phase: phaseAfter(job.phase, event), attempt: attemptAfter(job.attempt, event) };
   switch (event.type) {
     case 'JobSubmitted': {
       const d = event.data;
-      return {
-        ...job,
-        phase: needsBundle(d.spec) ? 'packaging' : 'submitted',
-        jobId: d.jobId,
-        owner: d.owner,
-        spec: d.spec,
-        priority: d.priority,
-        idempotencyKey: d.idempotencyKey ?? null,
-      };
+      return { ...next, jobId: d.jobId, owner: d.owner, spec: d.spec, priority: d.priority, idempotencyKey: d.idempotencyKey ?? null };
     }
     case 'JobPackaged': {
       const { bundleDigest, size, commit, dataDigests } = event.data;
-      return { ...job, bundleDigest, bundle: { bundleDigest, size, ...(commit !== undefined ? { commit } : {}), ...(dataDigests !== undefined ? { dataDigests } : {}) } };
+      return { ...next, bundleDigest, bundle: { bundleDigest, size, ...(commit !== undefined ? { commit } : {}), ...(dataDigests !== undefined ? { dataDigests } : {}) } };
     }
-    case 'JobPackagingFailed':
-      return { ...job, phase: 'failed' };
     case 'JobQueued':
-      return { ...job, phase: 'queued', attempt: event.data.attempt, priority: event.data.priority, executorId: null };
+      return { ...next, priority: event.data.priority, executorId: null };
     case 'JobDispatched':
-      return { ...job, phase: 'dispatched', attempt: event.data.attempt, executorId: event.data.executorId, attemptReported: false };
-    case 'JobStarted':
-      return { ...job, phase: 'running' };
+      return { ...next, executorId: event.data.executorId, attemptReported: false };
     case 'JobCompleted':
-      return { ...job, phase: event.data.exitCode === 0 ? 'succeeded' : 'failed', attemptReported: true };
-    case 'JobTimedOut':
-      return { ...job, phase: 'timed_out' };
-    case 'JobCancelRequested':
-      return { ...job, cancelRequested: true };
-    case 'JobCancelled':
-      return { ...job, phase: 'cancelled', attemptReported: job.attemptReported || event.data.exitCode !== undefined };
     case 'JobAttemptStopped':
-      return { ...job, attemptReported: true };
-    case 'JobLost':
-      return { ...job, phase: 'failed' };
+      return { ...next, attemptReported: true };
+    case 'JobCancelRequested':
+      return { ...next, cancelRequested: true };
+    case 'JobCancelled':
+      return { ...next, attemptReported: job.attemptReported || event.data.exitCode !== undefined };
     case 'JobRetryScheduled':
-      return { ...job, phase: 'retry_wait', attempt: event.data.nextAttempt, executorId: null };
-    case 'JobFailed':
-      return { ...job, phase: 'failed' };
+      return { ...next, executorId: null };
     case 'JobPurged':
-      return { ...job, purged: true };
+      return { ...next, purged: true };
     default:
-      return assertNever(event);
+      return next;
   }
 };
 
@@ -358,10 +399,8 @@ export function rerunCommand(original: Job, d: { actor: Actor; jobId: string; no
 /** A retry when the spec allows another attempt, else nothing (the caller's event is terminal). */
 function retryIfAllowed(job: Job, now: string, reason: string): JobEvent[] {
   const retry = job.spec?.retry;
-  if (!retry || job.attempt >= retry.maxAttempts) return [];
-  const backoffMs = Math.round((retry.backoffSeconds ?? 0) * 1000 * 2 ** (job.attempt - 1));
-  const retryAt = new Date(Date.parse(now) + backoffMs).toISOString();
-  return [{ type: 'JobRetryScheduled', data: { nextAttempt: job.attempt + 1, retryAt, reason } }];
+  if (!retry || !retryAllowed(retry, job.attempt)) return [];
+  return [{ type: 'JobRetryScheduled', data: { nextAttempt: job.attempt + 1, retryAt: retryDueAt(retry, job.attempt, now), reason } }];
 }
 
 function requireExists(job: Job): void {

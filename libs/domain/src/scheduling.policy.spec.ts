@@ -11,7 +11,7 @@ describe('ReadyQueue', () => {
       ['e', 'high'],
       ['f', 'normal'],
     ] as const;
-    order.forEach(([jobId, priority], seq) => q.push({ jobId, attempt: 1, priority, seq }));
+    order.forEach(([jobId, priority], seq) => q.push({ jobId, owner: 'alice', attempt: 1, priority, seq }));
     const popped: string[] = [];
     for (let e = q.pop(); e; e = q.pop()) popped.push(e.jobId);
     expect(popped).toEqual(['c', 'e', 'b', 'f', 'a', 'd']);
@@ -19,9 +19,9 @@ describe('ReadyQueue', () => {
 
   it('skips removed entries and keeps order when pushed out of order', () => {
     const q = new ReadyQueue();
-    q.push({ jobId: 'x', attempt: 1, priority: 'normal', seq: 5 });
-    q.push({ jobId: 'y', attempt: 1, priority: 'normal', seq: 3 });
-    q.push({ jobId: 'z', attempt: 1, priority: 'normal', seq: 4 });
+    q.push({ jobId: 'x', owner: 'alice', attempt: 1, priority: 'normal', seq: 5 });
+    q.push({ jobId: 'y', owner: 'alice', attempt: 1, priority: 'normal', seq: 3 });
+    q.push({ jobId: 'z', owner: 'alice', attempt: 1, priority: 'normal', seq: 4 });
     expect(q.remove('z')).toBe(true);
     expect(q.size).toBe(2);
     expect(q.pop()?.jobId).toBe('y');
@@ -31,7 +31,7 @@ describe('ReadyQueue', () => {
 
   it('handles many entries', () => {
     const q = new ReadyQueue();
-    for (let i = 0; i < 5000; i++) q.push({ jobId: `j${i}`, attempt: 1, priority: i % 2 ? 'high' : 'low', seq: i });
+    for (let i = 0; i < 5000; i++) q.push({ jobId: `j${i}`, owner: 'alice', attempt: 1, priority: i % 2 ? 'high' : 'low', seq: i });
     let last = -1;
     for (let i = 0; i < 2500; i++) {
       const e = q.pop()!;

@@ -5,6 +5,8 @@ export const PRIORITY_RANK: Record<Priority, number> = { high: 2, normal: 1, low
 
 export interface QueuedEntry {
   jobId: string;
+  /** Whose job it is (for per-owner shares of the queue). */
+  owner: string;
   attempt: number;
   priority: Priority;
   /** Global store position of the JobQueued event: FIFO within a priority. */
