@@ -22,7 +22,7 @@ import { SCHEDULER_LIFECYCLE, Scheduler } from './scheduler';
  */
 
 const quiet = { log: () => undefined, warn: () => undefined, debug: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
-const meta = (jobId: string): CommandMeta => ({ actor: 'test', causationId: null, correlationId: jobId });
+const meta = (jobId: string): CommandMeta => ({ actor: 'test', causationId: 'test-command', correlationId: jobId });
 const HOUR = 3600;
 
 /** The lifecycle of the whole store, folded from position 0. */
@@ -80,7 +80,7 @@ describe('lifecycle checkpoints: start from a snapshot equals a fold from 0 (SQL
       if (kind === 2) continue; // running, with a timeout deadline
       const finished = { signal: null, oomKilled: false, durationMs: 1, finishedAt: now(), usage: null, logBytes: 0 };
       if (kind === 3) await run({ type: 'RecordFinished', data: { attempt: 1, exitCode: 1, ...finished } }); // retry wait
-      else if (kind === 4) await run({ type: 'RequestCancel', data: { by: 'test', now: now() } }); // cancel requested
+      else if (kind === 4) await run({ type: 'RequestCancel', data: { actor: { id: 'test', admin: true }, now: now() } }); // cancel requested
       else await run({ type: 'RecordFinished', data: { attempt: 1, exitCode: 0, ...finished } }); // finished: not in the fold
     }
   }
