@@ -1,3 +1,4 @@
 export * from './job.decider';
 export * from './job-view.projection';
 export * from './scheduling.policy';
+export * from './fair-share.policy';
