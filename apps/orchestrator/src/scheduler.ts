@@ -8,7 +8,7 @@ import {
   type Priority,
   type StoredJobEvent,
 } from '../../../libs/contracts/src';
-import { ReadyQueue, type JobCommand } from '../../../libs/domain/src';
+import { FairShareQueue, type JobCommand, type Quotas } from '../../../libs/domain/src';
 import type { EventStore, Subscription } from '../../../libs/event-store/src/event-store.port';
 import type { CommandMeta, JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
@@ -38,6 +38,8 @@ export interface SchedulerOptions {
    * Checked again right before each append, so a leader that was paused acts on nothing.
    */
   acting?: () => boolean;
+  /** Per-owner maxRunning and fair-share weights (default: no limits, equal weights). */
+  quotas?: Quotas;
 }
 
 /** Thrown by the append guard of a scheduler that may not act (no longer the leader). */
@@ -50,6 +52,7 @@ export class NotActingError extends Error {
 
 interface TrackedJob {
   jobId: string;
+  owner: string;
   spec: JobSpec;
   priority: Priority;
   phase: 'pending' | 'queued' | 'dispatched' | 'running' | 'retry_wait';
@@ -84,14 +87,17 @@ const scheduler = (jobId: string): CommandMeta => ({ actor: 'scheduler', causati
 
 /**
  * Decides what runs where and when, from the store's history and executor heartbeats:
- * priority order (high, normal, low; FIFO within each), executor capacity, timeouts,
+ * weighted fair share between owners (each owner's own queue by priority), per-owner
+ * maxRunning, executor capacity, timeouts,
  * retry back-offs, cancel confirmation and lost executors. Its state is rebuilt from
  * position 0 at start; every decision goes through the command handler, so the store
  * stays the only truth. Run one scheduler per store.
  */
 export class Scheduler {
   private readonly jobs = new Map<string, TrackedJob>();
-  private readonly ready = new ReadyQueue();
+  private readonly ready: FairShareQueue;
+  /** Submits admitted under a queued quota whose JobSubmitted this scheduler has not seen yet (jobId → owner). */
+  private readonly reserved = new Map<string, string>();
   private readonly executors = new Map<string, ExecutorState>();
   private subscription: Subscription | null = null;
   private loop: Promise<void> | null = null;
@@ -122,6 +128,7 @@ export class Scheduler {
     this.heartbeatMs = o.heartbeatMs ?? 1000;
     this.clock = o.clock ?? (() => new Date());
     this.acting = o.acting ?? (() => true);
+    this.ready = new FairShareQueue(o.quotas);
   }
 
   async start(): Promise<void> {
@@ -210,6 +217,39 @@ export class Scheduler {
     return this.ready.size;
   }
 
+  /**
+   * Jobs of an owner not dispatched yet (submitted, packaging, queued, waiting for a retry),
+   * with the submits admitted but not seen here yet: what a queued quota counts.
+   */
+  waitingOf(owner: string): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (j.owner === owner && (j.phase === 'pending' || j.phase === 'queued' || j.phase === 'retry_wait')) n++;
+    for (const o of this.reserved.values()) if (o === owner) n++;
+    return n;
+  }
+
+  /** Counts an admitted submit as waiting until its JobSubmitted is applied here (so concurrent submits cannot pass a quota together). */
+  reserve(owner: string, jobId: string): void {
+    this.reserved.set(jobId, owner);
+  }
+
+  /** The admitted submit recorded nothing: it no longer counts. */
+  unreserve(jobId: string): void {
+    this.reserved.delete(jobId);
+  }
+
+  /** Attempts dispatched or running per owner, as the executors hold them (fair share and maxRunning count these). */
+  private runningByOwner(): Map<string, number> {
+    const running = new Map<string, number>();
+    for (const e of this.executors.values()) {
+      for (const jobId of e.assigned) {
+        const owner = this.jobs.get(jobId)?.owner;
+        if (owner !== undefined) running.set(owner, (running.get(owner) ?? 0) + 1);
+      }
+    }
+    return running;
+  }
+
   // ---- history ---------------------------------------------------------------------
 
   private async consume(sub: Subscription, head: number): Promise<void> {
@@ -236,8 +276,10 @@ export class Scheduler {
   private apply(e: StoredJobEvent): void {
     const jobId = e.metadata.jobId;
     if (e.type === 'JobSubmitted') {
+      this.reserved.delete(jobId);
       this.jobs.set(jobId, {
         jobId,
+        owner: e.data.owner,
         spec: e.data.spec,
         priority: e.data.priority,
         phase: 'pending',
@@ -258,7 +300,7 @@ export class Scheduler {
         job.phase = 'queued';
         job.attempt = e.data.attempt;
         job.priority = e.data.priority;
-        if (!job.cancelRequested) this.ready.push({ jobId, attempt: e.data.attempt, priority: e.data.priority, seq: e.position });
+        if (!job.cancelRequested) this.ready.push({ jobId, owner: job.owner, attempt: e.data.attempt, priority: e.data.priority, seq: e.position });
         this.schedulePump();
         return;
       case 'JobDispatched':
@@ -349,10 +391,12 @@ export class Scheduler {
     if (!this.busUp || !this.acting()) return;
     const skipped = [];
     const now = this.now();
+    const running = this.runningByOwner();
     while (this.ready.size > 0) {
       const candidates = [...this.executors.values()].filter((e) => e.alive && e.assigned.size < e.heartbeat.capacity && !this.suspect(e, now));
       if (candidates.length === 0) break;
-      const entry = this.ready.pop()!;
+      const entry = this.ready.pop(running);
+      if (!entry) break; // every owner waiting is at its maxRunning
       const job = this.jobs.get(entry.jobId);
       if (!job || job.phase !== 'queued' || job.attempt !== entry.attempt) continue;
       const target = pickExecutor(candidates, job.spec);
