@@ -211,7 +211,11 @@ export class JobsService {
       refusal.close();
       throw new JoblineError('unavailable', `the submission could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const job = await Promise.race([this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now())), refusal.refused]).finally(() => refusal.close());
+    const waiting = new AbortController();
+    const job = await Promise.race([this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now()), waiting.signal), refusal.refused]).finally(() => {
+      refusal.close();
+      waiting.abort();
+    });
     if (!job) {
       throw new JoblineError(
         'unavailable',
