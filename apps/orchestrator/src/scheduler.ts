@@ -87,14 +87,14 @@ const scheduler = (jobId: string): CommandMeta => ({ actor: 'scheduler', causati
 
 /**
  * Decides what runs where and when, from the store's history and executor heartbeats:
- * weighted fair share between owners (each owner's own queue by priority), per-owner
- * maxRunning, executor capacity, timeouts,
+ * priority order (high, normal, low; FIFO within each), executor capacity, timeouts,
  * retry back-offs, cancel confirmation and lost executors. Its state is rebuilt from
  * position 0 at start; every decision goes through the command handler, so the store
  * stays the only truth. Run one scheduler per store.
  */
 export class Scheduler {
   private readonly jobs = new Map<string, TrackedJob>();
+  /** Weighted fair share between owners, priorities within each owner's queue; maxRunning per owner (README "Quotas and fair share"). */
   private readonly ready: FairShareQueue;
   /** Submits admitted under a queued quota whose JobSubmitted this scheduler has not seen yet (jobId → owner). */
   private readonly reserved = new Map<string, string>();
