@@ -207,19 +207,26 @@ export class JobsService {
   private async publishSubmission(caller: Caller, jobId: string, spec: JobSpec, key: string | undefined, requestId: string): Promise<SubmitResult> {
     const deadline = Date.now() + this.ctx.submitTimeoutMs;
     const message: SubmitJobMessage = { jobId, spec, ...(key !== undefined ? { idempotencyKey: key } : {}) };
+    // The orchestrator's refusal (over a quota) comes back on an inbox, listened to before publishing.
+    const refusal = this.refusalOf(createInbox());
     let duplicate: boolean;
     try {
       // Nats-Msg-Id = jobId: a retried or concurrent submission of the same key is stored once. The request id is its events' cause.
       const ack = await this.ctx.publisher.publish(subjects.submit(caller.owner), message, {
         msgId: jobId,
-        headers: { [REQUEST_ID_HEADER]: requestId },
+        headers: { [REQUEST_ID_HEADER]: requestId, [COMMAND_REPLY_HEADER]: refusal.inbox },
         timeoutMs: this.ctx.submitTimeoutMs,
       });
       duplicate = ack.duplicate;
     } catch (err) {
+      refusal.close();
       throw new JoblineError('unavailable', `the submission could not be handed to the bus: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const job = await this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now()));
+    const waiting = new AbortController();
+    const job = await Promise.race([this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now()), waiting.signal), refusal.refused]).finally(() => {
+      refusal.close();
+      waiting.abort();
+    });
     if (!job) {
       throw new JoblineError(
         'unavailable',
@@ -230,6 +237,28 @@ export class JobsService {
     }
     if (key !== undefined && duplicate) return { created: false, job: sameSubmission(job, caller, key, spec) };
     return { created: true, job };
+  }
+
+  /**
+   * Listens on `inbox` for a command's outcome: `refused` rejects with the orchestrator's
+   * refusal (its code, message and retry hint) and never resolves otherwise (a recorded
+   * command is seen in the projection).
+   */
+  private refusalOf(inbox: string): { inbox: string; refused: Promise<never>; close: () => void } {
+    const sub = this.ctx.nc.subscribe(inbox, { max: 1, timeout: this.ctx.submitTimeoutMs });
+    const refused = new Promise<never>((_resolve, reject) => {
+      void (async () => {
+        try {
+          for await (const m of sub) {
+            const parsed = CommandReplySchema.safeParse(safeJson(m.data));
+            if (parsed.success && !parsed.data.ok) reject(refusalError(parsed.data, /^invalid submit command: /));
+          }
+        } catch {
+          // timed out or closed: the projection's wait says what happened
+        }
+      })();
+    });
+    return { inbox, refused, close: () => sub.unsubscribe() };
   }
 
   /**
@@ -289,7 +318,7 @@ export class JobsService {
     if (duplicate) sub.unsubscribe();
     else {
       const outcome = await reply;
-      if (outcome && !outcome.ok) throw new JoblineError(isErrorCode(outcome.code) ? outcome.code : 'internal', outcome.message.replace(/^invalid rerun command: /, ''));
+      if (outcome && !outcome.ok) throw refusalError(outcome, /^invalid rerun command: /);
     }
     const job = await this.ctx.projection.waitFor(jobId, Math.max(1, deadline - Date.now()));
     if (!job) {
@@ -574,4 +603,10 @@ function toEventItem(r: RecordedEvent): JobEventItem {
     correlationId: event ? event.metadata.correlationId : typeof meta.correlationId === 'string' ? meta.correlationId : null,
     data: event ? event.data : r.data,
   };
+}
+
+/** The orchestrator's refusal of a command as the error the edges map (its code, message and retry hint). */
+function refusalError(r: Extract<CommandReply, { ok: false }>, prefix: RegExp): JoblineError {
+  const extra = r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds, problem: { retryAfterSeconds: r.retryAfterSeconds } } : undefined;
+  return new JoblineError(isErrorCode(r.code) ? r.code : 'internal', r.message.replace(prefix, ''), extra);
 }

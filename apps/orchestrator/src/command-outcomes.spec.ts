@@ -1,4 +1,4 @@
-import { ERROR_CODES, ERROR_TABLE, JoblineError, ValidationError } from '../../../libs/contracts/src';
+import { ERROR_CODES, ERROR_TABLE, JoblineError, QuotaExceededError, ValidationError } from '../../../libs/contracts/src';
 import { settlementFor } from '../../../libs/messaging/src/message-settlement';
 import { commandCauseOf, commandVerbOf, rejectionOf, replyInboxOf } from './command-outcomes';
 
@@ -28,6 +28,18 @@ describe('NATS command outcomes', () => {
       subject: 'jobline.cmd.acme.cancel',
       code: 'internal',
       message: 'the command could not be handled; the orchestrator log has the details',
+    });
+  });
+
+  it('a submit refused over a quota is terminated (not redelivered) and its rejection says when to try again', () => {
+    const err = new QuotaExceededError('owner acme has 5 job(s) waiting, its quota is 5', 7);
+    expect(settlementFor({ ok: false, error: err }, 1, { maxDeliver: 5 }).action).toBe('term');
+    expect(rejectionOf('jobline.cmd.acme.submit', { jobId: JOB }, err)).toEqual({
+      subject: 'jobline.cmd.acme.submit',
+      jobId: JOB,
+      code: 'resource_exhausted',
+      message: 'owner acme has 5 job(s) waiting, its quota is 5',
+      retryAfterSeconds: 7,
     });
   });
 

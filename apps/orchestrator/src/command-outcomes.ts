@@ -66,7 +66,15 @@ export function rejectionOf(subject: string, payload: unknown, error: unknown): 
   const base = error instanceof JoblineError ? error.message : 'the command could not be handled; the orchestrator log has the details';
   const message = issues.length ? `${base}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` : base;
   const jobId = jobIdOf(payload);
-  return { subject, ...(jobId !== undefined ? { jobId } : {}), code, ...(issues[0] ? { field: issues[0].path } : {}), message };
+  const retryAfterSeconds = error instanceof JoblineError ? error.details?.retryAfterSeconds : undefined;
+  return {
+    subject,
+    ...(jobId !== undefined ? { jobId } : {}),
+    code,
+    ...(issues[0] ? { field: issues[0].path } : {}),
+    message,
+    ...(typeof retryAfterSeconds === 'number' ? { retryAfterSeconds } : {}),
+  };
 }
 
 function jobIdOf(payload: unknown): string | undefined {

@@ -10,6 +10,7 @@ import {
   PackagingResultSchema,
   PurgeJobMessageSchema,
   IllegalStateError,
+  QuotaExceededError,
   NotFoundError,
   RerunJobMessageSchema,
   StaleAttemptError,
@@ -26,7 +27,7 @@ import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { SpanKind, TRACERS, contextFromHeaders, inSpan, tracingActive } from '../../../libs/messaging/src/trace-context';
-import { rerunCommand, type Actor, type JobCommand } from '../../../libs/domain/src';
+import { Quotas, queuedQuotaRefusal, rerunCommand, type Actor, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type CommandMeta, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
@@ -68,6 +69,8 @@ export interface OrchestratorOptions {
   leadership?: { id: string; leaseMs: number; replicas?: number };
   /** The retention policy (default none: finished jobs are kept until purged by hand). */
   retention?: RetentionPolicy & { clock?: () => Date };
+  /** Per-owner quotas and fair-share weights (JOBLINE_QUOTAS_FILE; default: no limits, equal weights). */
+  quotas?: Quotas;
 }
 
 /** Where a command came from, as the edge that received it tells. */
@@ -111,6 +114,7 @@ export class Orchestrator {
   private readonly bundleGate = new KeyedMutex();
   /** The retention policy's sweeper, when some age is configured. */
   readonly retention: Retention | null;
+  readonly quotas: Quotas;
 
   constructor(private readonly o: OrchestratorOptions) {
     this.handler = new JobCommandHandler({ eventStore: o.eventStore, clock: o.clock, onRecorded: o.onRecorded });
@@ -137,7 +141,9 @@ export class Orchestrator {
       acting: () => this.acting(),
       snapshots: o.snapshots,
       snapshotEvery: o.snapshotEvery,
+      quotas: o.quotas,
     });
+    this.quotas = o.quotas ?? new Quotas();
     this.retention = Retention.enabled(o.retention)
       ? new Retention({
           eventStore: o.eventStore,
@@ -342,10 +348,8 @@ export class Orchestrator {
     if (!msg.ok) throw new ValidationError('invalid submit command', msg.issues);
     const { jobId, spec, idempotencyKey, correlationId } = msg.value;
     const meta: CommandMeta = { actor: who, causationId: causeOf(from), correlationId: correlationId ?? jobId };
-    const handled = await this.handler.execute(
-      jobId,
-      { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } },
-      meta,
+    const handled = await this.admitted(who, jobId, () =>
+      this.handler.execute(jobId, { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } }, meta),
     );
     if (handled.job.phase === 'packaging' && !this.o.packager) {
       // Without a packager the job would wait for its bundle forever; it fails, saying why.
@@ -422,7 +426,29 @@ export class Orchestrator {
         throw new IllegalStateError(`the bundle ${bundle.bundleDigest} of job ${rerunOf} is no longer stored, so it cannot run again with the same bundle: submit it anew`);
       }
     }
-    return this.handler.execute(jobId, command, { actor: actor.id, causationId: causeOf(from), correlationId: correlationId ?? jobId });
+    // The new job is the original owner's: its queued quota counts.
+    return this.admitted(command.data.owner, jobId, () => this.handler.execute(jobId, command, { actor: actor.id, causationId: causeOf(from), correlationId: correlationId ?? jobId }));
+  }
+
+  /**
+   * A new job of the owner, within its queued quota: refused (QuotaExceededError, nothing
+   * recorded) when the owner already has maxQueued jobs waiting. The check and the
+   * reservation happen together, so concurrent submits cannot pass the quota together. A
+   * repeated submit of a job that exists is not counted (it records nothing new).
+   */
+  private async admitted(owner: string, jobId: string, record: () => Promise<HandledCommand>): Promise<HandledCommand> {
+    const quota = this.quotas.of(owner);
+    if (quota.maxQueued === Infinity || (await this.handler.load(jobId)).job.phase !== 'none') return record();
+    const refusal = queuedQuotaRefusal(owner, quota, this.scheduler.waitingOf(owner));
+    if (refusal) throw new QuotaExceededError(refusal, this.quotas.retryAfterSeconds);
+    this.scheduler.reserve(owner, jobId);
+    let handled: HandledCommand | undefined;
+    try {
+      handled = await record();
+      return handled;
+    } finally {
+      if (!handled?.events.length) this.scheduler.unreserve(jobId);
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import { JOB_STREAM_PREFIX, JoblineError, decodeJobEvent, type ExecutorHeartbeat, type JobSpec, type LeaseReply } from '../../../libs/contracts/src';
-import { Lifecycle, ReadyQueue, type JobCommand, type LifecycleChange, type OpenJob } from '../../../libs/domain/src';
+import { FairShareQueue, Lifecycle, type JobCommand, type LifecycleChange, type OpenJob, type Quotas } from '../../../libs/domain/src';
 import type { EventStore, SnapshotStore, Subscription } from '../../../libs/event-store/src/event-store.port';
 import { LifecycleCheckpoint } from './lifecycle-checkpoint';
 import type { CommandMeta, JobCommandHandler } from './job-command.handler';
@@ -34,6 +34,8 @@ export interface SchedulerOptions {
   snapshots?: SnapshotStore;
   /** A snapshot every this many store positions (default 10,000). */
   snapshotEvery?: number;
+  /** Per-owner maxRunning and fair-share weights (default: no limits, equal weights). */
+  quotas?: Quotas;
 }
 
 /** Thrown by the append guard of a scheduler that may not act (no longer the leader). */
@@ -70,8 +72,8 @@ export const SCHEDULER_LIFECYCLE = 'lifecycle:scheduler';
 const active = (job: OpenJob): boolean => job.phase === 'dispatched' || job.phase === 'running';
 
 /**
- * Decides what runs where and when: priority order (high, normal, low; FIFO within each),
- * executor capacity, timeouts, retry back-offs, cancel confirmation and lost executors. What
+ * Decides what runs where and when: weighted fair share between owners (each owner's own
+ * queue in priority order: high, normal, low; FIFO within each), executor capacity, timeouts, retry back-offs, cancel confirmation and lost executors. What
  * it knows of jobs is the lifecycle fold of libs/domain (the decider's own rules), started
  * from its last snapshot and followed from there; of its own it keeps only timers,
  * heartbeats, executor capacity and the dispatches on their way. Every decision goes through
@@ -80,7 +82,10 @@ const active = (job: OpenJob): boolean => job.phase === 'dispatched' || job.phas
 export class Scheduler {
   private fold = new Lifecycle();
   private readonly checkpoint: LifecycleCheckpoint;
-  private readonly ready = new ReadyQueue();
+  /** Weighted fair share between owners, priorities within each owner's queue; maxRunning per owner (README "Quotas and fair share"). */
+  private readonly ready: FairShareQueue;
+  /** Submits admitted under a queued quota whose JobSubmitted this scheduler has not seen yet (jobId → owner). */
+  private readonly reserved = new Map<string, string>();
   private readonly executors = new Map<string, ExecutorState>();
   /** One timer per open job: its timeout, its retry, or the deadline of its cancel confirmation. */
   private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
@@ -117,6 +122,7 @@ export class Scheduler {
     this.heartbeatMs = o.heartbeatMs ?? 1000;
     this.clock = o.clock ?? (() => new Date());
     this.acting = o.acting ?? (() => true);
+    this.ready = new FairShareQueue(o.quotas);
     this.checkpoint = new LifecycleCheckpoint({ snapshots: o.snapshots, name: SCHEDULER_LIFECYCLE, every: o.snapshotEvery, logger: o.logger });
   }
 
@@ -217,6 +223,39 @@ export class Scheduler {
     return this.ready.size;
   }
 
+  /**
+   * Jobs of an owner not dispatched yet (submitted, packaging, queued, waiting for a retry),
+   * with the submits admitted but not seen here yet: what a queued quota counts.
+   */
+  waitingOf(owner: string): number {
+    let n = 0;
+    for (const j of this.fold.values()) if (j.owner === owner && !active(j)) n++;
+    for (const o of this.reserved.values()) if (o === owner) n++;
+    return n;
+  }
+
+  /** Counts an admitted submit as waiting until its JobSubmitted is in the fold (so concurrent submits cannot pass a quota together). */
+  reserve(owner: string, jobId: string): void {
+    this.reserved.set(jobId, owner);
+  }
+
+  /** The admitted submit recorded nothing: it no longer counts. */
+  unreserve(jobId: string): void {
+    this.reserved.delete(jobId);
+  }
+
+  /** Attempts dispatched or running per owner, as the executors hold them (fair share and maxRunning count these). */
+  private runningByOwner(): Map<string, number> {
+    const running = new Map<string, number>();
+    for (const e of this.executors.values()) {
+      for (const jobId of e.assigned) {
+        const owner = this.fold.get(jobId)?.owner;
+        if (owner !== undefined) running.set(owner, (running.get(owner) ?? 0) + 1);
+      }
+    }
+    return running;
+  }
+
   // ---- history ---------------------------------------------------------------------
 
   private async consume(sub: Subscription, head: number): Promise<void> {
@@ -245,6 +284,7 @@ export class Scheduler {
 
   /** What one change of the fold means here: the ready queue, the executors' slots, the job's timer. */
   private react({ jobId, before, after }: LifecycleChange): void {
+    if (after && !before) this.reserved.delete(jobId);
     if (after?.phase === 'dispatched' || !after) this.inFlight.delete(jobId);
     if (before?.executorId && before.executorId !== after?.executorId) {
       if (this.inFlight.get(jobId)?.executorId !== before.executorId) this.executors.get(before.executorId)?.assigned.delete(jobId);
@@ -314,14 +354,22 @@ export class Scheduler {
     if (!this.busUp || !this.acting()) return;
     const skipped = [];
     const now = this.now();
+    const running = this.runningByOwner();
+    /** pop() counted the entry's owner one more running: not so when it is not dispatched. */
+    const uncount = (owner: string): void => void running.set(owner, (running.get(owner) ?? 1) - 1);
     while (this.ready.size > 0) {
       const candidates = [...this.executors.values()].filter((e) => e.alive && e.assigned.size < e.heartbeat.capacity && !this.suspect(e, now));
       if (candidates.length === 0) break;
-      const entry = this.ready.pop()!;
+      const entry = this.ready.pop(running);
+      if (!entry) break; // every owner waiting is at its maxRunning
       const job = this.fold.get(entry.jobId);
-      if (!job || job.phase !== 'queued' || job.attempt !== entry.attempt || job.cancelRequested || this.inFlight.has(entry.jobId)) continue;
+      if (!job || job.phase !== 'queued' || job.attempt !== entry.attempt || job.cancelRequested || this.inFlight.has(entry.jobId)) {
+        uncount(entry.owner);
+        continue;
+      }
       const target = pickExecutor(candidates, job.spec);
       if (!target) {
+        uncount(entry.owner);
         skipped.push(entry);
         continue;
       }

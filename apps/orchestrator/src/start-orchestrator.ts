@@ -10,14 +10,14 @@ import type { CheckpointStore, EventStore, SnapshotStore } from '../../../libs/e
 import { ensureStreams } from '../../../libs/messaging/src/streams';
 import { connectBus, createLogger, messageLogger, startServiceHttp, streamOptions, watchBus, type BusState, type ServiceHttp, type ServiceLogger, startTracing } from '../../../libs/service/src';
 import type { HandledCommand } from './job-command.handler';
-import { TERMINAL_PHASES, publicStatus } from '../../../libs/domain/src';
+import { Quotas, TERMINAL_PHASES, publicStatus } from '../../../libs/domain/src';
 import type { Orchestrator } from './orchestrator';
 import { createOrchestratorApp } from './orchestrator.module';
 import { ChainCheckpointer } from './chain-checkpointer';
 import { chainCheckpointStoreFor, loadSigningKey } from '../../../libs/event-store/src';
 import { subjects, type WebhookAttempt } from '../../../libs/contracts/src';
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseWebhooksFile, type WebhooksFile } from '../../../libs/config/src';
+import { ConfigError, parseQuotasFile, parseWebhooksFile, type WebhooksFile } from '../../../libs/config/src';
 import { WebhookReactor } from './webhooks/webhook-reactor';
 
 /** What `jobline dev` and tests may hand in instead of what the configuration would open. */
@@ -61,6 +61,8 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
   const tracing = startTracing(config, 'orchestrator', logger);
   cleanups.push(() => tracing.stop());
   try {
+    // Read first: an invalid file refuses the start before anything is opened.
+    const quotas = loadQuotas(config);
     let nc = deps.nc;
     let bus: BusState;
     if (nc) bus = watchBus(nc, logger);
@@ -97,6 +99,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
       heartbeatMs: config.executor.heartbeatMs,
       packager: config.orchestrator.packager,
       retention: config.orchestrator.retention,
+      quotas,
       onRecorded: metrics.record,
       ...(config.orchestrator.leadership === 'lease'
         ? { leadership: { id: config.orchestrator.id ?? `${hostname()}-${process.pid}`, leaseMs: config.orchestrator.leaderLeaseMs, replicas: config.streams.replicas } }
@@ -193,6 +196,19 @@ function loadWebhookOwners(config: JoblineConfig): WebhooksFile['owners'] {
     throw new ConfigError([{ variable: 'JOBLINE_WEBHOOKS_FILE', message: `${file} cannot be read: ${err instanceof Error ? err.message : String(err)}` }]);
   }
   return parseWebhooksFile(text, file).owners;
+}
+
+/** The quotas of JOBLINE_QUOTAS_FILE (none when it is not set: no limits, equal weights); a missing or invalid file refuses the start. */
+function loadQuotas(config: JoblineConfig): Quotas {
+  const file = config.quotas.file;
+  if (!file) return new Quotas();
+  let text: string;
+  try {
+    text = readFileSync(resolve(file), 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ variable: 'JOBLINE_QUOTAS_FILE', message: `${file} cannot be read: ${err instanceof Error ? err.message : String(err)}` }]);
+  }
+  return new Quotas(parseQuotasFile(text, file));
 }
 
 /** Counts what the orchestrator records: submissions, finished jobs by status, lost attempts, log bytes. */

@@ -2,3 +2,4 @@ export * from './variables';
 export * from './load-config';
 export * from './describe-config';
 export * from './webhooks-file';
+export * from './quotas-file';

@@ -58,6 +58,8 @@ export interface JoblineConfig {
     backoffMs: number;
     timeoutMs: number;
   };
+  /** JOBLINE_QUOTAS_FILE: per-owner quotas and fair-share weights (parseQuotasFile); null: no limits, equal weights. */
+  quotas: { file: string | null };
   /** The Ed25519 key of chain checkpoints and attestations (created when missing). */
   signingKeyFile: string;
   executor: {
@@ -237,6 +239,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, pr
       backoffMs: get('JOBLINE_WEBHOOKS_BACKOFF_MS') ?? 2000,
       timeoutMs: get('JOBLINE_WEBHOOKS_TIMEOUT_MS') ?? 10_000,
     },
+    quotas: { file: get('JOBLINE_QUOTAS_FILE') ?? null },
     signingKeyFile: get('JOBLINE_SIGNING_KEY_FILE') ?? `${dataDir}/signing-key.pem`,
     executor: {
       id: get('JOBLINE_EXECUTOR_ID') ?? 'local',

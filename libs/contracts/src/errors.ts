@@ -14,7 +14,7 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'permission_denied'
   | 'unavailable'
-  /** A client that takes its data too slowly, or asks for more than its share. */
+  /** A client that takes its data too slowly, or asks for more than its share (a quota): refused for good, not retried. */
   | 'resource_exhausted'
   /** Bytes that were recorded are not stored (any more): the log retention discarded them, or they were never stored. */
   | 'data_loss'
@@ -61,7 +61,7 @@ export const ERROR_TABLE: Record<ErrorCode, ErrorMapping> = {
   unauthenticated: { http: 401, grpc: 'UNAUTHENTICATED', ws: 'UNAUTHENTICATED', nats: 'retry' },
   permission_denied: { http: 403, grpc: 'PERMISSION_DENIED', ws: 'PERMISSION_DENIED', nats: 'term' },
   unavailable: { http: 503, grpc: 'UNAVAILABLE', ws: 'UNAVAILABLE', nats: 'retry' },
-  resource_exhausted: { http: 429, grpc: 'RESOURCE_EXHAUSTED', ws: 'RESOURCE_EXHAUSTED', nats: 'retry' },
+  resource_exhausted: { http: 429, grpc: 'RESOURCE_EXHAUSTED', ws: 'RESOURCE_EXHAUSTED', nats: 'term' },
   data_loss: { http: 410, grpc: 'DATA_LOSS', ws: 'DATA_LOSS', nats: 'term' },
   internal: { http: 500, grpc: 'INTERNAL', ws: 'INTERNAL', nats: 'retry' },
 };
@@ -119,6 +119,18 @@ export class ConflictError extends JoblineError {
 export class DataLossError extends JoblineError {
   constructor(message: string, details?: Record<string, unknown>) {
     super('data_loss', message, details);
+  }
+}
+/**
+ * An owner asked for more than its quota allows (README "Quotas and fair share"): nothing was
+ * recorded; `retryAfterSeconds` says when trying again is worth it (REST Retry-After).
+ */
+export class QuotaExceededError extends JoblineError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('resource_exhausted', message, { retryAfterSeconds, problem: { retryAfterSeconds } });
   }
 }
 export class UnavailableError extends JoblineError {

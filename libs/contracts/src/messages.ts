@@ -50,6 +50,7 @@ export const CommandRejectionSchema = z
     code: z.string().describe('The error code (ERROR_TABLE): invalid_argument, not_found, failed_precondition...'),
     field: z.string().optional().describe('The first field at fault: a payload path (spec.command), (payload), (subject) or a header'),
     message: z.string().describe('What was wrong, every field at fault named'),
+    retryAfterSeconds: z.number().int().positive().optional().describe('A refusal over a quota (resource_exhausted): seconds after which trying again is worth it'),
   })
   .describe('A command Jobline refused; nothing was recorded for it');
 export type CommandRejection = z.output<typeof CommandRejectionSchema>;

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { ValidationError, parseJobSpec } from '../../../../libs/contracts/src';
+import { QuotaExceededError, ValidationError, parseJobSpec } from '../../../../libs/contracts/src';
 import { fromTimestamp, logStreamFromPb, priorityFromPb, specFromPb, specToPb, statusFromPb, toGrpcError } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
 
@@ -50,6 +50,16 @@ const refusal = (fn: () => unknown) => {
   }
   throw new Error('expected a refusal');
 };
+
+describe('gRPC errors', () => {
+  it('a refusal over a quota is RESOURCE_EXHAUSTED with retry-after metadata; other errors carry none', () => {
+    const e = toGrpcError(new QuotaExceededError('owner ci has 5 job(s) waiting, its quota is 5', 7));
+    expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(e.details).toBe('owner ci has 5 job(s) waiting, its quota is 5');
+    expect(e.metadata?.get('retry-after')).toEqual(['7']);
+    expect(toGrpcError(new ValidationError('bad')).metadata).toBeUndefined();
+  });
+});
 
 describe('gRPC mapping refuses what it cannot map, and coerces nothing', () => {
   it('maps notify (field 14) both ways, validated by the REST schema', () => {

@@ -1,4 +1,4 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import { ERROR_TABLE, JoblineError, ValidationError, type JobSpec, type JobStatus, type JobView, type SandboxKind } from '../../../../libs/contracts/src';
 
 /** proto Timestamp as proto-loader gives it (seconds as a number: LOADER_OPTIONS.longs). */
@@ -163,10 +163,16 @@ export function jobViewToPb(v: JobView): any {
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
 /** The one place domain errors become gRPC statuses (through ERROR_TABLE); anything unexpected is INTERNAL without its details. */
-export function toGrpcError(err: unknown): { code: GrpcStatus; details: string } {
+export function toGrpcError(err: unknown): { code: GrpcStatus; details: string; metadata?: Metadata } {
   if (err instanceof ValidationError && err.issues.length) {
     return { code: GrpcStatus.INVALID_ARGUMENT, details: `${err.message}: ${err.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` };
   }
-  if (err instanceof JoblineError) return { code: GrpcStatus[ERROR_TABLE[err.code].grpc], details: err.message };
+  if (err instanceof JoblineError) {
+    const retry = err.details?.retryAfterSeconds;
+    // Over a quota: the REST Retry-After, as trailing metadata `retry-after` (seconds).
+    const metadata = typeof retry === 'number' ? new Metadata() : undefined;
+    metadata?.set('retry-after', String(retry));
+    return { code: GrpcStatus[ERROR_TABLE[err.code].grpc], details: err.message, ...(metadata ? { metadata } : {}) };
+  }
   return { code: GrpcStatus.INTERNAL, details: 'internal error' };
 }

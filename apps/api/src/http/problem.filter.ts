@@ -64,6 +64,8 @@ export function sendProblem(res: ServerResponse, problem: Problem): void {
   if (problem.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="jobline"');
   // The bus or the store is down or slow: worth trying again shortly, not hammering.
   if (problem.status === 503) res.setHeader('Retry-After', String(typeof problem.retryAfterSeconds === 'number' ? problem.retryAfterSeconds : 2));
+  // Over a quota: worth trying again once some of the owner's jobs have started.
+  if (problem.status === 429 && typeof problem.retryAfterSeconds === 'number') res.setHeader('Retry-After', String(problem.retryAfterSeconds));
   res.end(body);
 }
 

@@ -125,6 +125,10 @@ const P403 = problem('Not allowed (the owner filter is for admins).');
 const P404 = problem("No such job, or another owner's (the same answer).");
 const PAST_BUSY = problem('With `at`: too many past states are being built at once; ask again shortly.');
 const P503 = problem('The bus is unavailable, or the command was not recorded in time (the problem may carry `jobId`).');
+const P429 = {
+  ...problem("Over the owner's queued quota (JOBLINE_QUOTAS_FILE): nothing was recorded; `retryAfterSeconds` and the Retry-After header say when to try again."),
+  headers: { 'Retry-After': { description: 'Seconds after which submitting again is worth it.', schema: { type: 'integer', minimum: 1 } } },
+};
 
 const gzip = (description: string) => ({ description, content: { 'application/gzip': { schema: { type: 'string', contentMediaType: 'application/gzip' } } } });
 
@@ -171,6 +175,7 @@ function paths(): Json {
           '401': P401,
           '409': problem('The Idempotency-Key was used with another spec.'),
           '415': problem('The body is not JSON (or multipart).'),
+          '429': P429,
           '503': P503,
         },
       },
@@ -228,6 +233,7 @@ function paths(): Json {
           '401': P401,
           '404': P404,
           '409': problem('The job has not finished, was purged, has no bundle (or it is no longer stored), or the Idempotency-Key names another job.'),
+          '429': P429,
           '503': P503,
         },
       },

@@ -331,7 +331,7 @@ export class JobsProjection {
   }
 
   /** The job as soon as it is visible here, or null after timeoutMs. Woken by the apply loop, no polling. */
-  waitFor(jobId: string, timeoutMs: number): Promise<JobView | null> {
+  waitFor(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobView | null> {
     const now = this.get(jobId);
     if (now) return Promise.resolve(now);
     return new Promise((resolve) => {
@@ -340,10 +340,14 @@ export class JobsProjection {
         off();
         resolve(view);
       });
-      const timer = setTimeout(() => {
+      const giveUp = () => {
+        clearTimeout(timer);
         off();
         resolve(null);
-      }, timeoutMs);
+      };
+      const timer = setTimeout(giveUp, timeoutMs);
+      // Aborted (e.g. the submission was refused): stop waiting at once.
+      signal?.addEventListener('abort', giveUp, { once: true });
     });
   }
 

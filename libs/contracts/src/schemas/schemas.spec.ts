@@ -133,8 +133,9 @@ const SAMPLES: Record<PayloadSchemaName, { valid: unknown[]; invalid: unknown[] 
     valid: [
       { subject: 'jobline.cmd.acme.submit', jobId: JOB, code: 'invalid_argument', field: 'spec.priority', message: 'invalid submit command' },
       { subject: 'jobline.cmd.acme.frobnicate', code: 'invalid_argument', message: 'unknown verb' },
+      { subject: 'jobline.cmd.acme.submit', jobId: JOB, code: 'resource_exhausted', message: 'over quota', retryAfterSeconds: 10 },
     ],
-    invalid: [{ subject: 'jobline.cmd.acme.submit', code: 'invalid_argument' }, { subject: 'x', code: 'c', message: 'm', extra: 1 }],
+    invalid: [{ subject: 'jobline.cmd.acme.submit', code: 'invalid_argument' }, { subject: 'x', code: 'c', message: 'm', extra: 1 }, { subject: 'x', code: 'c', message: 'm', retryAfterSeconds: 0 }],
   },
   CommandReply: {
     valid: [{ ok: true, subject: 'jobline.cmd.acme.submit', jobId: JOB }, { ok: false, subject: 'jobline.cmd.acme.cancel', code: 'not_found', message: 'no job' }],
