@@ -413,12 +413,18 @@ export class Orchestrator {
       const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
       return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, meta);
     }
-    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error } = r;
+    if (r.kind === 'step-started' || r.kind === 'step-finished') {
+      const { kind, jobId, executorId, ...step } = r;
+      void executorId;
+      if (kind === 'step-started') return this.handler.execute(jobId, { type: 'RecordStepStarted', data: step }, meta);
+      return this.handler.execute(jobId, { type: 'RecordStepFinished', data: step as Extract<AttemptReport, { kind: 'step-finished' }> }, meta);
+    }
+    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error, steps } = r;
     return this.handler.execute(
       r.jobId,
       {
         type: 'RecordFinished',
-        data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(logSha256 ? { logSha256 } : {}), ...(error ? { error } : {}) },
+        data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(logSha256 ? { logSha256 } : {}), ...(error ? { error } : {}), ...(steps?.length ? { steps } : {}) },
       },
       meta,
     );

@@ -35,6 +35,8 @@ import { portableLogHasher, type LogHasherFactory } from './log-hasher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
 import type { ReportOutbox } from './report-outbox.port';
 import { ReportSender } from './report-sender';
+import { StepTracker, stepToken } from './step-tracker';
+import { STEP_TOKEN_VAR } from '../../../../libs/contracts/src/shell-script';
 import { SpanKind, TRACERS, contextFromHeaders, endSpan, startSpan, traceFields, withSpanContext, type Span } from '../../../../libs/messaging/src/trace-context';
 
 export { EXECUTOR_DEFAULTS, type ExecutorTimings } from './executor-options';
@@ -429,11 +431,13 @@ export class Executor {
     const base = { jobId: msg.jobId, attempt: msg.attempt, executorId: this.o.executorId };
     let proc: RunningProcess;
     const launchedAt = this.o.clock();
+    // Staged pipelines: a fresh boundary token per attempt, read (and unset) by the steps script.
+    const token = msg.spec.steps?.length ? stepToken() : null;
     try {
       proc = await runner.launch({
         attemptId: `${msg.jobId}-${msg.attempt}`,
         argv: prepared.cmd.argv,
-        env: prepared.cmd.env,
+        env: token ? { ...prepared.cmd.env, [STEP_TOKEN_VAR]: token } : prepared.cmd.env,
         cwd: prepared.cmd.cwd,
         resources: msg.spec.resources,
         ...(prepared.bundleFile ? { bundleFile: prepared.bundleFile } : {}),
@@ -453,7 +457,9 @@ export class Executor {
       sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }, a.trace),
       hasher: (this.o.logHasher ?? portableLogHasher)(),
     });
-    const pumps = Promise.all([pump(proc.stdout, 'stdout', batcher), pump(proc.stderr, 'stderr', batcher)]);
+    const tracker = token ? this.stepTracker(msg, token, batcher, a.trace) : null;
+    const sink: Sink = tracker ?? { feed: (s, d) => batcher.write(s, d), end: () => undefined };
+    const pumps = Promise.all([pump(proc.stdout, 'stdout', sink), pump(proc.stderr, 'stderr', sink)]);
     let status: ExitStatus;
     try {
       status = await proc.wait();
@@ -463,6 +469,7 @@ export class Executor {
     }
     a.phase = 'finishing';
     await pumps;
+    const steps = tracker ? await tracker.finish(status.exitCode) : [];
     if (msg.spec.outputs?.length) await this.collectOutputs(msg, batcher);
     try {
       await batcher.flush();
@@ -486,6 +493,7 @@ export class Executor {
       usage: status.usage,
       logBytes: batcher.bytes,
       ...(logSha256 !== undefined ? { logSha256 } : {}),
+      ...(steps.length ? { steps } : {}),
     }, a.trace));
     // The workspace is released after the slot: removing a big one must not delay the report or the next attempt.
     const disposal = proc
@@ -493,6 +501,26 @@ export class Executor {
       .catch((err) => this.o.logger.warn({ err, jobId: a.jobId, attempt: a.attempt }, 'releasing an attempt failed'))
       .finally(() => this.disposing.delete(disposal));
     this.disposing.add(disposal);
+  }
+
+  /** Staged pipelines: markers into the log, each step's start and end reported as it happens (the finished report repeats the ends). */
+  private stepTracker(msg: RunAttemptMessage, token: string, batcher: LogBatcher, trace: Readonly<Record<string, string>> | null): StepTracker {
+    const who = { jobId: msg.jobId, executorId: this.o.executorId };
+    return new StepTracker({
+      steps: msg.spec.steps ?? [],
+      attempt: msg.attempt,
+      token,
+      write: (stream, data) => batcher.write(stream, data),
+      offset: () => batcher.bytes,
+      clock: this.o.clock,
+      onStarted: (step) => {
+        this.track(this.reports.send({ kind: 'step-started', ...who, ...step }, trace));
+      },
+      onEnded: (step) => {
+        this.track(this.reports.send({ kind: 'step-finished', ...who, ...step }, trace));
+        return step;
+      },
+    });
   }
 
   /**
@@ -731,15 +759,22 @@ export class Executor {
   }
 }
 
-async function pump(source: AsyncIterable<Uint8Array>, stream: LogStream, batcher: LogBatcher): Promise<void> {
+/** Where a pump hands what it reads: the log batcher, or a staged job's StepTracker in front of it. */
+interface Sink {
+  feed(stream: LogStream, data: Uint8Array): Promise<void> | void;
+  end(stream: LogStream): Promise<void> | void;
+}
+
+async function pump(source: AsyncIterable<Uint8Array>, stream: LogStream, sink: Sink): Promise<void> {
   try {
     for await (const data of source) {
-      const held = batcher.write(stream, data);
+      const held = sink.feed(stream, data);
       if (held) await held;
     }
   } catch {
     // A pipe torn down after the process exited ends its output; what was read is kept.
   }
+  await sink.end(stream);
 }
 
 function safeJson(m: Msg): unknown {
