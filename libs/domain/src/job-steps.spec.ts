@@ -80,13 +80,19 @@ describe('staged pipelines: the decider', () => {
   it('ignores a step report that arrives after its attempt ended (the end report carried the steps)', () =>
     given([...running(), completed(0)]).when({ type: 'RecordStepFinished', data: stepFinished(3, 'test', 0, 100, 300) }).thenNothing());
 
-  it('records the steps an end report names that are not recorded yet, before the end', () => {
+  it('records the steps an end report names that are not recorded yet (their start too, when its report has not come), before the end', () => {
     const f1 = stepFinished(1, 'build', 0, 0, 40);
     const f2 = stepFinished(2, 'lint', 3, 40, 90);
     const f3 = stepFinished(3, 'test', 0, 90, 300);
-    given([...running(), { type: 'JobStepFinished', data: f1 }])
+    given([...running(), { type: 'JobStepStarted', data: stepStarted(1, 'build', 0) }, { type: 'JobStepFinished', data: f1 }, { type: 'JobStepStarted', data: stepStarted(2, 'lint', 40) }])
       .when(finishedCmd(0, [f1, f2, f3]))
-      .then([{ type: 'JobStepFinished', data: f2 }, { type: 'JobStepFinished', data: f3 }, completed(0)]);
+      .then([{ type: 'JobStepFinished', data: f2 }, { type: 'JobStepStarted', data: stepStarted(3, 'test', 90) }, { type: 'JobStepFinished', data: f3 }, completed(0)]);
+  });
+
+  it('records the steps of a cancelled attempt before its JobCancelled', () => {
+    const f1 = stepFinished(1, 'build', 143, 0, 40, 1, { interrupted: true });
+    const events = given([...running(), { type: 'JobCancelRequested', data: { requestedBy: 'alice', requestedAt: T2 } }]).when(finishedCmd(143, [f1])).events();
+    expect(events.map((e) => e.type)).toEqual(['JobStepStarted', 'JobStepFinished', 'JobCancelled']);
   });
 
   it('a new attempt starts its steps afresh', () => {

@@ -421,13 +421,20 @@ function requireStepOfSpec(job: Job, step: number, name: string): void {
   }
 }
 
-/** JobStepFinished for each reported step of the current attempt not recorded as finished yet (a bad one is dropped). */
+/**
+ * For each reported step of the current attempt not recorded as finished yet: its JobStepStarted
+ * (when its own report has not come) and its JobStepFinished. A step the spec does not have is dropped.
+ */
 function unrecordedSteps(job: Job, attempt: number, steps: StepFinishedData[] | undefined): JobEvent[] {
   if (!steps?.length || job.attempt !== attempt) return [];
   const spec = job.spec?.steps ?? [];
   return steps
     .filter((s) => s.attempt === attempt && s.step >= 1 && s.step <= spec.length && spec[s.step - 1].name === s.name && stepMark(job, attempt, s.step) !== 'finished')
-    .map((s) => ({ type: 'JobStepFinished', data: { ...s } }));
+    .flatMap((s): JobEvent[] => {
+      const finished: JobEvent = { type: 'JobStepFinished', data: { ...s } };
+      if (stepMark(job, attempt, s.step)) return [finished];
+      return [{ type: 'JobStepStarted', data: { attempt, step: s.step, name: s.name, startedAt: s.startedAt, logOffset: s.logOffset } }, finished];
+    });
 }
 
 function sameJson(a: unknown, b: unknown): boolean {

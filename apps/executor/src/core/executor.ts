@@ -19,6 +19,7 @@ import {
   LeaseReplySchema,
   STREAMS,
   subjects,
+  type AttemptReport,
   type ClaimRequest,
   type ExecutorHeartbeat,
   type LogStream,
@@ -33,7 +34,7 @@ import { LeaseKeeper } from './lease-keeper';
 import { jetStreamLogSink, LogBatcher, type LogBatcherOptions } from './log-batcher';
 import { portableLogHasher, type LogHasherFactory } from './log-hasher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
-import type { ReportOutbox } from './report-outbox.port';
+import { reportKey, type ReportOutbox } from './report-outbox.port';
 import { ReportSender } from './report-sender';
 import { StepTracker, stepToken } from './step-tracker';
 import { STEP_TOKEN_VAR } from '../../../../libs/contracts/src/shell-script';
@@ -457,7 +458,8 @@ export class Executor {
       sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }, a.trace),
       hasher: (this.o.logHasher ?? portableLogHasher)(),
     });
-    const tracker = token ? this.stepTracker(msg, token, batcher, a.trace) : null;
+    const staged = token ? this.stepTracker(msg, token, batcher, a.trace) : null;
+    const tracker = staged?.tracker ?? null;
     const sink: Sink = tracker ?? { feed: (s, d) => batcher.write(s, d), end: () => undefined };
     const pumps = Promise.all([pump(proc.stdout, 'stdout', sink), pump(proc.stderr, 'stderr', sink)]);
     let status: ExitStatus;
@@ -476,6 +478,8 @@ export class Executor {
     } catch (err) {
       this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'some log output could not be stored');
     }
+    // The step reports first, as long as the bus takes them at once (the finished report repeats them anyway).
+    if (staged) await staged.reported(this.o.requestTimeoutMs);
     const finishedAt = this.o.clock();
     // Undefined when some output could not be stored: the digest would not describe the stored log.
     const logSha256 = batcher.sha256;
@@ -504,23 +508,38 @@ export class Executor {
   }
 
   /** Staged pipelines: markers into the log, each step's start and end reported as it happens (the finished report repeats the ends). */
-  private stepTracker(msg: RunAttemptMessage, token: string, batcher: LogBatcher, trace: Readonly<Record<string, string>> | null): StepTracker {
+  private stepTracker(msg: RunAttemptMessage, token: string, batcher: LogBatcher, trace: Readonly<Record<string, string>> | null): { tracker: StepTracker; reported(ms: number): Promise<void> } {
     const who = { jobId: msg.jobId, executorId: this.o.executorId };
-    return new StepTracker({
+    // One after the other, each once the previous is acknowledged, so the history has them in the order they happened.
+    // Not waited for by stop(): the finished report repeats every step's end, and an unsent start is only a live detail.
+    let previous: Promise<void> = Promise.resolve();
+    const report = (r: Extract<AttemptReport, { kind: 'step-started' | 'step-finished' }>) => {
+      previous = previous
+        .then(async () => {
+          await this.reports.send(r, trace);
+          await this.reports.delivered(reportKey(r));
+        })
+        .catch((err) => this.o.logger.warn({ err, jobId: r.jobId, attempt: r.attempt, step: r.step }, 'a step report could not be sent'));
+    };
+    const tracker = new StepTracker({
       steps: msg.spec.steps ?? [],
       attempt: msg.attempt,
       token,
       write: (stream, data) => batcher.write(stream, data),
-      offset: () => batcher.bytes,
+      cut: () => batcher.cut(),
       clock: this.o.clock,
-      onStarted: (step) => {
-        this.track(this.reports.send({ kind: 'step-started', ...who, ...step }, trace));
-      },
+      onStarted: (step) => report({ kind: 'step-started', ...who, ...step }),
       onEnded: (step) => {
-        this.track(this.reports.send({ kind: 'step-finished', ...who, ...step }, trace));
+        report({ kind: 'step-finished', ...who, ...step });
         return step;
       },
     });
+    const reported = async (ms: number) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([previous, new Promise((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+    };
+    return { tracker, reported };
   }
 
   /**

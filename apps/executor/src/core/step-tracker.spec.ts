@@ -20,7 +20,7 @@ function harness(steps = [{ name: 'build', run: 'x' }, { name: 'lint', run: 'y',
       log.push({ stream, text: dec.decode(data) });
       bytes += data.length;
     },
-    offset: () => bytes,
+    cut: () => bytes,
     clock: () => new Date((now += 10)),
     onStarted: (s) => void started.push(s),
     onEnded: (s) => (ended.push(s), s),

@@ -26,8 +26,8 @@ export interface StepTrackerOptions {
   token: string;
   /** Writes output (and markers) to the log; may return a promise to wait for (back-pressure). */
   write(stream: LogStream, data: Uint8Array): Promise<void> | void;
-  /** The log's length so far (its next byte's offset). */
-  offset(): number;
+  /** Emits what the log holds back and returns its length so far (the next byte's offset): see LogBatcher.cut. */
+  cut(): number;
   clock(): Date;
   onStarted(step: StepStartedData): Promise<void> | void;
   /**
@@ -158,8 +158,9 @@ export class StepTracker {
     const now = this.o.clock();
     if (frame.kind === 'S') {
       if (this.running || this.results.some((r) => r.step === frame.step)) return;
-      const logOffset = this.o.offset();
+      const logOffset = this.o.cut();
       await this.o.write('stderr', encoder.encode(`==> [${frame.step}/${this.o.steps.length}] ${spec.name}\n`));
+      this.o.cut();
       const started: StepStartedData = { attempt: this.o.attempt, step: frame.step, name: spec.name, startedAt: now.toISOString(), logOffset };
       this.running = { ...started, at: now.getTime() };
       await this.o.onStarted(started);
@@ -182,7 +183,7 @@ export class StepTracker {
       finishedAt: now.toISOString(),
       durationMs: Math.max(0, now.getTime() - r.at),
       logOffset: r.logOffset,
-      logEnd: this.o.offset(),
+      logEnd: this.o.cut(),
       continueOnFailure: spec?.continueOnFailure ?? false,
       ...(interrupted ? { interrupted: true } : {}),
     };
