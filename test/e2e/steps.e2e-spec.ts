@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { certsInit } from '../../apps/cli/src/certs/dev-pki';
@@ -136,6 +138,42 @@ describe('staged pipelines: per-step results', () => {
     ]);
     const log = await rest.log(job.id);
     expect(log).toBe('==> [1/3] one\none\n==> [2/3] two\ntwo\n');
+  });
+
+  it('a step’s outputs are collected right after it, before the next step changes them; the job’s outputs at the end', async () => {
+    const job = await rest.submit({
+      steps: [
+        { name: 'first', run: 'mkdir -p out && printf v1 > out/a.txt', outputs: ['out/*.txt'] },
+        // A later step overwrites the file and adds one: neither reaches the first step's archive.
+        { name: 'second', run: 'printf v2 > out/a.txt && printf new > out/b.txt' },
+        { name: 'empty', run: 'true', outputs: ['nothing/*'] },
+      ],
+      outputs: ['out/*.txt'],
+    });
+    const done = await rest.finished(job.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.steps!.map((s) => s.artifacts)).toEqual([{ files: 1, bytes: 2 }, null, null]);
+    const untar = async (query: string, name: string): Promise<string> => {
+      const res = await rest.request(`/v1/jobs/${job.id}/artifacts${query}`);
+      expect(res.status).toBe(200);
+      const file = join(dir.path, `${name}.tar.gz`);
+      writeFileSync(file, Buffer.from(await res.arrayBuffer()));
+      const out = join(dir.path, name);
+      mkdirSync(out);
+      execFileSync('tar', ['-xzf', file, '-C', out]);
+      return execFileSync('tar', ['-tzf', file], { encoding: 'utf8' });
+    };
+    expect(await untar('?step=1', `${job.id}-step1`)).toBe('out/a.txt\n');
+    expect(readFileSync(join(dir.path, `${job.id}-step1`, 'out/a.txt'), 'utf8')).toBe('v1');
+    expect(await untar('', `${job.id}-all`)).toBe('out/a.txt\nout/b.txt\n');
+    expect(readFileSync(join(dir.path, `${job.id}-all`, 'out/a.txt'), 'utf8')).toBe('v2');
+    expect((await rest.request(`/v1/jobs/${job.id}/artifacts?step=2`)).status).toBe(404);
+    expect((await rest.request(`/v1/jobs/${job.id}/artifacts?step=9`)).status).toBe(404);
+    expect((await rest.request(`/v1/jobs/${job.id}/artifacts?step=zero`)).status).toBe(400);
+    const log = await rest.log(job.id);
+    expect(log).toContain('==> [3/3] empty\njobline: step 3: no file matched outputs ["nothing/*"]\n');
+    // No gate file is left in what the job's own outputs saw.
+    expect(log).not.toContain('.jobline-step-');
   });
 
   it('a step stopped by the job’s timeout is failed and interrupted, the rest skipped', async () => {

@@ -460,7 +460,10 @@ export class Orchestrator {
   private async deleteJobData(jobId: string, attempts: number): Promise<number> {
     const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
     this.artifacts ??= ArtifactStore.open(this.o.nc);
-    await (await this.artifacts).deleteJob(jobId, attempts);
+    // A staged job's steps with outputs stored their own archives too.
+    const spec = (await this.handler.load(jobId)).job.spec;
+    const steps = (spec?.steps ?? []).flatMap((s, i) => (s.outputs?.length ? [i + 1] : []));
+    await (await this.artifacts).deleteJob(jobId, attempts, steps);
     return purgedChunks;
   }
 

@@ -29,7 +29,8 @@ describe('event codec: version 2 of JobSubmitted (rerunOf) and JobCompleted (log
     expect(submitted.metadata.version).toBe(3);
     expect(submitted.data).toEqual(data);
     expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse(submitted.data).success).toBe(true);
-    const v3 = { ...data, spec: { steps: [{ name: 'a', run: 'true', continueOnFailure: true }], priority: 'normal' } };
+    const v3 = { ...data, spec: { steps: [{ name: 'a', run: 'true', continueOnFailure: true, outputs: ['out/*'] }], priority: 'normal' } };
+    expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse({ ...data, spec: { steps: [{ name: 'a', run: 'true', outputs: ['../x'] }], priority: 'normal' } }).success).toBe(false);
     expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse(v3).success).toBe(true);
     expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse({ ...data, spec: { steps: [{ name: 'a', run: 'true', continueOnFailure: 'yes' }], priority: 'normal' } }).success).toBe(false);
   });

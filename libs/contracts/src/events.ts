@@ -27,7 +27,7 @@ export interface JobSubmitted {
     rerunOf?: string;
   };
 }
-// v3 of JobSubmitted: a spec's steps may carry continueOnFailure (a v2 spec is a valid v3 one).
+// v3 of JobSubmitted: a spec's steps may carry continueOnFailure and outputs (a v2 spec is a valid v3 one).
 export interface JobPackaged {
   type: 'JobPackaged';
   data: { bundleDigest: string; size: number; commit?: string; dataDigests?: Record<string, string>; packagedAt: string };
@@ -156,6 +156,8 @@ export interface StepFinishedData {
   continueOnFailure: boolean;
   /** The attempt ended while the step ran (stopped, timed out, or its shell died): exitCode is the attempt's. */
   interrupted?: boolean;
+  /** The step's own `outputs`, collected right after it (stored as `<jobId>/<attempt>/<step>`); absent when none were stored. */
+  artifacts?: { files: number; bytes: number };
 }
 
 export type JobEvent =
@@ -181,7 +183,7 @@ export type JobEventType = JobEvent['type'];
 
 /** The current version of every event type; bump with an upcaster, never reshape. */
 export const EVENT_VERSIONS: Record<JobEventType, number> = {
-  // 2: optional rerunOf. 3: steps may carry continueOnFailure.
+  // 2: optional rerunOf. 3: steps may carry continueOnFailure and outputs.
   JobSubmitted: 3,
   JobPackaged: 1,
   JobPackagingFailed: 1,

@@ -68,6 +68,8 @@ export const Step = z.strictObject({
     .refine((s) => s.trim().length > 0, 'run must not be empty'),
   /** Since JobSubmitted v3: a failure of this step is recorded, and the next steps run; it does not fail the job. */
   continueOnFailure: z.boolean().optional(),
+  /** Since JobSubmitted v3: files collected right after this step ends, before the next one starts (README "Staged pipelines"). */
+  outputs: OutputGlobs.optional(),
 });
 
 export const Resources = z.strictObject({

@@ -59,6 +59,8 @@ export interface StepView {
   logEnd: number | null;
   /** The attempt ended while it ran. */
   interrupted: boolean;
+  /** Its own outputs, when it named some and they were stored (GET /v1/jobs/{id}/artifacts?step=N). */
+  artifacts: { files: number; bytes: number } | null;
 }
 
 /** The orders GET /v1/jobs (and `jobline list --order`) accept. */

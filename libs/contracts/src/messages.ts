@@ -143,6 +143,7 @@ const StepFinishedShape = z.strictObject({
   logEnd: z.number().int().min(0),
   continueOnFailure: z.boolean(),
   interrupted: z.boolean().optional(),
+  artifacts: z.strictObject({ files: z.number().int().min(0), bytes: z.number().int().min(0) }).optional(),
 });
 
 export const AttemptReportSchema = z.discriminatedUnion('kind', [

@@ -16,7 +16,7 @@ const spec = JobSpecSchema.parse({
   steps: [
     { name: 'build', run: 'make' },
     { name: 'lint', run: 'make lint', continueOnFailure: true },
-    { name: 'test', run: 'make test' },
+    { name: 'test', run: 'make test', outputs: ['reports/*.xml'] },
   ],
   retry: { maxAttempts: 2 },
 });
@@ -127,7 +127,7 @@ describe('staged pipelines: the job view', () => {
       ...running(),
       { type: 'JobStepFinished', data: stepFinished(1, 'build', 0, 0, 40) },
       { type: 'JobStepFinished', data: stepFinished(2, 'lint', 3, 40, 90) },
-      { type: 'JobStepFinished', data: stepFinished(3, 'test', 0, 90, 300) },
+      { type: 'JobStepFinished', data: stepFinished(3, 'test', 0, 90, 300, 1, { artifacts: { files: 1, bytes: 12 } }) },
       completed(0),
     ];
     const v = view(events);
@@ -137,6 +137,7 @@ describe('staged pipelines: the job view', () => {
       ['failed', 3],
       ['succeeded', 0],
     ]);
+    expect(v.steps!.map((s) => s.artifacts)).toEqual([null, null, { files: 1, bytes: 12 }]);
   });
 
   it('once the job ends, steps never reached are skipped and one left running is failed and interrupted', () => {

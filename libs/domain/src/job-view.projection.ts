@@ -133,6 +133,7 @@ const pendingSteps = (spec: JobSpec): StepView[] | undefined =>
     logOffset: null,
     logEnd: null,
     interrupted: false,
+    artifacts: null,
   }));
 
 /** The view's `steps`: the current attempt's, reset by a new dispatch; what never ran is skipped once the job ends. */
@@ -166,6 +167,7 @@ function evolveSteps(view: JobView | null, event: JobEvent): JobView | null {
         logOffset: d.logOffset,
         logEnd: d.logEnd,
         interrupted: d.interrupted ?? false,
+        artifacts: d.artifacts ?? null,
       }));
     }
     default:

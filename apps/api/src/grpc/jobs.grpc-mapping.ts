@@ -80,7 +80,7 @@ export function specFromPb(pb: any): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (pb.argv) out.command = pb.argv.args ?? [];
   else if (pb.script !== undefined) out.command = pb.script;
-  else if (pb.steps) out.steps = (pb.steps.steps ?? []).map((s: any) => ({ name: s.name ?? '', run: s.run ?? '', ...(s.continueOnFailure !== undefined ? { continueOnFailure: s.continueOnFailure } : {}) }));
+  else if (pb.steps) out.steps = (pb.steps.steps ?? []).map((s: any) => ({ name: s.name ?? '', run: s.run ?? '', ...(s.continueOnFailure !== undefined ? { continueOnFailure: s.continueOnFailure } : {}), ...(s.outputs?.length ? { outputs: s.outputs } : {}) }));
   if (pb.env && Object.keys(pb.env).length) out.env = pb.env;
   if (pb.workdir) out.workdir = pb.workdir;
   const priority = priorityFromPb(pb.priority, 'spec.priority');
@@ -175,6 +175,7 @@ export function stepsToPb(steps: readonly StepView[]): any[] {
     ...(s.logOffset !== null ? { logOffset: s.logOffset } : {}),
     ...(s.logEnd !== null ? { logEnd: s.logEnd } : {}),
     interrupted: s.interrupted,
+    ...(s.artifacts ? { artifactFiles: s.artifacts.files, artifactBytes: s.artifacts.bytes } : {}),
   }));
 }
 

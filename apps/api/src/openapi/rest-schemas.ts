@@ -32,6 +32,10 @@ export const StepViewSchema = z
     logOffset: z.number().int().min(0).nullable().describe('Where the step begins in the attempt’s log (its `==> [n/N] name` marker line)'),
     logEnd: z.number().int().min(0).nullable().describe('Where its output ends: GET /v1/jobs/{id}/logs?offset=logOffset, read up to logEnd'),
     interrupted: z.boolean().describe('The attempt ended while the step ran (stopped, timed out, killed)'),
+    artifacts: z
+      .strictObject({ files: z.number().int().min(0), bytes: z.number().int().min(0) })
+      .nullable()
+      .describe('Its own outputs, collected right after it: GET /v1/jobs/{id}/artifacts?step=N'),
   })
   .describe('One step of a staged job, as the current (or last) attempt ran it');
 

@@ -96,6 +96,7 @@ function stepLines(j: JobView, style: Style): string {
     if (s.logOffset !== null) parts.push(`log ${s.logOffset}-${s.logEnd ?? ''}`);
     if (s.continueOnFailure) parts.push('(continue on failure)');
     if (s.interrupted) parts.push('(interrupted)');
+    if (s.artifacts) parts.push(`artifacts ${s.artifacts.files} files, ${s.artifacts.bytes} bytes`);
     text += parts.join('  ') + '\n';
   }
   return text;

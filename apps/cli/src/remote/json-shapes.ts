@@ -87,6 +87,7 @@ export function stepViewFromPb(pb: any): StepView {
     logOffset: pb.logOffset ?? null,
     logEnd: pb.logEnd ?? null,
     interrupted: pb.interrupted ?? false,
+    artifacts: pb.artifactFiles !== undefined ? { files: pb.artifactFiles, bytes: pb.artifactBytes ?? 0 } : null,
   };
 }
 

@@ -1,4 +1,4 @@
-import { shellQuote, stepsScript } from '../../../../libs/contracts/src/shell-script';
+import { shellQuote, stepGateFile, stepsScript } from '../../../../libs/contracts/src/shell-script';
 import { buildCommand, DEFAULT_PATH } from './command';
 
 describe('buildCommand', () => {
@@ -43,11 +43,13 @@ describe('stepsScript', () => {
     const script = stepsScript([
       { name: 'build', run: 'make' },
       { name: 'lint', run: 'make lint', continueOnFailure: true },
-      { name: 'test', run: 'make test' },
+      { name: 'test', run: 'make test', outputs: ['out/*'] },
     ]);
     const lines = script.split('\n');
-    expect(lines[0]).toBe('jl_t=${JOBLINE_STEP_TOKEN-}; unset JOBLINE_STEP_TOKEN');
-    expect(lines.slice(2)).toEqual([
+    expect(lines[0]).toBe('jl_t=${JOBLINE_STEP_TOKEN-}; jl_g=${JOBLINE_STEP_GATE-}; unset JOBLINE_STEP_TOKEN JOBLINE_STEP_GATE');
+    expect(lines[2]).toContain('jl_f="$jl_g/.jobline-step-$jl_t.$1"');
+    expect(stepGateFile('ab', 3)).toBe('.jobline-step-ab.3');
+    expect(lines.slice(3)).toEqual([
       `[ -n "$jl_t" ] || printf '%s\\n' '==> [1/3] build' >&2`,
       `jl_mark 'S 1'`,
       `/bin/sh -c 'make'; jl_s=$?`,
@@ -61,6 +63,7 @@ describe('stepsScript', () => {
       `jl_mark 'S 3'`,
       `/bin/sh -c 'make test'; jl_s=$?`,
       `jl_mark "E 3 $jl_s"`,
+      `jl_wait 3`,
       `[ "$jl_s" -eq 0 ] || exit "$jl_s"`,
       'exit 0',
       '',

@@ -39,7 +39,7 @@ export const JobSubmittedDataSchema = z
     idempotencyKey: z.string().optional(),
     rerunOf: JobIdSchema.optional().describe('Since version 2: the finished job this one re-runs, with the same spec and the same bundle by digest (its JobSubmitted causationId is the last event of that job)'),
   })
-  .describe('A job was accepted and durably recorded (version 3: a step may carry continueOnFailure)');
+  .describe('A job was accepted and durably recorded (version 3: a step may carry continueOnFailure and outputs)');
 
 export const JobPackagedDataSchema = z
   .strictObject({
@@ -170,6 +170,10 @@ export const JobStepFinishedDataSchema = z
     logEnd: LogOffset.describe("Where the step's output ends: its log range is [logOffset, logEnd)"),
     continueOnFailure: z.boolean().describe('The spec marked it: its failure let the next steps run and does not fail the job'),
     interrupted: z.boolean().optional().describe('The attempt ended while the step ran (stopped, timed out, killed); exitCode is the attempt\'s'),
+    artifacts: z
+      .strictObject({ files: z.number().int().min(0), bytes: z.number().int().min(0) })
+      .optional()
+      .describe("The step's own outputs, collected right after it ended (GET /v1/jobs/{id}/artifacts?step=N); absent when none were stored"),
   })
   .describe('A step of a staged job ended');
 
