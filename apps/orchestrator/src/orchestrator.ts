@@ -413,11 +413,15 @@ export class Orchestrator {
       const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
       return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, meta);
     }
-    if (r.kind === 'step-started' || r.kind === 'step-finished') {
-      const { kind, jobId, executorId, ...step } = r;
-      void executorId;
-      if (kind === 'step-started') return this.handler.execute(jobId, { type: 'RecordStepStarted', data: step }, meta);
-      return this.handler.execute(jobId, { type: 'RecordStepFinished', data: step as Extract<AttemptReport, { kind: 'step-finished' }> }, meta);
+    // Staged pipelines (README "Staged pipelines").
+    if (r.kind === 'step-started') {
+      const { attempt, step, name, startedAt, logOffset } = r;
+      return this.handler.execute(r.jobId, { type: 'RecordStepStarted', data: { attempt, step, name, startedAt, logOffset } }, meta);
+    }
+    if (r.kind === 'step-finished') {
+      const { attempt, step, name, exitCode, startedAt, finishedAt, durationMs, logOffset, logEnd, continueOnFailure, interrupted, artifacts } = r;
+      const data = { attempt, step, name, exitCode, startedAt, finishedAt, durationMs, logOffset, logEnd, continueOnFailure, ...(interrupted ? { interrupted } : {}), ...(artifacts ? { artifacts } : {}) };
+      return this.handler.execute(r.jobId, { type: 'RecordStepFinished', data }, meta);
     }
     const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error, steps } = r;
     return this.handler.execute(
