@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { certsInit } from '../../apps/cli/src/certs/dev-pki';
 import { startDevStack, type DevStack } from '../../apps/cli/src/dev-stack';
 import { jobViewFromPb } from '../../apps/cli/src/remote/json-shapes';
+import { tarOf } from '../../apps/packager/src/testing/archives';
 import { JobsRemote } from '../../apps/cli/src/remote/jobs-remote';
 import type { JobView, WsServerFrame, WsStatusFrame } from '../../libs/contracts/src';
 import { eventually, tempDir, type TempDir } from '../../libs/testing/src';
@@ -26,9 +27,11 @@ describe('staged pipelines: per-step results', () => {
 
   beforeAll(async () => {
     dir = tempDir('jobline-steps-e2e-');
+    // Searchable by others, so that where the host allows a sandbox, bundles are unpacked for its unprivileged user.
+    chmodSync(dir.path, 0o711);
     dataDir = join(dir.path, 'data');
     await certsInit(dataDir);
-    stack = await startDevStack({ dataDir, apiPort: 0, executorCapacity: 2, graceMs: 500, packager: false, logger: quietLogger, env: { JOBLINE_GRPC_PORT: '0' } });
+    stack = await startDevStack({ dataDir, apiPort: 0, executorCapacity: 2, graceMs: 500, logger: quietLogger, env: { JOBLINE_GRPC_PORT: '0' } });
     rest = new RestClient(stack.apiUrl!, stack.token);
   });
   afterAll(async () => {
@@ -174,6 +177,22 @@ describe('staged pipelines: per-step results', () => {
     expect(log).toContain('==> [3/3] empty\njobline: step 3: no file matched outputs ["nothing/*"]\n');
     // No gate file is left in what the job's own outputs saw.
     expect(log).not.toContain('.jobline-step-');
+  });
+
+  it('a bundled staged job (its .jobline/run.sh) is tracked the same way', async () => {
+    const form = new FormData();
+    form.append('spec', JSON.stringify({ steps: [{ name: 'read', run: 'cat hello.txt' }, { name: 'fail', run: 'exit 2', continueOnFailure: true }], source: { archive: true } }));
+    form.append('archive', new Blob([new Uint8Array(tarOf([{ name: 'hello.txt', data: 'hi from the archive\n' }]))]), 'source');
+    const res = await fetch(`${stack.apiUrl}/v1/jobs`, { method: 'POST', body: form, headers: { authorization: `Bearer ${stack.token}` } });
+    expect(res.status).toBe(201);
+    const done = await rest.finished(((await res.json()) as JobView).id, 60_000);
+    expect(done).toMatchObject({ status: 'succeeded', exitCode: 0 });
+    expect(done.bundleDigest).toMatch(/^sha256:/);
+    expect(done.steps!.map((s) => [s.status, s.exitCode])).toEqual([
+      ['succeeded', 0],
+      ['failed', 2],
+    ]);
+    expect(await rest.log(done.id)).toBe('==> [1/2] read\nhi from the archive\n==> [2/2] fail\n');
   });
 
   it('a step stopped by the job’s timeout is failed and interrupted, the rest skipped', async () => {
