@@ -89,6 +89,11 @@ describe('staged pipelines: the decider', () => {
       .then([{ type: 'JobStepFinished', data: f2 }, { type: 'JobStepStarted', data: stepStarted(3, 'test', 90) }, { type: 'JobStepFinished', data: f3 }, completed(0)]);
   });
 
+  it('drops steps of an end report that the spec does not have, or of another attempt; the end itself is recorded', () => {
+    const bogus = [stepFinished(9, 'deploy', 0, 0, 1), stepFinished(1, 'not-build', 0, 0, 1), stepFinished(1, 'build', 0, 0, 1, 2)];
+    given(running()).when(finishedCmd(0, bogus)).then([completed(0)]);
+  });
+
   it('records the steps of a cancelled attempt before its JobCancelled', () => {
     const f1 = stepFinished(1, 'build', 143, 0, 40, 1, { interrupted: true });
     const events = given([...running(), { type: 'JobCancelRequested', data: { requestedBy: 'alice', requestedAt: T2 } }]).when(finishedCmd(143, [f1])).events();
