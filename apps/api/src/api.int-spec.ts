@@ -387,7 +387,7 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
       expect(items.map((e) => e.id)).toEqual(stored.map((r) => r.id));
       expect(items.map((e) => e.position)).toEqual(stored.map((r) => r.position));
       for (let i = 1; i < items.length; i++) expect(items[i].position).toBeGreaterThan(items[i - 1].position);
-      expect(items[0]).toMatchObject({ version: 2, actor: 'alice', data: { jobId: job.id, owner: 'alice', priority: 'low' } });
+      expect(items[0]).toMatchObject({ version: 3, actor: 'alice', data: { jobId: job.id, owner: 'alice', priority: 'low' } });
       expect(Object.keys(items[0]).sort()).toEqual(['actor', 'causationId', 'correlationId', 'data', 'id', 'occurredAt', 'position', 'type', 'version']);
 
       const at = (t: number) => http().get(`/v1/jobs/${job.id}`).query({ at: new Date(t).toISOString() }).set(auth(ALICE));

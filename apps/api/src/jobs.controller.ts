@@ -1,7 +1,7 @@
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Param, Post, Query, Res, UseGuards } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import type { JobView, WebhookDeliveryView } from '../../../libs/contracts/src';
-import { NotFoundError } from '../../../libs/contracts/src';
+import { NotFoundError, SPEC_LIMITS, ValidationError } from '../../../libs/contracts/src';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { API_CONTEXT, type ApiContext } from './api.context';
@@ -138,19 +138,28 @@ export class JobsController {
 
   /** The `outputs` of the job's latest attempt (application/gzip); 404 when it stored none. */
   @Get(':id/artifacts')
-  async artifactsOf(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: ServerResponse): Promise<void> {
+  async artifactsOf(@CurrentCaller() caller: Caller, @Param('id') id: string, @Query('step') stepParam: unknown, @Res() res: ServerResponse): Promise<void> {
+    const step = stepParam === undefined ? undefined : stepNumber(stepParam);
     const job = await this.jobs.get(caller, id, {});
     if (!job.attempt) throw new NotFoundError(`job ${id} has not run, so it has no artifacts`);
     // Purged (by hand or by the retention policy, which records JobPurged before it deletes): nothing is served.
     if (job.purged) throw new NotFoundError(`job ${id} was purged`);
+    if (step !== undefined && step > (job.spec.steps?.length ?? 0)) throw new NotFoundError(`job ${id} has no step ${step}`);
     this.artifacts ??= ArtifactStore.open(this.ctx.nc);
-    const bytes = await (await this.artifacts).get(job.id, job.attempt);
-    if (!bytes) throw new NotFoundError(`job ${id} has no artifacts for attempt ${job.attempt}`);
+    const bytes = await (await this.artifacts).get(job.id, job.attempt, step);
+    if (!bytes) throw new NotFoundError(step === undefined ? `job ${id} has no artifacts for attempt ${job.attempt}` : `step ${step} of job ${id} has no artifacts for attempt ${job.attempt}`);
     res.writeHead(200, {
       'content-type': 'application/gzip',
       'content-length': String(bytes.length),
-      'content-disposition': `attachment; filename="${id}-artifacts-${job.attempt}.tar.gz"`,
+      'content-disposition': `attachment; filename="${id}-artifacts-${job.attempt}${step === undefined ? '' : `-step-${step}`}.tar.gz"`,
     });
     res.end(bytes);
   }
+}
+
+/** `?step=N`: a step number, 1 to the most steps a spec may hold. */
+function stepNumber(v: unknown): number {
+  const n = typeof v === 'string' && /^[1-9][0-9]{0,3}$/.test(v) ? Number(v) : NaN;
+  if (!(n <= SPEC_LIMITS.steps)) throw new ValidationError('invalid query', [{ path: 'step', message: `must be a step number from 1 to ${SPEC_LIMITS.steps}` }]);
+  return n;
 }

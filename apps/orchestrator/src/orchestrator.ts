@@ -464,12 +464,22 @@ export class Orchestrator {
       const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
       return this.handler.execute(r.jobId, { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } }, { ...meta, causationId: 'dispatched' });
     }
-    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error } = r;
+    // Staged pipelines (README "Staged pipelines").
+    if (r.kind === 'step-started') {
+      const { attempt, step, name, startedAt, logOffset } = r;
+      return this.handler.execute(r.jobId, { type: 'RecordStepStarted', data: { attempt, step, name, startedAt, logOffset } }, meta);
+    }
+    if (r.kind === 'step-finished') {
+      const { attempt, step, name, exitCode, startedAt, finishedAt, durationMs, logOffset, logEnd, continueOnFailure, interrupted, artifacts } = r;
+      const data = { attempt, step, name, exitCode, startedAt, finishedAt, durationMs, logOffset, logEnd, continueOnFailure, ...(interrupted ? { interrupted } : {}), ...(artifacts ? { artifacts } : {}) };
+      return this.handler.execute(r.jobId, { type: 'RecordStepFinished', data }, meta);
+    }
+    const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, logSha256, error, steps } = r;
     return this.handler.execute(
       r.jobId,
       {
         type: 'RecordFinished',
-        data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(logSha256 ? { logSha256 } : {}), ...(error ? { error } : {}) },
+        data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes, ...(logSha256 ? { logSha256 } : {}), ...(error ? { error } : {}), ...(steps?.length ? { steps } : {}) },
       },
       meta,
     );
@@ -505,7 +515,10 @@ export class Orchestrator {
   private async deleteJobData(jobId: string, attempts: number): Promise<number> {
     const purgedChunks = await purgeLogs(await jetstreamManager(this.o.nc), jobId);
     this.artifacts ??= ArtifactStore.open(this.o.nc);
-    await (await this.artifacts).deleteJob(jobId, attempts);
+    // A staged job's steps with outputs stored their own archives too.
+    const spec = (await this.handler.load(jobId)).job.spec;
+    const steps = (spec?.steps ?? []).flatMap((s, i) => (s.outputs?.length ? [i + 1] : []));
+    await (await this.artifacts).deleteJob(jobId, attempts, steps);
     return purgedChunks;
   }
 

@@ -26,12 +26,20 @@ export interface Caller {
   admin: boolean;
 }
 
+/** One step of a staged job (README "Staged pipelines"). */
 export interface Step {
+  step: number;
   name: string;
   status: string;
+  continueOnFailure: boolean;
   exitCode: number | null;
   startedAt: string | null;
   finishedAt: string | null;
+  durationMs: number | null;
+  logOffset: number | null;
+  logEnd: number | null;
+  interrupted: boolean;
+  artifacts: { files: number; bytes: number } | null;
 }
 
 export interface JobView {

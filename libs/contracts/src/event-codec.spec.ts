@@ -19,8 +19,20 @@ describe('event codec: version 2 of JobSubmitted (rerunOf) and JobCompleted (log
     expect(EVENT_DATA_SCHEMAS.JobCompleted.safeParse(completed.data).success).toBe(true);
     const submittedData = { jobId: JOB, owner: 'alice', spec: { command: 'true', priority: 'normal' }, priority: 'normal', submittedAt: T };
     const submitted = decodeJobEvent({ id: 'e0', type: 'JobSubmitted', data: submittedData, metadata: meta(1), revision: 0, position: 1 });
-    expect(submitted.metadata.version).toBe(2);
+    expect(submitted.metadata.version).toBe(3);
     expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse(submitted.data).success).toBe(true);
+  });
+
+  it('reads a version 2 JobSubmitted of a staged job as version 3: its steps stop at the first failure, as they did', () => {
+    const data = { jobId: JOB, owner: 'alice', spec: { steps: [{ name: 'a', run: 'true' }], priority: 'normal' }, priority: 'normal', submittedAt: T, rerunOf: JOB };
+    const submitted = decodeJobEvent({ id: 'e0', type: 'JobSubmitted', data, metadata: meta(2), revision: 0, position: 1 });
+    expect(submitted.metadata.version).toBe(3);
+    expect(submitted.data).toEqual(data);
+    expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse(submitted.data).success).toBe(true);
+    const v3 = { ...data, spec: { steps: [{ name: 'a', run: 'true', continueOnFailure: true, outputs: ['out/*'] }], priority: 'normal' } };
+    expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse({ ...data, spec: { steps: [{ name: 'a', run: 'true', outputs: ['../x'] }], priority: 'normal' } }).success).toBe(false);
+    expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse(v3).success).toBe(true);
+    expect(EVENT_DATA_SCHEMAS.JobSubmitted.safeParse({ ...data, spec: { steps: [{ name: 'a', run: 'true', continueOnFailure: 'yes' }], priority: 'normal' } }).success).toBe(false);
   });
 
   it('the schemas take the new fields and refuse a malformed digest', () => {

@@ -9,9 +9,11 @@ import { EVENT_VERSIONS, isJobEventType, type EventMetadata, type JobEvent, type
 /**
  * Upcasters by type: version n → n+1. Version 2 of JobSubmitted (rerunOf) and of JobCompleted
  * (logSha256) only added an optional field: a version 1 event is a valid version 2 as it is.
+ * Version 3 of JobSubmitted let a step carry continueOnFailure and outputs: a version 2 spec's
+ * steps lack both, which means what it always meant (stop at the first failure, no per-step outputs).
  */
 const UPCASTERS: Partial<Record<JobEvent['type'], Record<number, (data: unknown) => unknown>>> = {
-  JobSubmitted: { 1: (data) => data },
+  JobSubmitted: { 1: (data) => data, 2: (data) => data },
   JobCompleted: { 1: (data) => data },
 };
 

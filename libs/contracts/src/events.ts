@@ -27,6 +27,7 @@ export interface JobSubmitted {
     rerunOf?: string;
   };
 }
+// v3 of JobSubmitted: a spec's steps may carry continueOnFailure and outputs (a v2 spec is a valid v3 one).
 export interface JobPackaged {
   type: 'JobPackaged';
   data: { bundleDigest: string; size: number; commit?: string; dataDigests?: Record<string, string>; packagedAt: string };
@@ -120,6 +121,45 @@ export interface JobPurged {
   data: { purgedAt: string; by: string };
 }
 
+// ---- staged pipelines (README "Staged pipelines") ----
+
+/** A step of a staged job began: its marker is at `logOffset` of the attempt's log. */
+export interface JobStepStarted {
+  type: 'JobStepStarted';
+  data: StepStartedData;
+}
+/** A step of a staged job ended; its output is bytes [logOffset, logEnd) of the attempt's log, its marker included. */
+export interface JobStepFinished {
+  type: 'JobStepFinished';
+  data: StepFinishedData;
+}
+export interface StepStartedData {
+  attempt: number;
+  /** 1 for the spec's first step. */
+  step: number;
+  name: string;
+  startedAt: string;
+  logOffset: number;
+}
+export interface StepFinishedData {
+  attempt: number;
+  step: number;
+  name: string;
+  /** 128 + signal number when the step was killed by a signal. */
+  exitCode: number;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  logOffset: number;
+  logEnd: number;
+  /** The spec's flag: this step's failure did not stop the job. */
+  continueOnFailure: boolean;
+  /** The attempt ended while the step ran (stopped, timed out, or its shell died): exitCode is the attempt's. */
+  interrupted?: boolean;
+  /** The step's own `outputs`, collected right after it (stored as `<jobId>/<attempt>/<step>`); absent when none were stored. */
+  artifacts?: { files: number; bytes: number };
+}
+
 export type JobEvent =
   | JobSubmitted
   | JobPackaged
@@ -135,14 +175,16 @@ export type JobEvent =
   | JobLost
   | JobRetryScheduled
   | JobFailed
-  | JobPurged;
+  | JobPurged
+  | JobStepStarted
+  | JobStepFinished;
 
 export type JobEventType = JobEvent['type'];
 
 /** The current version of every event type; bump with an upcaster, never reshape. */
 export const EVENT_VERSIONS: Record<JobEventType, number> = {
-  // 2: optional rerunOf.
-  JobSubmitted: 2,
+  // 2: optional rerunOf. 3: steps may carry continueOnFailure and outputs.
+  JobSubmitted: 3,
   JobPackaged: 1,
   JobPackagingFailed: 1,
   JobQueued: 1,
@@ -158,6 +200,8 @@ export const EVENT_VERSIONS: Record<JobEventType, number> = {
   JobRetryScheduled: 1,
   JobFailed: 1,
   JobPurged: 1,
+  JobStepStarted: 1,
+  JobStepFinished: 1,
 };
 
 export const JOB_EVENT_TYPES = Object.keys(EVENT_VERSIONS) as JobEventType[];

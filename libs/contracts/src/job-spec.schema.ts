@@ -45,6 +45,20 @@ export const Command = z.union([
     .refine((s) => s.trim().length > 0, 'command must not be empty'),
 ]);
 
+/** `outputs` globs: relative to the workspace, never leaving it (README "Outputs and artifacts"). */
+export const OutputGlobs = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(1024)
+      .refine(noNul, 'must not contain NUL')
+      .refine((g) => !g.startsWith('/') && !g.includes('\\') && !/(^|[/{,])\.\.($|[/},])/.test(g), "must be a relative glob without '..' or backslashes")
+      .refine((g) => !g.startsWith('!'), "must not start with '!': negation is not supported, name the files to keep"),
+  )
+  .max(SPEC_LIMITS.outputs);
+
+/** One stage of a staged job (README "Staged pipelines"). */
 export const Step = z.strictObject({
   name: z.string().min(1).max(200).refine(noNul, 'must not contain NUL'),
   run: z
@@ -52,6 +66,10 @@ export const Step = z.strictObject({
     .max(SPEC_LIMITS.scriptBytes)
     .refine(noNul, 'must not contain NUL')
     .refine((s) => s.trim().length > 0, 'run must not be empty'),
+  /** Since JobSubmitted v3: a failure of this step is recorded, and the next steps run; it does not fail the job. */
+  continueOnFailure: z.boolean().optional(),
+  /** Since JobSubmitted v3: files collected right after this step ends, before the next one starts (README "Staged pipelines"). */
+  outputs: OutputGlobs.optional(),
 });
 
 export const Resources = z.strictObject({
@@ -153,18 +171,7 @@ export const JobSpecSchema = z
     resources: Resources.optional(),
     source: Source.optional(),
     data: z.array(DataItem).max(SPEC_LIMITS.dataItems).optional(),
-    outputs: z
-      .array(
-        z
-          .string()
-          .min(1)
-          .max(1024)
-          .refine(noNul, 'must not contain NUL')
-          .refine((g) => !g.startsWith('/') && !g.includes('\\') && !/(^|[/{,])\.\.($|[/},])/.test(g), "must be a relative glob without '..' or backslashes")
-          .refine((g) => !g.startsWith('!'), "must not start with '!': negation is not supported, name the files to keep"),
-      )
-      .max(SPEC_LIMITS.outputs)
-      .optional(),
+    outputs: OutputGlobs.optional(),
     retry: Retry.optional(),
     target: Target.optional(),
     notify: z

@@ -32,6 +32,35 @@ export interface JobView {
   rerunOf: string | null;
   cancelRequested: boolean;
   purged: boolean;
+  /** A staged job's steps, in spec order, as the current (or last) attempt ran them; absent for a command job. */
+  steps?: StepView[];
+}
+
+/**
+ * pending: not reached yet · running · succeeded · failed (a continueOnFailure step's failure
+ * included) · skipped: the job ended before it (an earlier step failed, or the job was stopped).
+ */
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+export const STEP_STATUSES: readonly StepStatus[] = ['pending', 'running', 'succeeded', 'failed', 'skipped'];
+
+/** One step of a staged job in the view (README "Staged pipelines"). */
+export interface StepView {
+  /** 1 for the first step. */
+  step: number;
+  name: string;
+  status: StepStatus;
+  continueOnFailure: boolean;
+  exitCode: number | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  /** Its range of the attempt's log, [logOffset, logEnd), marker line first; null before it started (logEnd: before it ended). */
+  logOffset: number | null;
+  logEnd: number | null;
+  /** The attempt ended while it ran. */
+  interrupted: boolean;
+  /** Its own outputs, when it named some and they were stored (GET /v1/jobs/{id}/artifacts?step=N). */
+  artifacts: { files: number; bytes: number } | null;
 }
 
 /** The orders GET /v1/jobs (and `jobline list --order`) accept. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { JobSpecSchema, type JobSpec } from './job-spec.schema';
+import { JobSpecSchema, SPEC_LIMITS, type JobSpec } from './job-spec.schema';
 import { ExecutorIdSchema, JobIdSchema } from './ids';
-import type { ResourceUsage, SandboxKind } from './events';
+import type { ResourceUsage, SandboxKind, StepFinishedData, StepStartedData } from './events';
 
 /** `jobline.cmd.<owner>.submit` payload. The client chooses the jobId; Nats-Msg-Id dedupes. */
 export const SubmitJobMessageSchema = z.strictObject({
@@ -121,9 +121,31 @@ export type AttemptReport =
       logSha256?: string;
       /** Set when the attempt could not run at all (spawn failure, bad workdir...). */
       error?: string;
-    };
+      /** A staged job: every step that ran, so a lost or late step report cannot leave a step unrecorded. */
+      steps?: StepFinishedData[];
+    }
+  | ({ kind: 'step-started'; jobId: string; executorId: string } & StepStartedData)
+  | ({ kind: 'step-finished'; jobId: string; executorId: string } & StepFinishedData);
 
 const Usage = z.strictObject({ cpuMs: z.number().min(0), maxRssBytes: z.number().min(0) }).nullable();
+
+const StepStartedShape = z.strictObject({
+  attempt: z.number().int().min(1),
+  step: z.number().int().min(1).max(SPEC_LIMITS.steps),
+  name: z.string().min(1).max(200),
+  startedAt: z.string(),
+  logOffset: z.number().int().min(0),
+});
+const StepFinishedShape = z.strictObject({
+  ...StepStartedShape.shape,
+  exitCode: z.number().int(),
+  finishedAt: z.string(),
+  durationMs: z.number().min(0),
+  logEnd: z.number().int().min(0),
+  continueOnFailure: z.boolean(),
+  interrupted: z.boolean().optional(),
+  artifacts: z.strictObject({ files: z.number().int().min(0), bytes: z.number().int().min(0) }).optional(),
+});
 
 export const AttemptReportSchema = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -150,7 +172,10 @@ export const AttemptReportSchema = z.discriminatedUnion('kind', [
     logBytes: z.number().int().min(0),
     logSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
     error: z.string().optional(),
+    steps: z.array(StepFinishedShape).max(SPEC_LIMITS.steps).optional(),
   }),
+  z.strictObject({ kind: z.literal('step-started'), jobId: JobIdSchema, executorId: ExecutorIdSchema, ...StepStartedShape.shape }),
+  z.strictObject({ kind: z.literal('step-finished'), jobId: JobIdSchema, executorId: ExecutorIdSchema, ...StepFinishedShape.shape }),
 ]);
 
 /**

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { WsErrorCode } from './errors';
-import type { JobStatus } from './job-view';
+import type { JobStatus, StepView } from './job-view';
 import type { LogStream } from './subjects';
 
 /**
@@ -56,6 +56,8 @@ export interface WsStatusFrame {
   exitCode?: number;
   signal?: string;
   reason?: string;
+  /** A staged job's steps after the change (event JobStepStarted / JobStepFinished: a step changed). */
+  steps?: StepView[];
 }
 
 /** The followed job is over and every byte of its log was sent; the follow is closed. */

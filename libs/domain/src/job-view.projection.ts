@@ -1,4 +1,4 @@
-import type { JobEvent, JobStatus, JobView } from '../../contracts/src';
+import { isTerminal, type JobEvent, type JobSpec, type JobStatus, type JobView, type StepView } from '../../contracts/src';
 import { phaseAfter, type JobPhase } from './job.decider';
 
 /** The public status of an internal phase (DESIGN.md: pending → queued → running → terminal). */
@@ -47,6 +47,10 @@ const cancelReasonOf = (view: JobView): string =>
  * replay from position 0 rebuilds exactly what the live projection holds.
  */
 export function evolveJobView(view: JobView | null, event: JobEvent): JobView | null {
+  return evolveSteps(evolveJob(view, event), event);
+}
+
+function evolveJob(view: JobView | null, event: JobEvent): JobView | null {
   if (event.type === 'JobSubmitted') {
     const d = event.data;
     return {
@@ -123,5 +127,73 @@ export function evolveJobView(view: JobView | null, event: JobEvent): JobView | 
       return { ...view, status, reason: event.data.reason, finishedAt: event.data.finishedAt };
     case 'JobPurged':
       return { ...view, purged: true, logBytes: 0 };
+    case 'JobStepStarted':
+    case 'JobStepFinished':
+      return view; // see evolveSteps
+  }
+}
+
+// ---- staged pipelines (README "Staged pipelines") ----
+
+const pendingSteps = (spec: JobSpec): StepView[] | undefined =>
+  spec.steps?.map((s, i) => ({
+    step: i + 1,
+    name: s.name,
+    status: 'pending',
+    continueOnFailure: s.continueOnFailure ?? false,
+    exitCode: null,
+    startedAt: null,
+    finishedAt: null,
+    durationMs: null,
+    logOffset: null,
+    logEnd: null,
+    interrupted: false,
+    artifacts: null,
+  }));
+
+/** The view's `steps`: the current attempt's, reset by a new dispatch; what never ran is skipped once the job ends. */
+function evolveSteps(view: JobView | null, event: JobEvent): JobView | null {
+  if (!view?.steps) {
+    if (view && event.type === 'JobSubmitted') {
+      const steps = pendingSteps(event.data.spec);
+      return steps ? { ...view, steps } : view;
+    }
+    return view;
+  }
+  const set = (step: number, change: (s: StepView) => StepView): JobView => ({ ...view, steps: view.steps!.map((s) => (s.step === step ? change(s) : s)) });
+  switch (event.type) {
+    case 'JobDispatched':
+      return { ...view, steps: pendingSteps(view.spec) };
+    case 'JobStepStarted': {
+      const d = event.data;
+      if (d.attempt !== view.attempt) return view;
+      return set(d.step, (s) => (s.status === 'pending' ? { ...s, status: 'running', startedAt: d.startedAt, logOffset: d.logOffset } : s));
+    }
+    case 'JobStepFinished': {
+      const d = event.data;
+      if (d.attempt !== view.attempt) return view;
+      return set(d.step, (s) => ({
+        ...s,
+        status: d.exitCode === 0 && !d.interrupted ? 'succeeded' : 'failed',
+        exitCode: d.exitCode,
+        startedAt: d.startedAt,
+        finishedAt: d.finishedAt,
+        durationMs: d.durationMs,
+        logOffset: d.logOffset,
+        logEnd: d.logEnd,
+        interrupted: d.interrupted ?? false,
+        artifacts: d.artifacts ?? null,
+      }));
+    }
+    default:
+      if (!isTerminal(view.status)) return view;
+      // The job ended: a step never reached was skipped; one left running without a report was cut short.
+      if (!view.steps.some((s) => s.status === 'pending' || s.status === 'running')) return view;
+      return {
+        ...view,
+        steps: view.steps.map((s) =>
+          s.status === 'pending' ? { ...s, status: 'skipped' } : s.status === 'running' ? { ...s, status: 'failed', interrupted: true, finishedAt: view.finishedAt } : s,
+        ),
+      };
   }
 }

@@ -4,11 +4,14 @@ import {
   NotOwnerError,
   StaleAttemptError,
   ConflictError,
+  ValidationError,
   type JobEvent,
   type JobSpec,
   type Priority,
   type ResourceUsage,
   type SandboxKind,
+  type StepFinishedData,
+  type StepStartedData,
 } from '../../contracts/src';
 
 /**
@@ -49,6 +52,14 @@ export interface Job {
   /** What JobPackaged recorded, for a re-run to refer to the same bundle. */
   bundle: PackagedBundle | null;
   purged: boolean;
+  /** Staged jobs: what is recorded of the steps of `steps.attempt` (another attempt's marks do not count). */
+  steps: StepMarks;
+}
+
+/** Per step number: started, or finished (which implies started). */
+export interface StepMarks {
+  attempt: number;
+  marks: Readonly<Record<number, 'started' | 'finished'>>;
 }
 
 /** A bundle as JobPackaged names it. */
@@ -73,6 +84,7 @@ export const initialState = (): Job => ({
   bundleDigest: null,
   bundle: null,
   purged: false,
+  steps: { attempt: 0, marks: {} },
 });
 
 /**
@@ -115,8 +127,12 @@ export type JobCommand =
         logBytes: number;
         logSha256?: string;
         error?: string;
+        /** A staged job's steps that ran (any not recorded yet are recorded before the attempt's end). */
+        steps?: StepFinishedData[];
       };
     }
+  | { type: 'RecordStepStarted'; data: StepStartedData }
+  | { type: 'RecordStepFinished'; data: StepFinishedData }
   | { type: 'TimeOutJob'; data: { attempt: number; now: string } }
   | { type: 'RequestCancel'; data: { actor: Actor; reason?: string; now: string } }
   /** The executor did not confirm a stop in time: close the job anyway. */
@@ -165,6 +181,8 @@ export const phaseAfter = (phase: JobPhase, event: JobEvent): JobPhase => {
     case 'JobCancelRequested':
     case 'JobAttemptStopped':
     case 'JobPurged':
+    case 'JobStepStarted':
+    case 'JobStepFinished':
       return phase;
     default:
       return assertNever(event);
@@ -217,6 +235,10 @@ export const evolve = (job: Job, event: JobEvent): Job => {
       return { ...next, executorId: null };
     case 'JobPurged':
       return { ...next, purged: true };
+    // ---- staged pipelines ----
+    case 'JobStepStarted':
+    case 'JobStepFinished':
+      return { ...next, steps: markStep(job.steps, event.data.attempt, event.data.step, event.type === 'JobStepStarted' ? 'started' : 'finished') };
     default:
       return next;
   }
@@ -293,17 +315,19 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
       ];
     }
     case 'RecordFinished': {
-      const d = command.data;
+      const { steps: stepResults, ...d } = command.data;
+      const steps = unrecordedSteps(job, d.attempt, stepResults);
       if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) {
         // Stopped after the job ended (timeout, forced cancel): its usage and log bytes are still worth recording, once.
         const stoppedLate = (job.phase === 'timed_out' || job.phase === 'cancelled') && job.executorId !== null && !job.attemptReported;
         if (!stoppedLate) return [];
         const { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes } = d;
-        return [{ type: 'JobAttemptStopped', data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes } }];
+        return [...steps, { type: 'JobAttemptStopped', data: { attempt, exitCode, signal, oomKilled, durationMs, finishedAt, usage, logBytes } }];
       }
       requireCurrentAttempt(job, d.attempt, ['dispatched', 'running']);
       if (job.cancelRequested) {
         return [
+          ...steps,
           {
             type: 'JobCancelled',
             data: { attempt: d.attempt, finishedAt: d.finishedAt, exitCode: d.exitCode, signal: d.signal, usage: d.usage, logBytes: d.logBytes },
@@ -311,9 +335,9 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
         ];
       }
       const completed: JobEvent = { type: 'JobCompleted', data: { ...d } };
-      if (d.exitCode === 0) return [completed];
+      if (d.exitCode === 0) return [...steps, completed];
       const why = d.error ?? (d.signal ? `killed by ${d.signal}` : `exit code ${d.exitCode}`);
-      return [completed, ...retryIfAllowed(job, d.finishedAt, why)];
+      return [...steps, completed, ...retryIfAllowed(job, d.finishedAt, why)];
     }
     case 'TimeOutJob': {
       const d = command.data;
@@ -363,6 +387,18 @@ export const decide = (command: JobCommand, job: Job): JobEvent[] => {
       if (!TERMINAL_PHASES.has(job.phase)) throw new IllegalStateError(`job is not finished (${job.phase})`, { phase: job.phase });
       if (job.purged) return [];
       return [{ type: 'JobPurged', data: { purgedAt: command.data.now, by: command.data.actor.id } }];
+    // ---- staged pipelines ----
+    case 'RecordStepStarted':
+    case 'RecordStepFinished': {
+      const d = command.data;
+      // Reports travel apart from the attempt's end (which repeats every finished step): late ones change nothing.
+      if (job.attempt === d.attempt && TERMINAL_PHASES.has(job.phase)) return [];
+      requireCurrentAttempt(job, d.attempt, ['running']);
+      requireStepOfSpec(job, d.step, d.name);
+      const mark = stepMark(job, d.attempt, d.step);
+      if (command.type === 'RecordStepStarted') return mark ? [] : [{ type: 'JobStepStarted', data: { ...command.data } }];
+      return mark === 'finished' ? [] : [{ type: 'JobStepFinished', data: { ...command.data } }];
+    }
     default:
       return assertNever(command);
   }
@@ -427,6 +463,41 @@ function requireCurrentAttempt(job: Job, attempt: number, phases: JobPhase[]): v
 /** The same report delivered again (at-least-once bus): nothing new to record. */
 function isDuplicateReport(job: Job, attempt: number, phaseAfter: JobPhase): boolean {
   return job.attempt === attempt && (job.phase === phaseAfter || TERMINAL_PHASES.has(job.phase));
+}
+
+// ---- staged pipelines ----
+
+function markStep(steps: StepMarks, attempt: number, step: number, mark: 'started' | 'finished'): StepMarks {
+  const marks = steps.attempt === attempt ? steps.marks : {};
+  if (marks[step] === 'finished') return steps;
+  return { attempt, marks: { ...marks, [step]: mark } };
+}
+
+function stepMark(job: Job, attempt: number, step: number): 'started' | 'finished' | undefined {
+  return job.steps.attempt === attempt ? job.steps.marks[step] : undefined;
+}
+
+function requireStepOfSpec(job: Job, step: number, name: string): void {
+  const steps = job.spec?.steps ?? [];
+  if (step < 1 || step > steps.length || steps[step - 1].name !== name) {
+    throw new ValidationError(`step ${step} (${JSON.stringify(name)}) is not a step of this job`, [{ path: 'step', message: `the job has ${steps.length} steps` }]);
+  }
+}
+
+/**
+ * For each reported step of the current attempt not recorded as finished yet: its JobStepStarted
+ * (when its own report has not come) and its JobStepFinished. A step the spec does not have is dropped.
+ */
+function unrecordedSteps(job: Job, attempt: number, steps: StepFinishedData[] | undefined): JobEvent[] {
+  if (!steps?.length || job.attempt !== attempt) return [];
+  const spec = job.spec?.steps ?? [];
+  return steps
+    .filter((s) => s.attempt === attempt && s.step >= 1 && s.step <= spec.length && spec[s.step - 1].name === s.name && stepMark(job, attempt, s.step) !== 'finished')
+    .flatMap((s): JobEvent[] => {
+      const finished: JobEvent = { type: 'JobStepFinished', data: { ...s } };
+      if (stepMark(job, attempt, s.step)) return [finished];
+      return [{ type: 'JobStepStarted', data: { attempt, step: s.step, name: s.name, startedAt: s.startedAt, logOffset: s.logOffset } }, finished];
+    });
 }
 
 function sameJson(a: unknown, b: unknown): boolean {

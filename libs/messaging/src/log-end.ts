@@ -65,6 +65,8 @@ export function attemptLogEnd(events: readonly JobEvent[], attempt: number): Att
       case 'JobSubmitted':
       case 'JobPackaged':
       case 'JobCancelRequested':
+      case 'JobStepStarted':
+      case 'JobStepFinished':
         break;
       default: {
         // A new event type does not compile until it is placed here.

@@ -1,6 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { QuotaExceededError, ValidationError, parseJobSpec } from '../../../../libs/contracts/src';
-import { fromTimestamp, logStreamFromPb, priorityFromPb, specFromPb, specToPb, statusFromPb, toGrpcError } from './jobs.grpc-mapping';
+import { fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, specToPb, statusFromPb, toGrpcError } from './jobs.grpc-mapping';
+import { jobViewFromPb } from '../../../cli/src/remote/json-shapes';
+import { evolveJobView } from '../../../../libs/domain/src';
 import { jobServiceClient } from './jobs.proto-loader';
 
 /*
@@ -62,6 +64,26 @@ describe('gRPC errors', () => {
 });
 
 describe('gRPC mapping refuses what it cannot map, and coerces nothing', () => {
+  it('maps a staged spec (continue_on_failure, outputs) and the view’s steps both ways, over the wire', () => {
+    const step = (name: string, more: Buffer[] = []) => field(3, msg(field(1, msg(field(1, name), field(2, 'true'), ...more))));
+    const decoded = decodeStart([msg(step('a', [field(3, 1), field(4, 'out/*')]))]).spec;
+    const spec = parseJobSpec(specFromPb(decoded));
+    expect(spec.ok && spec.value.steps).toEqual([{ name: 'a', run: 'true', continueOnFailure: true, outputs: ['out/*'] }]);
+    const jobId = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a11';
+    const T = '2026-01-01T00:00:00.123Z';
+    const view = [
+      { type: 'JobSubmitted', data: { jobId, owner: 'alice', spec: spec.ok ? spec.value : ({} as never), priority: 'normal', submittedAt: T } },
+      { type: 'JobQueued', data: { attempt: 1, priority: 'normal', queuedAt: T } },
+      { type: 'JobDispatched', data: { attempt: 1, executorId: 'e1', dispatchedAt: T } },
+      { type: 'JobStarted', data: { attempt: 1, executorId: 'e1', startedAt: T, sandbox: 'none' } },
+      { type: 'JobStepFinished', data: { attempt: 1, step: 1, name: 'a', exitCode: 2, startedAt: T, finishedAt: T, durationMs: 1.5, logOffset: 0, logEnd: 12, continueOnFailure: true, artifacts: { files: 1, bytes: 3 } } },
+    ].reduce((v, e) => evolveJobView(v, e as never), null as ReturnType<typeof evolveJobView>)!;
+    const wire = service.Status.responseSerialize({ job: jobViewToPb(view) });
+    const back = jobViewFromPb((service.Status.responseDeserialize(wire) as { job: unknown }).job);
+    expect(back.steps).toEqual(view.steps);
+    expect(back.steps![0]).toMatchObject({ status: 'failed', exitCode: 2, logEnd: 12, artifacts: { files: 1, bytes: 3 } });
+  });
+
   it('maps notify (field 14) both ways, validated by the REST schema', () => {
     const hook = (url: string) => field(14, msg(field(1, url)));
     const spec = startSpec([SCRIPT, hook('https://a.example/h'), hook('https://b.example/h')]);

@@ -1,5 +1,5 @@
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
-import { ERROR_TABLE, JoblineError, ValidationError, type JobSpec, type JobStatus, type JobView, type SandboxKind } from '../../../../libs/contracts/src';
+import { ERROR_TABLE, JoblineError, ValidationError, type JobSpec, type JobStatus, type JobView, type SandboxKind, type StepView } from '../../../../libs/contracts/src';
 
 /** proto Timestamp as proto-loader gives it (seconds as a number: LOADER_OPTIONS.longs). */
 export interface PbTimestamp {
@@ -80,7 +80,7 @@ export function specFromPb(pb: any): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (pb.argv) out.command = pb.argv.args ?? [];
   else if (pb.script !== undefined) out.command = pb.script;
-  else if (pb.steps) out.steps = (pb.steps.steps ?? []).map((s: any) => ({ name: s.name ?? '', run: s.run ?? '' }));
+  else if (pb.steps) out.steps = (pb.steps.steps ?? []).map((s: any) => ({ name: s.name ?? '', run: s.run ?? '', ...(s.continueOnFailure !== undefined ? { continueOnFailure: s.continueOnFailure } : {}), ...(s.outputs?.length ? { outputs: s.outputs } : {}) }));
   if (pb.env && Object.keys(pb.env).length) out.env = pb.env;
   if (pb.workdir) out.workdir = pb.workdir;
   const priority = priorityFromPb(pb.priority, 'spec.priority');
@@ -157,7 +157,26 @@ export function jobViewToPb(v: JobView): any {
     purged: v.purged,
     ...(v.logSha256 !== null ? { logSha256: v.logSha256 } : {}),
     ...(v.rerunOf !== null ? { rerunOf: v.rerunOf } : {}),
+    ...(v.steps ? { steps: stepsToPb(v.steps) } : {}),
   };
+}
+
+/** A staged job's steps as proto StepViews. */
+export function stepsToPb(steps: readonly StepView[]): any[] {
+  return steps.map((s) => ({
+    step: s.step,
+    name: s.name,
+    status: `STEP_STATUS_${s.status.toUpperCase()}`,
+    continueOnFailure: s.continueOnFailure,
+    ...(s.exitCode !== null ? { exitCode: s.exitCode } : {}),
+    ...(s.startedAt ? { startedAt: toTimestamp(s.startedAt) } : {}),
+    ...(s.finishedAt ? { finishedAt: toTimestamp(s.finishedAt) } : {}),
+    ...(s.durationMs !== null ? { durationMs: s.durationMs } : {}),
+    ...(s.logOffset !== null ? { logOffset: s.logOffset } : {}),
+    ...(s.logEnd !== null ? { logEnd: s.logEnd } : {}),
+    interrupted: s.interrupted,
+    ...(s.artifacts ? { artifactFiles: s.artifacts.files, artifactBytes: s.artifacts.bytes } : {}),
+  }));
 }
 
 /* eslint-enable @typescript-eslint/no-explicit-any */

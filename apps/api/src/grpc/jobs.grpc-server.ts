@@ -8,7 +8,7 @@ import type { JobsService } from '../jobs.service';
 import type { ProvenanceService } from '../provenance.service';
 import { comparisonToPb, envelopeToPb } from './provenance.grpc-mapping';
 import type { JobChange } from '../projections/jobs.projection';
-import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
+import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, stepsToPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
 import { requestIdOf } from '../http/request-id';
 
@@ -254,6 +254,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
             ...(v.exitCode !== null ? { exitCode: v.exitCode } : {}),
             ...(v.signal !== null ? { signal: v.signal } : {}),
             ...(v.reason !== null ? { reason: v.reason } : {}),
+            ...(v.steps ? { steps: stepsToPb(v.steps) } : {}),
           });
         }
         if (slow) throw new JoblineError('unavailable', 'the client read too slowly; watch again');

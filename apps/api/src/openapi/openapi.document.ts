@@ -330,7 +330,21 @@ function paths(): Json {
     },
     '/v1/jobs/{id}/artifacts': {
       parameters: [jobIdParam],
-      get: { operationId: 'jobArtifacts', tags: jobTag, summary: 'The latest attempt’s outputs', responses: { '200': gzip('The outputs as a tar.gz.'), '401': P401, '404': P404 } },
+      get: {
+        operationId: 'jobArtifacts',
+        tags: jobTag,
+        summary: 'The latest attempt’s outputs, or one step’s',
+        parameters: [
+          {
+            name: 'step',
+            in: 'query',
+            required: false,
+            description: 'A staged job’s step number (1 for the first): that step’s own `outputs`, collected right after it ended',
+            schema: { type: 'integer', minimum: 1, maximum: SPEC_LIMITS.steps },
+          },
+        ],
+        responses: { '200': gzip('The outputs as a tar.gz.'), '400': P400, '401': P401, '404': P404 },
+      },
     },
     '/v1/executors': {
       get: {

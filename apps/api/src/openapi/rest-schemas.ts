@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ExecutorIdSchema, JOB_STATUSES, JobIdSchema, JobSpecSchema, OwnerSchema, Priority, WebhookAttemptSchema, WebhookOutcomeSchema, WebhookSourceSchema, type JobView, type WebhookDeliveryView } from '../../../../libs/contracts/src';
+import { ExecutorIdSchema, JOB_STATUSES, STEP_STATUSES, JobIdSchema, JobSpecSchema, OwnerSchema, Priority, WebhookAttemptSchema, WebhookOutcomeSchema, WebhookSourceSchema, type JobView, type StepStatus, type WebhookDeliveryView } from '../../../../libs/contracts/src';
 import { IsoTimeSchema, ResourceUsageSchema, SandboxKindSchema } from '../../../../libs/contracts/src/schemas';
 import type { Caller } from '../api-tokens';
 import type { ExecutorInfo } from '../executors.registry';
@@ -18,6 +18,26 @@ import type { JobComparison } from '../compare';
  */
 
 export const JobStatusSchema = z.enum(JOB_STATUSES as unknown as ['pending', ...JobView['status'][]]).describe('pending → queued → running → a terminal status');
+
+export const StepViewSchema = z
+  .strictObject({
+    step: z.number().int().min(1).describe('1 for the first step'),
+    name: z.string(),
+    status: z.enum(STEP_STATUSES as unknown as [StepStatus, ...StepStatus[]]).describe('pending → running → succeeded | failed; skipped when the job ended before it'),
+    continueOnFailure: z.boolean().describe('Its failure lets the next steps run and does not fail the job'),
+    exitCode: z.number().int().nullable(),
+    startedAt: IsoTimeSchema.nullable(),
+    finishedAt: IsoTimeSchema.nullable(),
+    durationMs: z.number().min(0).nullable(),
+    logOffset: z.number().int().min(0).nullable().describe('Where the step begins in the attempt’s log (its `==> [n/N] name` marker line)'),
+    logEnd: z.number().int().min(0).nullable().describe('Where its output ends: GET /v1/jobs/{id}/logs?offset=logOffset, read up to logEnd'),
+    interrupted: z.boolean().describe('The attempt ended while the step ran (stopped, timed out, killed)'),
+    artifacts: z
+      .strictObject({ files: z.number().int().min(0), bytes: z.number().int().min(0) })
+      .nullable()
+      .describe('Its own outputs, collected right after it: GET /v1/jobs/{id}/artifacts?step=N'),
+  })
+  .describe('One step of a staged job, as the current (or last) attempt ran it');
 
 export const JobViewSchema = z
   .strictObject({
@@ -42,6 +62,7 @@ export const JobViewSchema = z
     rerunOf: JobIdSchema.nullable().describe('The finished job this one re-runs (POST /v1/jobs/{id}/rerun)'),
     cancelRequested: z.boolean(),
     purged: z.boolean().describe('Logs and artifacts deleted (DELETE); the history stays'),
+    steps: z.array(StepViewSchema).optional().describe('A staged job’s steps in spec order (absent for a command job)'),
   })
   .describe('A job as the read model shows it');
 

@@ -103,7 +103,7 @@ export interface TimelineBucket {
  * Bump when the tables or the view fold (evolveJobView) change: a file of another version is emptied and rebuilt from
  * position 0 of the store (the read model is derived, so nothing is lost).
  */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 /*
  * submitted_at is epoch ms, so ordering never depends on how a timestamp was spelled.

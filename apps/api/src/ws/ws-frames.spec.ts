@@ -1,9 +1,19 @@
 import { DataLossError, ERROR_CODES, ERROR_TABLE, JoblineError } from '../../../../libs/contracts/src';
-import { encodeLogFrame, errorFrame, logFrame } from './ws-frames';
+import { JobSpecSchema } from '../../../../libs/contracts/src';
+import { evolveJobView } from '../../../../libs/domain/src';
+import { encodeLogFrame, errorFrame, logFrame, statusFrame } from './ws-frames';
 
 const JOB = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a10';
 
 describe('WebSocket server frames', () => {
+  it('a staged job’s status frames carry its steps; a command job’s carry none', () => {
+    const T = '2026-01-01T00:00:00.000Z';
+    const submitted = (spec: unknown) => evolveJobView(null, { type: 'JobSubmitted', data: { jobId: JOB, owner: 'alice', spec: JobSpecSchema.parse(spec), priority: 'normal', submittedAt: T } })!;
+    const change = { type: 'JobSubmitted', position: 3, occurredAt: T };
+    expect(statusFrame(submitted({ steps: [{ name: 'a', run: 'true' }] }), change).steps).toEqual([expect.objectContaining({ step: 1, name: 'a', status: 'pending' })]);
+    expect(statusFrame(submitted({ command: 'true' }), change)).not.toHaveProperty('steps');
+  });
+
   it.each([
     ['text', Buffer.from('hello "quoted" \\ back\nslash \u2028 ünïcode \u0000 nul')],
     ['binary', Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41])],

@@ -56,6 +56,7 @@ export function statusFrame(view: JobView, change: JobChange): WsStatusFrame {
     ...(view.exitCode !== null ? { exitCode: view.exitCode } : {}),
     ...(view.signal !== null ? { signal: view.signal } : {}),
     ...(view.reason !== null ? { reason: view.reason } : {}),
+    ...(view.steps ? { steps: view.steps } : {}),
   };
 }
 

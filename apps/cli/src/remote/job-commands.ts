@@ -81,7 +81,25 @@ function viewLines(j: JobView, style: Style): string {
   if (j.logSha256) rows.push(['log sha256', j.logSha256]);
   if (j.bundleDigest) rows.push(['bundle', j.bundleDigest]);
   if (j.rerunOf) rows.push(['rerun of', j.rerunOf]);
-  return rows.map(([k, v]) => `${k.padEnd(10)} ${v}\n`).join('');
+  return rows.map(([k, v]) => `${k.padEnd(10)} ${v}\n`).join('') + stepLines(j, style);
+}
+
+/** A staged job's steps, one line each: number, name, status, exit code, duration, log range. */
+function stepLines(j: JobView, style: Style): string {
+  if (!j.steps?.length) return '';
+  const width = Math.max(...j.steps.map((s) => s.name.length));
+  let text = 'steps\n';
+  for (const s of j.steps) {
+    const parts = [`  ${String(s.step).padStart(2)}. ${s.name.padEnd(width)}  ${style.status(s.status.padEnd(9))}`];
+    if (s.exitCode !== null) parts.push(`exit ${s.exitCode}`);
+    if (s.durationMs !== null) parts.push(`${Math.round(s.durationMs)} ms`);
+    if (s.logOffset !== null) parts.push(`log ${s.logOffset}-${s.logEnd ?? ''}`);
+    if (s.continueOnFailure) parts.push('(continue on failure)');
+    if (s.interrupted) parts.push('(interrupted)');
+    if (s.artifacts) parts.push(`artifacts ${s.artifacts.files} files, ${s.artifacts.bytes} bytes`);
+    text += parts.join('  ') + '\n';
+  }
+  return text;
 }
 
 /** `jobline start [flags] -- CMD...`: one argument is a shell script (sh -c), several are argv. */

@@ -1,4 +1,4 @@
-import { parseJobSpec, type JobSpec, type JobStatus, type JobView, type SandboxKind } from '../../../../libs/contracts/src';
+import { parseJobSpec, STEP_STATUSES, type JobSpec, type JobStatus, type JobView, type SandboxKind, type StepStatus, type StepView } from '../../../../libs/contracts/src';
 import { STATUS_TO_PB, priorityFromPb, specFromPb, type PbTimestamp } from '../../../api/src/grpc/jobs.grpc-mapping';
 
 /**
@@ -67,6 +67,27 @@ export function jobViewFromPb(pb: any): JobView {
     rerunOf: pb.rerunOf ?? null,
     cancelRequested: pb.cancelRequested ?? false,
     purged: pb.purged ?? false,
+    ...(Array.isArray(pb.steps) && pb.steps.length ? { steps: pb.steps.map(stepViewFromPb) } : {}),
+  };
+}
+
+/** A proto StepView as the REST one. */
+export function stepViewFromPb(pb: any): StepView {
+  const status = typeof pb.status === 'string' ? pb.status.replace(/^STEP_STATUS_/, '').toLowerCase() : '';
+  if (!isStepStatus(status)) throw new Error(`the server sent an unknown step status ${JSON.stringify(pb.status)}: is this CLI older than the server?`);
+  return {
+    step: pb.step ?? 0,
+    name: pb.name ?? '',
+    status,
+    continueOnFailure: pb.continueOnFailure ?? false,
+    exitCode: pb.exitCode ?? null,
+    startedAt: isoFromPb(pb.startedAt),
+    finishedAt: isoFromPb(pb.finishedAt),
+    durationMs: pb.durationMs ?? null,
+    logOffset: pb.logOffset ?? null,
+    logEnd: pb.logEnd ?? null,
+    interrupted: pb.interrupted ?? false,
+    artifacts: pb.artifactFiles !== undefined ? { files: pb.artifactFiles, bytes: pb.artifactBytes ?? 0 } : null,
   };
 }
 
@@ -195,3 +216,5 @@ export function envelopeFromPb(pb: any): { payloadType: string; payload: string;
 }
 
 /* eslint-enable @typescript-eslint/no-explicit-any */
+
+const isStepStatus = (s: string): s is StepStatus => (STEP_STATUSES as readonly string[]).includes(s);

@@ -11,6 +11,11 @@ export interface ArtifactRequest {
   attemptId: string;
   /** The spec's `outputs`, already checked with {@link outputGlobProblem}. */
   outputs: string[];
+  /**
+   * A staged job's step whose own outputs these are (stored as `<jobId>/<attempt>/<step>`),
+   * collected while the attempt's processes are stopped (SIGSTOP) and its script waits at its gate.
+   */
+  step?: number;
 }
 
 export interface ArtifactResult {
@@ -24,6 +29,13 @@ export interface ArtifactResult {
 /** Collects and stores an attempt's outputs (one implementation per runtime). */
 export interface ArtifactCollector {
   collect(req: ArtifactRequest): Promise<ArtifactResult>;
+  /**
+   * Staged pipelines: the folder, at the path the attempt's processes see, where its steps script
+   * waits for gate files (README "Staged pipelines"); without it, per-step outputs are not collected.
+   */
+  gateFolder?(attemptId: string): string;
+  /** Creates the gate file `name` in the attempt's gate folder: its script goes on. */
+  openGate?(attemptId: string, name: string): Promise<void>;
 }
 
 /** Why an `outputs` glob is refused, or null: it must be relative and stay inside the workspace. */

@@ -1,4 +1,4 @@
-import { shellQuote, stepsScript } from '../../../../libs/contracts/src/shell-script';
+import { shellQuote, stepGateFile, stepsScript } from '../../../../libs/contracts/src/shell-script';
 import { buildCommand, DEFAULT_PATH } from './command';
 
 describe('buildCommand', () => {
@@ -39,20 +39,35 @@ describe('buildCommand', () => {
 });
 
 describe('stepsScript', () => {
-  it('prints a marker before each step on stderr and stops at the first failure', () => {
+  it('frames each step with the token, or prints the marker itself without one, and stops at the first failure', () => {
     const script = stepsScript([
       { name: 'build', run: 'make' },
-      { name: 'test', run: 'make test' },
+      { name: 'lint', run: 'make lint', continueOnFailure: true },
+      { name: 'test', run: 'make test', outputs: ['out/*'] },
     ]);
-    expect(script).toBe(
-      [
-        `printf '%s\\n' '==> [1/2] build' >&2`,
-        `/bin/sh -c 'make' || exit $?`,
-        `printf '%s\\n' '==> [2/2] test' >&2`,
-        `/bin/sh -c 'make test' || exit $?`,
-        '',
-      ].join('\n'),
-    );
+    const lines = script.split('\n');
+    expect(lines[0]).toBe('jl_t=${JOBLINE_STEP_TOKEN-}; jl_g=${JOBLINE_STEP_GATE-}; unset JOBLINE_STEP_TOKEN JOBLINE_STEP_GATE');
+    expect(lines[2]).toContain('jl_f="$jl_g/.jobline-step-$jl_t.$1"');
+    expect(stepGateFile('ab', 3)).toBe('.jobline-step-ab.3');
+    expect(lines.slice(3)).toEqual([
+      `[ -n "$jl_t" ] || printf '%s\\n' '==> [1/3] build' >&2`,
+      `jl_mark 'S 1'`,
+      `/bin/sh -c 'make'; jl_s=$?`,
+      `jl_mark "E 1 $jl_s"`,
+      `[ "$jl_s" -eq 0 ] || exit "$jl_s"`,
+      `[ -n "$jl_t" ] || printf '%s\\n' '==> [2/3] lint' >&2`,
+      `jl_mark 'S 2'`,
+      `/bin/sh -c 'make lint'; jl_s=$?`,
+      `jl_mark "E 2 $jl_s"`,
+      `[ -n "$jl_t" ] || printf '%s\\n' '==> [3/3] test' >&2`,
+      `jl_mark 'S 3'`,
+      `/bin/sh -c 'make test'; jl_s=$?`,
+      `jl_mark "E 3 $jl_s"`,
+      `jl_wait 3`,
+      `[ "$jl_s" -eq 0 ] || exit "$jl_s"`,
+      'exit 0',
+      '',
+    ]);
   });
 
   it('quotes names and scripts so nothing is interpreted by the wrapper', () => {

@@ -19,6 +19,7 @@ import {
   LeaseReplySchema,
   STREAMS,
   subjects,
+  type AttemptReport,
   type ClaimRequest,
   type ExecutorHeartbeat,
   type LogStream,
@@ -33,8 +34,10 @@ import { LeaseKeeper } from './lease-keeper';
 import { jetStreamLogSink, LogBatcher, type LogBatcherOptions } from './log-batcher';
 import { portableLogHasher, type LogHasherFactory } from './log-hasher';
 import { LaunchError, type ExitStatus, type ProcessRunner, type RunningProcess } from './process-runner.port';
-import type { ReportOutbox } from './report-outbox.port';
+import { reportKey, type ReportOutbox } from './report-outbox.port';
 import { ReportSender } from './report-sender';
+import { StepTracker, stepToken } from './step-tracker';
+import { STEP_GATE_VAR, STEP_TOKEN_VAR, stepGateFile } from '../../../../libs/contracts/src/shell-script';
 import { SpanKind, TRACERS, contextFromHeaders, endSpan, startSpan, traceFields, withSpanContext, type Span } from '../../../../libs/messaging/src/trace-context';
 
 export { EXECUTOR_DEFAULTS, type ExecutorTimings } from './executor-options';
@@ -429,11 +432,16 @@ export class Executor {
     const base = { jobId: msg.jobId, attempt: msg.attempt, executorId: this.o.executorId };
     let proc: RunningProcess;
     const launchedAt = this.o.clock();
+    // Staged pipelines: a fresh boundary token per attempt, read (and unset) by the steps script.
+    const token = msg.spec.steps?.length ? stepToken() : null;
+    const attemptId = `${msg.jobId}-${msg.attempt}`;
+    // Where the script waits after a step with outputs, when this executor collects them.
+    const gate = token && msg.spec.steps!.some((s) => s.outputs?.length) && this.o.artifacts?.gateFolder && this.o.artifacts.openGate ? this.o.artifacts.gateFolder(attemptId) : null;
     try {
       proc = await runner.launch({
-        attemptId: `${msg.jobId}-${msg.attempt}`,
+        attemptId,
         argv: prepared.cmd.argv,
-        env: prepared.cmd.env,
+        env: token ? { ...prepared.cmd.env, [STEP_TOKEN_VAR]: token, ...(gate ? { [STEP_GATE_VAR]: gate } : {}) } : prepared.cmd.env,
         cwd: prepared.cmd.cwd,
         resources: msg.spec.resources,
         ...(prepared.bundleFile ? { bundleFile: prepared.bundleFile } : {}),
@@ -453,7 +461,10 @@ export class Executor {
       sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }, a.trace),
       hasher: (this.o.logHasher ?? portableLogHasher)(),
     });
-    const pumps = Promise.all([pump(proc.stdout, 'stdout', batcher), pump(proc.stderr, 'stderr', batcher)]);
+    const staged = token ? this.stepTracker(msg, token, batcher, a.trace, gate ? proc : null) : null;
+    const tracker = staged?.tracker ?? null;
+    const sink: Sink = tracker ?? { feed: (s, d) => batcher.write(s, d), end: () => undefined };
+    const pumps = Promise.all([pump(proc.stdout, 'stdout', sink), pump(proc.stderr, 'stderr', sink)]);
     let status: ExitStatus;
     try {
       status = await proc.wait();
@@ -463,12 +474,15 @@ export class Executor {
     }
     a.phase = 'finishing';
     await pumps;
+    const steps = tracker ? await tracker.finish(status.exitCode) : [];
     if (msg.spec.outputs?.length) await this.collectOutputs(msg, batcher);
     try {
       await batcher.flush();
     } catch (err) {
       this.o.logger.error({ err, jobId: a.jobId, attempt: a.attempt }, 'some log output could not be stored');
     }
+    // The step reports first, as long as the bus takes them at once (the finished report repeats them anyway).
+    if (staged) await staged.reported(this.o.requestTimeoutMs);
     const finishedAt = this.o.clock();
     // Undefined when some output could not be stored: the digest would not describe the stored log.
     const logSha256 = batcher.sha256;
@@ -486,6 +500,7 @@ export class Executor {
       usage: status.usage,
       logBytes: batcher.bytes,
       ...(logSha256 !== undefined ? { logSha256 } : {}),
+      ...(steps.length ? { steps } : {}),
     }, a.trace));
     // The workspace is released after the slot: removing a big one must not delay the report or the next attempt.
     const disposal = proc
@@ -493,6 +508,55 @@ export class Executor {
       .catch((err) => this.o.logger.warn({ err, jobId: a.jobId, attempt: a.attempt }, 'releasing an attempt failed'))
       .finally(() => this.disposing.delete(disposal));
     this.disposing.add(disposal);
+  }
+
+  /** Staged pipelines: markers into the log, each step's start and end reported as it happens (the finished report repeats the ends). */
+  private stepTracker(
+    msg: RunAttemptMessage,
+    token: string,
+    batcher: LogBatcher,
+    trace: Readonly<Record<string, string>> | null,
+    /** Set when this executor collects per-step outputs (the script waits at its gate). */
+    gated: RunningProcess | null,
+  ): { tracker: StepTracker; reported(ms: number): Promise<void> } {
+    const who = { jobId: msg.jobId, executorId: this.o.executorId };
+    // One after the other, each once the previous is acknowledged, so the history has them in the order they happened.
+    // Not waited for by stop(): the finished report repeats every step's end, and an unsent start is only a live detail.
+    let previous: Promise<void> = Promise.resolve();
+    const report = (r: Extract<AttemptReport, { kind: 'step-started' | 'step-finished' }>) => {
+      previous = previous
+        .then(async () => {
+          await this.reports.send(r, trace);
+          await this.reports.delivered(reportKey(r));
+        })
+        .catch((err) => this.o.logger.warn({ err, jobId: r.jobId, attempt: r.attempt, step: r.step }, 'a step report could not be sent'));
+    };
+    const tracker = new StepTracker({
+      steps: msg.spec.steps ?? [],
+      attempt: msg.attempt,
+      token,
+      write: (stream, data) => batcher.write(stream, data),
+      cut: () => batcher.cut(),
+      clock: this.o.clock,
+      onStarted: (step) => report({ kind: 'step-started', ...who, ...step }),
+      onEnded: async (step) => {
+        const outputs = msg.spec.steps?.[step.step - 1]?.outputs ?? [];
+        let result = step;
+        if (outputs.length && !step.interrupted) {
+          const artifacts = await this.collectStepOutputs(msg, token, step.step, outputs, batcher, gated);
+          // Its notes are part of its output.
+          result = { ...step, logEnd: batcher.cut(), ...(artifacts ? { artifacts } : {}) };
+        }
+        report({ kind: 'step-finished', ...who, ...result });
+        return result;
+      },
+    });
+    const reported = async (ms: number) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([previous, new Promise((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+    };
+    return { tracker, reported };
   }
 
   /**
@@ -592,6 +656,45 @@ export class Executor {
   private async bundleOf(digest: string): Promise<string> {
     if (!this.o.bundles) throw new LaunchError(`this executor cannot fetch bundles (job bundle ${digest})`);
     return materializeBundle(digest, this.o.bundles);
+  }
+
+  /**
+   * A step's own outputs, while its script waits at the gate: every process of the attempt is
+   * stopped (SIGSTOP) so nothing can swap a checked path for a link, the files are collected as
+   * `<jobId>/<attempt>/<step>`, then the gate opens and the processes go on (SIGCONT). Problems are
+   * notes in the job's stderr log, never a failure. Without a gate (this executor does not collect
+   * artifacts) a note says so and the script did not wait.
+   */
+  private async collectStepOutputs(msg: RunAttemptMessage, token: string, step: number, outputs: string[], batcher: LogBatcher, proc: RunningProcess | null): Promise<{ files: number; bytes: number } | null> {
+    const notes: string[] = [];
+    let artifacts: { files: number; bytes: number } | null = null;
+    const attemptId = `${msg.jobId}-${msg.attempt}`;
+    const collector = this.o.artifacts;
+    const problem = outputs.map(outputGlobProblem).find((p) => p !== null);
+    if (!proc || !collector?.openGate) notes.push(`outputs of step ${step} not collected: this executor does not collect artifacts`);
+    else {
+      proc.signal('SIGSTOP');
+      try {
+        if (problem) notes.push(`outputs of step ${step} not collected: ${problem}`);
+        else {
+          const r = await collector.collect({ jobId: msg.jobId, attempt: msg.attempt, attemptId, outputs, step });
+          notes.push(...r.notes.map((n) => `step ${step}: ${n}`));
+          if (r.files.length) artifacts = { files: r.files.length, bytes: r.bytes };
+          this.o.logger.info({ jobId: msg.jobId, attempt: msg.attempt, step, files: r.files.length, bytes: r.bytes }, 'step artifacts collected');
+        }
+      } catch (err) {
+        this.o.logger.warn({ err, jobId: msg.jobId, attempt: msg.attempt, step }, 'collecting step artifacts failed');
+        notes.push(`outputs of step ${step} not collected: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        await collector.openGate(attemptId, stepGateFile(token, step)).catch((err) => this.o.logger.error({ err, jobId: msg.jobId, step }, 'opening a step gate failed; the script goes on after its wait'));
+        proc.signal('SIGCONT');
+      }
+    }
+    for (const note of notes) {
+      const held = batcher.write('stderr', new TextEncoder().encode(`jobline: ${note}\n`));
+      if (held) await held;
+    }
+    return artifacts;
   }
 
   /** Gathers the attempt's outputs (its processes are gone); any problem becomes a note in the job's stderr log, never a failure. */
@@ -731,15 +834,22 @@ export class Executor {
   }
 }
 
-async function pump(source: AsyncIterable<Uint8Array>, stream: LogStream, batcher: LogBatcher): Promise<void> {
+/** Where a pump hands what it reads: the log batcher, or a staged job's StepTracker in front of it. */
+interface Sink {
+  feed(stream: LogStream, data: Uint8Array): Promise<void> | void;
+  end(stream: LogStream): Promise<void> | void;
+}
+
+async function pump(source: AsyncIterable<Uint8Array>, stream: LogStream, sink: Sink): Promise<void> {
   try {
     for await (const data of source) {
-      const held = batcher.write(stream, data);
+      const held = sink.feed(stream, data);
       if (held) await held;
     }
   } catch {
     // A pipe torn down after the process exited ends its output; what was read is kept.
   }
+  await sink.end(stream);
 }
 
 function safeJson(m: Msg): unknown {

@@ -35,6 +35,24 @@ async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
 }
 
 describe('LogBatcher', () => {
+  it('cut() emits what is buffered on both streams and returns the next offset, so what is written after stands after it', async () => {
+    const { sink, calls } = recordingSink();
+    const b = new LogBatcher({ sink, flushMs: 1000 });
+    b.write('stdout', bytes(1, 2));
+    b.write('stderr', bytes(3));
+    expect(b.cut()).toBe(3);
+    b.write('stderr', bytes(4));
+    expect(b.cut()).toBe(4);
+    b.write('stdout', bytes(5));
+    await b.flush();
+    expect(calls.map((c) => [c.stream, c.offset, [...c.data]])).toEqual([
+      ['stdout', 0, [1, 2]],
+      ['stderr', 2, [3]],
+      ['stderr', 3, [4]],
+      ['stdout', 4, [5]],
+    ]);
+  });
+
   it('coalesces small writes of one stream into one chunk after flushMs', async () => {
     const { sink, calls } = recordingSink();
     const b = new LogBatcher({ sink, flushMs: 5 });

@@ -91,6 +91,16 @@ export class LogBatcher {
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
+  /**
+   * Emits what is buffered now, without waiting for its ack, and returns the offset the next
+   * byte written will have: a boundary (a step's marker) placed after everything before it, on
+   * both streams, and before everything after it.
+   */
+  cut(): number {
+    this.emitAll();
+    return this.emitted;
+  }
+
   /** Emits what is buffered; resolves once every chunk is stored, rejects if one could not be. */
   flush(): Promise<void> {
     this.emitAll();

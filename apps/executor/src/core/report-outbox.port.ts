@@ -17,4 +17,5 @@ export interface ReportOutbox {
 export const OUTBOX_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 
 /** The key, and the Nats-Msg-Id, of a report: a re-sent report is dropped by JetStream's dedupe. */
-export const reportKey = (r: { jobId: string; attempt: number; kind: string }): string => `${r.jobId}.${r.attempt}.${r.kind}`;
+export const reportKey = (r: { jobId: string; attempt: number; kind: string; step?: number }): string =>
+  r.step !== undefined ? `${r.jobId}.${r.attempt}.${r.kind}-${r.step}` : `${r.jobId}.${r.attempt}.${r.kind}`;

@@ -60,6 +60,11 @@ export class ReportSender {
     this.deliver(key, report.jobId, text, h);
   }
 
+  /** Resolves once the report under this key is acknowledged (or given up on at stop()); at once when none is under way. */
+  delivered(key: string): Promise<void> {
+    return this.inflight.get(key) ?? Promise.resolve();
+  }
+
   /** Re-sends what a previous run left in the outbox; returns how many. Entries that are not reports are left alone, with a warning. */
   async resume(): Promise<number> {
     let n = 0;

@@ -94,4 +94,25 @@ describe('workspaceArtifactCollector against a real object store', () => {
     expect(r.notes).toEqual(['no file matched outputs ["out/*"]']);
     expect(await store.get(JOB, 5)).toBeNull();
   });
+
+  it('a step’s outputs are stored as <jobId>/<attempt>/<step>, apart from the attempt’s; its gate file is made once, never through a link', async () => {
+    const { attemptId, path } = workspace({ 'out/a.txt': 'step one' });
+    const collector = workspaceArtifactCollector({ root, sink: store });
+    const r = await collector.collect({ jobId: JOB, attempt: 7, attemptId, outputs: ['out/*.txt'], step: 2 });
+    expect(r.files).toEqual(['out/a.txt']);
+    expect(list((await store.get(JOB, 7, 2))!)).toMatch(/ out\/a.txt\n$/);
+    expect(await store.get(JOB, 7)).toBeNull();
+    expect(collector.gateFolder!(attemptId)).toBe(path);
+    const gate = `.jobline-step-${'a'.repeat(32)}.2`;
+    await collector.openGate!(attemptId, gate);
+    await collector.openGate!(attemptId, gate);
+    expect(execFileSync('ls', ['-A', path], { encoding: 'utf8' })).toContain(gate);
+    await expect(collector.openGate!(attemptId, '../escape')).rejects.toThrow(/not a gate file name/);
+    const linked = `.jobline-step-${'b'.repeat(32)}.1`;
+    symlinkSync(join(dir.path, 'victim'), join(path, linked));
+    await collector.openGate!(attemptId, linked);
+    expect(execFileSync('ls', [dir.path], { encoding: 'utf8' })).not.toContain('victim');
+    await store.deleteJob(JOB, 7, [2]);
+    expect(await store.get(JOB, 7, 2)).toBeNull();
+  });
 });

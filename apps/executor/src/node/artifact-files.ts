@@ -1,4 +1,4 @@
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { tarGzDeterministic } from '../../../../libs/messaging/src/deterministic-tar';
 import picomatch from 'picomatch/posix';
@@ -24,7 +24,8 @@ export function outputsMatcher(globs: string[]): (path: string) => boolean {
 
 /** Where collected artifacts are stored (the JetStream object store: ArtifactStore). */
 export interface ArtifactSink {
-  put(jobId: string, attempt: number, bytes: Uint8Array): Promise<void>;
+  /** `step`: a staged job's step's own outputs. */
+  put(jobId: string, attempt: number, bytes: Uint8Array, step?: number): Promise<void>;
 }
 
 export interface WorkspaceArtifactOptions {
@@ -99,10 +100,19 @@ export function workspaceArtifactCollector(options: WorkspaceArtifactOptions): A
       if (over) return { files: [], bytes: 0, notes: [...notes, over] };
       if (files.length === 0) return { files, bytes, notes: [...notes, `no file matched outputs ${JSON.stringify(req.outputs)}`] };
       files.sort(byteOrder);
-      // The attempt's processes are gone, so nothing can swap a checked path for a link before tar reads it.
+      // The attempt's processes are gone (or, for a step's outputs, stopped), so nothing can swap a checked path for a link before tar reads it.
       const tgz = await tarGzDeterministic(root, files, { follow: true, normalizeFileModes: true });
-      await options.sink.put(req.jobId, req.attempt, tgz);
+      await options.sink.put(req.jobId, req.attempt, tgz, req.step);
       return { files, bytes, notes };
+    },
+    // The job reaches its workspace at the same absolute path, sandboxed or not.
+    gateFolder: (attemptId) => join(options.root, attemptId),
+    async openGate(attemptId, name) {
+      if (!/^\.jobline-step-[0-9a-f]{32}\.[0-9]{1,4}$/.test(name)) throw new Error(`not a gate file name: ${JSON.stringify(name)}`);
+      // wx: never through a link the job put there.
+      await writeFile(join(options.root, attemptId, name), '', { flag: 'wx', mode: 0o644 }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
     },
   };
 }

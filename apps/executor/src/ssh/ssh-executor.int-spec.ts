@@ -118,6 +118,29 @@ const LEASE_MS = 1500;
     expect(out).toEqual({ stdout: 'to-stdout\n', stderr: 'to-stderr\n' });
   });
 
+  it('a staged job on the SSH host: the same core records each step (markers, exit codes, continueOnFailure); per-step outputs are not collected there, and the script does not wait', async () => {
+    const jobId = await submit({
+      steps: [
+        { name: 'one', run: 'echo one', outputs: ['x/*'] },
+        { name: 'two', run: 'echo two >&2; exit 6', continueOnFailure: true },
+        { name: 'three', run: 'echo three' },
+      ],
+      target: { executor: 'ssh', host: 'good' },
+    });
+    const events = await finished(jobId);
+    expect(events.find((e) => e.type === 'JobCompleted')?.data).toMatchObject({ exitCode: 0 });
+    const ends = events.filter((e) => e.type === 'JobStepFinished').map((e) => e.data as { step: number; exitCode: number });
+    expect(ends.map((d) => [d.step, d.exitCode])).toEqual([
+      [1, 0],
+      [2, 6],
+      [3, 0],
+    ]);
+    expect(events.filter((e) => e.type === 'JobStepStarted')).toHaveLength(3);
+    const out = await logs(jobId);
+    expect(out.stdout).toBe('one\nthree\n');
+    expect(out.stderr).toBe('==> [1/3] one\njobline: outputs of step 1 not collected: this executor does not collect artifacts\n==> [2/3] two\ntwo\n==> [3/3] three\n');
+  });
+
   it("a job with a git source runs on the SSH host in a copy of the commit's bundle; the remote workspace is removed after", async () => {
     const repo = join(dir.path, `repo-${randomUUID()}`);
     mkdirSync(repo);

@@ -194,18 +194,26 @@ function Steps({ steps }: { steps: NonNullable<Job['steps']> }) {
           <th scope="col">Exit</th>
           <th scope="col">Started</th>
           <th scope="col">Finished</th>
+          <th scope="col">Duration</th>
+          <th scope="col">Log bytes</th>
         </tr>
       </thead>
       <tbody>
         {steps.map((s) => (
-          <tr key={s.name}>
-            <td>{s.name}</td>
+          <tr key={s.step}>
+            <td>
+              {s.step}. {s.name}
+              {s.continueOnFailure ? ' (continue on failure)' : ''}
+            </td>
             <td>
               <StatusBadge status={s.status} />
+              {s.interrupted ? ' interrupted' : ''}
             </td>
             <td>{s.exitCode ?? '–'}</td>
             <td>{time(s.startedAt)}</td>
             <td>{time(s.finishedAt)}</td>
+            <td>{s.durationMs === null ? '–' : duration(s.durationMs)}</td>
+            <td>{s.logOffset === null ? '–' : `${s.logOffset}–${s.logEnd ?? ''}`}</td>
           </tr>
         ))}
       </tbody>

@@ -39,7 +39,7 @@ export const JobSubmittedDataSchema = z
     idempotencyKey: z.string().optional(),
     rerunOf: JobIdSchema.optional().describe('Since version 2: the finished job this one re-runs, with the same spec and the same bundle by digest (its JobSubmitted causationId is the re-run command)'),
   })
-  .describe('A job was accepted and durably recorded');
+  .describe('A job was accepted and durably recorded (version 3: a step may carry continueOnFailure and outputs)');
 
 export const JobPackagedDataSchema = z
   .strictObject({
@@ -142,6 +142,41 @@ export const JobPurgedDataSchema = z
   .strictObject({ purgedAt: IsoTimeSchema, by: z.string().min(1) })
   .describe("The finished job's logs, bundle and artifacts were deleted");
 
+// ---- staged pipelines (README "Staged pipelines") ----
+
+const StepNumber = z.number().int().min(1).describe("The step's place in the spec's steps, 1 for the first");
+const LogOffset = z.number().int().min(0);
+
+export const JobStepStartedDataSchema = z
+  .strictObject({
+    attempt: Attempt,
+    step: StepNumber,
+    name: z.string().min(1).describe("The step's name in the spec"),
+    startedAt: IsoTimeSchema,
+    logOffset: LogOffset.describe("Byte offset in the attempt's log where the step's marker line begins (its output follows the marker)"),
+  })
+  .describe('A step of a staged job began');
+
+export const JobStepFinishedDataSchema = z
+  .strictObject({
+    attempt: Attempt,
+    step: StepNumber,
+    name: z.string().min(1),
+    exitCode: z.number().int().describe("The step's exit code; 128 + signal number when killed by a signal"),
+    startedAt: IsoTimeSchema,
+    finishedAt: IsoTimeSchema,
+    durationMs: z.number().min(0),
+    logOffset: LogOffset.describe('Where the step begins in the log (its marker line)'),
+    logEnd: LogOffset.describe("Where the step's output ends: its log range is [logOffset, logEnd)"),
+    continueOnFailure: z.boolean().describe('The spec marked it: its failure let the next steps run and does not fail the job'),
+    interrupted: z.boolean().optional().describe('The attempt ended while the step ran (stopped, timed out, killed); exitCode is the attempt\'s'),
+    artifacts: z
+      .strictObject({ files: z.number().int().min(0), bytes: z.number().int().min(0) })
+      .optional()
+      .describe("The step's own outputs, collected right after it ended (GET /v1/jobs/{id}/artifacts?step=N); absent when none were stored"),
+  })
+  .describe('A step of a staged job ended');
+
 /** The data schema of every event type, at its current version (EVENT_VERSIONS). */
 export const EVENT_DATA_SCHEMAS = {
   JobSubmitted: JobSubmittedDataSchema,
@@ -159,6 +194,8 @@ export const EVENT_DATA_SCHEMAS = {
   JobRetryScheduled: JobRetryScheduledDataSchema,
   JobFailed: JobFailedDataSchema,
   JobPurged: JobPurgedDataSchema,
+  JobStepStarted: JobStepStartedDataSchema,
+  JobStepFinished: JobStepFinishedDataSchema,
 } as const satisfies Record<JobEventType, z.ZodType>;
 
 const eventTypes = Object.keys(EVENT_VERSIONS) as [JobEventType, ...JobEventType[]];

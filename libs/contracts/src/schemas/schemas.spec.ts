@@ -69,6 +69,8 @@ const EVENT_DATA: Record<JobEventType, Record<string, unknown>> = {
   JobRetryScheduled: { nextAttempt: 2, retryAt: T, reason: 'exit code 1' },
   JobFailed: { attempt: 3, reason: 'exit code 1', finishedAt: T },
   JobPurged: { purgedAt: T, by: 'admin' },
+  JobStepStarted: { attempt: 1, step: 2, name: 'test', startedAt: T, logOffset: 120 },
+  JobStepFinished: { attempt: 1, step: 2, name: 'test', exitCode: 3, startedAt: T, finishedAt: T, durationMs: 812, logOffset: 120, logEnd: 480, continueOnFailure: true, artifacts: { files: 2, bytes: 900 } },
 };
 
 const envelope = (type: JobEventType, data: Record<string, unknown>) => ({
