@@ -34,6 +34,8 @@ export interface FollowerReport {
   firstAtMs: number | null;
   lastAtMs: number | null;
   endAtMs: number | null;
+  /** Date.now() at the end (to set against server timestamps). */
+  endWallMs: number | null;
   ended: boolean;
   error: string | null;
   /** An offset that did not continue the previous frame (a gap or a duplicate). */
@@ -55,7 +57,7 @@ class Tracker {
   private readonly hash: Hash | null;
 
   constructor(jobId: string, hash: boolean) {
-    this.r = { jobId, bytes: 0, frames: 0, firstAtMs: null, lastAtMs: null, endAtMs: null, ended: false, error: null, discontinuity: null, sha256: null };
+    this.r = { jobId, bytes: 0, frames: 0, firstAtMs: null, lastAtMs: null, endAtMs: null, endWallMs: null, ended: false, error: null, discontinuity: null, sha256: null };
     this.hash = hash ? createHash('sha256') : null;
   }
 
@@ -73,6 +75,7 @@ class Tracker {
   end(): void {
     this.r.ended = true;
     this.r.endAtMs = now();
+    this.r.endWallMs = Date.now();
     if (this.hash) this.r.sha256 = this.hash.digest('hex');
   }
 }
