@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash, type Hash } from 'node:crypto';
 import WebSocket from 'ws';
-import { jobServiceClient } from '../apps/api/src/grpc/jobs.proto-loader';
+import { CLIENT_CHANNEL_OPTIONS, jobServiceClient } from '../apps/api/src/grpc/jobs.proto-loader';
 
 export interface FollowersConfig {
   kind: 'ws' | 'grpc';
@@ -145,6 +145,7 @@ async function main(c: FollowersConfig): Promise<void> {
   if (c.kind === 'grpc') {
     const Client = jobServiceClient();
     client = new Client(c.url, grpc.credentials.createSsl(Buffer.from(c.ca!), Buffer.from(c.key!), Buffer.from(c.cert!)), {
+      ...CLIENT_CHANNEL_OPTIONS,
       'grpc.ssl_target_name_override': 'localhost',
       'grpc.max_receive_message_length': 64 << 20,
     }) as grpc.Client & Record<string, unknown>;
