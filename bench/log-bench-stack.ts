@@ -6,9 +6,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { STREAMS } from '../libs/contracts/src';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { STREAMS, subjects } from '../libs/contracts/src';
 import { tempDir, type TempDir } from '../libs/testing/src/temp-dir';
 import { startDevStack, sha256Hex, type DevStack } from '../apps/cli/src/dev-stack';
 import { API_PROCESS_ENV, API_PROCESS_NODE_ARGS, startApiProcess, type ApiProcess } from '../apps/api/src/testing/api-process';
@@ -28,6 +30,10 @@ export interface LogBenchStack {
   logger: ReturnType<typeof quietLogger>;
   submit(spec: unknown): Promise<string>;
   job(id: string): Promise<{ status: string; startedAt: string | null; finishedAt: string | null; logBytes: number }>;
+  /** When the logs stream stored the job's first and last chunk (server time, ms since the epoch); null without chunks. */
+  storedSpan(jobId: string): Promise<{ firstMs: number; lastMs: number } | null>;
+  /** CPU time used so far (ms, user + system) by the api process, this process (orchestrator, executor) and the nats-server. */
+  cpuMs(): { api: number; executor: number; nats: number };
   /** Consumers created on JOBLINE_LOGS since the stack started. */
   consumersOpened(): number;
   /** Samples the api's RSS every 100 ms; returns a stop function giving the peak (bytes). */
@@ -64,6 +70,7 @@ export async function startLogBenchStack(bench: string, o: { capacity: number; n
       { nodeArgs: o.plainMemory ? (o.nodeArgs ?? []) : [...API_PROCESS_NODE_ARGS, ...(o.nodeArgs ?? [])], env: o.plainMemory ? {} : API_PROCESS_ENV },
     );
     const started = { stack, api };
+    const natsPid = Number(readFileSync(join(stack.dataDir, 'nats-server.pid'), 'utf8').trim());
     const rest = async (path: string, init: RequestInit = {}) => {
       const res = await fetch(`${started.api.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
       if (res.status >= 300) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
@@ -81,6 +88,30 @@ export async function startLogBenchStack(bench: string, o: { capacity: number; n
       submit: async (spec) => (await rest('/v1/jobs', { method: 'POST', body: JSON.stringify(spec) })).id as string,
       job: async (id) => (await rest(`/v1/jobs/${id}`)) as never,
       consumersOpened: () => consumers,
+      cpuMs: () => {
+        const u = process.cpuUsage();
+        return { api: procCpuMs(started.api.pid), executor: (u.user + u.system) / 1000, nats: procCpuMs(natsPid) };
+      },
+      storedSpan: async (jobId) => {
+        const js = jetstream(started.stack.nc);
+        const jsm = await jetstreamManager(started.stack.nc);
+        let last;
+        try {
+          last = await jsm.streams.getMessage(STREAMS.logs, { last_by_subj: subjects.logs(jobId) });
+        } catch {
+          return null;
+        }
+        if (!last) return null;
+        // The first chunk: one message of a consumer of the job's subject from the stream's start.
+        const c = await js.consumers.get(STREAMS.logs, { filter_subjects: subjects.logs(jobId) });
+        try {
+          const first = await c.next({ expires: 5_000 });
+          if (!first) return null;
+          return { firstMs: first.info.timestampNanos / 1e6, lastMs: last.time.getTime() };
+        } finally {
+          await c.delete().catch(() => undefined);
+        }
+      },
       sampleApiRss: () => {
         let peak = started.api.memory().rssBytes;
         const t = setInterval(() => {
@@ -153,3 +184,15 @@ export async function runLogFollowers(bench: string, config: FollowersConfig, ti
 }
 
 export const mb = (bytes: number) => Math.round((bytes / (1 << 20)) * 10) / 10;
+
+/** User + system CPU time of a process (Linux /proc; NaN where it cannot be read), in ms. */
+function procCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) in clock ticks, 100 per second on Linux.
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}

@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash, type Hash } from 'node:crypto';
 import WebSocket from 'ws';
-import { jobServiceClient } from '../apps/api/src/grpc/jobs.proto-loader';
+import { CLIENT_CHANNEL_OPTIONS, jobServiceClient } from '../apps/api/src/grpc/jobs.proto-loader';
 
 export interface FollowersConfig {
   kind: 'ws' | 'grpc';
@@ -34,6 +34,8 @@ export interface FollowerReport {
   firstAtMs: number | null;
   lastAtMs: number | null;
   endAtMs: number | null;
+  /** Date.now() at the end (to set against server timestamps). */
+  endWallMs: number | null;
   ended: boolean;
   error: string | null;
   /** An offset that did not continue the previous frame (a gap or a duplicate). */
@@ -55,7 +57,7 @@ class Tracker {
   private readonly hash: Hash | null;
 
   constructor(jobId: string, hash: boolean) {
-    this.r = { jobId, bytes: 0, frames: 0, firstAtMs: null, lastAtMs: null, endAtMs: null, ended: false, error: null, discontinuity: null, sha256: null };
+    this.r = { jobId, bytes: 0, frames: 0, firstAtMs: null, lastAtMs: null, endAtMs: null, endWallMs: null, ended: false, error: null, discontinuity: null, sha256: null };
     this.hash = hash ? createHash('sha256') : null;
   }
 
@@ -73,6 +75,7 @@ class Tracker {
   end(): void {
     this.r.ended = true;
     this.r.endAtMs = now();
+    this.r.endWallMs = Date.now();
     if (this.hash) this.r.sha256 = this.hash.digest('hex');
   }
 }
@@ -142,6 +145,7 @@ async function main(c: FollowersConfig): Promise<void> {
   if (c.kind === 'grpc') {
     const Client = jobServiceClient();
     client = new Client(c.url, grpc.credentials.createSsl(Buffer.from(c.ca!), Buffer.from(c.key!), Buffer.from(c.cert!)), {
+      ...CLIENT_CHANNEL_OPTIONS,
       'grpc.ssl_target_name_override': 'localhost',
       'grpc.max_receive_message_length': 64 << 20,
     }) as grpc.Client & Record<string, unknown>;

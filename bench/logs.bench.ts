@@ -35,8 +35,14 @@ export interface LogRateFigures {
   followerMBps: number;
   /** Submit → end at the follower. */
   totalMs: number;
-  /** The job itself: started → finished (its output stored by the executor). */
+  /** The job itself: started → finished (its process ran and the executor had every chunk stored). */
   jobMBps: number;
+  /** The logs stream: first chunk stored → last chunk stored (server timestamps). */
+  storedMBps: number;
+  /** Last chunk stored → end at the follower (ms; wall clocks of one machine). */
+  followerLagMs: number | null;
+  /** CPU time (user + system) per MiB of log during the run: the api, the executor's process (with the orchestrator), the nats-server. */
+  cpuMsPerMiB: { api: number; executor: number; nats: number };
   /** Peak resident memory of the api process while it served this follower. */
   apiPeakRssMb: number;
   /** JetStream consumers the api opened on the logs stream for this follower. */
@@ -60,6 +66,7 @@ const LINE = 'x'.repeat(1023);
 async function rateRun(s: LogBenchStack, edge: 'ws' | 'grpc', bytes: number): Promise<LogRateFigures> {
   const consumersBefore = s.consumersOpened();
   const peak = s.sampleApiRss();
+  const cpu0 = s.cpuMs();
   const t0 = performance.now();
   const jobId = await s.submit({ command: printCommand(LINE, bytes) });
   progress('logs-rate', `${edge}: job ${jobId} prints ${mb(bytes)} MiB`);
@@ -71,24 +78,32 @@ async function rateRun(s: LogBenchStack, edge: 'ws' | 'grpc', bytes: number): Pr
     600_000,
   );
   const totalMs = performance.now() - t0;
+  const cpu1 = s.cpuMs();
   const apiPeak = peak();
+  const perMiB = (k: 'api' | 'executor' | 'nats') => Math.round(((cpu1[k] - cpu0[k]) / (bytes / (1 << 20))) * 100) / 100;
   const f = report.followers[0] as FollowerReport;
   const job = await s.job(jobId);
   const jobMs = job.startedAt && job.finishedAt ? Date.parse(job.finishedAt) - Date.parse(job.startedAt) : NaN;
   const spanMs = (f.endAtMs ?? f.lastAtMs ?? 0) - (f.firstAtMs ?? 0);
+  const consumersOpened = s.consumersOpened() - consumersBefore;
+  const stored = await s.storedSpan(jobId);
+  const rate = (ms: number) => (ms > 0 ? Math.round((bytes / (1 << 20) / (ms / 1000)) * 10) / 10 : 0);
   const complete = f.ended && f.bytes === bytes && f.discontinuity === null && f.error === null;
   const r: LogRateFigures = {
     edge,
     bytes: f.bytes,
     followerMBps: spanMs > 0 ? Math.round((f.bytes / (1 << 20) / (spanMs / 1000)) * 10) / 10 : 0,
     totalMs: Math.round(totalMs),
-    jobMBps: jobMs > 0 ? Math.round((bytes / (1 << 20) / (jobMs / 1000)) * 10) / 10 : 0,
+    jobMBps: rate(jobMs),
+    storedMBps: stored ? rate(stored.lastMs - stored.firstMs) : 0,
+    followerLagMs: stored && f.endWallMs !== null ? Math.round(f.endWallMs - stored.lastMs) : null,
+    cpuMsPerMiB: { api: perMiB('api'), executor: perMiB('executor'), nats: perMiB('nats') },
     apiPeakRssMb: mb(apiPeak),
-    consumersOpened: s.consumersOpened() - consumersBefore,
+    consumersOpened,
     complete,
     problem: complete ? null : (f.error ?? f.discontinuity ?? `${f.bytes} of ${bytes} bytes${f.ended ? '' : ', no end'}`),
   };
-  progress('logs-rate', `${edge}: ${r.followerMBps} MB/s at the follower, job ${r.jobMBps} MB/s, api peak ${r.apiPeakRssMb} MB${complete ? '' : ` — ${r.problem}`}`);
+  progress('logs-rate', `${edge}: ${r.followerMBps} MB/s at the follower, job ${r.jobMBps} MB/s, stored ${r.storedMBps} MB/s, follower ${r.followerLagMs} ms behind the last chunk, api peak ${r.apiPeakRssMb} MB${complete ? '' : ` — ${r.problem}`}`);
   return r;
 }
 

@@ -45,6 +45,11 @@ const OptionsSchema = z.strictObject({
     .optional(),
   bytes: Count(64 * 2 ** 30).optional(),
   rounds: Count(100).optional(),
+  edges: z
+    .string()
+    .regex(/^(ws|grpc)(,(ws|grpc))*$/, 'a comma-separated list of ws, grpc')
+    .transform((v) => [...new Set(v.split(','))] as ('ws' | 'grpc')[])
+    .optional(),
   'cpu-prof-dir': z.string().min(1).optional(),
   'plain-memory': z.boolean().optional(),
   child: z.string().optional(),
@@ -105,7 +110,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   },
   'logs-rate': {
     about: '1 GiB of stdout to one WebSocket follower, then to one gRPC Logs stream: MB/s, the api process peak RSS',
-    run: (o) => runLogRateBench({ bytes: o.bytes, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
+    run: (o) => runLogRateBench({ bytes: o.bytes, edges: o.edges, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
   },
   'logs-concurrent': {
     about: '20 jobs printing 50 MB each at once, one WebSocket follower each, twice: every byte (sha256), api RSS before and after',
@@ -128,6 +133,7 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --followers=N,M   ws: follower counts, one run each (default 1000,10000)
   --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB)
   --rounds=N        logs-concurrent: rounds (default 2)
+  --edges=ws,grpc   logs-rate: the edges measured (default both)
   --plain-memory    logs-rate, logs-concurrent, ws: run the api without --expose-gc and MALLOC_MMAP_THRESHOLD_ (see README, Memory)
   --cpu-prof-dir=D  logs-rate, logs-concurrent, ws: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D
 environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
@@ -159,6 +165,7 @@ function parseCommandLine(argv: string[]): { names: string[]; options: Options; 
       followers: { type: 'string' },
       bytes: { type: 'string' },
       rounds: { type: 'string' },
+      edges: { type: 'string' },
       'cpu-prof-dir': { type: 'string' },
       'plain-memory': { type: 'boolean' },
       child: { type: 'string' },
@@ -333,9 +340,9 @@ function targets(results: Record<string, object | null>): Target[] {
       const edge = run.edge === 'ws' ? 'one WebSocket follower' : 'one gRPC Logs stream';
       const t = atLeast(`${(run.bytes / 2 ** 30).toFixed(2)} GiB of stdout to ${edge}`, 200, run.followerMBps, 'MB/s');
       t.met = t.met === true && run.complete;
-      t.note = `job ${run.jobMBps} MB/s${run.complete ? '' : ` — INCOMPLETE: ${run.problem}`}`;
+      t.note = `job ${run.jobMBps} MB/s, stored ${run.storedMBps} MB/s, follower ${run.followerLagMs} ms behind the last chunk${run.complete ? '' : ` — INCOMPLETE: ${run.problem}`}`;
       out.push(t);
-      out.push(atMost(`api resident memory, 1 GiB to ${edge}`, 256, run.apiPeakRssMb, 'MB'));
+      out.push(atMost(`api resident memory, ${(run.bytes / 2 ** 30).toFixed(2)} GiB to ${edge}`, 256, run.apiPeakRssMb, 'MB'));
     }
   }
   const conc = results['logs-concurrent'] as LogConcurrentResult | null | undefined;

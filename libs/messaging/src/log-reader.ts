@@ -44,7 +44,7 @@ export interface LogReaderOptions {
   windowBytes?: number;
   /**
    * Messages asked of JetStream per pull (default 32): what one reader holds at most beyond
-   * what it was given is this many chunks (8 MiB with the executor's 256 KiB chunks). Pulls
+   * what it was given is this many chunks (4 MiB with the executor's 128 KiB chunks). Pulls
    * are by count, not bytes: a pull with a byte limit that the next chunk does not fit ends
    * without telling the client, which then waits for missed heartbeats (seconds).
    */

@@ -5,9 +5,16 @@ describe('LogMemory: a full collection after log traffic', () => {
     let delivered = 0;
     let t = 0;
     let collections = 0;
-    const m = new LogMemory({ stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: delivered, stalledReads: 0 }) }, { checkMs: 60_000 }, () => collections++, () => t);
+    let rss = 500;
+    const m = new LogMemory(
+      { stats: () => ({ tails: 0, followers: 0, liveTails: 0, windowBytes: 0, bytesDelivered: delivered, stalledReads: 0 }) },
+      { checkMs: 60_000, rssBytes: 400 },
+      () => collections++,
+      () => t,
+      () => rss,
+    );
     m.stop();
-    return { m, read: (n: number) => (delivered += n), wait: (ms: number) => (t += ms), collections: () => collections };
+    return { m, read: (n: number) => (delivered += n), wait: (ms: number) => (t += ms), setRss: (n: number) => (rss = n), collections: () => collections };
   }
 
   it('collects every everyBytes while reading, and once reading goes quiet', () => {
@@ -23,6 +30,24 @@ describe('LogMemory: a full collection after log traffic', () => {
     expect(s.m.check(1000, 3000)).toBe(true);
     s.wait(10_000);
     expect(s.m.check(1000, 3000)).toBe(false);
+    expect(s.collections()).toBe(2);
+  });
+
+  it('while reading, collects only when the resident memory is above rssBytes; once quiet, always', () => {
+    const s = setup();
+    s.setRss(300);
+    s.read(5000);
+    expect(s.m.check(1000, 3000)).toBe(false);
+    s.wait(1000);
+    s.read(5000);
+    expect(s.m.check(1000, 3000)).toBe(false);
+    s.setRss(401);
+    expect(s.m.check(1000, 3000)).toBe(true);
+    s.setRss(300);
+    s.read(10);
+    expect(s.m.check(1000, 3000)).toBe(false);
+    s.wait(3000);
+    expect(s.m.check(1000, 3000)).toBe(true);
     expect(s.collections()).toBe(2);
   });
 

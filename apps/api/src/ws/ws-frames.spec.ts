@@ -1,7 +1,7 @@
 import { DataLossError, ERROR_CODES, ERROR_TABLE, JoblineError } from '../../../../libs/contracts/src';
 import { JobSpecSchema } from '../../../../libs/contracts/src';
 import { evolveJobView } from '../../../../libs/domain/src';
-import { encodeLogFrame, errorFrame, logFrame, statusFrame } from './ws-frames';
+import { encodeLogFrame, errorFrame, jsonStringBytesLength, logFrame, statusFrame, writeJsonStringBytes } from './ws-frames';
 
 const JOB = '0b5cf6c2-8a38-4a6e-9a55-1f5b4f5e2a10';
 
@@ -23,6 +23,40 @@ describe('WebSocket server frames', () => {
     expect(JSON.parse(encodeLogFrame(JOB, piece).toString('utf8'))).toEqual(logFrame(JOB, piece));
     const back = logFrame(JOB, piece);
     expect(Buffer.from(back.data, back.encoding === 'base64' ? 'base64' : 'utf8').equals(data)).toBe(true);
+  });
+
+  it('escapes UTF-8 bytes exactly as JSON.stringify escapes their text, byte for byte', () => {
+    const every = Buffer.from(Array.from({ length: 128 }, (_, b) => String.fromCharCode(b)).join('') + 'é€😀\u2028\u2029');
+    for (const text of [every.toString('utf8'), '', 'plain', '\n', 'a\nb\n', '"\\"', '\u0000\u001f\u007f', 'x'.repeat(1023) + '\n']) {
+      const src = Buffer.from(text, 'utf8');
+      const out = Buffer.alloc(jsonStringBytesLength(src));
+      expect(writeJsonStringBytes(src, out, 0)).toBe(out.length);
+      expect(`"${out.toString('utf8')}"`).toBe(JSON.stringify(text));
+    }
+  });
+
+  it('finds every byte to escape wherever it sits (any alignment, word edges, runs of them)', () => {
+    const alphabet = ['a', '\n', '"', '\\', '\u0001', '\u001f', ' ', '~', '\u007f', 'é', '€', '😀', '\t', '\r'];
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    for (let round = 0; round < 300; round++) {
+      const text = Array.from({ length: rnd(40) }, () => alphabet[rnd(alphabet.length)]).join('');
+      const bytes = Buffer.from(text, 'utf8');
+      // At every offset of a larger buffer, so the scan starts off a 4-byte boundary too.
+      const lead = rnd(4);
+      const backing = Buffer.alloc(bytes.length + lead + 3, 0x22);
+      bytes.copy(backing, lead);
+      const src = backing.subarray(lead, lead + bytes.length);
+      const out = Buffer.alloc(jsonStringBytesLength(src) + 1, 0);
+      expect(writeJsonStringBytes(src, out, 1)).toBe(out.length);
+      expect(`"${out.subarray(1).toString('utf8')}"`).toBe(JSON.stringify(text));
+    }
+  });
+
+  it('writes a frame of exactly the JSON of logFrame, byte for byte', () => {
+    const data = Buffer.from('line "one"\n\tline two \u0001 ünïcode\n');
+    const piece = { attempt: 3, stream: 'stdout' as const, offset: 42, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    expect(encodeLogFrame(JOB, piece).toString('utf8')).toBe(JSON.stringify(logFrame(JOB, piece)));
   });
 
   it('encodes a piece once, whoever sends it, without changing what the piece shows', () => {

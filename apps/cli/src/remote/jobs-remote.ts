@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { jobServiceClient } from '../../../api/src/grpc/jobs.proto-loader';
+import { CLIENT_CHANNEL_OPTIONS, jobServiceClient } from '../../../api/src/grpc/jobs.proto-loader';
 import { certPaths, certsDir } from '../certs/dev-pki';
 
 /** Where the CLI finds the gRPC server and its credentials. */
@@ -89,6 +89,7 @@ export class JobsRemote {
     };
     const Client = jobServiceClient();
     this.client = new Client(config.address, grpc.credentials.createSsl(read('CA', config.ca), read('key', config.key), read('cert', config.cert)), {
+      ...CLIENT_CHANNEL_OPTIONS,
       // The dev server certificate names localhost; connecting to 127.0.0.1 must still verify against it.
       ...(/^(127\.|\[::1\])/.test(config.address) ? { 'grpc.ssl_target_name_override': 'localhost' } : {}),
     }) as any;
