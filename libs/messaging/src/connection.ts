@@ -16,12 +16,16 @@ export interface ConnectNatsOptions {
 /**
  * Defaults: reconnect forever (the bus may restart under a long-running service; giving up
  * would leave a process that looks alive but does nothing), every 250 ms with a little jitter.
+ * No async stack traces: with them the client builds an Error (a captured stack) for every
+ * request and JetStream publish up front, in case it fails; that was 2 % of the dev stack's CPU
+ * under the jobs benchmark. A failed request still says what failed, without the caller's frames.
  */
 export const NATS_CONNECTION_DEFAULTS = {
   maxReconnectAttempts: -1,
   reconnectTimeWait: 250,
   reconnectJitter: 100,
   pingInterval: 20_000,
+  noAsyncTraces: true,
 } satisfies Partial<NodeConnectionOptions>;
 
 /** Connects to NATS from Node (runtime-neutral code takes a NatsConnection instead). */

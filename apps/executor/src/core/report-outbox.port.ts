@@ -1,11 +1,16 @@
 /**
  * Where an executor keeps its finished reports until the bus has acknowledged them, so that
- * neither an outage nor its own crash loses one: written whole and synced before the first
- * publish, removed after JetStream's ack, re-sent by the next start. One implementation per
+ * neither an outage nor its own crash loses one: written whole, synced (the first publish goes
+ * once the bytes are written, not waiting for the syncs), removed after JetStream's ack and the
+ * write's end, re-sent by the next start. One implementation per
  * runtime (a folder of files under Node and Deno), behind this interface.
  */
 export interface ReportOutbox {
-  /** Stores `text` under `key` durably (written whole, then synced), replacing what was there. */
+  /**
+   * Stores `text` under `key` durably (written whole, then synced), replacing what was there. The
+   * bytes are written before it returns its promise (only the syncs are awaited): a publish
+   * started right after it goes with the report already on disk, if not yet synced.
+   */
   put(key: string, text: string): Promise<void>;
   /** Forgets `key`; nothing happens when it is not there. */
   remove(key: string): Promise<void>;
