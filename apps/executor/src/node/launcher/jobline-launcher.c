@@ -78,6 +78,19 @@ static size_t n_attempts, cap_attempts;
 static pid_t expected_parent;
 static int alive_r = -1, alive_w = -1;
 
+/*
+ * Spare network namespaces, each with only loopback (up), made while the launcher has nothing
+ * else to do and each given to exactly one attempt (then closed): creating a network namespace
+ * is the dearest step of a sandbox start (the kernel's per-namespace set-up and the rtnl lock),
+ * so it is kept off the attempt's way. Never shared, never reused.
+ */
+#define NETNS_POOL 8
+static int netns_pool[NETNS_POOL];
+static int netns_n;
+static int netns_broken; /* the host refused once: attempts make their own (and report the error) */
+static int own_netns = -1;
+static int sandboxes_seen; /* a launcher that only runs plain attempts makes none */
+
 /* ---- small helpers ---- */
 
 static void say(const char *fmt, ...) {
@@ -222,6 +235,41 @@ static void loopback_up(int err_w) {
   close(s);
 }
 
+/* One spare network namespace into the pool: made by the launcher itself, which goes back to its own after. */
+static void netns_refill_one(void) {
+  if (own_netns < 0) {
+    own_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (own_netns < 0) {
+      netns_broken = 1;
+      return;
+    }
+  }
+  if (unshare(CLONE_NEWNET) < 0) {
+    netns_broken = 1;
+    return;
+  }
+  int ok = 0, fd = -1;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s >= 0) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+      ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+      ok = ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+    }
+    close(s);
+  }
+  if (ok) fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  /* Back to the launcher's own namespace, or nothing more is safe to do: exit (the executor restarts us). */
+  if (setns(own_netns, CLONE_NEWNET) < 0) _exit(9);
+  if (fd < 0) {
+    netns_broken = 1;
+    return;
+  }
+  netns_pool[netns_n++] = fd;
+}
+
 static void sandbox_mounts(const struct run_req *r, int err_w) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die_in_child(err_w, "make mounts private", NULL);
   int ws = -1;
@@ -259,9 +307,11 @@ static void sandbox_mounts(const struct run_req *r, int err_w) {
  * launcher announces an attempt only when the job is in its cgroup, its namespaces and its session:
  * a stop right after the start reaches it.
  */
-static void sandbox_init(const struct run_req *r, int out_w, int err_w, int ready_w) {
+static void sandbox_init(const struct run_req *r, int out_w, int err_w, int ready_w, int net_fd) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   close(alive_w);
+  /* A spare namespace from the pool, loopback already up: this attempt's alone (the launcher closed its copy). */
+  if (net_fd >= 0 && setns(net_fd, CLONE_NEWNET) < 0) die_in_child(err_w, "enter the network namespace", NULL);
   struct pollfd p = {alive_r, POLLIN, 0};
   if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) _exit(125); /* the launcher died before we armed the signal */
   /* From here on only the attempt's stdio: nothing of the launcher (its protocol pipes, other attempts' pipes). */
@@ -281,7 +331,7 @@ static void sandbox_init(const struct run_req *r, int out_w, int err_w, int read
     close(fd);
   }
   sandbox_mounts(r, 2);
-  if (r->net) loopback_up(2);
+  if (r->net && net_fd < 0) loopback_up(2);
   int execp[2];
   if (pipe2(execp, O_CLOEXEC) < 0) die_in_child(2, "pipe", NULL);
   pid_t job = fork();
@@ -379,10 +429,12 @@ static void start(struct run_req *r) {
       _exit(e == ENOENT ? 127 : 126);
     }
   } else {
-    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (r->net ? CLONE_NEWNET : 0);
+    int net_fd = r->net && netns_n > 0 ? netns_pool[--netns_n] : -1;
+    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (r->net && net_fd < 0 ? CLONE_NEWNET : 0);
     /* clone without a new stack behaves as fork, with the namespaces. */
     pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid == 0) sandbox_init(r, out[1], err[1], sync[1]);
+    if (pid == 0) sandbox_init(r, out[1], err[1], sync[1], net_fd);
+    if (net_fd >= 0) close(net_fd);
   }
   int e = errno;
   close(out[1]);
@@ -530,6 +582,7 @@ static void handle(char **f, int nf) {
     r.program = f[4];
     i = 5;
   } else if (strcmp(f[2], "sandbox") == 0) {
+    sandboxes_seen = 1;
     if (nf < 11 || parse_id(f[3], &uid) || parse_id(f[4], &gid) || uid == 0 || gid == 0) goto bad;
     r.uid = uid;
     r.gid = gid;
@@ -586,7 +639,7 @@ static int probe(const char *uid_s, const char *gid_s) {
     fprintf(stderr, "jobline sandbox: cannot create the namespaces: %s\n", strerror(errno));
     return 125;
   }
-  if (pid == 0) sandbox_init(&r, p[1], p[1], -1);
+  if (pid == 0) sandbox_init(&r, p[1], p[1], -1, -1);
   close(p[1]);
   char buf[1024];
   ssize_t n;
@@ -685,7 +738,14 @@ int main(int argc, char **argv) {
     nfds_t np = 2;
     for (size_t i = 0; i < n_attempts; i++)
       if (attempts[i].sync_r >= 0) p[np++] = (struct pollfd){attempts[i].sync_r, POLLIN, 0};
-    if (poll(p, np, -1) < 0) {
+    /* Idle time tops up the spare network namespaces: nothing waiting, one more, then look again. */
+    int spare = sandboxes_seen && !netns_broken && netns_n < NETNS_POOL;
+    int ready = poll(p, np, spare ? 0 : -1);
+    if (ready == 0 && spare) {
+      netns_refill_one();
+      continue;
+    }
+    if (ready < 0) {
       if (errno == EINTR) continue;
       shutdown_all(8);
     }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -268,6 +268,24 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       } finally {
         server.close();
       }
+    });
+
+    it('network false: every attempt has a network namespace of its own with loopback up, even those started at once from the spare ones', async () => {
+      // One attempt first, then a pause: the launcher has made its spare namespaces by then.
+      expect((await run(['true'])).status.exitCode).toBe(0);
+      await new Promise((r) => setTimeout(r, 300));
+      // Each binds the same loopback port and holds it while the others run: in a shared namespace all but one would fail.
+      const bind = [
+        'python3',
+        '-c',
+        'import os, socket, time\ns = socket.socket(); s.bind(("127.0.0.1", 7777)); s.listen(1)\nc = socket.create_connection(("127.0.0.1", 7777), timeout=5)\nprint(os.readlink("/proc/self/ns/net")); time.sleep(1)',
+      ];
+      const all = await Promise.all(Array.from({ length: 4 }, () => run(bind)));
+      for (const r of all) expect(r.status.exitCode).toBe(0);
+      const namespaces = all.map((r) => r.stdout.trim());
+      for (const ns of namespaces) expect(ns).toMatch(/^net:\[\d+\]$/);
+      expect(new Set(namespaces).size).toBe(4);
+      expect(namespaces).not.toContain(readlinkSync('/proc/self/ns/net'));
     });
 
     it("stopping sh -c 'sleep 1000 & sleep 1000 & wait' leaves no sleep on the host and removes the cgroup", async () => {
