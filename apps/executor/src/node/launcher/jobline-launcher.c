@@ -7,7 +7,8 @@
  * Request (stdin): 8 lowercase hex digits giving the body length, then the body: fields each
  * terminated by NUL.
  *   run  <seq> sandbox <uid> <gid> <net:0|1> <mask> <workspace> <cwd> <program>
- *        <nprocs> <procs-file>... <nargs> <arg>... <nenv> <NAME=value>...
+ *        <nmkdir> <cgroup-dir>... <nwrites> (<file> <value>)... <nprocs> <procs-file>...
+ *        <nargs> <arg>... <nenv> <NAME=value>...
  *   run  <seq> plain <cwd> <program> <nargs> <arg>... <nenv> <NAME=value>...
  *   ack  <seq>       the client has opened the attempt's pipes: close our read ends
  * Events (stdout), one line each:
@@ -15,7 +16,8 @@
  *   X <seq> <code> <signal>                  the attempt's main process ended (code -1 if signalled)
  *   E <seq> <message>                        could not start (nothing runs)
  *
- * Sandbox attempt: clone() into new pid, mount, ipc, uts (and net) namespaces. The child is
+ * Sandbox attempt: the launcher makes the attempt's cgroup directories and writes its limits (in
+ * the order given; the executor removes them after the attempt), then clone()s into new pid, mount, ipc, uts (and net) namespaces. The child is
  * the namespace's init: it joins the attempt's cgroups (so everything of the job is counted
  * from its first instruction), makes its mounts private, mounts /proc, /tmp and /dev/shm
  * afresh, masks the part of the work root the job must not see (or cannot traverse) with a
@@ -61,7 +63,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define LAUNCHER_VERSION "1"
+#define LAUNCHER_VERSION "2"
 
 struct attempt {
   char seq[32];
@@ -196,6 +198,10 @@ struct run_req {
   const char *program;
   int nprocs;
   char **procs;
+  int nmkdirs;
+  char **mkdirs;
+  int nwrites; /* pairs: file, value */
+  char **writes;
   char **argv;
   char **envp;
   int probe;
@@ -386,11 +392,33 @@ static void forget(struct attempt *a) {
   *a = attempts[--n_attempts];
 }
 
+/* The attempt's cgroup: each directory made, then each limit written, in order. 0, or -1 with the E line said. */
+static int make_cgroup(const struct run_req *r) {
+  for (int i = 0; i < r->nmkdirs; i++) {
+    if (mkdir(r->mkdirs[i], 0755) < 0) {
+      say("E %s cannot create the attempt's cgroup: mkdir %s: %s\n", r->seq, r->mkdirs[i], strerror(errno));
+      return -1;
+    }
+  }
+  for (int i = 0; i < r->nwrites; i++) {
+    const char *file = r->writes[2 * i], *value = r->writes[2 * i + 1];
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, value) < 0) {
+      say("E %s cannot create the attempt's cgroup: write %s: %s\n", r->seq, file, strerror(errno));
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+    close(fd);
+  }
+  return 0;
+}
+
 static void start(struct run_req *r) {
   if (strlen(r->seq) >= sizeof attempts[0].seq || find_attempt(r->seq)) {
     say("E %s duplicate or invalid sequence number\n", r->seq);
     return;
   }
+  if (!r->plain && make_cgroup(r) < 0) return;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) < 0) {
     say("E %s pipe: %s\n", r->seq, strerror(errno));
@@ -592,24 +620,39 @@ static void handle(char **f, int nf) {
     r.cwd = f[8];
     r.program = f[9];
     i = 10;
+    r.mkdirs = take_list(f, nf, &i, &r.nmkdirs);
+    if (!r.mkdirs) goto bad;
+    /* The writes come as a count of pairs. */
+    if (i >= nf) goto bad_lists;
+    long nw = strtol(f[i], NULL, 10);
+    if (nw < 0 || nw > (nf - i - 1) / 2) goto bad_lists;
+    char twice[24];
+    snprintf(twice, sizeof twice, "%ld", nw * 2);
+    f[i] = twice;
+    r.writes = take_list(f, nf, &i, NULL);
+    r.nwrites = (int)nw;
+    if (!r.writes) goto bad_lists;
     r.procs = take_list(f, nf, &i, &r.nprocs);
-    if (!r.procs) goto bad;
+    if (!r.procs) goto bad_lists;
   } else {
     goto bad;
   }
   r.argv = take_list(f, nf, &i, NULL);
   r.envp = r.argv ? take_list(f, nf, &i, NULL) : NULL;
-  if (!r.argv || !r.envp || i != nf || r.program[0] != '/' || !r.argv[0]) {
-    free(r.procs);
-    free(r.argv);
-    free(r.envp);
-    goto bad;
-  }
+  if (!r.argv || !r.envp || i != nf || r.program[0] != '/' || !r.argv[0]) goto bad_lists;
   start(&r);
+  free(r.mkdirs);
+  free(r.writes);
   free(r.procs);
   free(r.argv);
   free(r.envp);
   return;
+bad_lists:
+  free(r.mkdirs);
+  free(r.writes);
+  free(r.procs);
+  free(r.argv);
+  free(r.envp);
 bad:
   say("E %s malformed request\n", seq);
 }

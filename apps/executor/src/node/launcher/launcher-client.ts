@@ -23,6 +23,9 @@ export interface SandboxLaunch {
   cwd: string;
   /** Absolute path of the program; argv[0] is what the job sees. */
   program: string;
+  /** The attempt's cgroup, made by the launcher before the clone: these directories, in order, then these writes (file, value) in order. */
+  cgroupDirs?: readonly string[];
+  cgroupWrites?: readonly (readonly [string, string])[];
   /** cgroup.procs files the init joins before anything of the job runs. */
   procsFiles: readonly string[];
   argv: readonly string[];
@@ -132,7 +135,12 @@ export class Launcher {
     const env = Object.entries(req.env).map(([k, v]) => `${k}=${v}`);
     const head =
       req.mode === 'sandbox'
-        ? ['sandbox', String(req.uid), String(req.gid), req.isolateNetwork ? '1' : '0', req.mask, req.workspace, req.cwd, req.program, String(req.procsFiles.length), ...req.procsFiles]
+        ? [
+            'sandbox', String(req.uid), String(req.gid), req.isolateNetwork ? '1' : '0', req.mask, req.workspace, req.cwd, req.program,
+            String(req.cgroupDirs?.length ?? 0), ...(req.cgroupDirs ?? []),
+            String(req.cgroupWrites?.length ?? 0), ...(req.cgroupWrites ?? []).flat(),
+            String(req.procsFiles.length), ...req.procsFiles,
+          ]
         : ['plain', req.cwd, req.program];
     return this.start(['run', head, String(req.argv.length), ...req.argv, String(env.length), ...env]);
   }

@@ -336,6 +336,16 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       await expect(runner.launch({ attemptId: attemptId(), argv: ['no-such-program-here'], env: { PATH } })).rejects.toThrow(/not found/);
     });
 
+    it('a cgroup the launcher cannot make or configure is a launch error (125): nothing runs, nothing is left', async () => {
+      // A limit the kernel refuses: the write fails inside the launcher, before any clone.
+      const id = attemptId();
+      const refused = runner.launch({ attemptId: id, argv: ['sh', '-c', `touch ${join(root, 'ran')}`], env: { PATH }, resources: { cpu: 1e9 } });
+      await expect(refused).rejects.toMatchObject({ exitCode: 125, message: expect.stringMatching(/cannot create the attempt's cgroup: write .*cpu/) });
+      expect(existsSync(join(root, 'ran'))).toBe(false);
+      expect(driver.list()).not.toContain(id);
+      expect(existsSync(join(setup2().workRoot, id))).toBe(false);
+    });
+
     it('writes each limit to the cgroup', async () => {
       const id = attemptId();
       const resources = { cpu: 0.5, memoryMb: 100, pids: 50, ioReadBps: 1_000_000, ioWriteBps: 2_000_000 };
