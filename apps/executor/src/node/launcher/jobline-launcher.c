@@ -11,10 +11,12 @@
  *        <nargs> <arg>... <nenv> <NAME=value>...
  *   run  <seq> plain <cwd> <program> <nargs> <arg>... <nenv> <NAME=value>...
  *   ack  <seq>       the client has opened the attempt's pipes: close our read ends
+ *   rmdir <seq> <dir>...  remove an ended attempt's (empty) cgroup directories
  * Events (stdout), one line each:
  *   S <seq> <pid> <stdout-fd> <stderr-fd>   started; the fds are ours, open /proc/<us>/fd/<n>
  *   X <seq> <code> <signal>                  the attempt's main process ended (code -1 if signalled)
  *   E <seq> <message>                        could not start (nothing runs)
+ *   D <seq> 0 | D <seq> 1 <message>          the directories are gone (missing ones count as gone), or the first failure
  *
  * Sandbox attempt: the launcher makes the attempt's cgroup directories and writes its limits (in
  * the order given; the executor removes them after the attempt), then clone()s into new pid, mount, ipc, uts (and net) namespaces. The child is
@@ -588,6 +590,19 @@ static int parse_id(const char *s, unsigned *out) {
 static void handle(char **f, int nf) {
   if (nf < 2) return;
   const char *seq = f[1];
+  if (strcmp(f[0], "rmdir") == 0) {
+    const char *failed = NULL;
+    int e = 0;
+    for (int k = 2; k < nf; k++) {
+      if (rmdir(f[k]) < 0 && errno != ENOENT && !failed) {
+        e = errno;
+        failed = f[k];
+      }
+    }
+    if (failed) say("D %s 1 rmdir %s: %s\n", seq, failed, strerror(e));
+    else say("D %s 0\n", seq);
+    return;
+  }
   if (strcmp(f[0], "ack") == 0) {
     struct attempt *a = find_attempt(seq);
     if (!a) return;

@@ -133,7 +133,7 @@ export class SandboxRunner implements ProcessRunner {
       throw new LaunchError(`cannot start the sandbox: ${why}`, 125, { cause: err });
     }
     this.active.add(req.attemptId);
-    return new SandboxAttempt(launched, cgroup, this.drainMs, () => this.release(req.attemptId, workspace, cgroup));
+    return new SandboxAttempt(launched, cgroup, this.drainMs, () => this.release(req.attemptId, workspace, cgroup, plan.dirs));
   }
 
   /**
@@ -192,9 +192,14 @@ export class SandboxRunner implements ProcessRunner {
     }
   }
 
-  private async release(attemptId: string, workspace: string, cgroup: AttemptCgroup): Promise<void> {
+  private async release(attemptId: string, workspace: string, cgroup: AttemptCgroup, dirs: readonly string[]): Promise<void> {
     try {
-      await cgroup.remove();
+      // The launcher removes the (by now empty) directories; if it cannot (still busy, or no launcher), the driver does, retrying.
+      const why = await this.o.launcher
+        .get()
+        .then((l) => l.removeDirs(dirs))
+        .catch((err: Error) => err.message);
+      if (why !== null) await cgroup.remove();
     } finally {
       this.active.delete(attemptId);
       await rm(workspace, { recursive: true, force: true });
