@@ -161,6 +161,11 @@ export class SandboxRunner implements ProcessRunner {
     for (const id of ids) rmSync(join(this.root, id), { recursive: true, force: true });
   }
 
+  /** The launcher this runner starts its attempts through (the benchmark reads its CPU time). */
+  get launcher(): LauncherHandle {
+    return this.o.launcher;
+  }
+
   /** Closes the launcher (it kills whatever of ours still runs); a later launch starts a new one. */
   async close(): Promise<void> {
     await this.o.launcher.close();
