@@ -336,6 +336,16 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       await expect(runner.launch({ attemptId: attemptId(), argv: ['no-such-program-here'], env: { PATH } })).rejects.toThrow(/not found/);
     });
 
+    it('dispose removes the cgroup and the workspace, empty or not', async () => {
+      const empty = await run(['true']);
+      const full = await run(['sh', '-c', 'mkdir -p a/b && echo x > a/b/f && echo y > g']);
+      for (const r of [empty, full]) {
+        expect(r.status.exitCode).toBe(0);
+        expect(driver.list()).not.toContain(r.id);
+        expect(existsSync(join(setup2().workRoot, r.id))).toBe(false);
+      }
+    });
+
     it('a cgroup the launcher cannot make or configure is a launch error (125): nothing runs, nothing is left', async () => {
       // A limit the kernel refuses: the write fails inside the launcher, before any clone.
       const id = attemptId();

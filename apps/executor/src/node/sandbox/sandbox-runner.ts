@@ -198,16 +198,19 @@ export class SandboxRunner implements ProcessRunner {
   }
 
   private async release(attemptId: string, workspace: string, cgroup: AttemptCgroup, dirs: readonly string[]): Promise<void> {
+    // The launcher removes the (by now empty) cgroup directories, and the workspace when the job
+    // left it empty (rmdir removes nothing else); whatever it could not (a cgroup still busy, a
+    // workspace with files, no launcher), the driver and a recursive rm here remove.
+    let why: string | null = 'not tried';
     try {
-      // The launcher removes the (by now empty) directories; if it cannot (still busy, or no launcher), the driver does, retrying.
-      const why = await this.o.launcher
+      why = await this.o.launcher
         .get()
-        .then((l) => l.removeDirs(dirs))
+        .then((l) => l.removeDirs([...dirs, workspace]))
         .catch((err: Error) => err.message);
       if (why !== null) await cgroup.remove();
     } finally {
       this.active.delete(attemptId);
-      await rm(workspace, { recursive: true, force: true });
+      if (why !== null) await rm(workspace, { recursive: true, force: true });
     }
   }
 }
