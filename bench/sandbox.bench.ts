@@ -7,7 +7,9 @@
  *  - sandboxRunner: SandboxRunner.launch → wait → dispose (workspace, cgroup with limits,
  *    namespaces, mounts, privilege drop, clean-up);
  *  - executor: the same jobs through the Executor over NATS, every finished report stored.
- * Overheads are p50/p99 minus the bare spawn's. Needs root and cgroups; elsewhere it says why
+ * Overheads are p50/p99 minus the bare spawn's. For the SandboxRunner, CPU per attempt too
+ * (the benchmark's own process, and the launcher with the inits and jobs it reaped, from
+ * /proc): unlike jobs/s, it hardly moves when other work shares the machine. Needs root and cgroups; elsewhere it says why
  * and measures nothing. On a shared machine the figures are indicative only.
  *
  *   npm run bench -- sandbox [--jobs=N] [--capacity=N]
@@ -15,7 +17,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -87,6 +89,14 @@ function spawnOk(cmd: string, args: string[]): Promise<void> {
 }
 
 const spawnTrue = () => spawnOk('true', []);
+
+/** CPU ms a process used, itself and the children it reaped (/proc/<pid>/stat utime, stime, cutime, cstime). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i]), 0);
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
 
 interface Alternative {
   name: string;
@@ -187,7 +197,15 @@ export async function runSandboxBench(options: Partial<SandboxBenchOptions> = {}
       const m = await measure(jobs, capacity, a.one);
       launchers.push({ name: a.name, ...m, overheadVsBare: overhead(m, bare), lacks: a.lacks });
     }
+    const runnerLauncher = await runner.launcher.get();
+    const cpu0 = process.cpuUsage();
+    const launcherCpu0 = cpuMsOf(runnerLauncher.pid);
     const sandboxed = await measure(jobs, capacity, (i) => runnerOnce(runner, `r-${i}`));
+    const ownCpu = process.cpuUsage(cpu0);
+    const cpuPerAttemptMs = {
+      executorProcess: Math.round(((ownCpu.user + ownCpu.system) / 1000 / jobs) * 1000) / 1000,
+      launcherInitsAndJobs: Math.round(((cpuMsOf(runnerLauncher.pid) - launcherCpu0) / jobs) * 1000) / 1000,
+    };
     const viaExecutor = await executorThroughput(runner, executorId, tmp.path, jobs, capacity);
     return {
       jobs,
@@ -197,7 +215,7 @@ export async function runSandboxBench(options: Partial<SandboxBenchOptions> = {}
       bareSpawn: bare,
       launchers,
       launchersSkipped: alt.skipped,
-      sandboxRunner: { ...sandboxed, overheadVsBare: overhead(sandboxed, bare) },
+      sandboxRunner: { ...sandboxed, overheadVsBare: overhead(sandboxed, bare), cpuPerAttemptMs },
       perAttemptOverheadP50Ms: overhead(sandboxed, bare).p50Ms,
       executor: viaExecutor,
       target: { sandboxedJobsPerSec: 300 },

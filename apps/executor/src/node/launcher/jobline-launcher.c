@@ -7,15 +7,19 @@
  * Request (stdin): 8 lowercase hex digits giving the body length, then the body: fields each
  * terminated by NUL.
  *   run  <seq> sandbox <uid> <gid> <net:0|1> <mask> <workspace> <cwd> <program>
- *        <nprocs> <procs-file>... <nargs> <arg>... <nenv> <NAME=value>...
+ *        <nmkdir> <cgroup-dir>... <nwrites> (<file> <value>)... <nprocs> <procs-file>...
+ *        <nargs> <arg>... <nenv> <NAME=value>...
  *   run  <seq> plain <cwd> <program> <nargs> <arg>... <nenv> <NAME=value>...
  *   ack  <seq>       the client has opened the attempt's pipes: close our read ends
+ *   rmdir <seq> <dir>...  remove an ended attempt's (empty) cgroup directories
  * Events (stdout), one line each:
  *   S <seq> <pid> <stdout-fd> <stderr-fd>   started; the fds are ours, open /proc/<us>/fd/<n>
  *   X <seq> <code> <signal>                  the attempt's main process ended (code -1 if signalled)
  *   E <seq> <message>                        could not start (nothing runs)
+ *   D <seq> 0 | D <seq> 1 <message>          the directories are gone (missing ones count as gone), or the first failure
  *
- * Sandbox attempt: clone() into new pid, mount, ipc, uts (and net) namespaces. The child is
+ * Sandbox attempt: the launcher makes the attempt's cgroup directories and writes its limits (in
+ * the order given; the executor removes them after the attempt), then clone()s into new pid, mount, ipc, uts (and net) namespaces. The child is
  * the namespace's init: it joins the attempt's cgroups (so everything of the job is counted
  * from its first instruction), makes its mounts private, mounts /proc, /tmp and /dev/shm
  * afresh, masks the part of the work root the job must not see (or cannot traverse) with a
@@ -61,7 +65,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define LAUNCHER_VERSION "1"
+#define LAUNCHER_VERSION "2"
 
 struct attempt {
   char seq[32];
@@ -77,6 +81,19 @@ static struct attempt *attempts;
 static size_t n_attempts, cap_attempts;
 static pid_t expected_parent;
 static int alive_r = -1, alive_w = -1;
+
+/*
+ * Spare network namespaces, each with only loopback (up), made while the launcher has nothing
+ * else to do and each given to exactly one attempt (then closed): creating a network namespace
+ * is the dearest step of a sandbox start (the kernel's per-namespace set-up and the rtnl lock),
+ * so it is kept off the attempt's way. Never shared, never reused.
+ */
+#define NETNS_POOL 8
+static int netns_pool[NETNS_POOL];
+static int netns_n;
+static int netns_broken; /* the host refused once: attempts make their own (and report the error) */
+static int own_netns = -1;
+static int sandboxes_seen; /* a launcher that only runs plain attempts makes none */
 
 /* ---- small helpers ---- */
 
@@ -183,6 +200,10 @@ struct run_req {
   const char *program;
   int nprocs;
   char **procs;
+  int nmkdirs;
+  char **mkdirs;
+  int nwrites; /* pairs: file, value */
+  char **writes;
   char **argv;
   char **envp;
   int probe;
@@ -222,6 +243,41 @@ static void loopback_up(int err_w) {
   close(s);
 }
 
+/* One spare network namespace into the pool: made by the launcher itself, which goes back to its own after. */
+static void netns_refill_one(void) {
+  if (own_netns < 0) {
+    own_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (own_netns < 0) {
+      netns_broken = 1;
+      return;
+    }
+  }
+  if (unshare(CLONE_NEWNET) < 0) {
+    netns_broken = 1;
+    return;
+  }
+  int ok = 0, fd = -1;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s >= 0) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+      ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+      ok = ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+    }
+    close(s);
+  }
+  if (ok) fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  /* Back to the launcher's own namespace, or nothing more is safe to do: exit (the executor restarts us). */
+  if (setns(own_netns, CLONE_NEWNET) < 0) _exit(9);
+  if (fd < 0) {
+    netns_broken = 1;
+    return;
+  }
+  netns_pool[netns_n++] = fd;
+}
+
 static void sandbox_mounts(const struct run_req *r, int err_w) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die_in_child(err_w, "make mounts private", NULL);
   int ws = -1;
@@ -259,9 +315,11 @@ static void sandbox_mounts(const struct run_req *r, int err_w) {
  * launcher announces an attempt only when the job is in its cgroup, its namespaces and its session:
  * a stop right after the start reaches it.
  */
-static void sandbox_init(const struct run_req *r, int out_w, int err_w, int ready_w) {
+static void sandbox_init(const struct run_req *r, int out_w, int err_w, int ready_w, int net_fd) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   close(alive_w);
+  /* A spare namespace from the pool, loopback already up: this attempt's alone (the launcher closed its copy). */
+  if (net_fd >= 0 && setns(net_fd, CLONE_NEWNET) < 0) die_in_child(err_w, "enter the network namespace", NULL);
   struct pollfd p = {alive_r, POLLIN, 0};
   if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) _exit(125); /* the launcher died before we armed the signal */
   /* From here on only the attempt's stdio: nothing of the launcher (its protocol pipes, other attempts' pipes). */
@@ -281,7 +339,7 @@ static void sandbox_init(const struct run_req *r, int out_w, int err_w, int read
     close(fd);
   }
   sandbox_mounts(r, 2);
-  if (r->net) loopback_up(2);
+  if (r->net && net_fd < 0) loopback_up(2);
   int execp[2];
   if (pipe2(execp, O_CLOEXEC) < 0) die_in_child(2, "pipe", NULL);
   pid_t job = fork();
@@ -336,11 +394,33 @@ static void forget(struct attempt *a) {
   *a = attempts[--n_attempts];
 }
 
+/* The attempt's cgroup: each directory made, then each limit written, in order. 0, or -1 with the E line said. */
+static int make_cgroup(const struct run_req *r) {
+  for (int i = 0; i < r->nmkdirs; i++) {
+    if (mkdir(r->mkdirs[i], 0755) < 0) {
+      say("E %s cannot create the attempt's cgroup: mkdir %s: %s\n", r->seq, r->mkdirs[i], strerror(errno));
+      return -1;
+    }
+  }
+  for (int i = 0; i < r->nwrites; i++) {
+    const char *file = r->writes[2 * i], *value = r->writes[2 * i + 1];
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, value) < 0) {
+      say("E %s cannot create the attempt's cgroup: write %s: %s\n", r->seq, file, strerror(errno));
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+    close(fd);
+  }
+  return 0;
+}
+
 static void start(struct run_req *r) {
   if (strlen(r->seq) >= sizeof attempts[0].seq || find_attempt(r->seq)) {
     say("E %s duplicate or invalid sequence number\n", r->seq);
     return;
   }
+  if (!r->plain && make_cgroup(r) < 0) return;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) < 0) {
     say("E %s pipe: %s\n", r->seq, strerror(errno));
@@ -379,10 +459,12 @@ static void start(struct run_req *r) {
       _exit(e == ENOENT ? 127 : 126);
     }
   } else {
-    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (r->net ? CLONE_NEWNET : 0);
+    int net_fd = r->net && netns_n > 0 ? netns_pool[--netns_n] : -1;
+    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (r->net && net_fd < 0 ? CLONE_NEWNET : 0);
     /* clone without a new stack behaves as fork, with the namespaces. */
     pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid == 0) sandbox_init(r, out[1], err[1], sync[1]);
+    if (pid == 0) sandbox_init(r, out[1], err[1], sync[1], net_fd);
+    if (net_fd >= 0) close(net_fd);
   }
   int e = errno;
   close(out[1]);
@@ -508,6 +590,19 @@ static int parse_id(const char *s, unsigned *out) {
 static void handle(char **f, int nf) {
   if (nf < 2) return;
   const char *seq = f[1];
+  if (strcmp(f[0], "rmdir") == 0) {
+    const char *failed = NULL;
+    int e = 0;
+    for (int k = 2; k < nf; k++) {
+      if (rmdir(f[k]) < 0 && errno != ENOENT && !failed) {
+        e = errno;
+        failed = f[k];
+      }
+    }
+    if (failed) say("D %s 1 rmdir %s: %s\n", seq, failed, strerror(e));
+    else say("D %s 0\n", seq);
+    return;
+  }
   if (strcmp(f[0], "ack") == 0) {
     struct attempt *a = find_attempt(seq);
     if (!a) return;
@@ -530,6 +625,7 @@ static void handle(char **f, int nf) {
     r.program = f[4];
     i = 5;
   } else if (strcmp(f[2], "sandbox") == 0) {
+    sandboxes_seen = 1;
     if (nf < 11 || parse_id(f[3], &uid) || parse_id(f[4], &gid) || uid == 0 || gid == 0) goto bad;
     r.uid = uid;
     r.gid = gid;
@@ -539,24 +635,39 @@ static void handle(char **f, int nf) {
     r.cwd = f[8];
     r.program = f[9];
     i = 10;
+    r.mkdirs = take_list(f, nf, &i, &r.nmkdirs);
+    if (!r.mkdirs) goto bad;
+    /* The writes come as a count of pairs. */
+    if (i >= nf) goto bad_lists;
+    long nw = strtol(f[i], NULL, 10);
+    if (nw < 0 || nw > (nf - i - 1) / 2) goto bad_lists;
+    char twice[24];
+    snprintf(twice, sizeof twice, "%ld", nw * 2);
+    f[i] = twice;
+    r.writes = take_list(f, nf, &i, NULL);
+    r.nwrites = (int)nw;
+    if (!r.writes) goto bad_lists;
     r.procs = take_list(f, nf, &i, &r.nprocs);
-    if (!r.procs) goto bad;
+    if (!r.procs) goto bad_lists;
   } else {
     goto bad;
   }
   r.argv = take_list(f, nf, &i, NULL);
   r.envp = r.argv ? take_list(f, nf, &i, NULL) : NULL;
-  if (!r.argv || !r.envp || i != nf || r.program[0] != '/' || !r.argv[0]) {
-    free(r.procs);
-    free(r.argv);
-    free(r.envp);
-    goto bad;
-  }
+  if (!r.argv || !r.envp || i != nf || r.program[0] != '/' || !r.argv[0]) goto bad_lists;
   start(&r);
+  free(r.mkdirs);
+  free(r.writes);
   free(r.procs);
   free(r.argv);
   free(r.envp);
   return;
+bad_lists:
+  free(r.mkdirs);
+  free(r.writes);
+  free(r.procs);
+  free(r.argv);
+  free(r.envp);
 bad:
   say("E %s malformed request\n", seq);
 }
@@ -586,7 +697,7 @@ static int probe(const char *uid_s, const char *gid_s) {
     fprintf(stderr, "jobline sandbox: cannot create the namespaces: %s\n", strerror(errno));
     return 125;
   }
-  if (pid == 0) sandbox_init(&r, p[1], p[1], -1);
+  if (pid == 0) sandbox_init(&r, p[1], p[1], -1, -1);
   close(p[1]);
   char buf[1024];
   ssize_t n;
@@ -685,7 +796,14 @@ int main(int argc, char **argv) {
     nfds_t np = 2;
     for (size_t i = 0; i < n_attempts; i++)
       if (attempts[i].sync_r >= 0) p[np++] = (struct pollfd){attempts[i].sync_r, POLLIN, 0};
-    if (poll(p, np, -1) < 0) {
+    /* Idle time tops up the spare network namespaces: nothing waiting, one more, then look again. */
+    int spare = sandboxes_seen && !netns_broken && netns_n < NETNS_POOL;
+    int ready = poll(p, np, spare ? 0 : -1);
+    if (ready == 0 && spare) {
+      netns_refill_one();
+      continue;
+    }
+    if (ready < 0) {
       if (errno == EINTR) continue;
       shutdown_all(8);
     }

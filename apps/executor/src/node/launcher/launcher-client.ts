@@ -23,6 +23,9 @@ export interface SandboxLaunch {
   cwd: string;
   /** Absolute path of the program; argv[0] is what the job sees. */
   program: string;
+  /** The attempt's cgroup, made by the launcher before the clone: these directories, in order, then these writes (file, value) in order. */
+  cgroupDirs?: readonly string[];
+  cgroupWrites?: readonly (readonly [string, string])[];
   /** cgroup.procs files the init joins before anything of the job runs. */
   procsFiles: readonly string[];
   argv: readonly string[];
@@ -73,6 +76,7 @@ export function probeSandbox(binary: string, uid: number, gid: number): string |
 export class Launcher {
   private seq = 0;
   private readonly pending = new Map<string, Pending>();
+  private readonly removals = new Map<string, { resolve: (why: string | null) => void; reject: (e: Error) => void }>();
   private buffered = '';
   private stderrTail = '';
   private dead: Error | null = null;
@@ -132,9 +136,30 @@ export class Launcher {
     const env = Object.entries(req.env).map(([k, v]) => `${k}=${v}`);
     const head =
       req.mode === 'sandbox'
-        ? ['sandbox', String(req.uid), String(req.gid), req.isolateNetwork ? '1' : '0', req.mask, req.workspace, req.cwd, req.program, String(req.procsFiles.length), ...req.procsFiles]
+        ? [
+            'sandbox', String(req.uid), String(req.gid), req.isolateNetwork ? '1' : '0', req.mask, req.workspace, req.cwd, req.program,
+            String(req.cgroupDirs?.length ?? 0), ...(req.cgroupDirs ?? []),
+            String(req.cgroupWrites?.length ?? 0), ...(req.cgroupWrites ?? []).flat(),
+            String(req.procsFiles.length), ...req.procsFiles,
+          ]
         : ['plain', req.cwd, req.program];
     return this.start(['run', head, String(req.argv.length), ...req.argv, String(env.length), ...env]);
+  }
+
+  /**
+   * Removes an ended attempt's cgroup directories from the launcher (a few microseconds each
+   * there; from Node, a thread-pool round trip each): null when they are gone, else why not.
+   */
+  removeDirs(dirs: readonly string[]): Promise<string | null> {
+    if (this.dead) return Promise.reject(this.dead);
+    const seq = String(++this.seq);
+    const fields = ['rmdir', seq, ...dirs];
+    for (const f of fields) if (f.includes('\0')) return Promise.reject(new LauncherError('a NUL byte in a path'));
+    return new Promise((resolve, reject) => {
+      this.removals.set(seq, { resolve, reject });
+      this.busy();
+      this.write(Buffer.from(fields.map((f) => `${f}\0`).join(''), 'utf8'));
+    });
   }
 
   /** Closes the launcher: it kills whatever of its attempts still runs and exits. */
@@ -161,7 +186,7 @@ export class Launcher {
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => (exitedResolve = r));
     this.pending.set(seq, { started, failed, exited: exitedResolve });
     this.busy();
-    this.child.stdin.write(Buffer.concat([Buffer.from(body.length.toString(16).padStart(8, '0')), body]));
+    this.write(body);
     let fds: { pid: number; out: number; err: number };
     try {
       fds = await ready;
@@ -202,6 +227,14 @@ export class Launcher {
 
   private onLine(line: string): void {
     const [kind, seq, ...rest] = line.split(' ');
+    if (kind === 'D') {
+      const r = this.removals.get(seq);
+      if (!r) return;
+      this.removals.delete(seq);
+      this.idle();
+      r.resolve(rest[0] === '0' ? null : rest.slice(1).join(' '));
+      return;
+    }
     const p = this.pending.get(seq);
     if (!p) return;
     if (kind === 'S') {
@@ -220,7 +253,11 @@ export class Launcher {
 
   private ack(seq: string): void {
     if (this.dead) return;
-    const body = Buffer.from(`ack\0${seq}\0`);
+    this.write(Buffer.from(`ack\0${seq}\0`));
+  }
+
+  /** One frame: its length in 8 hex digits, then the body. */
+  private write(body: Buffer): void {
     this.child.stdin.write(Buffer.concat([Buffer.from(body.length.toString(16).padStart(8, '0')), body]));
   }
 
@@ -233,6 +270,10 @@ export class Launcher {
       p.exited?.({ code: null, signal: 'SIGKILL' });
       this.pending.delete(seq);
     }
+    for (const [seq, r] of this.removals) {
+      r.reject(err);
+      this.removals.delete(seq);
+    }
   }
 
   /** Keeps the event loop alive only while attempts are outstanding: an idle launcher never holds a process open. */
@@ -242,7 +283,7 @@ export class Launcher {
   }
 
   private idle(): void {
-    if (this.pending.size > 0) return;
+    if (this.pending.size > 0 || this.removals.size > 0) return;
     this.child.unref();
     (this.child.stdout as Socket).unref?.();
     (this.child.stderr as Socket).unref?.();

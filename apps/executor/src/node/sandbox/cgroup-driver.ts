@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, realpathSync } from 'node:fs';
-import { rmdir } from 'node:fs/promises';
+import { mkdir, rmdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
 import { ATTEMPT_ID } from '../../core/running-record';
@@ -20,12 +20,36 @@ export interface CgroupDriver {
   unenforceable(resources: JobSpec['resources'] | undefined): string[];
   /** Creates the attempt's cgroup with its limits. Throws when the host refuses. */
   create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup>;
+  /**
+   * What create() does, as steps for someone else to carry out (the launcher, in the same
+   * process that starts the attempt): make each directory, then write each (file, value) in
+   * order. Touches nothing itself.
+   */
+  plan(name: string, resources: JobSpec['resources'] | undefined): CgroupPlan;
   /** The attempt cgroups that exist under this executor's parent (leftovers after a crash, or live ones). */
   list(): string[];
   /** A handle on an existing attempt cgroup, to kill and remove a leftover. */
   open(name: string): AttemptCgroup;
   /** Removes this executor's parent cgroup(s) once no attempt cgroup is left (a retired executor id). */
   removeParent(): Promise<void>;
+}
+
+export interface CgroupPlan {
+  cgroup: AttemptCgroup;
+  dirs: string[];
+  writes: [file: string, value: string][];
+}
+
+/** Carries a plan out here, through the thread pool: the directories at once, then the writes in order. */
+export async function applyPlan(plan: CgroupPlan): Promise<AttemptCgroup> {
+  try {
+    await Promise.all(plan.dirs.map((dir) => mkdir(dir)));
+    for (const [file, value] of plan.writes) await writeFile(file, value);
+  } catch (err) {
+    await plan.cgroup.remove().catch(() => undefined);
+    throw err;
+  }
+  return plan.cgroup;
 }
 
 export interface AttemptCgroup {

@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { applyPlan, ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver, type CgroupPlan } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
@@ -78,36 +77,30 @@ export class CgroupV1Driver implements CgroupDriver {
     return this.disk && this.parents.has('blkio') ? [] : ioLimitsAsked(resources);
   }
 
-  async create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
+  create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
+    return applyPlan(this.plan(name, resources));
+  }
+
+  plan(name: string, resources: JobSpec['resources'] | undefined): CgroupPlan {
     const cg = this.open(name);
     const r = resources ?? {};
-    // Through the thread pool, every hierarchy at once: creating v1 cgroups takes the kernel about a millisecond.
-    const at = (c: Controller, file: string, value: string | number) => writeFile(join(cg.dirs.get(c)!, file), String(value));
-    try {
-      await Promise.all([...new Set(cg.dirs.values())].map((dir) => mkdir(dir)));
-      await Promise.all([
-        (async () => {
-          if (r.cpu === undefined) return;
-          const q = cpuQuota(r.cpu);
-          await at('cpu', 'cpu.cfs_period_us', q.periodUs);
-          await at('cpu', 'cpu.cfs_quota_us', q.quotaUs);
-        })(),
-        (async () => {
-          if (r.memoryMb === undefined) return;
-          const bytes = r.memoryMb * 1024 * 1024;
-          await at('memory', 'memory.limit_in_bytes', bytes);
-          // memory+swap equal to memory: no swap at all (memsw must be set after, never below, the memory limit).
-          if (this.hasMemsw) await at('memory', 'memory.memsw.limit_in_bytes', bytes);
-        })(),
-        r.pids !== undefined ? at('pids', 'pids.max', r.pids) : undefined,
-        this.disk && cg.dirs.has('blkio') && r.ioReadBps !== undefined ? at('blkio', 'blkio.throttle.read_bps_device', `${this.disk.id} ${r.ioReadBps}`) : undefined,
-        this.disk && cg.dirs.has('blkio') && r.ioWriteBps !== undefined ? at('blkio', 'blkio.throttle.write_bps_device', `${this.disk.id} ${r.ioWriteBps}`) : undefined,
-      ]);
-    } catch (err) {
-      await cg.remove().catch(() => undefined);
-      throw err;
+    const writes: [string, string][] = [];
+    const at = (c: Controller, file: string, value: string | number) => writes.push([join(cg.dirs.get(c)!, file), String(value)]);
+    if (r.cpu !== undefined) {
+      const q = cpuQuota(r.cpu);
+      at('cpu', 'cpu.cfs_period_us', q.periodUs);
+      at('cpu', 'cpu.cfs_quota_us', q.quotaUs);
     }
-    return cg;
+    if (r.memoryMb !== undefined) {
+      const bytes = r.memoryMb * 1024 * 1024;
+      at('memory', 'memory.limit_in_bytes', bytes);
+      // memory+swap equal to memory: no swap at all (memsw must be set after, never below, the memory limit).
+      if (this.hasMemsw) at('memory', 'memory.memsw.limit_in_bytes', bytes);
+    }
+    if (r.pids !== undefined) at('pids', 'pids.max', r.pids);
+    if (this.disk && cg.dirs.has('blkio') && r.ioReadBps !== undefined) at('blkio', 'blkio.throttle.read_bps_device', `${this.disk.id} ${r.ioReadBps}`);
+    if (this.disk && cg.dirs.has('blkio') && r.ioWriteBps !== undefined) at('blkio', 'blkio.throttle.write_bps_device', `${this.disk.id} ${r.ioWriteBps}`);
+    return { cgroup: cg, dirs: [...new Set(cg.dirs.values())], writes };
   }
 
   list(): string[] {

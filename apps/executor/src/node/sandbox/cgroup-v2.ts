@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec, ResourceUsage } from '../../../../../libs/contracts/src';
-import { ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver } from './cgroup-driver';
+import { applyPlan, ATTEMPT_CGROUP_NAME, childCgroups, executorCgroupName, ioLimitsAsked, cpuQuota, parsePids, removeCgroupDir, sleep, type AttemptCgroup, type CgroupDriver, type CgroupPlan } from './cgroup-driver';
 import { killQuietly } from '../proc-scan';
 import { backingDisk, cgroupDir, cgroupMounts, keyValues, ownCgroups, readText, type BlockDevice } from './host';
 
@@ -73,35 +72,31 @@ export class CgroupV2Driver implements CgroupDriver {
     return this.disk ? [] : ioLimitsAsked(resources);
   }
 
-  async create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
+  create(name: string, resources: JobSpec['resources'] | undefined): Promise<AttemptCgroup> {
+    return applyPlan(this.plan(name, resources));
+  }
+
+  plan(name: string, resources: JobSpec['resources'] | undefined): CgroupPlan {
     const cg = this.open(name);
     const r = resources ?? {};
-    // Through the thread pool: the event loop does not wait for the kernel.
-    await mkdir(cg.dir);
-    const at = (file: string, value: string | number) => writeFile(join(cg.dir, file), String(value));
-    try {
-      const writes: Promise<void>[] = [];
-      if (r.cpu !== undefined) {
-        const q = cpuQuota(r.cpu);
-        writes.push(at('cpu.max', `${q.quotaUs} ${q.periodUs}`));
-      }
-      if (r.memoryMb !== undefined) {
-        writes.push(at('memory.max', r.memoryMb * 1024 * 1024));
-        if (this.hasSwapMax) writes.push(at('memory.swap.max', 0));
-      }
-      if (r.pids !== undefined) writes.push(at('pids.max', r.pids));
-      if (this.disk && (r.ioReadBps !== undefined || r.ioWriteBps !== undefined)) {
-        const parts = [this.disk.id];
-        if (r.ioReadBps !== undefined) parts.push(`rbps=${r.ioReadBps}`);
-        if (r.ioWriteBps !== undefined) parts.push(`wbps=${r.ioWriteBps}`);
-        writes.push(at('io.max', parts.join(' ')));
-      }
-      await Promise.all(writes);
-    } catch (err) {
-      await cg.remove().catch(() => undefined);
-      throw err;
+    const writes: [string, string][] = [];
+    const at = (file: string, value: string | number) => writes.push([join(cg.dir, file), String(value)]);
+    if (r.cpu !== undefined) {
+      const q = cpuQuota(r.cpu);
+      at('cpu.max', `${q.quotaUs} ${q.periodUs}`);
     }
-    return cg;
+    if (r.memoryMb !== undefined) {
+      at('memory.max', r.memoryMb * 1024 * 1024);
+      if (this.hasSwapMax) at('memory.swap.max', 0);
+    }
+    if (r.pids !== undefined) at('pids.max', r.pids);
+    if (this.disk && (r.ioReadBps !== undefined || r.ioWriteBps !== undefined)) {
+      const parts = [this.disk.id];
+      if (r.ioReadBps !== undefined) parts.push(`rbps=${r.ioReadBps}`);
+      if (r.ioWriteBps !== undefined) parts.push(`wbps=${r.ioWriteBps}`);
+      at('io.max', parts.join(' '));
+    }
+    return { cgroup: cg, dirs: [cg.dir], writes };
   }
 
   list(): string[] {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -270,6 +270,24 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       }
     });
 
+    it('network false: every attempt has a network namespace of its own with loopback up, even those started at once from the spare ones', async () => {
+      // One attempt first, then a pause: the launcher has made its spare namespaces by then.
+      expect((await run(['true'])).status.exitCode).toBe(0);
+      await new Promise((r) => setTimeout(r, 300));
+      // Each binds the same loopback port and holds it while the others run: in a shared namespace all but one would fail.
+      const bind = [
+        'python3',
+        '-c',
+        'import os, socket, time\ns = socket.socket(); s.bind(("127.0.0.1", 7777)); s.listen(1)\nc = socket.create_connection(("127.0.0.1", 7777), timeout=5)\nprint(os.readlink("/proc/self/ns/net")); time.sleep(1)',
+      ];
+      const all = await Promise.all(Array.from({ length: 4 }, () => run(bind)));
+      for (const r of all) expect(r.status.exitCode).toBe(0);
+      const namespaces = all.map((r) => r.stdout.trim());
+      for (const ns of namespaces) expect(ns).toMatch(/^net:\[\d+\]$/);
+      expect(new Set(namespaces).size).toBe(4);
+      expect(namespaces).not.toContain(readlinkSync('/proc/self/ns/net'));
+    });
+
     it("stopping sh -c 'sleep 1000 & sleep 1000 & wait' leaves no sleep on the host and removes the cgroup", async () => {
       const id = attemptId();
       const proc = await runner.launch({ attemptId: id, argv: ['sh', '-c', 'sleep 1000 & sleep 1000 & wait'], env: { PATH } });
@@ -316,6 +334,26 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
 
     it('a missing program is a launch error, as without the sandbox', async () => {
       await expect(runner.launch({ attemptId: attemptId(), argv: ['no-such-program-here'], env: { PATH } })).rejects.toThrow(/not found/);
+    });
+
+    it('dispose removes the cgroup and the workspace, empty or not', async () => {
+      const empty = await run(['true']);
+      const full = await run(['sh', '-c', 'mkdir -p a/b && echo x > a/b/f && echo y > g']);
+      for (const r of [empty, full]) {
+        expect(r.status.exitCode).toBe(0);
+        expect(driver.list()).not.toContain(r.id);
+        expect(existsSync(join(setup2().workRoot, r.id))).toBe(false);
+      }
+    });
+
+    it('a cgroup the launcher cannot make or configure is a launch error (125): nothing runs, nothing is left', async () => {
+      // A limit the kernel refuses: the write fails inside the launcher, before any clone.
+      const id = attemptId();
+      const refused = runner.launch({ attemptId: id, argv: ['sh', '-c', `touch ${join(root, 'ran')}`], env: { PATH }, resources: { cpu: 1e9 } });
+      await expect(refused).rejects.toMatchObject({ exitCode: 125, message: expect.stringMatching(/cannot create the attempt's cgroup: write .*cpu/) });
+      expect(existsSync(join(root, 'ran'))).toBe(false);
+      expect(driver.list()).not.toContain(id);
+      expect(existsSync(join(setup2().workRoot, id))).toBe(false);
     });
 
     it('writes each limit to the cgroup', async () => {
