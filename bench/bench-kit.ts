@@ -4,9 +4,13 @@
  * attached to every result.
  */
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { cpus, freemem, release, totalmem, type as osType } from 'node:os';
 import { findNatsServer } from '../libs/messaging/src/nats-server';
 import type { Logger } from '../apps/orchestrator/src/logger';
+import { encodeJobEvent, jobStreamName, type JobEvent } from '../libs/contracts/src';
+import { decide, evolve, initialState, type Job, type JobCommand } from '../libs/domain/src';
+import type { EventStore } from '../libs/event-store/src/event-store.port';
 
 /** Progress and diagnostics: stderr only, so stdout stays one JSON object per line. */
 export function progress(bench: string, message: string): void {
@@ -116,4 +120,27 @@ export function onPath(name: string): string | null {
 export function withDefaults<T extends object>(defaults: T, options: Partial<T>): T {
   const set = Object.entries(options).filter(([, v]) => v !== undefined);
   return { ...defaults, ...Object.fromEntries(set) } as T;
+}
+
+/**
+ * One job's history, decided command by command by the real decider on the folded state and
+ * appended at once as a new stream: how the store benchmarks fill a store fast. Returns the
+ * number of events.
+ */
+export async function storeHistory(store: EventStore, jobId: string, commands: JobCommand[], now: string): Promise<number> {
+  let job: Job = initialState();
+  const history: JobEvent[] = [];
+  for (const c of commands) {
+    for (const e of decide(c, job)) {
+      history.push(e);
+      job = evolve(job, e);
+    }
+  }
+  const envelope = { jobId, occurredAt: now, actor: 'bench', causationId: 'bench', correlationId: jobId };
+  await store.appendToStream(
+    jobStreamName(jobId),
+    history.map((e) => encodeJobEvent(e, { ...envelope, id: randomUUID() })),
+    'no_stream',
+  );
+  return history.length;
 }

@@ -6,12 +6,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { encodeJobEvent, jobStreamName, parseJobSpec, type JobEvent } from '../libs/contracts/src';
-import { decide, evolve, initialState, type Job, type JobCommand } from '../libs/domain/src';
+import { parseJobSpec } from '../libs/contracts/src';
+import type { JobCommand } from '../libs/domain/src';
 import { SqliteEventStore } from '../libs/event-store/src';
 import { tempDir } from '../libs/testing/src/temp-dir';
 import { JobsProjection } from '../apps/api/src/projections/jobs.projection';
-import { perSecond, progress, roundMs, withDefaults } from './bench-kit';
+import { perSecond, progress, roundMs, storeHistory, withDefaults } from './bench-kit';
 
 export interface RebuildBenchOptions {
   /** Events to store before the rebuild (default 200,000; the last job may add a few more). */
@@ -82,19 +82,5 @@ async function storeJob(store: SqliteEventStore, exitCode: number, now: string):
       data: { attempt: 1, exitCode, signal: null, oomKilled: false, durationMs: 2, finishedAt: now, usage: null, logBytes: 0 },
     },
   ];
-  let job: Job = initialState();
-  const history: JobEvent[] = [];
-  for (const c of commands) {
-    for (const e of decide(c, job)) {
-      history.push(e);
-      job = evolve(job, e);
-    }
-  }
-  const envelope = { jobId, occurredAt: now, actor: 'bench', causationId: null, correlationId: jobId };
-  await store.appendToStream(
-    jobStreamName(jobId),
-    history.map((e) => encodeJobEvent(e, { ...envelope, id: randomUUID() })),
-    'no_stream',
-  );
-  return history.length;
+  return storeHistory(store, jobId, commands, now);
 }

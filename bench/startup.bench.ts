@@ -12,13 +12,13 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { loadConfig } from '../libs/config/src';
-import { encodeJobEvent, jobStreamName, parseJobSpec, type JobEvent } from '../libs/contracts/src';
-import { decide, evolve, initialState, type Job, type JobCommand } from '../libs/domain/src';
+import { parseJobSpec } from '../libs/contracts/src';
+import type { JobCommand } from '../libs/domain/src';
 import { SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore } from '../libs/event-store/src';
 import { startNatsServer } from '../libs/testing/src';
 import { tempDir } from '../libs/testing/src/temp-dir';
 import { startOrchestrator } from '../apps/orchestrator/src/start-orchestrator';
-import { perSecond, progress, roundMs, withDefaults } from './bench-kit';
+import { perSecond, progress, roundMs, storeHistory, withDefaults } from './bench-kit';
 
 export interface StartupBenchOptions {
   /** Stored events of each run (default 1,000 and 1,000,000; the last job may add a few more). */
@@ -133,19 +133,5 @@ async function storeJob(store: SqliteEventStore, open: boolean, now: string): Pr
         { type: 'RecordStarted', data: { attempt: 1, executorId: 'local', startedAt: now, sandbox: 'none' } },
         { type: 'RecordFinished', data: { attempt: 1, exitCode: 0, signal: null, oomKilled: false, durationMs: 2, finishedAt: now, usage: null, logBytes: 0 } },
       ];
-  let job: Job = initialState();
-  const history: JobEvent[] = [];
-  for (const c of commands) {
-    for (const e of decide(c, job)) {
-      history.push(e);
-      job = evolve(job, e);
-    }
-  }
-  const envelope = { jobId, occurredAt: now, actor: 'bench', causationId: null, correlationId: jobId };
-  await store.appendToStream(
-    jobStreamName(jobId),
-    history.map((e) => encodeJobEvent(e, { ...envelope, id: randomUUID() })),
-    'no_stream',
-  );
-  return history.length;
+  return storeHistory(store, jobId, commands, now);
 }

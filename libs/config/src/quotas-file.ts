@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './load-config';
+import { parseConfigJson } from './config-json';
 
 /**
  * The per-owner quotas and fair-share weights (JOBLINE_QUOTAS_FILE), validated here like every
@@ -32,16 +32,5 @@ export type QuotasFile = z.infer<typeof QuotasFileSchema>;
 
 /** Parses the file's text; throws a ConfigError naming JOBLINE_QUOTAS_FILE, each problem with its path. */
 export function parseQuotasFile(text: string, path: string): QuotasFile {
-  const variable = 'JOBLINE_QUOTAS_FILE';
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError([{ variable, message: `${path} is not JSON: ${err instanceof Error ? err.message : String(err)}` }]);
-  }
-  const r = QuotasFileSchema.safeParse(json);
-  if (!r.success) {
-    throw new ConfigError(r.error.issues.map((i) => ({ variable, message: `${path}: ${i.path.map(String).join('.') || '(root)'}: ${i.message}` })));
-  }
-  return r.data;
+  return parseConfigJson(QuotasFileSchema, text, path, 'JOBLINE_QUOTAS_FILE');
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './load-config';
+import { parseConfigJson } from './config-json';
 
 /**
  * The per-owner webhook file (JOBLINE_WEBHOOKS_FILE), validated here like every variable:
@@ -43,16 +43,5 @@ export type WebhooksFile = z.infer<typeof WebhooksFileSchema>;
 
 /** Parses the file's text; throws a ConfigError naming JOBLINE_WEBHOOKS_FILE, each problem with its path (never the secret). */
 export function parseWebhooksFile(text: string, path: string): WebhooksFile {
-  const variable = 'JOBLINE_WEBHOOKS_FILE';
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError([{ variable, message: `${path} is not JSON: ${err instanceof Error ? err.message : String(err)}` }]);
-  }
-  const r = WebhooksFileSchema.safeParse(json);
-  if (!r.success) {
-    throw new ConfigError(r.error.issues.map((i) => ({ variable, message: `${path}: ${i.path.map(String).join('.') || '(root)'}: ${i.message}` })));
-  }
-  return r.data;
+  return parseConfigJson(WebhooksFileSchema, text, path, 'JOBLINE_WEBHOOKS_FILE');
 }

@@ -142,15 +142,8 @@ export async function verifyStore(
     }
     after = batch[batch.length - 1].position;
   }
-  if (nextTrusted < trusted.length) {
-    const head = trusted[trusted.length - 1];
-    return fail({
-      kind: 'truncated',
-      position: result.headPosition + 1,
-      message: `the log ends at position ${result.headPosition}, but a signed checkpoint covers it up to position ${head.position}: its tail was removed`,
-    });
-  }
-  return result;
+  const cut = truncatedTail(result.headPosition, trusted.slice(nextTrusted));
+  return cut ? fail(cut) : result;
 }
 
 /**
@@ -279,15 +272,19 @@ export async function verifyComputedChain(
     }
     after = batch[batch.length - 1].position;
   }
-  if (nextTrusted < trusted.length) {
-    const last = trusted[trusted.length - 1];
-    return fail({
-      kind: 'truncated',
-      position: result.headPosition + 1,
-      message: `the log ends at position ${result.headPosition}, but a signed checkpoint covers it up to position ${last.position}: its tail was removed`,
-    });
-  }
-  return result;
+  const cut = truncatedTail(result.headPosition, trusted.slice(nextTrusted));
+  return cut ? fail(cut) : result;
+}
+
+/** The log ended before the signed checkpoints still `unreached`: its tail was removed. */
+function truncatedTail(headPosition: number, unreached: readonly { position: number }[]): ChainProblem | null {
+  const last = unreached.at(-1);
+  if (!last) return null;
+  return {
+    kind: 'truncated',
+    position: headPosition + 1,
+    message: `the log ends at position ${headPosition}, but a signed checkpoint covers it up to position ${last.position}: its tail was removed`,
+  };
 }
 
 function where(event: RecordedEvent): Pick<ChainProblem, 'position' | 'streamId' | 'revision' | 'eventId'> {
