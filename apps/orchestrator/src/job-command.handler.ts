@@ -6,6 +6,9 @@ import { TRACERS, contextFromRecord, hasSpan, inSpan, traceFields, tracingActive
 import { context } from '@opentelemetry/api';
 import { KeyedMutex } from './keyed-mutex';
 
+/** Called right before an append with the job as it stands before it; throws to stop the append. */
+export type AppendGuard = (job: Job) => void;
+
 export interface CommandMeta {
   /** Who acted, recorded as each event's actor: an owner, an admin, 'executor:<id>', 'packager', 'scheduler', 'retention:…'. */
   actor: string;
@@ -67,10 +70,11 @@ export class JobCommandHandler {
   }
 
   /**
-   * Runs one command. `guard` (a fence) is called right before each append and may throw to
-   * stop it: a scheduler that is no longer the leader appends nothing, even on a conflict retry.
+   * Runs one command. `guard` (a fence) is called right before each append, with the job as the
+   * append finds it, and may throw to stop it: a scheduler that is no longer the leader appends
+   * nothing, even on a conflict retry; a new job over its owner's queued quota is not recorded.
    */
-  execute(jobId: string, command: JobCommand, meta: CommandMeta, opts: { guard?: () => void } = {}): Promise<HandledCommand> {
+  execute(jobId: string, command: JobCommand, meta: CommandMeta, opts: { guard?: AppendGuard } = {}): Promise<HandledCommand> {
     return this.mutex.run(jobId, () => this.executeNow(jobId, command, meta, opts.guard));
   }
 
@@ -83,7 +87,7 @@ export class JobCommandHandler {
     return { job, revision: recs.length ? recs[recs.length - 1].revision : -1, events };
   }
 
-  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta, guard?: () => void): Promise<HandledCommand> {
+  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta, guard?: AppendGuard): Promise<HandledCommand> {
     if (!tracingActive()) return this.decideAndAppend(jobId, command, meta, guard);
     // A command that arrived with a trace continues it; one of the scheduler's or a timer's continues the job's (its newest event's).
     const current = context.active();
@@ -99,7 +103,7 @@ export class JobCommandHandler {
     });
   }
 
-  private async decideAndAppend(jobId: string, command: JobCommand, meta: CommandMeta, guard?: () => void): Promise<HandledCommand> {
+  private async decideAndAppend(jobId: string, command: JobCommand, meta: CommandMeta, guard?: AppendGuard): Promise<HandledCommand> {
     const trace = traceFields();
     for (let attempt = 0; ; attempt++) {
       const { job, revision, events } = await this.load(jobId);
@@ -109,7 +113,7 @@ export class JobCommandHandler {
       const causationId = causationOf(meta.causationId, events);
       const correlationId = correlationOf(events) ?? meta.correlationId ?? jobId;
       const records = decided.map((e) => encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId, trace }));
-      guard?.();
+      guard?.(job);
       try {
         await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);
         let after = job;

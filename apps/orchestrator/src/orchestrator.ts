@@ -28,7 +28,7 @@ import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { SpanKind, TRACERS, contextFromHeaders, inSpan, tracingActive } from '../../../libs/messaging/src/trace-context';
 import { Quotas, queuedQuotaRefusal, rerunCommand, type Actor, type JobCommand } from '../../../libs/domain/src';
-import { JobCommandHandler, type CommandMeta, type HandledCommand } from './job-command.handler';
+import { JobCommandHandler, type AppendGuard, type CommandMeta, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
 import { Relay } from './relay';
@@ -348,8 +348,8 @@ export class Orchestrator {
     if (!msg.ok) throw new ValidationError('invalid submit command', msg.issues);
     const { jobId, spec, idempotencyKey, correlationId } = msg.value;
     const meta: CommandMeta = { actor: who, causationId: causeOf(from), correlationId: correlationId ?? jobId };
-    const handled = await this.admitted(who, jobId, () =>
-      this.handler.execute(jobId, { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } }, meta),
+    const handled = await this.admitted(who, jobId, (guard) =>
+      this.handler.execute(jobId, { type: 'SubmitJob', data: { jobId, owner: who, spec, now: this.now(), ...(idempotencyKey ? { idempotencyKey } : {}) } }, meta, { guard }),
     );
     if (handled.job.phase === 'packaging' && !this.o.packager) {
       // Without a packager the job would wait for its bundle forever; it fails, saying why.
@@ -427,27 +427,35 @@ export class Orchestrator {
       }
     }
     // The new job is the original owner's: its queued quota counts.
-    return this.admitted(command.data.owner, jobId, () => this.handler.execute(jobId, command, { actor: actor.id, causationId: causeOf(from), correlationId: correlationId ?? jobId }));
+    return this.admitted(command.data.owner, jobId, (guard) =>
+      this.handler.execute(jobId, command, { actor: actor.id, causationId: causeOf(from), correlationId: correlationId ?? jobId }, { guard }),
+    );
   }
 
   /**
    * A new job of the owner, within its queued quota: refused (QuotaExceededError, nothing
-   * recorded) when the owner already has maxQueued jobs waiting. The check and the
-   * reservation happen together, so concurrent submits cannot pass the quota together. A
-   * repeated submit of a job that exists is not counted (it records nothing new).
+   * recorded) when the owner already has maxQueued jobs waiting. The check runs as the
+   * handler's append guard, so only a submit that records a new job is counted (a repeated
+   * submit decides nothing and is not), on the stream read the command needs anyway; check and
+   * reservation happen together, so concurrent submits cannot pass the quota together.
    */
-  private async admitted(owner: string, jobId: string, record: () => Promise<HandledCommand>): Promise<HandledCommand> {
+  private async admitted(owner: string, jobId: string, record: (guard?: AppendGuard) => Promise<HandledCommand>): Promise<HandledCommand> {
     const quota = this.quotas.of(owner);
-    if (quota.maxQueued === Infinity || (await this.handler.load(jobId)).job.phase !== 'none') return record();
-    const refusal = queuedQuotaRefusal(owner, quota, this.scheduler.waitingOf(owner));
-    if (refusal) throw new QuotaExceededError(refusal, this.quotas.retryAfterSeconds);
-    this.scheduler.reserve(owner, jobId);
+    if (quota.maxQueued === Infinity) return record();
+    let reserved = false;
+    const withinQuota: AppendGuard = () => {
+      if (reserved) return; // a retry after a conflicting append: counted already
+      const refusal = queuedQuotaRefusal(owner, quota, this.scheduler.waitingOf(owner));
+      if (refusal) throw new QuotaExceededError(refusal, this.quotas.retryAfterSeconds);
+      this.scheduler.reserve(owner, jobId);
+      reserved = true;
+    };
     let handled: HandledCommand | undefined;
     try {
-      handled = await record();
+      handled = await record(withinQuota);
       return handled;
     } finally {
-      if (!handled?.events.length) this.scheduler.unreserve(jobId);
+      if (reserved && !handled?.events.length) this.scheduler.unreserve(jobId);
     }
   }
 
