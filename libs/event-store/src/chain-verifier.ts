@@ -66,81 +66,61 @@ export async function verifyStore(
   const streams = new Map<string, StreamTip>();
   const result: ChainVerification = { intact: true, events: 0, unchained: 0, headPosition: -1, chainHash: null, checkpointsMatched: 0, checkpointsIgnored: 0 };
   let chained = false;
-  let after = -1;
   const fail = (problem: ChainProblem): ChainVerification => ({ ...result, intact: false, problem });
 
-  for (;;) {
-    const batch = await store.readAll({ after, maxCount: batchSize });
-    if (batch.length === 0) break;
-    for (const event of batch) {
-      // A trusted head whose position we passed without reaching it: that event is gone.
-      while (nextTrusted < trusted.length && trusted[nextTrusted].position < event.position) {
-        const head = trusted[nextTrusted];
-        return fail({ kind: 'removed', position: head.position, message: `the event at position ${head.position}, covered by a signed checkpoint, is missing` });
+  for await (const event of readLog(store, batchSize)) {
+    const passed = passedTrustedHead(trusted[nextTrusted], event);
+    if (passed) return fail(passed);
+    const tip = streams.get(event.streamId);
+    if (!event.chain) {
+      if (chained) {
+        return fail({ ...where(event), kind: 'inserted', message: `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped` });
       }
-      const tip = streams.get(event.streamId);
-      const expectedRevision = tip ? tip.revision + 1 : 0;
-      if (!event.chain) {
-        if (chained) {
-          return fail({ ...where(event), kind: 'inserted', message: `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped` });
-        }
-        result.unchained += 1;
-      } else {
-        // The first position that should be there but is not (positions after a removal).
-        const gap = result.headPosition >= 0 && event.position > result.headPosition + 1;
-        const firstMissing = gap ? result.headPosition + 1 : event.position;
-        if (event.revision > expectedRevision) {
-          const moved = (await store.readStream(event.streamId)).some((e) => e.revision === expectedRevision && e.position > event.position);
-          const missing = event.revision - expectedRevision > 1 ? `revisions ${expectedRevision}..${event.revision - 1} are` : `revision ${expectedRevision} is`;
-          return fail(
-            moved
-              ? { ...where(event), kind: 'reordered', message: `${describe(event)} comes before revision ${expectedRevision} of its stream in the log` }
-              : { ...where(event), position: firstMissing, kind: 'removed', message: `${missing} of ${event.streamId} missing before ${describe(event)}` },
-          );
-        }
-        if (event.revision < expectedRevision) {
-          return fail({ ...where(event), kind: 'reordered', message: `${describe(event)} comes after revision ${tip?.revision} of its stream in the log` });
-        }
-        const streamHash = streamLink(tip?.streamHash, event.revision, contentHash(event));
-        const chainHash = chainLink(result.chainHash, event.position, streamHash);
-        if (streamHash !== event.chain.streamHash) {
-          // Its own links still follow from the previous event: the links are the recorded
-          // ones and its bytes changed. Otherwise the links were made up: it was put there.
-          const edited = chainLink(result.chainHash, event.position, event.chain.streamHash) === event.chain.chainHash;
-          return fail({
-            ...where(event),
-            kind: edited ? 'edited' : 'inserted',
-            message: edited
-              ? `${describe(event)} does not match its hash: its data, metadata, type or id was changed`
-              : `${describe(event)} was not recorded by the store: its links follow from no recorded event (inserted)`,
-          });
-        }
-        if (chainHash !== event.chain.chainHash) {
-          return fail(
-            gap
-              ? { ...where(event), position: firstMissing, kind: 'removed', message: `the event(s) at positions ${firstMissing}..${event.position - 1}, before ${describe(event)}, were removed` }
-              : { ...where(event), kind: 'reordered', message: `${describe(event)} is not where it was recorded in the log (moved or reordered)` },
-          );
-        }
-        chained = true;
-        result.chainHash = chainHash;
+      result.unchained += 1;
+    } else {
+      // The first position that should be there but is not (positions after a removal).
+      const gap = result.headPosition >= 0 && event.position > result.headPosition + 1;
+      const firstMissing = gap ? result.headPosition + 1 : event.position;
+      const outOfOrder = await revisionProblem(store, event, tip, firstMissing);
+      if (outOfOrder) return fail(outOfOrder);
+      const streamHash = streamLink(tip?.streamHash, event.revision, contentHash(event));
+      const chainHash = chainLink(result.chainHash, event.position, streamHash);
+      if (streamHash !== event.chain.streamHash) {
+        // Its own links still follow from the previous event: the links are the recorded
+        // ones and its bytes changed. Otherwise the links were made up: it was put there.
+        const edited = chainLink(result.chainHash, event.position, event.chain.streamHash) === event.chain.chainHash;
+        return fail({
+          ...where(event),
+          kind: edited ? 'edited' : 'inserted',
+          message: edited
+            ? `${describe(event)} does not match its hash: its data, metadata, type or id was changed`
+            : `${describe(event)} was not recorded by the store: its links follow from no recorded event (inserted)`,
+        });
       }
-      streams.set(event.streamId, { revision: event.revision, streamHash: event.chain?.streamHash ?? null });
-      result.headPosition = event.position;
-      result.events += 1;
-      if (nextTrusted < trusted.length && trusted[nextTrusted].position === event.position) {
-        if (trusted[nextTrusted].chainHash !== result.chainHash) {
-          return fail({
-            ...where(event),
-            kind: 'checkpoint',
-            message: `the log up to position ${event.position} differs from the signed checkpoint there: rewritten with recomputed hashes`,
-          });
-        }
-        result.checkpointsMatched += 1;
-        nextTrusted += 1;
+      if (chainHash !== event.chain.chainHash) {
+        return fail(
+          gap
+            ? { ...where(event), position: firstMissing, kind: 'removed', message: `the event(s) at positions ${firstMissing}..${event.position - 1}, before ${describe(event)}, were removed` }
+            : { ...where(event), kind: 'reordered', message: `${describe(event)} is not where it was recorded in the log (moved or reordered)` },
+        );
       }
+      chained = true;
+      result.chainHash = chainHash;
     }
-    after = batch[batch.length - 1].position;
+    streams.set(event.streamId, { revision: event.revision, streamHash: event.chain?.streamHash ?? null });
+    result.headPosition = event.position;
+    result.events += 1;
+    if (nextTrusted < trusted.length && trusted[nextTrusted].position === event.position) {
+      if (trusted[nextTrusted].chainHash !== result.chainHash) {
+        return fail({
+          ...where(event),
+          kind: 'checkpoint',
+          message: `the log up to position ${event.position} differs from the signed checkpoint there: rewritten with recomputed hashes`,
+        });
+      }
+      result.checkpointsMatched += 1;
+      nextTrusted += 1;
+    }
   }
   const cut = truncatedTail(result.headPosition, trusted.slice(nextTrusted));
   return cut ? fail(cut) : result;
@@ -204,76 +184,93 @@ export async function verifyComputedChain(
   let head = CHAIN_GENESIS;
   let lastMatched: number | undefined;
   let chained = false;
-  let after = -1;
   const fail = (problem: ChainProblem): ChainVerification => ({ ...result, intact: false, problem });
   const since = (): string => (lastMatched === undefined ? 'since the start of the log' : `after position ${lastMatched} (the last signed checkpoint it matched)`);
 
-  for (;;) {
-    const batch = await store.readAll({ after, maxCount: batchSize });
-    if (batch.length === 0) break;
-    for (const event of batch) {
-      while (nextTrusted < trusted.length && trusted[nextTrusted].position < event.position) {
-        const missing = trusted[nextTrusted];
-        return fail({ kind: 'removed', position: missing.position, message: `the event at position ${missing.position}, covered by a signed checkpoint, is missing` });
+  for await (const event of readLog(store, batchSize)) {
+    const passed = passedTrustedHead(trusted[nextTrusted], event);
+    if (passed) return fail(passed);
+    const tip = streams.get(event.streamId);
+    const outOfOrder = await revisionProblem(store, event, tip, event.position);
+    if (outOfOrder) return fail(outOfOrder);
+    const next = advanceChainHead(head, event);
+    const signedHere = nextTrusted < trusted.length && trusted[nextTrusted].position === event.position ? trusted[nextTrusted] : undefined;
+    if (!event.chain) {
+      if (chained) {
+        return fail({ ...where(event), kind: 'inserted', message: `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped` });
       }
-      const tip = streams.get(event.streamId);
-      const expectedRevision = tip ? tip.revision + 1 : 0;
-      if (event.revision > expectedRevision) {
-        const moved = (await store.readStream(event.streamId)).some((e) => e.revision === expectedRevision && e.position > event.position);
-        const missing = event.revision - expectedRevision > 1 ? `revisions ${expectedRevision}..${event.revision - 1} are` : `revision ${expectedRevision} is`;
-        return fail(
-          moved
-            ? { ...where(event), kind: 'reordered', message: `${describe(event)} comes before revision ${expectedRevision} of its stream in the log` }
-            : { ...where(event), kind: 'removed', message: `${missing} of ${event.streamId} missing before ${describe(event)}` },
-        );
+      result.unchained += 1;
+    } else {
+      if (streamLink(tip?.streamHash, event.revision, contentHash(event)) !== event.chain.streamHash) {
+        // Its stored link still gives the signed head here: the link is the recorded one and
+        // its bytes changed. A signed head it does not give: it was put there. No head here: either.
+        const inserted = signedHere !== undefined && signedHere.chainHash !== next;
+        return fail({
+          ...where(event),
+          kind: inserted ? 'inserted' : 'edited',
+          message: inserted
+            ? `${describe(event)} was not recorded by the store: its link gives no signed head (inserted)`
+            : `${describe(event)} does not match its hash: its data, metadata, type or id was changed${signedHere ? '' : ' (or it was put there with a made-up link)'}`,
+        });
       }
-      if (event.revision < expectedRevision) {
-        return fail({ ...where(event), kind: 'reordered', message: `${describe(event)} comes after revision ${tip?.revision} of its stream in the log` });
-      }
-      const next = advanceChainHead(head, event);
-      const signedHere = nextTrusted < trusted.length && trusted[nextTrusted].position === event.position ? trusted[nextTrusted] : undefined;
-      if (!event.chain) {
-        if (chained) {
-          return fail({ ...where(event), kind: 'inserted', message: `${describe(event)} carries no chain link, but events before it do: inserted, or its links were stripped` });
-        }
-        result.unchained += 1;
-      } else {
-        if (streamLink(tip?.streamHash, event.revision, contentHash(event)) !== event.chain.streamHash) {
-          // Its stored link still gives the signed head here: the link is the recorded one and
-          // its bytes changed. A signed head it does not give: it was put there. No head here: either.
-          const inserted = signedHere !== undefined && signedHere.chainHash !== next;
-          return fail({
-            ...where(event),
-            kind: inserted ? 'inserted' : 'edited',
-            message: inserted
-              ? `${describe(event)} was not recorded by the store: its link gives no signed head (inserted)`
-              : `${describe(event)} does not match its hash: its data, metadata, type or id was changed${signedHere ? '' : ' (or it was put there with a made-up link)'}`,
-          });
-        }
-        chained = true;
-      }
-      head = next;
-      streams.set(event.streamId, { revision: event.revision, streamHash: event.chain?.streamHash ?? null });
-      if (signedHere) {
-        if (signedHere.chainHash !== head) {
-          return fail({
-            ...where(event),
-            kind: 'checkpoint',
-            message: `the log up to position ${event.position} differs from the signed checkpoint there: an event ${since()} was removed, inserted, reordered or rewritten`,
-          });
-        }
-        result.checkpointsMatched += 1;
-        lastMatched = event.position;
-        nextTrusted += 1;
-      }
-      result.headPosition = event.position;
-      result.chainHash = head;
-      result.events += 1;
+      chained = true;
     }
-    after = batch[batch.length - 1].position;
+    head = next;
+    streams.set(event.streamId, { revision: event.revision, streamHash: event.chain?.streamHash ?? null });
+    if (signedHere) {
+      if (signedHere.chainHash !== head) {
+        return fail({
+          ...where(event),
+          kind: 'checkpoint',
+          message: `the log up to position ${event.position} differs from the signed checkpoint there: an event ${since()} was removed, inserted, reordered or rewritten`,
+        });
+      }
+      result.checkpointsMatched += 1;
+      lastMatched = event.position;
+      nextTrusted += 1;
+    }
+    result.headPosition = event.position;
+    result.chainHash = head;
+    result.events += 1;
   }
   const cut = truncatedTail(result.headPosition, trusted.slice(nextTrusted));
   return cut ? fail(cut) : result;
+}
+
+/** The whole log in position order, read `batchSize` events at a time. */
+async function* readLog(store: EventStore, batchSize: number): AsyncGenerator<RecordedEvent> {
+  let after = -1;
+  for (;;) {
+    const batch = await store.readAll({ after, maxCount: batchSize });
+    if (batch.length === 0) return;
+    yield* batch;
+    after = batch[batch.length - 1].position;
+  }
+}
+
+/** The next trusted head lies before `event`: the log passed it without reaching it, so that event is gone. */
+function passedTrustedHead(next: TrustedHead | undefined, event: RecordedEvent): ChainProblem | null {
+  if (!next || next.position >= event.position) return null;
+  return { kind: 'removed', position: next.position, message: `the event at position ${next.position}, covered by a signed checkpoint, is missing` };
+}
+
+/**
+ * `event` is not the next revision of its stream: a later revision first (moved before the
+ * missing one, or the missing one removed — reported at `firstMissing`), or an earlier one.
+ */
+async function revisionProblem(store: EventStore, event: RecordedEvent, tip: StreamTip | undefined, firstMissing: number): Promise<ChainProblem | null> {
+  const expectedRevision = tip ? tip.revision + 1 : 0;
+  if (event.revision > expectedRevision) {
+    const moved = (await store.readStream(event.streamId)).some((e) => e.revision === expectedRevision && e.position > event.position);
+    const missing = event.revision - expectedRevision > 1 ? `revisions ${expectedRevision}..${event.revision - 1} are` : `revision ${expectedRevision} is`;
+    return moved
+      ? { ...where(event), kind: 'reordered', message: `${describe(event)} comes before revision ${expectedRevision} of its stream in the log` }
+      : { ...where(event), position: firstMissing, kind: 'removed', message: `${missing} of ${event.streamId} missing before ${describe(event)}` };
+  }
+  if (event.revision < expectedRevision) {
+    return { ...where(event), kind: 'reordered', message: `${describe(event)} comes after revision ${tip?.revision} of its stream in the log` };
+  }
+  return null;
 }
 
 /** The log ended before the signed checkpoints still `unreached`: its tail was removed. */
