@@ -1,27 +1,24 @@
 import * as grpc from '@grpc/grpc-js';
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { STREAMS, decodeJobEvent, jobStreamName, subjects, type CommandRejection, type JobView, type StoredJobEvent } from '../../../libs/contracts/src';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
-import { connectNats } from '../../../libs/messaging/src/connection';
-import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import type { SqliteEventStore } from '../../../libs/event-store/src';
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { readTlsDir } from '../../../libs/service/src';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
+import { eventually, startTestBus, type TempDir, type TestBus } from '../../../libs/testing/src';
 import { hashToken } from '../../api/src/api-tokens';
 import { createApiApp, type ApiApp } from '../../api/src/api.module';
 import { jobServiceClient } from '../../api/src/grpc/jobs.proto-loader';
 import { JobsProjection } from '../../api/src/projections/jobs.projection';
 import { certPaths, certsDir, certsInit, certsIssue } from '../../cli/src/certs/dev-pki';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
-import type { Orchestrator } from './orchestrator';
-import { ADMIN_COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
+import { ADMIN_COMMANDS_DURABLE } from './orchestrator.module';
+import { startTestOrchestrator, type TestOrchestrator } from './testing/test-orchestrator';
 
-const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
 const quietExecutor = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const ALICE = 'alice-token-0123456789';
 const BOB = 'bob-token-0123456789';
@@ -34,15 +31,13 @@ const TERMINAL = ['JobCompleted', 'JobFailed', 'JobCancelled', 'JobTimedOut'];
  * the event it answers) and the job's correlation, and the recorded actor is who acted.
  */
 describe('causation, correlation and actors of a job’s whole life (real NATS, SQLite, orchestrator, executor, api)', () => {
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let dir: TempDir;
-  let server: RunningNatsServer;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
   let publisher: JetStreamPublisher;
   let store: SqliteEventStore;
-  let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
-  let orchestrator: Orchestrator;
   let executor: NodeExecutorHandle;
   let projection: JobsProjection;
   let api: ApiApp;
@@ -53,12 +48,8 @@ describe('causation, correlation and actors of a job’s whole life (real NATS, 
   const subs: Subscription[] = [];
 
   beforeAll(async () => {
-    dir = tempDir('jobline-causation-');
+    ({ dir, nc, jsm, publisher, store } = bus = await startTestBus('causation-test', { dirPrefix: 'jobline-causation-' }));
     dataDir = join(dir.path, 'data');
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'causation-test' });
-    jsm = await jetstreamManager(nc);
-    publisher = new JetStreamPublisher(jetstream(nc));
     subs.push(
       nc.subscribe(subjects.reportsAll, {
         callback: (_err, m: Msg) => {
@@ -70,9 +61,7 @@ describe('causation, correlation and actors of a job’s whole life (real NATS, 
       }),
       nc.subscribe(subjects.adminCommandsAll, { callback: (_err, m: Msg) => void adminCommands.push(m.subject) }),
     );
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, cancelConfirmMs: 5000 }));
+    orch = await startTestOrchestrator(bus, { cancelConfirmMs: 5000 });
     executor = await startNodeExecutor({ nc, executorId: 'solo', capacity: 4, workRoot: join(dir.path, 'work'), graceMs: 300, heartbeatMs: 200, logger: quietExecutor });
     await certsInit(dataDir);
     await certsIssue(dataDir, 'alice');
@@ -98,14 +87,9 @@ describe('causation, correlation and actors of a job’s whole life (real NATS, 
     for (const s of subs) s.unsubscribe();
     await api?.close();
     await executor?.stop();
-    await app?.close();
-    await orchestrator?.stop();
+    await orch?.stop();
     await projection?.close();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
-    dir?.remove();
+    await bus?.stop();
   });
 
   const http = () => request(api.url);

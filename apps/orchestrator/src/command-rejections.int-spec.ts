@@ -1,18 +1,13 @@
-import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, type JetStreamManager } from '@nats-io/jetstream';
 import { createInbox, type NatsConnection, type Subscription } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { CommandRejectionSchema, CommandReplySchema, STREAMS, jobStreamName, subjects, type CommandRejection, type CommandReply } from '../../../libs/contracts/src';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
-import { connectNats } from '../../../libs/messaging/src/connection';
+import type { SqliteEventStore } from '../../../libs/event-store/src';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
-import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
-import type { Orchestrator } from './orchestrator';
-import { ADMIN_COMMANDS_DURABLE, COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
-
-const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startTestBus, type TestBus } from '../../../libs/testing/src';
+import { ADMIN_COMMANDS_DURABLE, COMMANDS_DURABLE } from './orchestrator.module';
+import { startTestOrchestrator, type TestOrchestrator } from './testing/test-orchestrator';
 
 /** Collects what arrives on a subject, so a test can wait for the message it expects. */
 class Inbox {
@@ -37,31 +32,22 @@ class Inbox {
 }
 
 describe('refused NATS commands are visible to their sender (real nats-server, SQLite store)', () => {
-  let dir: TempDir;
-  let server: RunningNatsServer;
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
   let store: SqliteEventStore;
-  let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
-  let orchestrator: Orchestrator;
   let publisher: JetStreamPublisher;
   let rejections: Inbox;
 
   beforeAll(async () => {
-    dir = tempDir();
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'rejections-test' });
-    jsm = await jetstreamManager(nc);
-    publisher = new JetStreamPublisher(jetstream(nc));
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
+    ({ nc, jsm, publisher, store } = bus = await startTestBus('rejections-test'));
     // An earlier version's per-verb consumer, holding a command nobody handled yet: the new consumer takes it over.
     await ensureStreams(jsm);
     await jsm.consumers.add(STREAMS.commands, { durable_name: 'orchestrator-submit', ack_policy: AckPolicy.Explicit, filter_subject: 'jobline.cmd.*.submit' });
     leftOver = randomUUID();
     await publisher.publish(subjects.submit('alice'), { jobId: leftOver, spec: { command: 'true' } }, { msgId: leftOver });
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet }));
+    orch = await startTestOrchestrator(bus);
     rejections = new Inbox(nc, subjects.rejections('alice'));
     await nc.flush();
   });
@@ -69,13 +55,8 @@ describe('refused NATS commands are visible to their sender (real nats-server, S
 
   afterAll(async () => {
     rejections?.close();
-    await app?.close();
-    await orchestrator?.stop();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
-    dir?.remove();
+    await orch?.stop();
+    await bus?.stop();
   });
 
   const recorded = async (jobId: string) => (await store.readStream(jobStreamName(jobId))).map((r) => r.type);

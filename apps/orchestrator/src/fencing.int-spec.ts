@@ -1,8 +1,6 @@
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import {
   ClaimReplySchema,
   LeaseReplySchema,
@@ -19,12 +17,10 @@ import {
   type RunAttemptMessage,
   type StopAttemptMessage,
 } from '../../../libs/contracts/src';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
-import { connectNats } from '../../../libs/messaging/src/connection';
-import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
-import type { Orchestrator } from './orchestrator';
-import { createOrchestratorApp } from './orchestrator.module';
+import type { SqliteEventStore } from '../../../libs/event-store/src';
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startTestBus, type TestBus } from '../../../libs/testing/src';
+import { startTestOrchestrator, type TestOrchestrator } from './testing/test-orchestrator';
 
 /**
  * The orchestrator's side of fencing, against a real nats-server and SQLite store, with the
@@ -33,30 +29,20 @@ import { createOrchestratorApp } from './orchestrator.module';
  * does not count executors' silence while its own bus connection is down.
  */
 
-const quiet = { log: () => undefined, warn: () => undefined, debug: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
 const LEASE_MS = 2000;
 
 describe('orchestrator fencing: claims, leases, stop orders and reports', () => {
-  let dir: TempDir;
-  let server: RunningNatsServer;
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
   let store: SqliteEventStore;
-  let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
-  let orchestrator: Orchestrator;
   let publisher: JetStreamPublisher;
   const beating: ReturnType<typeof setInterval>[] = [];
 
   beforeAll(async () => {
-    dir = tempDir('jobline-fencing-');
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'fencing-test', overrides: { reconnectTimeWait: 100, reconnectJitter: 50 } });
-    jsm = await jetstreamManager(nc);
-    publisher = new JetStreamPublisher(jetstream(nc));
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet, leaseMs: LEASE_MS, heartbeatMs: 100 }));
+    ({ nc, jsm, publisher, store } = bus = await startTestBus('fencing-test', { dirPrefix: 'jobline-fencing-', connection: { reconnectTimeWait: 100, reconnectJitter: 50 } }));
+    orch = await startTestOrchestrator(bus, { leaseMs: LEASE_MS, heartbeatMs: 100 });
   });
 
   afterEach(() => {
@@ -64,13 +50,8 @@ describe('orchestrator fencing: claims, leases, stop orders and reports', () => 
   });
 
   afterAll(async () => {
-    await app?.close();
-    await orchestrator?.stop();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
-    dir?.remove();
+    await orch?.stop();
+    await bus?.stop();
   });
 
   // ---- the executor's side, by hand ----------------------------------------------------
@@ -309,10 +290,9 @@ describe('orchestrator fencing: claims, leases, stop orders and reports', () => 
     const run = await runFor(ex, jobId);
     expect(await claim(claimOf(run, ex.id), subjects.claim(jobId))).toEqual({ granted: true });
     ex.running.push({ jobId, attempt: 1 });
-    const port = server.port;
-    await server.stop();
+    await bus.stopServer();
     await new Promise((r) => setTimeout(r, 2 * LEASE_MS + 500)); // silent past the lease, as far as anyone could tell
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats'), port });
+    await bus.startServer();
     const lease = await eventually(async () => (await ex.beat()) ?? undefined, 15_000, 'a lease reply after the outage');
     expect(lease.current).toEqual([{ jobId, attempt: 1 }]);
     await new Promise((r) => setTimeout(r, LEASE_MS));

@@ -1,30 +1,27 @@
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { STREAMS, decodeJobEvent, jobStreamName, subjects, type JobEvent, type JobEventMessage, type JobSpecInput } from '../../../libs/contracts/src';
-import { SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore } from '../../../libs/event-store/src';
-import { connectNats } from '../../../libs/messaging/src/connection';
-import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
+import { SqliteEventStore, SqliteSnapshotStore } from '../../../libs/event-store/src';
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startTestBus, type TempDir, type TestBus } from '../../../libs/testing/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
-import { COMMANDS_DURABLE, createOrchestratorApp } from './orchestrator.module';
+import { COMMANDS_DURABLE } from './orchestrator.module';
+import { startTestOrchestrator, type TestOrchestrator } from './testing/test-orchestrator';
 import type { Orchestrator } from './orchestrator';
 import { SCHEDULER_LIFECYCLE } from './scheduler';
 
-const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
 const quietExecutor = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 describe('orchestrator with a real nats-server, SQLite store and Node executor', () => {
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let dir: TempDir;
-  let server: RunningNatsServer;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
   let store: SqliteEventStore;
-  let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
   let orchestrator: Orchestrator;
   let executor: NodeExecutorHandle;
   let publisher: JetStreamPublisher;
@@ -32,30 +29,19 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
   // Lifecycle snapshots every few events: a restart starts from one and folds the tail after it.
   async function startOrchestrator() {
     const snapshots = new SqliteSnapshotStore({ db: store.database });
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, snapshots, snapshotEvery: 7, nc, logger: quiet, cancelConfirmMs: 5000 }));
+    ({ orchestrator } = orch = await startTestOrchestrator(bus, { snapshots, snapshotEvery: 7, cancelConfirmMs: 5000 }));
   }
 
   beforeAll(async () => {
-    dir = tempDir();
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'orchestrator-test' });
-    jsm = await jetstreamManager(nc);
-    publisher = new JetStreamPublisher(jetstream(nc));
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
+    ({ dir, nc, jsm, publisher, store } = bus = await startTestBus('orchestrator-test'));
     await startOrchestrator();
     executor = await startNodeExecutor({ nc, executorId: 'solo', capacity: 1, workRoot: join(dir.path, 'work'), graceMs: 500, heartbeatMs: 200, logger: quietExecutor });
   });
 
   afterAll(async () => {
     await executor?.stop();
-    await app?.close();
-    await orchestrator?.stop();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
-    dir?.remove();
+    await orch?.stop();
+    await bus?.stop();
   });
 
   async function submit(spec: JobSpecInput, owner = 'alice', jobId: string = randomUUID()): Promise<string> {
@@ -214,8 +200,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
     const first = await submit({ command: 'true' });
     await finished(first);
     await eventually(async () => (await busMessages(first)).length === 5, 10_000, 'first relayed');
-    await app.close();
-    await orchestrator.stop();
+    await orch.stop();
     const whileDown = await submit({ command: 'echo later' });
     await startOrchestrator();
     await finished(whileDown);
@@ -226,8 +211,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
   it('after a restart from the lifecycle snapshot, a running job still times out and a job queued behind it then runs', async () => {
     const slow = await submit({ command: 'sleep 30', timeoutSeconds: 3 });
     await eventually(async () => (await types(slow)).includes('JobStarted'), 20_000, 'the slow job to start');
-    await app.close();
-    await orchestrator.stop();
+    await orch.stop();
     const snapshot = await new SqliteSnapshotStore({ db: store.database }).load(SCHEDULER_LIFECYCLE);
     expect(snapshot?.position).toBe(await store.headPosition());
     const behind = await submit({ command: 'true' }); // the one slot is taken: it waits in the queue
@@ -246,8 +230,7 @@ describe('orchestrator with a real nats-server, SQLite store and Node executor',
       await submit({ command: 'sleep 1; echo done' }, 'bob', jobId);
       await eventually(() => copies.some((m) => m.subject.endsWith('.JobStarted')), 20_000, 'JobStarted on the owner subject');
       // A new relay knows the owner of the open job from its lifecycle fold, started from the snapshot.
-      await app.close();
-      await orchestrator.stop();
+      await orch.stop();
       await startOrchestrator();
       const events = await finished(jobId);
       await eventually(() => copies.some((m) => m.subject.endsWith('.JobCompleted')), 20_000, 'JobCompleted on the owner subject');

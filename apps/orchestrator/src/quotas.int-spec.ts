@@ -1,44 +1,27 @@
-import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { jobStreamName, subjects, type CommandRejection } from '../../../libs/contracts/src';
 import { Quotas } from '../../../libs/domain/src';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
-import { connectNats } from '../../../libs/messaging/src/connection';
-import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
+import type { SqliteEventStore } from '../../../libs/event-store/src';
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startTestBus, type TestBus } from '../../../libs/testing/src';
 import type { Orchestrator } from './orchestrator';
-import { createOrchestratorApp } from './orchestrator.module';
-
-const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
+import { startTestOrchestrator, type TestOrchestrator } from './testing/test-orchestrator';
 
 /** The queued quota at the orchestrator, with no executor (every job stays queued): real nats-server, SQLite. */
 describe('queued quota at the orchestrator (real nats-server, SQLite store)', () => {
-  let dir: TempDir;
-  let server: RunningNatsServer;
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let nc: NatsConnection;
   let store: SqliteEventStore;
-  let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
   let orchestrator: Orchestrator;
   let publisher: JetStreamPublisher;
   let sub: Subscription;
   const rejections: CommandRejection[] = [];
 
   beforeAll(async () => {
-    dir = tempDir('jobline-quota-int-');
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'quotas-test' });
-    publisher = new JetStreamPublisher(jetstream(nc));
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
-    ({ app, orchestrator } = await createOrchestratorApp({
-      eventStore: store,
-      checkpoints,
-      nc,
-      logger: quiet,
+    ({ nc, store, publisher } = bus = await startTestBus('quotas-test', { dirPrefix: 'jobline-quota-int-' }));
+    ({ orchestrator } = orch = await startTestOrchestrator(bus, {
       quotas: new Quotas({ default: { maxQueued: 3 }, owners: { roomy: { maxQueued: 1000 } }, retryAfterSeconds: 4 }),
     }));
     sub = nc.subscribe('jobline.rej.*', { callback: (_e, m) => void rejections.push(m.json()) });
@@ -47,13 +30,8 @@ describe('queued quota at the orchestrator (real nats-server, SQLite store)', ()
 
   afterAll(async () => {
     sub?.unsubscribe();
-    await app?.close();
-    await orchestrator?.stop();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
-    dir?.remove();
+    await orch?.stop();
+    await bus?.stop();
   });
 
   const stored = async (jobId: string) => (await store.readStream(jobStreamName(jobId))).length > 0;

@@ -1,6 +1,5 @@
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -10,15 +9,14 @@ import { STREAMS, decodeJobEvent, jobStreamName, subjects, type JobSpecInput, ty
 import { SqliteCheckpointStore, SqliteEventStore } from '../../../libs/event-store/src';
 import { ArtifactStore } from '../../../libs/messaging/src/artifacts-store';
 import { BundleStore } from '../../../libs/messaging/src/bundle-store';
-import { connectNats } from '../../../libs/messaging/src/connection';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
-import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../libs/testing/src';
+import type { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
+import { eventually, startTestBus, type TempDir, type TestBus } from '../../../libs/testing/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../executor/src/node/main';
 import { Packager } from '../../packager/src/packager';
 import { KeyedMutex } from './keyed-mutex';
 import type { Orchestrator } from './orchestrator';
-import { createOrchestratorApp } from './orchestrator.module';
+import { startTestOrchestrator, type TestOrchestrator } from './testing/test-orchestrator';
 import { RETENTION_CLEANUP_CHECKPOINT, Retention } from './retention';
 
 const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
@@ -31,13 +29,13 @@ const HOUR = 60 * MINUTE;
  * Node executor; the policy's clock is moved forward instead of waiting for jobs to age.
  */
 describe('retention policy', () => {
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let dir: TempDir;
-  let server: RunningNatsServer;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
   let store: SqliteEventStore;
   let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
   let orchestrator: Orchestrator;
   let executor: NodeExecutorHandle;
   let packager: Packager;
@@ -59,19 +57,8 @@ describe('retention policy', () => {
     });
     await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
     filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
-    dir = tempDir();
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'retention-test' });
-    jsm = await jetstreamManager(nc);
-    publisher = new JetStreamPublisher(jetstream(nc));
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
-    ({ app, orchestrator } = await createOrchestratorApp({
-      eventStore: store,
-      checkpoints,
-      nc,
-      logger: quiet,
-      packager: true,
+    ({ dir, nc, jsm, publisher, store, checkpoints } = bus = await startTestBus('retention-test'));
+    ({ orchestrator } = orch = await startTestOrchestrator(bus, { packager: true,
       // Sweeps are called by the test; the timer's interval is far away.
       retention: { maxAgeMs: HOUR, ownerMaxAgeMs: { alice: MINUTE, bob: null }, intervalMs: 86_400_000, clock },
     }));
@@ -86,14 +73,9 @@ describe('retention policy', () => {
   afterAll(async () => {
     await executor?.stop();
     await packager?.stop();
-    await app?.close();
-    await orchestrator?.stop();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
+    await orch?.stop();
+    await bus?.stop();
     await new Promise((r) => files?.close(r));
-    dir?.remove();
   });
 
   async function submit(owner: string, spec: JobSpecInput): Promise<string> {

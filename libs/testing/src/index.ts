@@ -5,3 +5,4 @@ export * from './decider-spec';
 export { eventually } from './eventually';
 export { testPostgres, randomSchemaName, dropSchema, DEFAULT_TEST_POSTGRES_URL, type TestPostgres } from './postgres';
 export { ComputedChainStore } from './computed-chain';
+export { startTestBus, type TestBus } from './test-bus';

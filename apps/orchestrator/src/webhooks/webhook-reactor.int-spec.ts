@@ -1,20 +1,17 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { INestMicroservice } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { STREAMS, decodeJobEvent, jobStreamName, subjects, webhookDeliveries, type JobEvent, type JobSpecInput, type WebhookAttempt, type WebhookPayload } from '../../../../libs/contracts/src';
-import { SqliteCheckpointStore, SqliteEventStore } from '../../../../libs/event-store/src';
-import { connectNats } from '../../../../libs/messaging/src/connection';
-import { JetStreamPublisher } from '../../../../libs/messaging/src/publisher';
+import type { SqliteEventStore } from '../../../../libs/event-store/src';
+import type { JetStreamPublisher } from '../../../../libs/messaging/src/publisher';
 import { readWebhookAttempts } from '../../../../libs/messaging/src/webhook-attempts';
-import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../../../libs/testing/src';
+import { eventually, startTestBus, type TempDir, type TestBus } from '../../../../libs/testing/src';
 import { verifyWebhook } from '../../../../libs/webhooks/src';
 import { startNodeExecutor, type NodeExecutorHandle } from '../../../executor/src/node/main';
-import type { Orchestrator } from '../orchestrator';
-import { createOrchestratorApp } from '../orchestrator.module';
+import { startTestOrchestrator, type TestOrchestrator } from '../testing/test-orchestrator';
 import { WebhookReactor, type WebhookReactorOptions } from './webhook-reactor';
 
 const quiet = { log: () => undefined, warn: () => undefined, error: (m: string, ...r: unknown[]) => console.error(m, ...r) };
@@ -63,13 +60,11 @@ class Receiver {
 }
 
 describe('webhook reactor with a real nats-server, SQLite store, Node executor and a loopback receiver', () => {
+  let bus: TestBus;
+  let orch: TestOrchestrator;
   let dir: TempDir;
-  let server: RunningNatsServer;
   let nc: NatsConnection;
   let store: SqliteEventStore;
-  let checkpoints: SqliteCheckpointStore;
-  let app: INestMicroservice;
-  let orchestrator: Orchestrator;
   let executor: NodeExecutorHandle;
   let publisher: JetStreamPublisher;
   let reactor: WebhookReactor;
@@ -88,14 +83,9 @@ describe('webhook reactor with a real nats-server, SQLite store, Node executor a
   });
 
   beforeAll(async () => {
-    dir = tempDir();
-    server = await startNatsServer({ storeDir: join(dir.path, 'nats') });
-    nc = await connectNats({ servers: server.url, name: 'webhooks-test' });
-    publisher = new JetStreamPublisher(jetstream(nc));
-    store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
-    checkpoints = new SqliteCheckpointStore({ path: join(dir.path, 'checkpoints.db') });
+    ({ dir, nc, publisher, store } = bus = await startTestBus('webhooks-test'));
     await receiver.start();
-    ({ app, orchestrator } = await createOrchestratorApp({ eventStore: store, checkpoints, nc, logger: quiet }));
+    orch = await startTestOrchestrator(bus);
     reactor = new WebhookReactor(reactorOptions());
     await reactor.start();
     executor = await startNodeExecutor({ nc, executorId: 'hooks', capacity: 2, workRoot: join(dir.path, 'work'), graceMs: 500, heartbeatMs: 200, logger: quietExecutor });
@@ -104,14 +94,9 @@ describe('webhook reactor with a real nats-server, SQLite store, Node executor a
   afterAll(async () => {
     await executor?.stop();
     await reactor?.stop();
-    await app?.close();
-    await orchestrator?.stop();
-    await nc?.drain();
-    await store?.close();
-    await checkpoints?.close();
-    await server?.stop();
+    await orch?.stop();
+    await bus?.stop();
     await receiver.stop();
-    dir?.remove();
   });
 
   beforeEach(() => {
