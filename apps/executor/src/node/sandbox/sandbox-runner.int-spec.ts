@@ -347,7 +347,7 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
     });
 
     it('a cgroup the launcher cannot make or configure is a launch error (125): nothing runs, nothing is left', async () => {
-      // A limit the kernel refuses: the write fails inside the launcher, before any clone.
+      // A limit the kernel refuses: the write fails in the attempt's init, before anything of the job runs.
       const id = attemptId();
       const refused = runner.launch({ attemptId: id, argv: ['sh', '-c', `touch ${join(root, 'ran')}`], env: { PATH }, resources: { cpu: 1e9 } });
       await expect(refused).rejects.toMatchObject({ exitCode: 125, message: expect.stringMatching(/cannot create the attempt's cgroup: write .*cpu/) });
