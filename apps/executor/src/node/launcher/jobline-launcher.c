@@ -18,15 +18,21 @@
  *   E <seq> <message>                        could not start (nothing runs)
  *   D <seq> 0 | D <seq> 1 <message>          the directories are gone (missing ones count as gone), or the first failure
  *
- * Sandbox attempt: the launcher makes the attempt's cgroup directories and writes its limits (in
- * the order given; the executor removes them after the attempt), then clone()s into new pid, mount, ipc, uts (and net) namespaces. The child is
- * the namespace's init: it joins the attempt's cgroups (so everything of the job is counted
- * from its first instruction), makes its mounts private, mounts /proc, /tmp and /dev/shm
+ * Sandbox attempt: the launcher clone()s into new pid, mount, ipc and uts namespaces, and hands
+ * the child a spare network namespace (see netns_pool) unless the job may use the host's network.
+ * The launcher's loop does nothing else per attempt: the child, the namespace's init, makes the
+ * rest in parallel with other starts. It makes its own network namespace when no spare one was
+ * left, makes the attempt's cgroup directories and writes its limits (in the order given; a
+ * failure of either is sent back on the sync pipe and the launcher answers E: nothing of the job
+ * ran), joins the attempt's cgroups (so everything of the job is counted from its first
+ * instruction), makes its mounts private, mounts /proc, /tmp and /dev/shm
  * afresh, masks the part of the work root the job must not see (or cannot traverse) with a
  * tmpfs holding only the path to its workspace, brings loopback up, and forks the job: no
  * supplementary groups, the job uid/gid, no capabilities (bounding, ambient, inheritable),
  * no new privileges, the given environment only. The init waits for the job, reaping
  * orphans, and exits with its status (128 + n for signal n); its exit ends the namespace.
+ * The directories of an ended attempt are removed by the remover (see removals), a helper
+ * process, so that a slow rmdir never holds up a start.
  *
  * Plain attempt: fork, setsid, exec, as the executor's own user.
  *
@@ -73,8 +79,9 @@ struct attempt {
   int out_r, err_r; /* held until the client acks, -1 after */
   int exited;
   int plain;
-  int sync_r;    /* EOF once the job has exec'd (or died trying); -1 once announced */
-  int announced; /* the S line is out */
+  int sync_r;    /* EOF once the job has exec'd (or died trying), or the init's set-up failure; -1 once announced */
+  int announced; /* the S (or E) line is out */
+  int failed;    /* the init could not make the cgroup or the network namespace: E said, no X follows */
 };
 
 static struct attempt *attempts;
@@ -207,6 +214,7 @@ struct run_req {
   char **argv;
   char **envp;
   int probe;
+  int own_net; /* no spare network namespace was left: the init makes its own */
 };
 
 static void drop_privileges(const struct run_req *r, int err_w) {
@@ -311,6 +319,42 @@ static void sandbox_mounts(const struct run_req *r, int err_w) {
 }
 
 /*
+ * A set-up step of the init failed before anything of the job ran: the reason goes to the
+ * launcher on the sync pipe (one write, so one read takes it whole), which says E instead of S.
+ */
+static void init_refused(int report_fd, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) _exit(125);
+  if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+  for (int k = 0; k < n; k++)
+    if (msg[k] == '\n') msg[k] = ' ';
+  if (write(report_fd, msg, n) < 0) {
+    /* Nothing to do: the launcher sees the init die (code 125). */
+  }
+  _exit(125);
+}
+
+/*
+ * The attempt's cgroup, made by its init (in parallel with other starts, not in the launcher's
+ * loop): each directory, then each limit, in order, before the init joins it.
+ */
+static void make_cgroup(const struct run_req *r, int report_fd) {
+  for (int i = 0; i < r->nmkdirs; i++) {
+    if (mkdir(r->mkdirs[i], 0755) < 0) init_refused(report_fd, "cannot create the attempt's cgroup: mkdir %s: %s", r->mkdirs[i], strerror(errno));
+  }
+  for (int i = 0; i < r->nwrites; i++) {
+    const char *file = r->writes[2 * i], *value = r->writes[2 * i + 1];
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, value) < 0) init_refused(report_fd, "cannot create the attempt's cgroup: write %s: %s", file, strerror(errno));
+    close(fd);
+  }
+}
+
+/*
  * The namespace init: never returns. `ready_w` (or -1) is closed once the job has exec'd, so the
  * launcher announces an attempt only when the job is in its cgroup, its namespaces and its session:
  * a stop right after the start reaches it.
@@ -330,6 +374,9 @@ static void sandbox_init(const struct run_req *r, int out_w, int err_w, int read
     ready_w = 3;
   }
   close_from(ready_w >= 0 ? 4 : 3);
+  /* Without a spare network namespace, its own, made here rather than in the launcher's clone (the dearest step, off the launcher's loop). */
+  if (r->own_net && unshare(CLONE_NEWNET) < 0) init_refused(ready_w >= 0 ? ready_w : 2, "cannot create the namespaces: %s", strerror(errno));
+  make_cgroup(r, ready_w >= 0 ? ready_w : 2);
   /* The job may reopen its output (/dev/stdout, /proc/self/fd/1): the pipes are its own. */
   if (fchown(1, r->uid, r->gid) < 0 || fchown(2, r->uid, r->gid) < 0) die_in_child(2, "chown", "the output pipes");
   setsid();
@@ -379,6 +426,229 @@ static void sandbox_init(const struct run_req *r, int out_w, int err_w, int read
   }
 }
 
+/* ---- removals ---- */
+
+/*
+ * An ended attempt's directories (its cgroups, its workspace when empty) are removed by a small
+ * helper process, the remover, forked from the launcher at its start: rmdir waits for the cgroup
+ * locks and, on a journalled file system, for the journal (the outbox's fsyncs), and must not hold
+ * up the starts in the launcher's loop. The launcher forwards its answers (D lines) and keeps each
+ * request until answered: if the remover dies, what it left unanswered is done here, and so is
+ * everything after.
+ */
+struct removal {
+  char seq[32];
+  char *body; /* the fields: seq, dirs..., each NUL-terminated */
+  size_t len;
+};
+
+static struct removal *removals;
+static size_t n_removals, cap_removals;
+static pid_t remover_pid = -1;
+static int remover_w = -1, remover_r = -1;
+static char remover_buf[8192];
+static size_t remover_len;
+
+/* rmdir each; missing ones count as gone. Writes the D line into line. */
+static void remove_dirs(const char *seq, char **dirs, int n, char *line, size_t size) {
+  const char *failed = NULL;
+  int e = 0;
+  for (int k = 0; k < n; k++) {
+    if (rmdir(dirs[k]) < 0 && errno != ENOENT && !failed) {
+      e = errno;
+      failed = dirs[k];
+    }
+  }
+  if (failed) snprintf(line, size, "D %s 1 rmdir %s: %s\n", seq, failed, strerror(e));
+  else snprintf(line, size, "D %s 0\n", seq);
+}
+
+/* The fields of a NUL-separated body, in a new array (NULL-terminated); their count in *nf. */
+static char **split_fields(char *body, size_t len, int *nf) {
+  int n = 0;
+  for (size_t k = 0; k < len; k++)
+    if (body[k] == 0) n++;
+  char **f = calloc(n + 1, sizeof *f);
+  if (!f) _exit(4);
+  char *p = body;
+  for (int k = 0; k < n; k++) {
+    f[k] = p;
+    p += strlen(p) + 1;
+  }
+  *nf = n;
+  return f;
+}
+
+static int read_full(int fd, char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t r = read(fd, buf, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    buf += r;
+    n -= r;
+  }
+  return 0;
+}
+
+/* The remover's life: a request (8 hex digits of length, the body), the removals, one answer line; until EOF. */
+static void remover_main(int req_r, int ans_w) {
+  char hex[9], line[4200];
+  for (;;) {
+    if (read_full(req_r, hex, 8) < 0) _exit(0);
+    hex[8] = 0;
+    unsigned long len = strtoul(hex, NULL, 16);
+    if (len == 0 || len > (1UL << 20)) _exit(5);
+    char *body = malloc(len);
+    if (!body || read_full(req_r, body, len) < 0) _exit(5);
+    int nf;
+    char **f = split_fields(body, len, &nf);
+    if (nf >= 1) {
+      remove_dirs(f[0], f + 1, nf - 1, line, sizeof line);
+      if (write_all(ans_w, line) < 0) _exit(0);
+    }
+    free(f);
+    free(body);
+  }
+}
+
+/* Forks the remover (before the launcher has anything else open: it holds only its two pipes and stderr). */
+static void start_remover(void) {
+  int req[2], ans[2];
+  if (pipe2(req, O_CLOEXEC) < 0) return;
+  if (pipe2(ans, O_CLOEXEC) < 0) {
+    close(req[0]);
+    close(req[1]);
+    return;
+  }
+  pid_t launcher = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(req[0]);
+    close(req[1]);
+    close(ans[0]);
+    close(ans[1]);
+    return;
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != launcher) _exit(0);
+    close(req[1]);
+    close(ans[0]);
+    /* Not the launcher's protocol pipes: the client sees them end when the launcher ends. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0) _exit(125);
+    remover_main(req[0], ans[1]);
+  }
+  close(req[0]);
+  close(ans[1]);
+  remover_pid = pid;
+  remover_w = req[1];
+  remover_r = ans[0];
+  fcntl(remover_r, F_SETFL, O_NONBLOCK);
+}
+
+static void forget_removal(const char *seq) {
+  for (size_t i = 0; i < n_removals; i++) {
+    if (strcmp(removals[i].seq, seq) != 0) continue;
+    free(removals[i].body);
+    removals[i] = removals[--n_removals];
+    return;
+  }
+}
+
+/* Forwards the remover's complete answer lines; returns -1 at EOF (the remover is gone). */
+static int remover_answers(void) {
+  for (;;) {
+    ssize_t n = read(remover_r, remover_buf + remover_len, sizeof remover_buf - remover_len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 0; /* EAGAIN: all read */
+    if (n == 0) return -1;
+    remover_len += n;
+    size_t off = 0;
+    for (char *nl; (nl = memchr(remover_buf + off, '\n', remover_len - off)) != NULL; off = nl - remover_buf + 1) {
+      *nl = 0;
+      char seq[32];
+      if (sscanf(remover_buf + off, "D %31s", seq) == 1) forget_removal(seq);
+      say("%s\n", remover_buf + off);
+    }
+    memmove(remover_buf, remover_buf + off, remover_len - off);
+    remover_len -= off;
+    if (remover_len == sizeof remover_buf) remover_len = 0; /* no line is that long */
+  }
+}
+
+/* The remover died (or its pipe broke): its last answers forwarded, what it left unanswered done here. */
+static void remover_gone(void) {
+  if (remover_r < 0) return;
+  while (remover_answers() == 0) {
+    /* The remover may still be exiting: its pipe ends at its death. Wait for it. */
+    struct pollfd p = {remover_r, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) break;
+  }
+  close(remover_r);
+  close(remover_w);
+  remover_r = remover_w = -1;
+  if (remover_pid > 0) kill(remover_pid, SIGKILL);
+  remover_pid = -1;
+  while (n_removals > 0) {
+    struct removal *rm = &removals[n_removals - 1];
+    int nf;
+    char **f = split_fields(rm->body, rm->len, &nf);
+    char line[4200];
+    remove_dirs(f[0], f + 1, nf - 1, line, sizeof line);
+    say("%s", line);
+    free(f);
+    free(rm->body);
+    n_removals--;
+  }
+}
+
+/* A removal request: to the remover while it lives, else here. */
+static void request_removal(char **f, int nf) {
+  const char *seq = f[1];
+  if (remover_w >= 0 && strlen(seq) < sizeof removals[0].seq) {
+    size_t len = 0;
+    for (int k = 1; k < nf; k++) len += strlen(f[k]) + 1;
+    char *frame = malloc(8 + len + 1);
+    if (!frame) _exit(4);
+    snprintf(frame, 9, "%08zx", len);
+    size_t off = 8;
+    for (int k = 1; k < nf; k++) {
+      size_t l = strlen(f[k]) + 1;
+      memcpy(frame + off, f[k], l);
+      off += l;
+    }
+    if (n_removals == cap_removals) {
+      cap_removals = cap_removals ? cap_removals * 2 : 64;
+      removals = realloc(removals, cap_removals * sizeof *removals);
+      if (!removals) _exit(4);
+    }
+    struct removal *rm = &removals[n_removals++];
+    strcpy(rm->seq, seq);
+    rm->len = len;
+    rm->body = malloc(len);
+    if (!rm->body) _exit(4);
+    memcpy(rm->body, frame + 8, len);
+    frame[off] = 0;
+    int ok = 1;
+    for (size_t w = 0; w < off;) {
+      ssize_t n = write(remover_w, frame + w, off - w);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        ok = 0;
+        break;
+      }
+      w += n;
+    }
+    free(frame);
+    if (!ok) remover_gone(); /* answers this one too */
+    return;
+  }
+  char line[4200];
+  remove_dirs(seq, f + 2, nf - 2, line, sizeof line);
+  say("%s", line);
+}
+
 /* ---- attempts ---- */
 
 static struct attempt *find_attempt(const char *seq) {
@@ -394,33 +664,11 @@ static void forget(struct attempt *a) {
   *a = attempts[--n_attempts];
 }
 
-/* The attempt's cgroup: each directory made, then each limit written, in order. 0, or -1 with the E line said. */
-static int make_cgroup(const struct run_req *r) {
-  for (int i = 0; i < r->nmkdirs; i++) {
-    if (mkdir(r->mkdirs[i], 0755) < 0) {
-      say("E %s cannot create the attempt's cgroup: mkdir %s: %s\n", r->seq, r->mkdirs[i], strerror(errno));
-      return -1;
-    }
-  }
-  for (int i = 0; i < r->nwrites; i++) {
-    const char *file = r->writes[2 * i], *value = r->writes[2 * i + 1];
-    int fd = open(file, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write_all(fd, value) < 0) {
-      say("E %s cannot create the attempt's cgroup: write %s: %s\n", r->seq, file, strerror(errno));
-      if (fd >= 0) close(fd);
-      return -1;
-    }
-    close(fd);
-  }
-  return 0;
-}
-
 static void start(struct run_req *r) {
   if (strlen(r->seq) >= sizeof attempts[0].seq || find_attempt(r->seq)) {
     say("E %s duplicate or invalid sequence number\n", r->seq);
     return;
   }
-  if (!r->plain && make_cgroup(r) < 0) return;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) < 0) {
     say("E %s pipe: %s\n", r->seq, strerror(errno));
@@ -460,7 +708,8 @@ static void start(struct run_req *r) {
     }
   } else {
     int net_fd = r->net && netns_n > 0 ? netns_pool[--netns_n] : -1;
-    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (r->net && net_fd < 0 ? CLONE_NEWNET : 0);
+    r->own_net = r->net && net_fd < 0;
+    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
     /* clone without a new stack behaves as fork, with the namespaces. */
     pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) sandbox_init(r, out[1], err[1], sync[1], net_fd);
@@ -490,14 +739,35 @@ static void start(struct run_req *r) {
   a->err_r = err[0];
   a->plain = r->plain;
   a->sync_r = sync[0];
+  /* Read when it polls readable: an init's failure message, or EOF; never blocks the loop. */
+  fcntl(a->sync_r, F_SETFL, O_NONBLOCK);
 }
 
-/* The job runs (or already died): tell the client, once. */
+/*
+ * The job runs (or already died): tell the client, once. Or the init could not make the
+ * attempt's cgroup or network namespace and said why on the sync pipe: E, nothing of the job
+ * ran, and no X follows.
+ */
 static void announce(struct attempt *a) {
   if (a->announced) return;
   a->announced = 1;
-  if (a->sync_r >= 0) close(a->sync_r);
+  char msg[1024];
+  ssize_t n = -1;
+  if (a->sync_r >= 0) {
+    do n = read(a->sync_r, msg, sizeof msg - 1);
+    while (n < 0 && errno == EINTR);
+    close(a->sync_r);
+  }
   a->sync_r = -1;
+  if (n > 0) {
+    msg[n] = 0;
+    a->failed = 1;
+    if (a->out_r >= 0) close(a->out_r);
+    if (a->err_r >= 0) close(a->err_r);
+    a->out_r = a->err_r = -1;
+    say("E %s %s\n", a->seq, msg);
+    return;
+  }
   say("S %s %d %d %d\n", a->seq, (int)a->pid, a->out_r, a->err_r);
 }
 
@@ -506,11 +776,20 @@ static void reap(void) {
     int st;
     pid_t pid = waitpid(-1, &st, WNOHANG);
     if (pid <= 0) return;
+    if (pid == remover_pid) {
+      remover_pid = -1;
+      remover_gone();
+      continue;
+    }
     for (size_t i = 0; i < n_attempts; i++) {
       struct attempt *a = &attempts[i];
       if (a->pid != pid || a->exited) continue;
       announce(a); /* S before X, always */
       a->exited = 1;
+      if (a->failed) {
+        forget(a);
+        break;
+      }
       if (WIFEXITED(st)) say("X %s %d 0\n", a->seq, WEXITSTATUS(st));
       else say("X %s -1 %d\n", a->seq, WTERMSIG(st));
       if (a->out_r < 0) forget(a);
@@ -591,16 +870,7 @@ static void handle(char **f, int nf) {
   if (nf < 2) return;
   const char *seq = f[1];
   if (strcmp(f[0], "rmdir") == 0) {
-    const char *failed = NULL;
-    int e = 0;
-    for (int k = 2; k < nf; k++) {
-      if (rmdir(f[k]) < 0 && errno != ENOENT && !failed) {
-        e = errno;
-        failed = f[k];
-      }
-    }
-    if (failed) say("D %s 1 rmdir %s: %s\n", seq, failed, strerror(e));
-    else say("D %s 0\n", seq);
+    request_removal(f, nf);
     return;
   }
   if (strcmp(f[0], "ack") == 0) {
@@ -768,6 +1038,7 @@ int main(int argc, char **argv) {
   if (getppid() != expected_parent) return 6;
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   signal(SIGPIPE, SIG_IGN);
+  start_remover();
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
@@ -786,14 +1057,15 @@ int main(int argc, char **argv) {
   struct pollfd *p = NULL;
   size_t cap_p = 0;
   for (;;) {
-    if (cap_p < n_attempts + 2) {
-      cap_p = (n_attempts + 2) * 2;
+    if (cap_p < n_attempts + 3) {
+      cap_p = (n_attempts + 3) * 2;
       p = realloc(p, cap_p * sizeof *p);
       if (!p) _exit(4);
     }
     p[0] = (struct pollfd){STDIN_FILENO, POLLIN, 0};
     p[1] = (struct pollfd){sfd, POLLIN, 0};
-    nfds_t np = 2;
+    p[2] = (struct pollfd){remover_r, POLLIN, 0}; /* ignored by poll while -1 */
+    nfds_t np = 3;
     for (size_t i = 0; i < n_attempts; i++)
       if (attempts[i].sync_r >= 0) p[np++] = (struct pollfd){attempts[i].sync_r, POLLIN, 0};
     /* Idle time tops up the spare network namespaces: nothing waiting, one more, then look again. */
@@ -807,10 +1079,15 @@ int main(int argc, char **argv) {
       if (errno == EINTR) continue;
       shutdown_all(8);
     }
-    for (nfds_t k = 2; k < np; k++) {
+    if (p[2].fd >= 0 && p[2].revents && remover_answers() < 0) remover_gone();
+    for (nfds_t k = 3; k < np; k++) {
       if (!p[k].revents) continue;
-      for (size_t i = 0; i < n_attempts; i++)
-        if (attempts[i].sync_r == p[k].fd) announce(&attempts[i]);
+      for (size_t i = 0; i < n_attempts; i++) {
+        if (attempts[i].sync_r != p[k].fd) continue;
+        announce(&attempts[i]);
+        if (attempts[i].failed && attempts[i].exited) forget(&attempts[i]);
+        break;
+      }
     }
     if (p[1].revents & POLLIN) {
       struct signalfd_siginfo si;

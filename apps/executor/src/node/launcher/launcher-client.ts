@@ -147,8 +147,10 @@ export class Launcher {
   }
 
   /**
-   * Removes an ended attempt's cgroup directories from the launcher (a few microseconds each
-   * there; from Node, a thread-pool round trip each): null when they are gone, else why not.
+   * Removes an ended attempt's cgroup directories (and its workspace, when empty) through the
+   * launcher's remover process, never in the launcher's loop, so a slow rmdir (cgroup locks, the
+   * file system's journal) holds up no start; from Node it would be a thread-pool round trip
+   * each: null when they are gone, else why not.
    */
   removeDirs(dirs: readonly string[]): Promise<string | null> {
     if (this.dead) return Promise.reject(this.dead);

@@ -84,7 +84,9 @@ export function which(name: string, path = '/usr/local/sbin:/usr/local/bin:/usr/
 
 export function isExecutableFile(path: string): boolean {
   try {
-    if (!statSync(path).isFile()) return false;
+    // A missing file is the usual case on the way along PATH: answered without an exception (a third of the CPU).
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st?.isFile()) return false;
     accessSync(path, constants.X_OK);
     return true;
   } catch {

@@ -346,8 +346,33 @@ for (const kind of ['cgroup-v1', 'cgroup-v2'] as const) {
       }
     });
 
+    it("when the launcher's remover is killed, the launcher removes the cgroups and workspaces itself, and starts go on", async () => {
+      await run(['true']);
+      const launcherPid = (await runner.launcher.get()).pid;
+      const parentOf = (pid: number) => {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        } catch {
+          return -1;
+        }
+      };
+      // Between attempts the remover is the launcher's only child.
+      const children = listProcesses().filter((p) => parentOf(p.pid) === launcherPid && p.state !== 'Z');
+      expect(children).toHaveLength(1);
+      process.kill(children[0].pid, 'SIGKILL');
+      await waitFor('the remover gone', () => parentOf(children[0].pid) !== launcherPid);
+      const after = await Promise.all([run(['true']), run(['sh', '-c', 'echo x > f']), run(['true'])]);
+      for (const r of after) {
+        expect(r.status.exitCode).toBe(0);
+        expect(driver.list()).not.toContain(r.id);
+        expect(existsSync(join(setup2().workRoot, r.id))).toBe(false);
+      }
+      expect((await runner.launcher.get()).pid).toBe(launcherPid);
+    });
+
     it('a cgroup the launcher cannot make or configure is a launch error (125): nothing runs, nothing is left', async () => {
-      // A limit the kernel refuses: the write fails inside the launcher, before any clone.
+      // A limit the kernel refuses: the write fails in the attempt's init, before anything of the job runs.
       const id = attemptId();
       const refused = runner.launch({ attemptId: id, argv: ['sh', '-c', `touch ${join(root, 'ran')}`], env: { PATH }, resources: { cpu: 1e9 } });
       await expect(refused).rejects.toMatchObject({ exitCode: 125, message: expect.stringMatching(/cannot create the attempt's cgroup: write .*cpu/) });

@@ -103,8 +103,9 @@ export class SandboxRunner implements ProcessRunner {
       rmSync(workspace, { recursive: true, force: true });
       throw err;
     }
-    // The launcher makes the cgroup and writes its limits itself, just before the clone: a tenth
-    // of what the same steps cost from here (a thread-pool round trip and a promise for each file).
+    // The attempt's init makes the cgroup and writes its limits before it joins them (in parallel
+    // with other starts, off the launcher's loop): a tenth of what the same steps cost from here
+    // (a thread-pool round trip and a promise for each file).
     const plan = this.o.driver.plan(req.attemptId, req.resources);
     const cgroup: AttemptCgroup = plan.cgroup;
 
@@ -198,8 +199,8 @@ export class SandboxRunner implements ProcessRunner {
   }
 
   private async release(attemptId: string, workspace: string, cgroup: AttemptCgroup, dirs: readonly string[]): Promise<void> {
-    // The launcher removes the (by now empty) cgroup directories, and the workspace when the job
-    // left it empty (rmdir removes nothing else); whatever it could not (a cgroup still busy, a
+    // The launcher's remover removes the (by now empty) cgroup directories, and the workspace when
+    // the job left it empty (rmdir removes nothing else); whatever it could not (a cgroup still busy, a
     // workspace with files, no launcher), the driver and a recursive rm here remove.
     let why: string | null = 'not tried';
     try {
