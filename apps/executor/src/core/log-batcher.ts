@@ -1,6 +1,6 @@
-import { headers } from '@nats-io/nats-core';
+import { createInbox, headers } from '@nats-io/nats-core';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import { encodeLogChunk, subjects, type LogStream } from '../../../../libs/contracts/src';
 import type { LogHasher } from './log-hasher';
 
@@ -202,8 +202,109 @@ export class LogBatcher {
 
 /** Where the owner's copy of each chunk goes: `jobline.owner.<owner>.logs.<jobId>` over core NATS. */
 export interface OwnerLogCopy {
-  nc: Pick<NatsConnection, 'publish'>;
+  /** With `subscribe`, copies nobody listens to are mostly not sent (see OwnerLogInterest); with `publish` only, every one is. */
+  nc: Pick<NatsConnection, 'publish'> & Partial<Pick<NatsConnection, 'subscribe'>>;
   owner: string;
+}
+
+/** How long an owner's log subject that has no subscriber gets no copies before one is sent again (default). */
+export const OWNER_COPY_QUIET_MS = 250;
+
+/**
+ * Whether an owner's log subject has a subscriber, as the nats-server tells: each copy is
+ * published with a reply subject on one inbox of the executor's connection, and a copy that
+ * reaches no subscriber is answered at once with a 503 status ("no responders"). After a 503,
+ * that subject gets no copies for quietMs, then the next chunk's copy goes out again (and with
+ * it the question). So a job nobody follows on its owner's subject costs one copy every
+ * quietMs instead of every byte written twice to the socket (and read twice by the server);
+ * a subscriber that was there before the job's first chunk receives every copy (no 503 comes),
+ * one that subscribes while the job runs receives the copies from at most about quietMs later.
+ * Fails open to the old behaviour: without an answer (a server or client without no-responders,
+ * the inbox subscription refused), every copy is sent. Subscribers see the reply subject; they
+ * cannot publish to it (the services' inbox).
+ */
+export class OwnerLogInterest {
+  private sub: { unsubscribe(): void } | null = null;
+  private prefix: string | null = null;
+  private failed = false;
+  private next = 0;
+  /** quiet-until (clock ms) by reply token, set by a 503. */
+  private readonly quiet = new Map<string, number>();
+
+  constructor(
+    private readonly nc: Pick<NatsConnection, 'subscribe'>,
+    private readonly quietMs = OWNER_COPY_QUIET_MS,
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
+
+  /** A reply token for one owner subject (one per sink), or null when interest cannot be asked. */
+  token(): string | null {
+    if (!this.open()) return null;
+    return String(this.next++);
+  }
+
+  /** The reply subject of that token's copies. */
+  replyTo(token: string): string {
+    return `${this.prefix}.${token}`;
+  }
+
+  /** Send this token's next copy? False only while a 503 said nobody listened, for quietMs. */
+  wanted(token: string): boolean {
+    const until = this.quiet.get(token);
+    if (until === undefined) return true;
+    if (this.clock() < until) return false;
+    this.quiet.delete(token);
+    return true;
+  }
+
+  private open(): boolean {
+    if (this.failed) return false;
+    if (this.sub) return true;
+    try {
+      const inboxPrefix = (this.nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+      const prefix = `${createInbox(inboxPrefix)}.ownerlogs`;
+      this.sub = this.nc.subscribe(`${prefix}.*`, { callback: (err, m) => (err ? this.fail() : this.answer(m)) });
+      this.prefix = prefix;
+      return true;
+    } catch {
+      this.failed = true;
+      return false;
+    }
+  }
+
+  private answer(m: Msg): void {
+    if (m.headers?.code !== 503) return;
+    const token = m.subject.slice(this.prefix!.length + 1);
+    const now = this.clock();
+    // Tokens of ended attempts are dropped once their quiet time is over.
+    if (this.quiet.size >= 4096) for (const [t, until] of this.quiet) if (until <= now) this.quiet.delete(t);
+    this.quiet.set(token, now + this.quietMs);
+  }
+
+  private fail(): void {
+    // Refused or closed: every copy is sent again from now on.
+    this.failed = true;
+    this.quiet.clear();
+    try {
+      this.sub?.unsubscribe();
+    } catch {
+      // already closed
+    }
+    this.sub = null;
+  }
+}
+
+/** One OwnerLogInterest per connection, shared by the sinks of its attempts. */
+const interests = new WeakMap<object, OwnerLogInterest>();
+
+export function ownerLogInterest(nc: OwnerLogCopy['nc']): OwnerLogInterest | null {
+  if (typeof nc.subscribe !== 'function') return null;
+  let i = interests.get(nc);
+  if (!i) {
+    i = new OwnerLogInterest(nc as Pick<NatsConnection, 'subscribe'>);
+    interests.set(nc, i);
+  }
+  return i;
 }
 
 /**
@@ -211,10 +312,13 @@ export interface OwnerLogCopy {
  * (the readers decode with the same one). The message id makes a retried chunk that was in
  * fact stored a no-op. Once a chunk is stored, the same payload and headers (Nats-Msg-Id
  * included) go to its owner's subject over core NATS, live only and not stored, for
- * integration users limited to `jobline.owner.<owner>.>`.
+ * integration users limited to `jobline.owner.<owner>.>`; while that subject has no
+ * subscriber, mostly not (OwnerLogInterest).
  */
-export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number, ownerCopy?: OwnerLogCopy, trace?: Readonly<Record<string, string>> | null): ChunkSink {
+export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: number, ownerCopy?: OwnerLogCopy, trace?: Readonly<Record<string, string>> | null, interest?: OwnerLogInterest | null): ChunkSink {
   const ownerSubject = ownerCopy ? subjects.ownerLogs(ownerCopy.owner, jobId) : null;
+  const asked = ownerCopy ? (interest === undefined ? ownerLogInterest(ownerCopy.nc) : interest) : null;
+  let token: string | null | undefined;
   // The attempt's trace context, computed once per attempt: every chunk carries it, at no cost when tracing is off.
   const traceEntries = trace ? Object.entries(trace) : null;
   return async (chunk) => {
@@ -224,11 +328,13 @@ export function jetStreamLogSink(js: JetStreamClient, jobId: string, attempt: nu
     if (traceEntries) for (const [k, v] of traceEntries) h.set(k, v);
     const ack = await js.publish(e.subject, e.payload, { headers: h, msgID: e.msgId });
     if (ownerCopy && ownerSubject) {
+      if (token === undefined) token = asked ? asked.token() : null;
+      if (token !== null && !asked!.wanted(token)) return ack;
       const copy = headers();
       for (const [k, v] of Object.entries(e.headers)) copy.set(k, v);
       copy.set('Nats-Msg-Id', e.msgId);
       try {
-        ownerCopy.nc.publish(ownerSubject, e.payload, { headers: copy });
+        ownerCopy.nc.publish(ownerSubject, e.payload, token !== null ? { headers: copy, reply: asked!.replyTo(token) } : { headers: copy });
       } catch {
         // Live-only and best effort: the chunk is stored, so retrying it (the sink's failure) would only repeat it.
       }

@@ -158,7 +158,11 @@ const CHANNELS: Record<string, ChannelSpec> = {
     description:
       "A copy of every log chunk under its job's owner, for integration users limited to jobline.owner.<owner>.>: the same " +
       'bytes and headers as on jobline.logs.<jobId> (plus Nats-Msg-Id <jobId>.<attempt>.<offset>), sent by the executor once the ' +
-      'stored copy is acknowledged. Core NATS, not stored: live output only; the whole log is on REST, WebSocket and gRPC.',
+      'stored copy is acknowledged. Core NATS, not stored: live output only; the whole log is on REST, WebSocket and gRPC. ' +
+      "Sent while the subject has a subscriber: each copy carries a reply subject on the executor's inbox (nobody else may publish " +
+      'there), a copy that reaches no subscriber is answered by the server with a 503 (no responders), and the subject then gets no ' +
+      'copies for 250 ms. Subscribe before the job writes its first byte to receive every chunk; a later subscriber receives the ' +
+      'chunks from at most about 250 ms after it subscribed.',
     parameters: { owner, jobId },
     messages: ['LogChunk'],
     stream: null,
