@@ -46,11 +46,6 @@ export interface RelayOptions {
   batchSize?: number;
   /** Pause after a failed publish before trying again (default 500 ms). */
   retryDelayMs?: number;
-  /**
-   * Batches written to the bus before the oldest one's acks are awaited (default 8). Their
-   * acks are taken in order: the checkpoint only ever moves past batches that are all stored.
-   */
-  maxBatchesInFlight?: number;
   /** The scheduler's lease: a run order's start deadline (`startBy`) is its dispatch time plus this (default 10 s). */
   leaseMs?: number;
   /** Owners of this many recently finished jobs are remembered; an older job's owner is read from its stream (default 65,536). */
@@ -76,13 +71,6 @@ export class Relay {
   private readonly name: string;
   private readonly batchSize: number;
   private readonly retryDelayMs: number;
-  private readonly maxBatchesInFlight: number;
-  /** Batches sent and not yet settled (acked, copied, checkpointed), oldest first. */
-  private readonly inFlight: Promise<void>[] = [];
-  /** Settles the batches one after the other, in the order they were sent. */
-  private settled: Promise<void> = Promise.resolve();
-  /** A batch was given up (stopping while it failed): no later batch may move the checkpoint past it. */
-  private abandoned = false;
   private readonly leaseMs: number;
   private readonly waiters: { position: number; resolve: () => void }[] = [];
   /** jobId → owner, insertion-ordered so the least recently used is forgotten first. */
@@ -96,7 +84,6 @@ export class Relay {
     this.checkpoint = new LifecycleCheckpoint({ snapshots: o.snapshots, name: `lifecycle:${this.name}`, every: o.snapshotEvery, logger: o.logger });
     this.batchSize = o.batchSize ?? 512;
     this.retryDelayMs = o.retryDelayMs ?? 500;
-    this.maxBatchesInFlight = Math.max(1, o.maxBatchesInFlight ?? 8);
     this.leaseMs = o.leaseMs ?? 10_000;
     this.ownerCacheSize = Math.max(1, o.ownerCacheSize ?? 65_536);
   }
@@ -120,7 +107,6 @@ export class Relay {
    */
   async start(): Promise<void> {
     this.stopped = false;
-    this.abandoned = false;
     this.position = await this.o.checkpoints.load(this.name);
     let fold = await this.checkpoint.load();
     if (fold.position > this.position) fold = new Lifecycle();
@@ -192,103 +178,60 @@ export class Relay {
       const ended = result !== 'idle' && result.done;
       if (buffer.length && (result === 'idle' || ended || buffer.length >= this.batchSize)) {
         const batch = buffer.splice(0, buffer.length);
-        await this.send(batch);
+        await this.publishBatch(batch);
       }
-      if (ended) {
-        await this.settled;
-        return;
-      }
+      if (ended) return;
     }
   }
 
-  /**
-   * Folds a batch, builds its messages and writes them to the connection without waiting for
-   * the acks of the batches before it (one connection keeps the order of its publishes, so the
-   * stream stores them in store order, as within one batch); the acks are taken later, batch
-   * after batch (settle). At most maxBatchesInFlight batches wait for their acks at once.
-   */
-  private async send(batch: RecordedEvent[]): Promise<void> {
-    while (this.inFlight.length >= this.maxBatchesInFlight) await this.inFlight[0];
-    // Folded once, before the messages are built: a derived message looks at the job as the whole batch leaves it.
+  private async publishBatch(batch: RecordedEvent[]): Promise<void> {
+    // Folded once, before the first try: a derived message looks at the job as the whole batch leaves it.
     const changes = batch.map((rec) => this.applyRecord(this.fold, rec));
-    const spans: Span[] = [];
-    const items: PublishItem[] = [];
-    const copies: PublishItem[] = [];
-    for (const change of changes) {
-      if (!change) continue;
-      const { event, before } = change;
-      const payload = toEventMessage(event);
-      // Published later than recorded, from the store: the trace goes on from the context stored with the event.
-      const parent = tracingActive() ? contextFromRecord(event.metadata as unknown as Record<string, unknown>) : null;
-      const span = parent ? this.publishSpan(event, parent) : null;
-      const traceContext = span && parent ? withSpanContext(parent, span) : undefined;
-      if (span) spans.push(span);
-      items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
-      const owner = await this.ownerOf(event, before);
-      if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
-      else this.o.logger.warn(`relay: no owner known for job ${event.metadata.jobId}: its ${event.type} has no owner copy`);
-      const derived = this.derive(event, before);
-      if (derived) {
-        derived.traceContext = traceContext;
-        items.push(derived);
-      }
-    }
-    const acks = this.publishAll(items);
-    const done = (this.settled = this.settled.then(() => this.settle(batch, items, copies, spans, acks)));
-    this.inFlight.push(done);
-    void done.then(() => void this.inFlight.splice(this.inFlight.indexOf(done), 1));
-  }
-
-  /** publishMany, its failure left for settle to handle (not an unhandled rejection meanwhile). */
-  private publishAll(items: PublishItem[]): Promise<unknown> {
-    const acks = this.o.publisher.publishMany(items);
-    acks.catch(() => undefined);
-    return acks;
-  }
-
-  /**
-   * Waits for a batch's acks, publishing its messages again (the same msgIds: JetStream drops
-   * what it stored already) until all are stored; then its owners' copies, the checkpoint, the
-   * waiters. Runs for one batch at a time, in the order they were sent.
-   */
-  private async settle(batch: RecordedEvent[], items: PublishItem[], copies: PublishItem[], spans: Span[], sent: Promise<unknown>): Promise<void> {
-    const last = batch[batch.length - 1].position;
-    let acks: Promise<unknown> | null = sent;
-    let copied = false;
     for (;;) {
-      if (this.abandoned) return;
+      const spans: Span[] = [];
       try {
-        if (acks) await acks;
-        acks = null;
-        if (!copied) {
-          // Stored first; the owners' copies follow in the same order on this one connection.
-          for (const c of copies) {
-            const h = natsHeaders();
-            h.set('Nats-Msg-Id', c.msgId!);
-            if (c.traceContext) injectHeaders(h, c.traceContext);
-            this.o.core.publish(c.subject, encodePayload(c.payload), { headers: h });
+        const items: PublishItem[] = [];
+        const copies: PublishItem[] = [];
+        for (const change of changes) {
+          if (!change) continue;
+          const { event, before } = change;
+          const payload = toEventMessage(event);
+          // Published later than recorded, from the store: the trace goes on from the context stored with the event.
+          const parent = tracingActive() ? contextFromRecord(event.metadata as unknown as Record<string, unknown>) : null;
+          const span = parent ? this.publishSpan(event, parent) : null;
+          const traceContext = span && parent ? withSpanContext(parent, span) : undefined;
+          if (span) spans.push(span);
+          items.push({ subject: subjects.event(event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
+          const owner = await this.ownerOf(event, before);
+          if (owner) copies.push({ subject: subjects.ownerEvent(owner, event.metadata.jobId, event.type), payload, msgId: event.id, traceContext });
+          else this.o.logger.warn(`relay: no owner known for job ${event.metadata.jobId}: its ${event.type} has no owner copy`);
+          const derived = this.derive(event, before);
+          if (derived) {
+            derived.traceContext = traceContext;
+            items.push(derived);
           }
-          copied = true;
-          for (const s of spans) endSpan(s);
         }
-        await this.o.checkpoints.save(this.name, last);
-        break;
+        await this.o.publisher.publishMany(items);
+        // Stored first; the owners' copies follow in the same order on this one connection.
+        for (const c of copies) {
+          const h = natsHeaders();
+          h.set('Nats-Msg-Id', c.msgId!);
+          if (c.traceContext) injectHeaders(h, c.traceContext);
+          this.o.core.publish(c.subject, encodePayload(c.payload), { headers: h });
+        }
+        for (const s of spans.splice(0)) endSpan(s);
+        this.position = batch[batch.length - 1].position;
+        await this.o.checkpoints.save(this.name, this.position);
+        this.checkpoint.maybeSave(this.fold);
+        this.wake();
+        return;
       } catch (err) {
-        if (this.stopped) {
-          if (!copied) for (const s of spans) endSpan(s, err);
-          // Nothing after this batch may be checkpointed: the next start publishes again from before it.
-          this.abandoned = true;
-          return;
-        }
+        for (const s of spans.splice(0)) endSpan(s, err);
+        if (this.stopped) return;
         this.o.logger.warn(`relay: publishing ${batch.length} events failed, retrying: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, this.retryDelayMs));
-        if (!copied) acks = this.publishAll(items);
       }
     }
-    this.position = last;
-    // The fold may be ahead (the batches after this one are folded when they are sent): only a fold of exactly what is published is snapshotted.
-    if (this.fold.position === this.position) this.checkpoint.maybeSave(this.fold);
-    this.wake();
   }
 
   /** `publish <EventType>`: the relay's hop of the job's trace, a child of the span that recorded the event. */
