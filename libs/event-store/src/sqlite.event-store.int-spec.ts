@@ -44,7 +44,7 @@ describe('SqliteEventStore on a file', () => {
   let dir: TempDir;
   let path: string;
   const opened: Array<{ close(): Promise<void> }> = [];
-  const open = (options: { pollIntervalMs?: number } = {}): SqliteEventStore => {
+  const open = (options: { pollIntervalMs?: number; recentRows?: number; recentBytes?: number } = {}): SqliteEventStore => {
     const store = new SqliteEventStore({ path, ...options });
     opened.push(store);
     return store;
@@ -150,6 +150,24 @@ describe('SqliteEventStore on a file', () => {
     expect(seen.map((e) => e.type)).toEqual(['Mine1', 'Mine2', 'Other1', 'Mine3', 'Other2', 'Mine4']);
     expect(seen.map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(seen).toEqual(await other.readAll());
+  });
+
+  it('a subscription far behind the few recent rows kept (trimmed by count, or by size) reads the rest from the file, in order', async () => {
+    for (const limits of [{ recentRows: 4 }, { recentBytes: 300 }]) {
+      const store = open(limits);
+      const start = await store.headPosition();
+      for (let i = 0; i < 10; i++) await store.appendToStream(`job-${randomUUID()}`, [event(`E${i}`, { i, pad: 'x'.repeat(40) })], 'no_stream');
+      const subscription = store.subscribeToAll({ after: start });
+      const timer = setTimeout(() => void subscription.close(), 10_000);
+      const seen: RecordedEvent[] = [];
+      for await (const e of subscription) {
+        seen.push(e);
+        if (seen.length === 10) break;
+      }
+      clearTimeout(timer);
+      expect(seen.map((e) => e.type)).toEqual(Array.from({ length: 10 }, (_, i) => `E${i}`));
+      expect(seen).toEqual(await store.readAll({ after: start }));
+    }
   });
 
   it('two instances appending to one stream with the same expected revision: exactly one wins', async () => {

@@ -23,9 +23,11 @@ export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
   readBatchSize?: number;
   /**
    * Rows of the latest appends made through this instance, kept for the live subscriptions:
-   * each one otherwise queries the file again after every append. Default 1024; 0 keeps none.
+   * each one otherwise queries the file again after every append. At most this many (default
+   * 1024; 0 keeps none) and this many bytes of data and metadata (default 4 MiB).
    */
   recentRows?: number;
+  recentBytes?: number;
 }
 
 /*
@@ -105,7 +107,9 @@ export class SqliteEventStore implements EventStore {
    * range is served from here; anywhere else it queries the file.
    */
   private recent: EventRow[] = [];
+  private recentSize = 0;
   private readonly recentRows: number;
+  private readonly recentBytes: number;
   /** Rows inserted by the append transaction running now; kept once it has committed. */
   private inserted: EventRow[] = [];
 
@@ -113,6 +117,7 @@ export class SqliteEventStore implements EventStore {
     this.pollIntervalMs = options.pollIntervalMs ?? 50;
     this.readBatchSize = Math.max(1, options.readBatchSize ?? 1000);
     this.recentRows = Math.max(0, Math.trunc(options.recentRows ?? 1024));
+    this.recentBytes = Math.max(0, options.recentBytes ?? 4 * 1024 * 1024);
     this.db = openSqlite(options);
     this.db.exec(SCHEMA);
     addChainColumns(this.db);
@@ -239,7 +244,7 @@ export class SqliteEventStore implements EventStore {
       const streamHash = streamLink(prevStream, revision, content);
       const chainHash = chainLink(prevChain, position, streamHash);
       this.insert.run(position, event.id, streamId, revision, event.type, data, metadata, recordedAt, streamHash, chainHash);
-      if (this.recentRows > 0) this.inserted.push([position, event.id, streamId, revision, event.type, data, metadata, recordedAt, streamHash, chainHash]);
+      if (this.recentRows > 0 && this.recentBytes > 0) this.inserted.push([position, event.id, streamId, revision, event.type, data, metadata, recordedAt, streamHash, chainHash]);
       prevStream = streamHash;
       prevChain = chainHash;
     }
@@ -285,13 +290,24 @@ export class SqliteEventStore implements EventStore {
     return this.readAfter(after, limit);
   }
 
+  /** Adds committed rows to the recent ones (starting them again after a gap), then trims the oldest to half the limits once over them. */
   private keepRecent(rows: EventRow[]): void {
     const tail = this.recent;
-    if (tail.length === 0 || rows[0][0] !== tail[tail.length - 1][0] + 1) this.recent = rows.slice(-this.recentRows);
-    else {
-      for (const row of rows) tail.push(row);
-      if (tail.length > this.recentRows * 2) this.recent = tail.slice(-this.recentRows);
+    if (tail.length === 0 || rows[0][0] !== tail[tail.length - 1][0] + 1) {
+      this.recent = [];
+      this.recentSize = 0;
     }
+    for (const row of rows) {
+      this.recent.push(row);
+      this.recentSize += rowSize(row);
+    }
+    if (this.recent.length <= this.recentRows && this.recentSize <= this.recentBytes) return;
+    let drop = 0;
+    while (drop < this.recent.length && (this.recent.length - drop > this.recentRows / 2 || this.recentSize > this.recentBytes / 2)) {
+      this.recentSize -= rowSize(this.recent[drop]);
+      drop++;
+    }
+    this.recent = this.recent.slice(drop);
   }
 
   private waitForAppend(subscription: SqliteSubscription): Promise<void> {
@@ -391,6 +407,11 @@ class SqliteSubscription implements Subscription {
     this.ended = true;
     this.source.release(this);
   }
+}
+
+/** What a kept row holds, roughly: its data and metadata text. */
+function rowSize(row: EventRow): number {
+  return row[5].length + row[6].length;
 }
 
 function revisionMatches(expected: ExpectedRevision, current: number): boolean {
