@@ -264,7 +264,12 @@ async function checkHistories(stack: DevStack, ids: string[]) {
   return { complete, eventsPerJob: Math.round((events / ids.length) * 100) / 100, readModelSucceeded, sandbox };
 }
 
-/** `total` jobs published one every 1/rate s on an absolute schedule (no drift); latencies from the publish call. */
+/**
+ * `total` jobs published one every 1/rate s on an absolute schedule (no drift); latencies from the publish call.
+ * Where the time goes, per job: the command's PubAck (stored in JetStream), the gaps between the
+ * job's events on the bus, and what the process (orchestrator, executor and this benchmark share
+ * it) spent: CPU per job and the event loop's utilisation over the run.
+ */
 async function pacedRun(
   publisher: JetStreamPublisher,
   bus: BusWatcher,
@@ -278,22 +283,38 @@ async function pacedRun(
   submitToCompleted: Percentiles;
   /** Publish call → each event of the job on the bus: where the time goes. */
   submitToEvent: Record<string, { p50Ms: number; p99Ms: number }>;
+  /** Per-job stages: publish → PubAck of the submit; JobSubmitted → JobDispatched and JobDispatched → JobStarted on the bus (claim and its relay). */
+  stages: Record<'commandStored' | 'submittedToDispatched' | 'dispatchedToStarted' | 'startedToCompleted', { p50Ms: number; p99Ms: number }>;
+  /** CPU (user + system) of this process per job over the run, and the event loop's busy share (0–1). */
+  processCpuMsPerJob: number;
+  eventLoopUtilization: number;
   failed: number;
 }> {
   bus.reset();
   const interval = 1000 / ratePerSec;
   const tracked: Tracked[] = [];
+  const stored: number[] = [];
   const acks: Promise<unknown>[] = [];
   const start = performance.now() + interval;
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
   for (let i = 0; i < total; i++) {
     await sleepUntil(start + i * interval);
     const jobId = randomUUID();
-    tracked.push(bus.track(jobId, performance.now()));
-    acks.push(publisher.publish(subjects.submit(OWNER), submission(jobId), { msgId: jobId }));
+    const t = bus.track(jobId, performance.now());
+    tracked.push(t);
+    acks.push(publisher.publish(subjects.submit(OWNER), submission(jobId), { msgId: jobId }).then(() => void (stored[i] = performance.now() - t.sentAt)));
   }
   const sentMs = tracked[tracked.length - 1].sentAt - tracked[0].sentAt;
   await Promise.all(acks);
   await within(bus.finishedCount(total), 60_000, 'latency run: jobs to finish');
+  const cpu = process.cpuUsage(cpu0);
+  const elu = performance.eventLoopUtilization(elu0);
+  const p50p99 = (values: number[]) => {
+    const p = percentiles(values.filter(Number.isFinite));
+    return { p50Ms: p.p50Ms, p99Ms: p.p99Ms };
+  };
+  const gap = (from: string, to: string) => p50p99(tracked.map((t) => (t.seen.get(to) ?? NaN) - (t.seen.get(from) ?? NaN)));
   return {
     ratePerSec,
     achievedRatePerSec: perSecond(total - 1, sentMs),
@@ -301,11 +322,16 @@ async function pacedRun(
     submitToStarted: percentiles(tracked.map((t) => (t.startedAt ?? NaN) - t.sentAt).filter(Number.isFinite)),
     submitToCompleted: percentiles(tracked.map((t) => (t.finishedAt ?? NaN) - t.sentAt)),
     submitToEvent: Object.fromEntries(
-      ['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted'].map((type) => {
-        const p = percentiles(tracked.map((t) => (t.seen.get(type) ?? NaN) - t.sentAt).filter(Number.isFinite));
-        return [type, { p50Ms: p.p50Ms, p99Ms: p.p99Ms }];
-      }),
+      ['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted'].map((type) => [type, p50p99(tracked.map((t) => (t.seen.get(type) ?? NaN) - t.sentAt))]),
     ),
+    stages: {
+      commandStored: p50p99(stored),
+      submittedToDispatched: gap('JobSubmitted', 'JobDispatched'),
+      dispatchedToStarted: gap('JobDispatched', 'JobStarted'),
+      startedToCompleted: gap('JobStarted', 'JobCompleted'),
+    },
+    processCpuMsPerJob: Math.round(((cpu.user + cpu.system) / 1000 / total) * 1000) / 1000,
+    eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000,
     failed: tracked.filter((t) => t.finishedAs !== 'JobCompleted').length,
   };
 }

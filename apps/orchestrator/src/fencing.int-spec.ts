@@ -186,6 +186,18 @@ describe('orchestrator fencing: claims, leases, stop orders and reports', () => 
     await report(finishedOf(run, ex.id));
   });
 
+  it('refuses a claim of a started attempt from another executor (judged on the same read as the start), and grants its own executor again', async () => {
+    const ex = fakeExecutor();
+    ex.keepBeating();
+    const jobId = await submit(ex);
+    const run = await runFor(ex, jobId);
+    expect(await claim(claimOf(run, ex.id), subjects.claim(jobId))).toEqual({ granted: true });
+    expect(await claim(claimOf(run, 'someone-else'), subjects.claim(jobId))).toMatchObject({ granted: false, code: 'stale', message: expect.stringContaining(`dispatched to ${ex.id}`) });
+    expect(await claim(claimOf(run, ex.id), subjects.claim(jobId))).toEqual({ granted: true });
+    expect(await types(jobId)).toEqual(['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted']);
+    await report(finishedOf(run, ex.id));
+  });
+
   it('refuses claims that are not current or not well formed, recording nothing', async () => {
     const ex = fakeExecutor();
     ex.keepBeating();

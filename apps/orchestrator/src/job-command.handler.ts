@@ -9,6 +9,9 @@ import { KeyedMutex } from './keyed-mutex';
 /** Called right before an append with the job as it stands before it; throws to stop the append. */
 export type AppendGuard = (job: Job) => void;
 
+/** Called with the job as the command finds it, before deciding (also when nothing would be appended); throws to refuse the command. */
+export type CommandPrecondition = (job: Job) => void;
+
 export interface CommandMeta {
   /** Who acted, recorded as each event's actor: an owner, an admin, 'executor:<id>', 'packager', 'scheduler', 'retention:…'. */
   actor: string;
@@ -73,9 +76,11 @@ export class JobCommandHandler {
    * Runs one command. `guard` (a fence) is called right before each append, with the job as the
    * append finds it, and may throw to stop it: a scheduler that is no longer the leader appends
    * nothing, even on a conflict retry; a new job over its owner's queued quota is not recorded.
+   * `precondition` is called on the same read, before deciding, whatever the decider would do:
+   * a check of the caller's own (a claim's executor) needs no second read of the stream.
    */
-  execute(jobId: string, command: JobCommand, meta: CommandMeta, opts: { guard?: AppendGuard } = {}): Promise<HandledCommand> {
-    return this.mutex.run(jobId, () => this.executeNow(jobId, command, meta, opts.guard));
+  execute(jobId: string, command: JobCommand, meta: CommandMeta, opts: { guard?: AppendGuard; precondition?: CommandPrecondition } = {}): Promise<HandledCommand> {
+    return this.mutex.run(jobId, () => this.executeNow(jobId, command, meta, opts));
   }
 
   /** The job as its stream has it now. */
@@ -87,13 +92,13 @@ export class JobCommandHandler {
     return { job, revision: recs.length ? recs[recs.length - 1].revision : -1, events };
   }
 
-  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta, guard?: AppendGuard): Promise<HandledCommand> {
-    if (!tracingActive()) return this.decideAndAppend(jobId, command, meta, guard);
+  private async executeNow(jobId: string, command: JobCommand, meta: CommandMeta, opts: { guard?: AppendGuard; precondition?: CommandPrecondition }): Promise<HandledCommand> {
+    if (!tracingActive()) return this.decideAndAppend(jobId, command, meta, opts);
     // A command that arrived with a trace continues it; one of the scheduler's or a timer's continues the job's (its newest event's).
     const current = context.active();
     const parent = !meta.jobTrace && hasSpan(current) ? current : contextFromRecord((await this.store.readStream(jobStreamName(jobId))).at(-1)?.metadata);
     return inSpan(TRACERS.orchestrator, `job ${command.type}`, parent, { attributes: { 'jobline.job.id': jobId, 'jobline.actor': meta.actor } }, async (span) => {
-      const handled = await this.decideAndAppend(jobId, command, meta, guard);
+      const handled = await this.decideAndAppend(jobId, command, meta, opts);
       span?.setAttributes({
         'jobline.events': handled.events.map((e) => e.type),
         ...(handled.job.owner ? { 'jobline.owner': handled.job.owner } : {}),
@@ -103,10 +108,11 @@ export class JobCommandHandler {
     });
   }
 
-  private async decideAndAppend(jobId: string, command: JobCommand, meta: CommandMeta, guard?: AppendGuard): Promise<HandledCommand> {
+  private async decideAndAppend(jobId: string, command: JobCommand, meta: CommandMeta, { guard, precondition }: { guard?: AppendGuard; precondition?: CommandPrecondition }): Promise<HandledCommand> {
     const trace = traceFields();
     for (let attempt = 0; ; attempt++) {
       const { job, revision, events } = await this.load(jobId);
+      precondition?.(job);
       const decided = decide(command, job);
       if (decided.length === 0) return { job, events: [] };
       const occurredAt = this.clock().toISOString();

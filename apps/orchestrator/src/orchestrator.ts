@@ -27,7 +27,7 @@ import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { SpanKind, TRACERS, contextFromHeaders, inSpan, tracingActive } from '../../../libs/messaging/src/trace-context';
-import { Quotas, queuedQuotaRefusal, rerunCommand, type Actor, type JobCommand } from '../../../libs/domain/src';
+import { Quotas, queuedQuotaRefusal, rerunCommand, type Actor, type Job, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type AppendGuard, type CommandMeta, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
 import type { Logger } from './logger';
@@ -296,11 +296,19 @@ export class Orchestrator {
     const r = parsed.value;
     if (subject !== undefined && subject !== subjects.claim(r.jobId)) return { granted: false, code: 'invalid_argument', message: `a claim of job ${r.jobId} sent on ${subject}` };
     const stale = (message: string): ClaimReply => ({ granted: false, code: 'stale', message });
-    const before = (await this.handler.load(r.jobId)).job;
-    if (before.phase === 'none') return { granted: false, code: 'not_found', message: `no job ${r.jobId}` };
-    if (before.attempt === r.attempt && before.executorId !== r.executorId) return stale(`attempt ${r.attempt} was dispatched to ${before.executorId}, not ${r.executorId}`);
+    // Judged on the stream as the command reads it (one read, under the job's lock): the job exists and the attempt is this executor's.
+    const claimable = (before: Job): void => {
+      if (before.phase === 'none') throw new NotFoundError(`no job ${r.jobId}`);
+      if (before.attempt === r.attempt && before.executorId !== r.executorId) throw new StaleAttemptError(`attempt ${r.attempt} was dispatched to ${before.executorId}, not ${r.executorId}`);
+    };
+    const { attempt, executorId, startedAt, sandbox, sandboxNote, pid } = r;
     try {
-      const { job } = await this.report(r, 'last-event');
+      const { job } = await this.handler.execute(
+        r.jobId,
+        { type: 'RecordStarted', data: { attempt, executorId, startedAt, sandbox, sandboxNote, pid } },
+        { actor: `executor:${executorId}`, causationId: 'dispatched' },
+        { precondition: claimable },
+      );
       // A claim of an attempt that already finished changes nothing: it must not run again.
       if (job.attempt !== r.attempt || job.phase !== 'running') return stale(`attempt ${r.attempt} is not running (job is ${job.phase} at attempt ${job.attempt})`);
       return { granted: true };

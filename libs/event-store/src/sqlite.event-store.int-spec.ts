@@ -44,7 +44,7 @@ describe('SqliteEventStore on a file', () => {
   let dir: TempDir;
   let path: string;
   const opened: Array<{ close(): Promise<void> }> = [];
-  const open = (options: { pollIntervalMs?: number } = {}): SqliteEventStore => {
+  const open = (options: { pollIntervalMs?: number; recentRows?: number; recentBytes?: number } = {}): SqliteEventStore => {
     const store = new SqliteEventStore({ path, ...options });
     opened.push(store);
     return store;
@@ -123,6 +123,51 @@ describe('SqliteEventStore on a file', () => {
 
     expect(seen.map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(seen.map((e) => e.type)).toEqual(['Before', 'Live', 'Live', 'Live', 'Live', 'Live', 'Live', 'Last']);
+  });
+
+  it('a subscription kept live from its own appends also gets, in place, what another instance appended in between, each event as the file has it', async () => {
+    const mine = open({ pollIntervalMs: 10 });
+    const other = open();
+    const subscription = mine.subscribeToAll();
+    const iterator = subscription[Symbol.asyncIterator]();
+    const timer = setTimeout(() => void subscription.close(), 10_000);
+    const seen: RecordedEvent[] = [];
+    const take = async (n: number) => {
+      for (let i = 0; i < n; i++) seen.push((await iterator.next()).value as RecordedEvent);
+    };
+    // Own appends (served from the recent rows), another's in between (a gap in them: read from the file), own again.
+    await mine.appendToStream('job-a', [event('Mine1'), event('Mine2')], 'no_stream');
+    await take(1);
+    await other.appendToStream('job-b', [event('Other1')], 'no_stream');
+    await mine.appendToStream('job-a', [event('Mine3')], 1);
+    await take(3);
+    await other.appendToStream('job-b', [event('Other2')], 0);
+    await mine.appendToStream('job-a', [event('Mine4')], 2);
+    await take(2);
+    clearTimeout(timer);
+    await subscription.close();
+
+    expect(seen.map((e) => e.type)).toEqual(['Mine1', 'Mine2', 'Other1', 'Mine3', 'Other2', 'Mine4']);
+    expect(seen.map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(seen).toEqual(await other.readAll());
+  });
+
+  it('a subscription far behind the few recent rows kept (trimmed by count, or by size) reads the rest from the file, in order', async () => {
+    for (const limits of [{ recentRows: 4 }, { recentBytes: 300 }]) {
+      const store = open(limits);
+      const start = await store.headPosition();
+      for (let i = 0; i < 10; i++) await store.appendToStream(`job-${randomUUID()}`, [event(`E${i}`, { i, pad: 'x'.repeat(40) })], 'no_stream');
+      const subscription = store.subscribeToAll({ after: start });
+      const timer = setTimeout(() => void subscription.close(), 10_000);
+      const seen: RecordedEvent[] = [];
+      for await (const e of subscription) {
+        seen.push(e);
+        if (seen.length === 10) break;
+      }
+      clearTimeout(timer);
+      expect(seen.map((e) => e.type)).toEqual(Array.from({ length: 10 }, (_, i) => `E${i}`));
+      expect(seen).toEqual(await store.readAll({ after: start }));
+    }
   });
 
   it('two instances appending to one stream with the same expected revision: exactly one wins', async () => {

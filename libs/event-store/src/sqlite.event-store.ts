@@ -21,6 +21,13 @@ export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
   pollIntervalMs?: number;
   /** Events read per query while a subscription catches up. Default 1000. */
   readBatchSize?: number;
+  /**
+   * Rows of the latest appends made through this instance, kept for the live subscriptions:
+   * each one otherwise queries the file again after every append. At most this many (default
+   * 1024; 0 keeps none) and this many bytes of data and metadata (default 4 MiB).
+   */
+  recentRows?: number;
+  recentBytes?: number;
 }
 
 /*
@@ -93,10 +100,24 @@ export class SqliteEventStore implements EventStore {
   private readonly waiting = new Map<SqliteSubscription, () => void>();
   private pollTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /**
+   * The rows of this instance's latest appends, at consecutive positions: nobody else inserted
+   * between them (a position is the head + 1 under the write lock, so another process's row
+   * would leave a gap, and the run starts again after it). A subscription reading inside this
+   * range is served from here; anywhere else it queries the file.
+   */
+  private recent: EventRow[] = [];
+  private recentSize = 0;
+  private readonly recentRows: number;
+  private readonly recentBytes: number;
+  /** Rows inserted by the append transaction running now; kept once it has committed. */
+  private inserted: EventRow[] = [];
 
   constructor(options: SqliteEventStoreOptions) {
     this.pollIntervalMs = options.pollIntervalMs ?? 50;
     this.readBatchSize = Math.max(1, options.readBatchSize ?? 1000);
+    this.recentRows = Math.max(0, Math.trunc(options.recentRows ?? 1024));
+    this.recentBytes = Math.max(0, options.recentBytes ?? 4 * 1024 * 1024);
     this.db = openSqlite(options);
     this.db.exec(SCHEMA);
     addChainColumns(this.db);
@@ -139,7 +160,17 @@ export class SqliteEventStore implements EventStore {
     this.assertOpen();
     // IMMEDIATE takes the write lock before reading the stream's revision, so another
     // process cannot slip an append in between the check and the insert.
-    const result = this.appendTx.immediate(streamId, events, expected) as AppendResult;
+    this.inserted = [];
+    let result: AppendResult;
+    try {
+      result = this.appendTx.immediate(streamId, events, expected) as AppendResult;
+    } catch (err) {
+      this.inserted = [];
+      throw err;
+    }
+    // Committed (not a savepoint of someone's enclosing transaction, which could still roll back): the rows are the file's.
+    if (this.inserted.length > 0 && !this.db.inTransaction) this.keepRecent(this.inserted);
+    this.inserted = [];
     if (events.length > 0) this.wake(result.position);
     return result;
   }
@@ -159,7 +190,7 @@ export class SqliteEventStore implements EventStore {
   subscribeToAll(options: { after?: number } = {}): Subscription {
     this.assertOpen();
     const subscription = new SqliteSubscription(options.after ?? -1, this.readBatchSize, {
-      read: (after, limit) => this.readAfter(after, limit),
+      read: (after, limit) => this.readLive(after, limit),
       waitForAppend: (sub) => this.waitForAppend(sub),
       release: (sub) => this.release(sub),
     });
@@ -213,6 +244,7 @@ export class SqliteEventStore implements EventStore {
       const streamHash = streamLink(prevStream, revision, content);
       const chainHash = chainLink(prevChain, position, streamHash);
       this.insert.run(position, event.id, streamId, revision, event.type, data, metadata, recordedAt, streamHash, chainHash);
+      if (this.recentRows > 0 && this.recentBytes > 0) this.inserted.push([position, event.id, streamId, revision, event.type, data, metadata, recordedAt, streamHash, chainHash]);
       prevStream = streamHash;
       prevChain = chainHash;
     }
@@ -238,6 +270,44 @@ export class SqliteEventStore implements EventStore {
 
   private readAfter(after: number, limit: number): RecordedEvent[] {
     return toRecordedEvents(this.selectAfter.all(after, limit) as EventRow[]);
+  }
+
+  /**
+   * A subscription's read: from the recent rows when `after` falls inside them (each
+   * subscription still parses its own copy of each event), else from the file. Rows after the
+   * recent ones (another process's) are read from the file on the next call.
+   */
+  private readLive(after: number, limit: number): RecordedEvent[] {
+    const rows = this.recent;
+    if (rows.length > 0) {
+      const first = rows[0][0];
+      const last = rows[rows.length - 1][0];
+      if (after >= first - 1 && after < last) {
+        const from = after + 1 - first;
+        return toRecordedEvents(rows.slice(from, Math.min(rows.length, from + limit)));
+      }
+    }
+    return this.readAfter(after, limit);
+  }
+
+  /** Adds committed rows to the recent ones (starting them again after a gap), then trims the oldest to half the limits once over them. */
+  private keepRecent(rows: EventRow[]): void {
+    const tail = this.recent;
+    if (tail.length === 0 || rows[0][0] !== tail[tail.length - 1][0] + 1) {
+      this.recent = [];
+      this.recentSize = 0;
+    }
+    for (const row of rows) {
+      this.recent.push(row);
+      this.recentSize += rowSize(row);
+    }
+    if (this.recent.length <= this.recentRows && this.recentSize <= this.recentBytes) return;
+    let drop = 0;
+    while (drop < this.recent.length && (this.recent.length - drop > this.recentRows / 2 || this.recentSize > this.recentBytes / 2)) {
+      this.recentSize -= rowSize(this.recent[drop]);
+      drop++;
+    }
+    this.recent = this.recent.slice(drop);
   }
 
   private waitForAppend(subscription: SqliteSubscription): Promise<void> {
@@ -337,6 +407,11 @@ class SqliteSubscription implements Subscription {
     this.ended = true;
     this.source.release(this);
   }
+}
+
+/** What a kept row holds, roughly: its data and metadata text. */
+function rowSize(row: EventRow): number {
+  return row[5].length + row[6].length;
 }
 
 function revisionMatches(expected: ExpectedRevision, current: number): boolean {
