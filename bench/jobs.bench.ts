@@ -368,6 +368,8 @@ async function startProcessesSystem(o: JobsBenchOptions, sandboxMode: 'none' | '
       beforeStart: (layout) => {
         if (fill) copyStore(fill, layout.dataDirs.orchestrator);
       },
+      // With a filled store the orchestrator folds all of it before it is ready (no lifecycle snapshot yet): minutes on a loaded machine.
+      readyTimeoutMs: 10 * 60_000,
     },
   );
   const store = new SqliteEventStore({ path: join(t.layout.dataDirs.orchestrator, 'events.db') });

@@ -344,6 +344,8 @@ export interface TopologyOptions<S extends ServiceName = ServiceName> {
   extraEnv?: Partial<Record<S, Record<string, string>>>;
   /** Called once the layout's folders exist, before any process starts (e.g. to put a pre-filled store in place). */
   beforeStart?: (layout: TopologyLayout) => Promise<void> | void;
+  /** How long each process may take to be ready (default 60 s; a large store takes the orchestrator longer: its folds start from position 0). */
+  readyTimeoutMs?: number;
 }
 
 /** Starts nats-server, the SSH test host and the five service processes as deploy/README.md says (or the services of `options`). */
@@ -468,11 +470,11 @@ export async function startTopology<S extends ServiceName = ServiceName>(root: s
     const certs = spawnSync(process.execPath, [CLI, 'certs', 'init', '--data-dir', dataDirs.api], { cwd: ROOT, env: base, encoding: 'utf8' });
     if (certs.status !== 0) throw new Error(`jobline certs init failed: ${certs.stderr}`);
     await options.beforeStart?.(layout);
-    await nats.start();
+    await nats.start(options.readyTimeoutMs);
     // The orchestrator first (it owns the store), then the rest side by side.
     const first = chosen.filter((s) => s === 'orchestrator');
-    for (const s of first) await services[s].start();
-    await Promise.all(chosen.filter((s) => s !== 'orchestrator').map((s) => services[s].start()));
+    for (const s of first) await services[s].start(options.readyTimeoutMs);
+    await Promise.all(chosen.filter((s) => s !== 'orchestrator').map((s) => services[s].start(options.readyTimeoutMs)));
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;
