@@ -226,8 +226,8 @@ interface SystemUnderTest {
   readStream(jobId: string): Promise<RecordedEvent[]>;
   /** How many of the jobs the read model shows succeeded, once it has caught up (or after 30 s). */
   readModelSucceeded(ids: string[]): Promise<number>;
-  /** CPU time (user + system) used so far by every process of the system and this one, in ms. */
-  cpuMs(): number;
+  /** CPU time (user + system) used so far by each process of the system and by this one (`bench`), in ms. */
+  cpuMs(): Record<string, number>;
   /** Warnings and errors the services logged. */
   problems(): { warnings: number; errors: number };
   stop(): Promise<void>;
@@ -255,7 +255,10 @@ async function measureJobline(o: JobsBenchOptions, topology: JobsTopology, sandb
     progress(label, `throughput: ${o.jobs} jobs`);
     const cpu0 = system.cpuMs();
     const batch = await submitBatch(publisher, bus, o.jobs, 'throughput');
-    const cpuMs = system.cpuMs() - cpu0;
+    const cpu1 = system.cpuMs();
+    const perJob = (ms: number) => Math.round((ms / o.jobs) * 1000) / 1000;
+    const cpuMsPerJobByProcess = Object.fromEntries(Object.keys(cpu1).map((k) => [k, perJob(cpu1[k] - cpu0[k])]));
+    const cpuMs = Object.keys(cpu1).reduce((sum, k) => sum + cpu1[k] - cpu0[k], 0);
     progress(label, `throughput: ${batch.jobsPerSec} jobs/s; checking every history`);
     const history = await checkHistories(system, batch.ids);
 
@@ -279,7 +282,9 @@ async function measureJobline(o: JobsBenchOptions, topology: JobsTopology, sandb
         totalMs: batch.totalMs,
         publishMs: batch.publishMs,
         /** CPU time of every process of the system (and of the bench's client) over the run, per job. */
-        cpuMsPerJob: Math.round((cpuMs / o.jobs) * 1000) / 1000,
+        cpuMsPerJob: perJob(cpuMs),
+        /** The same by process (dev: `bench` is the whole stack but nats-server, with the bench's client). */
+        cpuMsPerJobByProcess,
         failed: batch.failed,
         historiesComplete: history.complete,
         eventsPerJob: history.eventsPerJob,
@@ -340,7 +345,7 @@ async function startDevSystem(o: JobsBenchOptions, label: string, sandboxMode: '
       if (!(await s.projection.waitForPosition(head, 30_000))) progress(BENCH, `the read model did not reach position ${head} in 30 s`);
       return ids.filter((id) => s.projection.get(id)?.status === 'succeeded').length;
     },
-    cpuMs: () => ownCpuMs() + procCpuMs(natsPid),
+    cpuMs: () => ({ bench: ownCpuMs(), 'nats-server': procCpuMs(natsPid) }),
     problems: () => ({ warnings: logger.warnings, errors: logger.errors }),
     stop: async () => {
       await ex.stop();
@@ -394,7 +399,7 @@ async function startProcessesSystem(o: JobsBenchOptions, sandboxMode: 'none' | '
       if (pending.length) progress(BENCH, `the api's read model shows ${pending.length} jobs not succeeded after 30 s`);
       return ids.length - pending.length;
     },
-    cpuMs: () => ownCpuMs() + t.all().reduce((sum, p) => sum + (p.pid ? procCpuMs(p.pid) : NaN), 0),
+    cpuMs: () => ({ bench: ownCpuMs(), ...Object.fromEntries(t.all().map((p) => [p.name, p.pid ? procCpuMs(p.pid) : NaN])) }),
     problems: () => countLogProblems(join(t.layout.root, 'logs')),
     stop: async () => {
       await store.close();
