@@ -5,11 +5,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus, freemem, release, totalmem, type as osType } from 'node:os';
 import { findNatsServer } from '../libs/messaging/src/nats-server';
 import type { Logger } from '../apps/orchestrator/src/logger';
 import { encodeJobEvent, jobStreamName, type JobEvent } from '../libs/contracts/src';
+import { parseJobSpec } from '../libs/contracts/src';
 import { decide, evolve, initialState, type Job, type JobCommand } from '../libs/domain/src';
+import { SqliteCheckpointStore, SqliteEventStore } from '../libs/event-store/src';
 import type { EventStore } from '../libs/event-store/src/event-store.port';
 
 /** Progress and diagnostics: stderr only, so stdout stays one JSON object per line. */
@@ -143,4 +147,92 @@ export async function storeHistory(store: EventStore, jobId: string, commands: J
     'no_stream',
   );
   return history.length;
+}
+
+/** User + system CPU time of a process (Linux /proc; NaN where it cannot be read), in ms. */
+export function procCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) in clock ticks, 100 per second on Linux.
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU time used so far by this process (user + system), in ms. */
+export function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** A SQLite store filled ahead of a run (events.db and checkpoints.db in `dir`), and what the fill took. */
+export interface StoreFill {
+  dir: string;
+  events: number;
+  jobs: number;
+  fillMs: number;
+  fillEventsPerSec: number;
+}
+
+const HISTORY_SPEC = (() => {
+  const parsed = parseJobSpec({ command: ['true'] });
+  if (!parsed.ok) throw new Error(`bad bench spec: ${JSON.stringify(parsed.issues)}`);
+  return parsed.value;
+})();
+
+/** The SQLite files a store is (the write-ahead logs too, when a file was left with one). */
+const STORE_FILES = ['events.db', 'events.db-wal', 'checkpoints.db', 'checkpoints.db-wal'];
+
+/**
+ * At least `events` events of finished jobs (owner `history`; nine in ten succeed, one in ten
+ * exits 1), each job's commands decided by the real decider and appended at once (storeHistory),
+ * one second of submission time apart; then the relay's checkpoint is set to the head, as if it
+ * had published all of it. The store is closed (its write-ahead log folded in) on return.
+ */
+export async function fillStore(dir: string, events: number, bench: string): Promise<StoreFill> {
+  mkdirSync(dir, { recursive: true });
+  const store = new SqliteEventStore({ path: join(dir, 'events.db') });
+  const t0 = performance.now();
+  let stored = 0;
+  let jobs = 0;
+  try {
+    const base = Date.UTC(2026, 0, 1);
+    let lastReport = 0;
+    while (stored < events) {
+      const jobId = randomUUID();
+      const now = new Date(base + jobs * 1000).toISOString();
+      const exitCode = jobs % 10 === 9 ? 1 : 0;
+      stored += await storeHistory(
+        store,
+        jobId,
+        [
+          { type: 'SubmitJob', data: { jobId, owner: 'history', spec: HISTORY_SPEC, now } },
+          { type: 'DispatchJob', data: { attempt: 1, executorId: 'local', now } },
+          { type: 'RecordStarted', data: { attempt: 1, executorId: 'local', startedAt: now, sandbox: 'none' } },
+          { type: 'RecordFinished', data: { attempt: 1, exitCode, signal: null, oomKilled: false, durationMs: 2, finishedAt: now, usage: null, logBytes: 0 } },
+        ],
+        now,
+      );
+      jobs++;
+      if (stored - lastReport >= 200_000) {
+        lastReport = stored;
+        progress(bench, `${stored} of ${events} events stored`);
+      }
+    }
+    const checkpoints = new SqliteCheckpointStore({ path: join(dir, 'checkpoints.db') });
+    await checkpoints.save('relay', await store.headPosition());
+    await checkpoints.close();
+  } finally {
+    await store.close();
+  }
+  const fillMs = performance.now() - t0;
+  return { dir, events: stored, jobs, fillMs: roundMs(fillMs), fillEventsPerSec: perSecond(stored, fillMs) };
+}
+
+/** Copies a filled store into a data folder (before the services open it). */
+export function copyStore(fill: StoreFill, toDir: string): void {
+  mkdirSync(toDir, { recursive: true });
+  for (const f of STORE_FILES) if (existsSync(join(fill.dir, f))) copyFileSync(join(fill.dir, f), join(toDir, f));
 }

@@ -1,27 +1,54 @@
 /**
- * Tiny jobs (`true`) end to end through the whole system in one process (`startDevStack`:
- * nats-server child, orchestrator, SQLite event store and read model, one local executor),
- * submitted over NATS the way an integration does and observed on the bus:
+ * Tiny jobs (`true`) end to end through the whole system, submitted over NATS the way an
+ * integration does and observed on the bus:
  *  - throughput: N jobs published at once, until every JobCompleted is on the bus; then
  *    every job's history is checked in the store and the read model;
  *  - latency: jobs published at a steady rate, publish call → JobStarted received;
  *  - reference: a BullMQ queue + worker spawning the same command (see bullmq.reference.ts).
- * Both runs are made unsandboxed (what is compared with BullMQ) and with the executor's
- * sandbox on 'auto' (cgroups and namespaces, where the host allows them), each on a fresh stack.
+ * In either topology: `dev`, the whole system in one process (startDevStack: nats-server child,
+ * orchestrator, SQLite event store and read model, one local executor), or `processes`, the
+ * deployed system as separate OS processes (nats-server from deploy/nats/jobline.conf, then
+ * `jobline orchestrator`, `jobline executor` and `jobline api` from the built CLI with the
+ * JOBLINE_* variables of deploy/README.md, started by the production-topology test's
+ * startTopology). And on an empty store or one pre-filled with N events of finished jobs
+ * (fillStore: real decider histories, filled once before any stack starts, copied into each
+ * run's data folder; the fill is reported apart and is not in any figure).
+ * Each run is made unsandboxed (what is compared with BullMQ) and with the executor's sandbox
+ * on 'auto' (cgroups and namespaces, where the host allows them), each on a fresh stack.
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { SubmitJobMessageSchema, jobStreamName, subjects, type SubmitJobMessage } from '../libs/contracts/src';
+import { SqliteEventStore, type RecordedEvent } from '../libs/event-store/src';
 import { connectNats } from '../libs/messaging/src/connection';
 import { JetStreamPublisher } from '../libs/messaging/src/publisher';
 import { tempDir } from '../libs/testing/src/temp-dir';
 import { startDevStack, type DevStack } from '../apps/cli/src/dev-stack';
 import { startNodeExecutor, type NodeExecutorHandle } from '../apps/executor/src/node/main';
+import { DEFAULT_TIMINGS, startTopology, topologyUnavailable, type Topology } from '../test/e2e/topology/topology';
 import { runBullmqReference, type BullmqReferenceResult } from './bullmq.reference';
-import { perSecond, percentiles, progress, quietLogger, roundMs, sleepUntil, within, withDefaults, type Percentiles } from './bench-kit';
+import {
+  copyStore,
+  fillStore,
+  ownCpuMs,
+  perSecond,
+  percentiles,
+  procCpuMs,
+  progress,
+  quietLogger,
+  roundMs,
+  sleep,
+  sleepUntil,
+  within,
+  withDefaults,
+  type Percentiles,
+  type StoreFill,
+} from './bench-kit';
+
+export type JobsTopology = 'dev' | 'processes';
 
 export interface JobsBenchOptions {
   /** Jobs of the throughput run (default 2,000). */
@@ -39,21 +66,79 @@ export interface JobsBenchOptions {
    * the BullMQ comparison uses, 'auto' sandboxes as far as the host allows.
    */
   sandboxModes: ('none' | 'auto')[];
+  /** Topologies measured (default dev): one process, or the services as separate processes. */
+  topologies: JobsTopology[];
+  /** Events stored before each stack starts, one run per count (default [0], an empty store). */
+  historyEvents: number[];
+  /** Times each topology's runs are made (default 1); the history order alternates round by round. */
+  rounds: number;
   /** Skip the BullMQ reference. */
   noReference?: boolean;
   redisServer?: string;
 }
 
-export const JOBS_DEFAULTS: JobsBenchOptions = { jobs: 2000, capacity: 8, ratePerSec: 50, seconds: 10, warmupJobs: 50, sandboxModes: ['none', 'auto'] };
+export const JOBS_DEFAULTS: JobsBenchOptions = {
+  jobs: 2000,
+  capacity: 8,
+  ratePerSec: 50,
+  seconds: 10,
+  warmupJobs: 50,
+  sandboxModes: ['none', 'auto'],
+  topologies: ['dev'],
+  historyEvents: [0],
+  rounds: 1,
+};
 
 const BENCH = 'jobs';
 const OWNER = 'bench';
 const TERMINAL = new Set(['JobCompleted', 'JobFailed', 'JobCancelled', 'JobTimedOut']);
 
+type Measured = Awaited<ReturnType<typeof measureJobline>>;
+
 export async function runJobsBench(options: Partial<JobsBenchOptions> = {}) {
   const o = withDefaults(JOBS_DEFAULTS, options);
-  const unsandboxed = o.sandboxModes.includes('none') ? await measureJobline(o, 'none') : null;
-  const sandboxed = o.sandboxModes.includes('auto') ? await measureJobline(o, 'auto') : null;
+  if (o.topologies.includes('processes')) {
+    const why = topologyUnavailable();
+    if (why) throw new Error(`the processes topology cannot run here: ${why}`);
+  }
+  const tmp = tempDir('jobline-bench-jobs-fill-');
+  const runs: {
+    topology: JobsTopology;
+    round: number;
+    /** The pre-filled store, or null for an empty one. */
+    history: Omit<StoreFill, 'dir'> | null;
+    unsandboxed: Measured | null;
+    sandboxed: Measured | null;
+  }[] = [];
+  try {
+    // Every store is filled before any stack runs: the fill's own load is over by the first measurement.
+    const fills = new Map<number, StoreFill>();
+    for (const n of o.historyEvents.filter((n) => n > 0)) {
+      if (fills.has(n)) continue;
+      progress(BENCH, `filling a store with ${n} events (not measured)`);
+      const fill = await fillStore(join(tmp.path, `history-${n}`), n, BENCH);
+      progress(BENCH, `stored ${fill.events} events (${fill.jobs} jobs) in ${Math.round(fill.fillMs / 1000)} s`);
+      fills.set(n, fill);
+    }
+    const histories = [...new Set(o.historyEvents)];
+    for (const topology of o.topologies) {
+      for (let round = 1; round <= o.rounds; round++) {
+        const byHistory = new Map<number, { unsandboxed: Measured | null; sandboxed: Measured | null }>(histories.map((n) => [n, { unsandboxed: null, sandboxed: null }]));
+        // The stored histories back to back for each sandbox mode, in turn first and last
+        // round by round (ABBA), so that neither gains from coming later (a warmer JIT) or loses to a passing load.
+        const order = round % 2 === 1 ? histories : [...histories].reverse();
+        for (const mode of o.sandboxModes) {
+          for (const n of order) byHistory.get(n)![mode === 'none' ? 'unsandboxed' : 'sandboxed'] = await measureJobline(o, topology, mode, fills.get(n) ?? null);
+        }
+        for (const [n, r] of byHistory) {
+          const fill = fills.get(n);
+          runs.push({ topology, round, history: fill ? { events: fill.events, jobs: fill.jobs, fillMs: fill.fillMs, fillEventsPerSec: fill.fillEventsPerSec } : null, ...r });
+        }
+      }
+    }
+  } finally {
+    tmp.remove();
+  }
 
   let reference: BullmqReferenceResult;
   if (o.noReference) reference = { skipped: true, reason: 'not asked for (--no-reference)' };
@@ -64,34 +149,171 @@ export async function runJobsBench(options: Partial<JobsBenchOptions> = {}) {
   }
   const vs = (ours: { throughput: { jobsPerSec: number } } | null) =>
     reference.skipped || !ours ? null : Math.round((ours.throughput.jobsPerSec / reference.jobsPerSec) * 100) / 100;
+  const first = runs[0];
   return {
     executorCapacity: o.capacity,
-    unsandboxed,
-    sandboxed,
+    /** The first run's (the first topology, the first history count): what the BullMQ comparison uses. */
+    unsandboxed: first?.unsandboxed ?? null,
+    sandboxed: first?.sandboxed ?? null,
+    runs: runs.map((r) => ({ ...r, jobsPerSecVsReference: vs(r.unsandboxed), sandboxedJobsPerSecVsReference: vs(r.sandboxed) })),
+    history: historyRatios(runs),
     reference,
-    /** Unsandboxed jobs/s ÷ BullMQ's (DESIGN.md: ≥ 1.1). */
-    jobsPerSecVsReference: vs(unsandboxed),
-    sandboxedJobsPerSecVsReference: vs(sandboxed),
+    /** The first run's unsandboxed jobs/s ÷ BullMQ's (DESIGN.md: ≥ 1.1). */
+    jobsPerSecVsReference: vs(first?.unsandboxed ?? null),
+    sandboxedJobsPerSecVsReference: vs(first?.sandboxed ?? null),
   };
+}
+
+/**
+ * Each filled store against the empty one of the same topology and sandbox mode (DESIGN.md:
+ * within 10%): the ratio of the medians over the rounds, and each round's own ratio (its range).
+ */
+function historyRatios(runs: { topology: JobsTopology; round: number; history: { events: number } | null; unsandboxed: Measured | null; sandboxed: Measured | null }[]) {
+  const median = (xs: number[]) => {
+    const v = xs.filter(Number.isFinite).sort((x, y) => x - y);
+    if (v.length === 0) return NaN;
+    const mid = Math.floor(v.length / 2);
+    return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+  };
+  const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null);
+  const figures = {
+    jobsPerSec: (m: Measured) => m.throughput.jobsPerSec,
+    cpuMsPerJob: (m: Measured) => m.throughput.cpuMsPerJob,
+    submitToStartedP50: (m: Measured) => m.latency.submitToStarted.p50Ms,
+    submitToStartedP99: (m: Measured) => m.latency.submitToStarted.p99Ms,
+  };
+  const out = [];
+  const topologies = [...new Set(runs.map((r) => r.topology))];
+  const counts = [...new Set(runs.flatMap((r) => (r.history ? [r.history.events] : [])))];
+  for (const topology of topologies) {
+    for (const mode of ['unsandboxed', 'sandboxed'] as const) {
+      const of = (events: number | null) => runs.filter((r) => r.topology === topology && (r.history?.events ?? null) === events && r[mode]).map((r) => ({ round: r.round, m: r[mode]! }));
+      const empty = of(null);
+      if (empty.length === 0) continue;
+      for (const events of counts) {
+        const full = of(events);
+        if (full.length === 0) continue;
+        const entry: Record<string, unknown> = { topology, sandboxMode: full[0].m.sandboxMode, events, rounds: full.length };
+        for (const [name, f] of Object.entries(figures)) {
+          entry[`${name}Ratio`] = ratio(median(full.map((x) => f(x.m))), median(empty.map((x) => f(x.m))));
+          entry[`${name}RatioByRound`] = full.map((x) => {
+            const e = empty.find((y) => y.round === x.round);
+            return e ? ratio(f(x.m), f(e.m)) : null;
+          });
+        }
+        out.push(entry as {
+          topology: JobsTopology;
+          sandboxMode: 'none' | 'auto';
+          events: number;
+          rounds: number;
+          jobsPerSecRatio: number | null;
+          cpuMsPerJobRatio: number | null;
+          submitToStartedP50Ratio: number | null;
+          submitToStartedP99Ratio: number | null;
+          jobsPerSecRatioByRound: (number | null)[];
+          submitToStartedP99RatioByRound: (number | null)[];
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** What a measurement needs of a running system, whichever its topology. */
+interface SystemUnderTest {
+  /** A NATS connection of the bench's own, as an integration would have. */
+  connect(): Promise<NatsConnection>;
+  readStream(jobId: string): Promise<RecordedEvent[]>;
+  /** How many of the jobs the read model shows succeeded, once it has caught up (or after 30 s). */
+  readModelSucceeded(ids: string[]): Promise<number>;
+  /** CPU time (user + system) used so far by each process of the system and by this one (`bench`), in ms. */
+  cpuMs(): Record<string, number>;
+  /** Warnings and errors the services logged. */
+  problems(): { warnings: number; errors: number };
+  stop(): Promise<void>;
+}
+
+async function measureJobline(o: JobsBenchOptions, topology: JobsTopology, sandboxMode: 'none' | 'auto', fill: StoreFill | null) {
+  const label = `${BENCH} ${topology} sandbox=${sandboxMode} history=${fill?.events ?? 0}`;
+  const tmp = tempDir('jobline-bench-jobs-');
+  let system: SystemUnderTest | null = null;
+  let client: NatsConnection | null = null;
+  try {
+    progress(label, `starting (executor capacity ${o.capacity})`);
+    const t0 = performance.now();
+    system = topology === 'dev' ? await startDevSystem(o, label, sandboxMode, tmp.path, fill) : await startProcessesSystem(o, sandboxMode, tmp.path, fill);
+    const startMs = roundMs(performance.now() - t0);
+    progress(label, `started in ${startMs} ms`);
+    client = await system.connect();
+    const bus = new BusWatcher(client);
+    await client.flush();
+    const publisher = new JetStreamPublisher(jetstream(client));
+
+    progress(label, `warm-up: ${o.warmupJobs} jobs`);
+    await submitBatch(publisher, bus, o.warmupJobs, 'warm-up');
+
+    progress(label, `throughput: ${o.jobs} jobs`);
+    const cpu0 = system.cpuMs();
+    const batch = await submitBatch(publisher, bus, o.jobs, 'throughput');
+    const cpu1 = system.cpuMs();
+    const perJob = (ms: number) => Math.round((ms / o.jobs) * 1000) / 1000;
+    const cpuMsPerJobByProcess = Object.fromEntries(Object.keys(cpu1).map((k) => [k, perJob(cpu1[k] - cpu0[k])]));
+    const cpuMs = Object.keys(cpu1).reduce((sum, k) => sum + cpu1[k] - cpu0[k], 0);
+    progress(label, `throughput: ${batch.jobsPerSec} jobs/s; checking every history`);
+    const history = await checkHistories(system, batch.ids);
+
+    const total = Math.round(o.ratePerSec * o.seconds);
+    progress(label, `latency: ${total} jobs at ${o.ratePerSec}/s`);
+    const latency = await pacedRun(publisher, bus, total, o.ratePerSec);
+
+    bus.close();
+    return {
+      topology,
+      sandboxMode,
+      /** As recorded in JobStarted. */
+      sandbox: history.sandbox,
+      /** Events in the store before the stack started. */
+      historyEvents: fill?.events ?? 0,
+      /** Start → ready of the whole system (with a filled store: the folds and the read model catching up). */
+      startMs,
+      throughput: {
+        jobs: o.jobs,
+        jobsPerSec: batch.jobsPerSec,
+        totalMs: batch.totalMs,
+        publishMs: batch.publishMs,
+        /** CPU time of every process of the system (and of the bench's client) over the run, per job. */
+        cpuMsPerJob: perJob(cpuMs),
+        /** The same by process (dev: `bench` is the whole stack but nats-server, with the bench's client). */
+        cpuMsPerJobByProcess,
+        failed: batch.failed,
+        historiesComplete: history.complete,
+        eventsPerJob: history.eventsPerJob,
+        readModelSucceeded: history.readModelSucceeded,
+      },
+      latency,
+      ...system.problems(),
+    };
+  } finally {
+    await client?.close();
+    await system?.stop();
+    tmp.remove();
+  }
 }
 
 /**
  * The dev stack without its own executor, plus the same local executor it would start
  * (startNodeExecutor, id 'local', work root in the data dir) with the sandbox mode chosen here.
  */
-async function measureJobline(o: JobsBenchOptions, sandboxMode: 'none' | 'auto') {
-  const label = `${BENCH} sandbox=${sandboxMode}`;
+async function startDevSystem(o: JobsBenchOptions, label: string, sandboxMode: 'none' | 'auto', root: string, fill: StoreFill | null): Promise<SystemUnderTest> {
   const logger = quietLogger(label);
-  const tmp = tempDir('jobline-bench-jobs-');
   // Searchable (not listable) by others, as a data dir under a home usually is: the
   // sandbox's unprivileged uid must reach its workspace below it.
-  chmodSync(tmp.path, 0o711);
+  chmodSync(root, 0o711);
+  const dataDir = join(root, 'data');
+  if (fill) copyStore(fill, dataDir);
   let stack: DevStack | null = null;
   let executor: NodeExecutorHandle | null = null;
-  let client: NatsConnection | null = null;
   try {
-    progress(label, `starting the dev stack (executor capacity ${o.capacity})`);
-    const dataDir = join(tmp.path, 'data');
     stack = await startDevStack({ dataDir, apiPort: false, executorCapacity: 0, logger });
     executor = await startNodeExecutor({
       nc: stack.nc,
@@ -106,50 +328,102 @@ async function measureJobline(o: JobsBenchOptions, sandboxMode: 'none' | 'auto')
         error: (_fields, message) => logger.error(`executor: ${message}`),
       },
     });
-    progress(label, `executor sandbox: ${executor.sandbox.kind}`);
-    // A connection of its own, as an integration would have.
-    client = await connectNats({ servers: stack.natsUrl, name: 'jobline-bench' });
-    const bus = new BusWatcher(client);
-    await client.flush();
-    const publisher = new JetStreamPublisher(jetstream(client));
-
-    progress(label, `warm-up: ${o.warmupJobs} jobs`);
-    await submitBatch(publisher, bus, o.warmupJobs, 'warm-up');
-
-    progress(label, `throughput: ${o.jobs} jobs`);
-    const batch = await submitBatch(publisher, bus, o.jobs, 'throughput');
-    progress(label, `throughput: ${batch.jobsPerSec} jobs/s; checking every history`);
-    const history = await checkHistories(stack, batch.ids);
-
-    const total = Math.round(o.ratePerSec * o.seconds);
-    progress(label, `latency: ${total} jobs at ${o.ratePerSec}/s`);
-    const latency = await pacedRun(publisher, bus, total, o.ratePerSec);
-
-    bus.close();
-    return {
-      sandboxMode,
-      /** As recorded in JobStarted. */
-      sandbox: history.sandbox,
-      throughput: {
-        jobs: o.jobs,
-        jobsPerSec: batch.jobsPerSec,
-        totalMs: batch.totalMs,
-        publishMs: batch.publishMs,
-        failed: batch.failed,
-        historiesComplete: history.complete,
-        eventsPerJob: history.eventsPerJob,
-        readModelSucceeded: history.readModelSucceeded,
-      },
-      latency,
-      warnings: logger.warnings,
-      errors: logger.errors,
-    };
-  } finally {
-    await client?.close();
+  } catch (err) {
     await executor?.stop();
     await stack?.stop();
-    tmp.remove();
+    throw err;
   }
+  progress(label, `executor sandbox: ${executor.sandbox.kind}`);
+  const s = stack;
+  const ex = executor;
+  const natsPid = Number(readFileSync(join(dataDir, 'nats-server.pid'), 'utf8').trim());
+  return {
+    connect: () => connectNats({ servers: s.natsUrl, name: 'jobline-bench' }),
+    readStream: (id) => s.eventStore.readStream(jobStreamName(id)),
+    readModelSucceeded: async (ids) => {
+      const head = await s.eventStore.headPosition();
+      if (!(await s.projection.waitForPosition(head, 30_000))) progress(BENCH, `the read model did not reach position ${head} in 30 s`);
+      return ids.filter((id) => s.projection.get(id)?.status === 'succeeded').length;
+    },
+    cpuMs: () => ({ bench: ownCpuMs(), 'nats-server': procCpuMs(natsPid) }),
+    problems: () => ({ warnings: logger.warnings, errors: logger.errors }),
+    stop: async () => {
+      await ex.stop();
+      await s.stop();
+    },
+  };
+}
+
+/**
+ * The deployed system: nats-server, `jobline orchestrator`, `jobline executor` and `jobline api`
+ * as processes of their own, from the built CLI and the variables of deploy/README.md (the
+ * production-topology test's startTopology, with the timings at their defaults), the executor's
+ * capacity and sandbox through JOBLINE_EXECUTOR_CAPACITY and JOBLINE_SANDBOX. The store is
+ * SQLite, shared by the api and the orchestrator as the deploy guide says for one machine; the
+ * read model is the api's, asked over REST.
+ */
+async function startProcessesSystem(o: JobsBenchOptions, sandboxMode: 'none' | 'auto', root: string, fill: StoreFill | null): Promise<SystemUnderTest> {
+  const t: Topology<'orchestrator' | 'executor' | 'api'> = await startTopology(
+    root,
+    { kind: 'sqlite' },
+    {
+      services: ['orchestrator', 'executor', 'api'],
+      timings: DEFAULT_TIMINGS,
+      extraEnv: { executor: { JOBLINE_EXECUTOR_CAPACITY: String(o.capacity), JOBLINE_SANDBOX: sandboxMode } },
+      beforeStart: (layout) => {
+        if (fill) copyStore(fill, layout.dataDirs.orchestrator);
+      },
+      // With a filled store the orchestrator folds all of it before it is ready (no lifecycle snapshot yet): minutes on a loaded machine.
+      readyTimeoutMs: 10 * 60_000,
+    },
+  );
+  const store = new SqliteEventStore({ path: join(t.layout.dataDirs.orchestrator, 'events.db') });
+  const status = async (id: string) => {
+    const res = await fetch(`${t.apiUrl}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${t.adminToken}` } });
+    if (res.status !== 200) return `HTTP ${res.status}`;
+    return ((await res.json()) as { status: string }).status;
+  };
+  return {
+    connect: () => connectNats({ servers: `nats://127.0.0.1:${t.layout.natsPort}`, name: 'jobline-bench', user: 'jobline', pass: t.layout.natsPassword }),
+    readStream: (id) => store.readStream(jobStreamName(id)),
+    readModelSucceeded: async (ids) => {
+      // The api's read model follows the store by polling it: give it time to catch up.
+      const deadline = performance.now() + 30_000;
+      let pending = ids;
+      for (;;) {
+        const statuses = await Promise.all(pending.map(status));
+        pending = pending.filter((_, i) => statuses[i] !== 'succeeded');
+        if (pending.length === 0 || performance.now() > deadline) break;
+        await sleep(200);
+      }
+      if (pending.length) progress(BENCH, `the api's read model shows ${pending.length} jobs not succeeded after 30 s`);
+      return ids.length - pending.length;
+    },
+    cpuMs: () => ({ bench: ownCpuMs(), ...Object.fromEntries(t.all().map((p) => [p.name, p.pid ? procCpuMs(p.pid) : NaN])) }),
+    problems: () => countLogProblems(join(t.layout.root, 'logs')),
+    stop: async () => {
+      await store.close();
+      const codes = await t.stop();
+      const bad = Object.entries(codes).filter(([, c]) => c !== 0);
+      if (bad.length) progress(BENCH, `processes that did not stop cleanly: ${bad.map(([n, c]) => `${n} (${c})`).join(', ')}`);
+    },
+  };
+}
+
+/** Warnings and errors in the services' JSON logs (pino levels 40 and 50+). */
+function countLogProblems(dir: string): { warnings: number; errors: number } {
+  let warnings = 0;
+  let errors = 0;
+  for (const f of readdirSync(dir)) {
+    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+      const m = /"level":(\d+)/.exec(line);
+      if (!m) continue;
+      const level = Number(m[1]);
+      if (level === 40) warnings++;
+      else if (level >= 50) errors++;
+    }
+  }
+  return { warnings, errors };
 }
 
 interface Tracked {
@@ -242,12 +516,12 @@ async function submitBatch(publisher: JetStreamPublisher, bus: BusWatcher, n: nu
 }
 
 /** Every job's stream in the store ends JobCompleted(exit 0), and the read model says succeeded. */
-async function checkHistories(stack: DevStack, ids: string[]) {
+async function checkHistories(system: SystemUnderTest, ids: string[]) {
   let complete = 0;
   let events = 0;
   let sandbox: string | null = null;
   for (const id of ids) {
-    const stream = await stack.eventStore.readStream(jobStreamName(id));
+    const stream = await system.readStream(id);
     events += stream.length;
     const types = stream.map((e) => e.type);
     const last = stream[stream.length - 1];
@@ -256,11 +530,7 @@ async function checkHistories(stack: DevStack, ids: string[]) {
     const exitCode = (last?.data as { exitCode?: number } | undefined)?.exitCode;
     if (types[0] === 'JobSubmitted' && types.includes('JobStarted') && last?.type === 'JobCompleted' && exitCode === 0) complete++;
   }
-  const head = await stack.eventStore.headPosition();
-  const caughtUp = await stack.projection.waitForPosition(head, 30_000);
-  if (!caughtUp) progress(BENCH, `the read model did not reach position ${head} in 30 s`);
-  let readModelSucceeded = 0;
-  for (const id of ids) if (stack.projection.get(id)?.status === 'succeeded') readModelSucceeded++;
+  const readModelSucceeded = await system.readModelSucceeded(ids);
   return { complete, eventsPerJob: Math.round((events / ids.length) * 100) / 100, readModelSucceeded, sandbox };
 }
 

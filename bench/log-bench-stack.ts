@@ -16,7 +16,7 @@ import { startDevStack, sha256Hex, type DevStack } from '../apps/cli/src/dev-sta
 import { API_PROCESS_ENV, API_PROCESS_NODE_ARGS, startApiProcess, type ApiProcess } from '../apps/api/src/testing/api-process';
 import { createCa, issueCertificate, type KeyPairPem } from '../apps/cli/src/certs/dev-pki';
 import type { FollowersConfig, FollowersReport } from './log-followers.child';
-import { progress, quietLogger, within } from './bench-kit';
+import { procCpuMs, progress, quietLogger, within } from './bench-kit';
 
 export interface LogBenchStack {
   stack: DevStack;
@@ -184,15 +184,3 @@ export async function runLogFollowers(bench: string, config: FollowersConfig, ti
 }
 
 export const mb = (bytes: number) => Math.round((bytes / (1 << 20)) * 10) / 10;
-
-/** User + system CPU time of a process (Linux /proc; NaN where it cannot be read), in ms. */
-function procCpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 (utime, stime) in clock ticks, 100 per second on Linux.
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}

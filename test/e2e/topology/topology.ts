@@ -4,6 +4,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, wr
 import { join, resolve } from 'node:path';
 import { CONSUMER_DEFAULTS } from '../../../libs/messaging/src/jetstream.transport';
 import { PACKAGER_ACK_WAIT_MS } from '../../../apps/packager/src/packager';
+import { VARIABLES } from '../../../libs/config/src/variables';
 import { findNatsServer, freePort } from '../../../libs/testing/src';
 import { startTestSshd, type TestSshd } from '../../../apps/executor/src/ssh/testing/sshd';
 
@@ -17,7 +18,15 @@ import { startTestSshd, type TestSshd } from '../../../apps/executor/src/ssh/tes
  * file:// git URLs allowed, and the shortened timings below (TEST_ONLY_VARIABLES).
  */
 
-export const ROOT = resolve(__dirname, '../../..');
+/** The repository (the folder with package.json): this file runs from test/ under jest and from dist/test/ in a benchmark. */
+export const ROOT = findRoot(__dirname);
+
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = resolve(dir, '..')) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (resolve(dir, '..') === dir) return resolve(__dirname, '../../..');
+  }
+}
 export const CLI = join(ROOT, 'dist/apps/cli/src/main.js');
 /** The shipped NATS configuration the test's server starts from (2.9-compatible; see jobline-fsync.conf for 2.10+). */
 export const NATS_CONFIG = join(ROOT, 'deploy/nats/jobline.conf');
@@ -31,7 +40,16 @@ export const SERVICES: readonly ServiceName[] = ['orchestrator', 'packager', 'ex
  * timeout and lease" stays short. Each is a documented JOBLINE_* variable; nothing else changes.
  */
 export const TEST_TIMINGS = { leaseMs: 3000, heartbeatMs: 500, cancelConfirmMs: 3000, submitTimeoutMs: 5000, graceMs: 1000 } as const;
-export type Timings = typeof TEST_TIMINGS;
+export type Timings = { [K in keyof typeof TEST_TIMINGS]: number };
+
+/** The same timings at their variables' documented defaults (what a deployment without them runs; the benchmarks use these). */
+export const DEFAULT_TIMINGS: Timings = {
+  leaseMs: Number(VARIABLES.JOBLINE_LEASE_MS.defaultText),
+  heartbeatMs: Number(VARIABLES.JOBLINE_HEARTBEAT_MS.defaultText),
+  cancelConfirmMs: Number(VARIABLES.JOBLINE_CANCEL_CONFIRM_MS.defaultText),
+  submitTimeoutMs: Number(VARIABLES.JOBLINE_SUBMIT_TIMEOUT_MS.defaultText),
+  graceMs: Number(VARIABLES.JOBLINE_GRACE_MS.defaultText),
+};
 
 /** SSH settings of the test inventory (file keys; the executor's connection timeouts). */
 export const TEST_SSH = { connectTimeoutMs: 5000, commandTimeoutMs: 10_000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3 } as const;
@@ -279,7 +297,7 @@ export function natsServerProcess(layout: TopologyLayout, base: Record<string, s
   );
 }
 
-export interface Topology {
+export interface Topology<S extends ServiceName = ServiceName> {
   layout: TopologyLayout;
   store: StoreChoice;
   apiUrl: string;
@@ -287,8 +305,10 @@ export interface Topology {
   adminToken: string;
   acmeToken: string;
   nats: ManagedProcess;
-  services: Record<ServiceName, ManagedProcess>;
-  sshd: TestSshd;
+  /** The processes started (all of SERVICES unless TopologyOptions.services chose fewer). */
+  services: Record<S, ManagedProcess>;
+  /** The SSH test host, when executor-ssh runs. */
+  sshd: TestSshd | null;
   /** The git repository jobs with a source use (file://), and its commit. */
   repo: { url: string; commit: string };
   /** Every process in start order: nats first. */
@@ -315,8 +335,27 @@ export function topologyUnavailable(): string | null {
   return null;
 }
 
-/** Starts nats-server, the SSH test host and the five service processes as deploy/README.md says. */
-export async function startTopology(root: string, store: StoreChoice): Promise<Topology> {
+export interface TopologyOptions<S extends ServiceName = ServiceName> {
+  /** The services started, in SERVICES' order (default all five); without executor-ssh no SSH host is started. */
+  services?: readonly S[];
+  /** Default TEST_TIMINGS. */
+  timings?: Timings;
+  /** Documented JOBLINE_* variables set beyond serviceEnvironment's, per service (e.g. a benchmark's executor capacity and sandbox). */
+  extraEnv?: Partial<Record<S, Record<string, string>>>;
+  /** Called once the layout's folders exist, before any process starts (e.g. to put a pre-filled store in place). */
+  beforeStart?: (layout: TopologyLayout) => Promise<void> | void;
+  /** How long each process may take to be ready (default 60 s; a large store takes the orchestrator longer: its folds start from position 0). */
+  readyTimeoutMs?: number;
+}
+
+/** Starts nats-server, the SSH test host and the five service processes as deploy/README.md says (or the services of `options`). */
+export async function startTopology<S extends ServiceName = ServiceName>(root: string, store: StoreChoice, options: TopologyOptions<S> = {}): Promise<Topology<S>> {
+  const chosen = SERVICES.filter((s): s is S => !options.services || (options.services as readonly ServiceName[]).includes(s));
+  const extraEnv: Partial<Record<ServiceName, Record<string, string>>> = options.extraEnv ?? {};
+  for (const [s, vars] of Object.entries(extraEnv)) {
+    if (!chosen.includes(s as S)) throw new Error(`extraEnv for ${s}, which is not started`);
+    for (const v of Object.keys(vars ?? {})) if (!(v in VARIABLES)) throw new Error(`extraEnv: ${v} is not a documented variable`);
+  }
   // The sandbox user must be able to reach workspaces under this folder.
   chmodSync(root, 0o755);
   const dir = (...p: string[]) => {
@@ -355,15 +394,15 @@ export async function startTopology(root: string, store: StoreChoice): Promise<T
     ports: { api, grpc, orchestrator, packager, executor, executorSsh },
     tokensFile: join(root, 'tokens.json'),
     inventoryFile: join(root, 'ssh-inventory.json'),
-    timings: TEST_TIMINGS,
+    timings: options.timings ?? TEST_TIMINGS,
   };
   const adminToken = randomBytes(24).toString('hex');
   const acmeToken = randomBytes(24).toString('hex');
   writeFileSync(layout.tokensFile, JSON.stringify([{ sha256: sha256(adminToken), owner: 'admin', admin: true }, { sha256: sha256(acmeToken), owner: 'acme', admin: false }]));
 
   // The SSH host: a private sshd on a free loopback port, pinned in a real inventory file.
-  const sshd = await startTestSshd(dir('sshd'));
-  writeFileSync(
+  const sshd = (chosen as readonly ServiceName[]).includes('executor-ssh') ? await startTestSshd(dir('sshd')) : null;
+  if (sshd) writeFileSync(
     layout.inventoryFile,
     JSON.stringify(
       {
@@ -394,20 +433,20 @@ export async function startTopology(root: string, store: StoreChoice): Promise<T
     'executor-ssh': `http://127.0.0.1:${executorSsh}/readyz`,
   };
   const services = Object.fromEntries(
-    SERVICES.map((name) => [
+    chosen.map((name) => [
       name,
-      new ManagedProcess(name, process.execPath, [CLI, name === 'executor-ssh' ? 'executor' : name], { ...base, ...serviceEnvironment(name, layout) }, join(logs, `${name}.log`), readyUrl[name]),
+      new ManagedProcess(name, process.execPath, [CLI, name === 'executor-ssh' ? 'executor' : name], { ...base, ...serviceEnvironment(name, layout), ...extraEnv[name] }, join(logs, `${name}.log`), readyUrl[name]),
     ]),
-  ) as Record<ServiceName, ManagedProcess>;
+  ) as Record<S, ManagedProcess>;
 
-  const all = () => [nats, ...SERVICES.map((s) => services[s])];
+  const all = () => [nats, ...chosen.map((s) => services[s])];
   const stop = async () => {
     const codes: Record<string, number | null> = {};
     for (const p of [...all()].reverse()) codes[p.name] = await p.stop();
-    await sshd.stop();
+    await sshd?.stop();
     return codes;
   };
-  const topology: Topology = {
+  const topology: Topology<S> = {
     layout,
     store,
     apiUrl: `http://127.0.0.1:${api}`,
@@ -430,10 +469,12 @@ export async function startTopology(root: string, store: StoreChoice): Promise<T
     // Certificates for gRPC mTLS, as a user makes them: `jobline certs init` into the api's data folder.
     const certs = spawnSync(process.execPath, [CLI, 'certs', 'init', '--data-dir', dataDirs.api], { cwd: ROOT, env: base, encoding: 'utf8' });
     if (certs.status !== 0) throw new Error(`jobline certs init failed: ${certs.stderr}`);
-    await nats.start();
+    await options.beforeStart?.(layout);
+    await nats.start(options.readyTimeoutMs);
     // The orchestrator first (it owns the store), then the rest side by side.
-    await services.orchestrator.start();
-    await Promise.all(SERVICES.filter((s) => s !== 'orchestrator').map((s) => services[s].start()));
+    const first = chosen.filter((s) => s === 'orchestrator');
+    for (const s of first) await services[s].start(options.readyTimeoutMs);
+    await Promise.all(chosen.filter((s) => s !== 'orchestrator').map((s) => services[s].start(options.readyTimeoutMs)));
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;
