@@ -186,12 +186,15 @@ const HISTORY_SPEC = (() => {
 const STORE_FILES = ['events.db', 'events.db-wal', 'checkpoints.db', 'checkpoints.db-wal'];
 
 /**
- * At least `events` events of finished jobs (owner `history`; nine in ten succeed, one in ten
- * exits 1), each job's commands decided by the real decider and appended at once (storeHistory),
- * one second of submission time apart; then the relay's checkpoint is set to the head, as if it
- * had published all of it. The store is closed (its write-ahead log folded in) on return.
+ * At least `events` events of finished jobs (owner `history` unless `options.owner`; nine in ten
+ * succeed, one in ten exits 1), each job's commands decided by the real decider and appended at
+ * once (storeHistory), one second of submission time apart, the last `options.openJobs` (default
+ * 0) only submitted (left queued); then the relay's checkpoint is set to the head, as if it had
+ * published all of it. The store is closed (its write-ahead log folded in) on return.
  */
-export async function fillStore(dir: string, events: number, bench: string): Promise<StoreFill> {
+export async function fillStore(dir: string, events: number, bench: string, options: { openJobs?: number; owner?: string } = {}): Promise<StoreFill> {
+  const openJobs = options.openJobs ?? 0;
+  const owner = options.owner ?? 'history';
   mkdirSync(dir, { recursive: true });
   const store = new SqliteEventStore({ path: join(dir, 'events.db') });
   const t0 = performance.now();
@@ -204,15 +207,20 @@ export async function fillStore(dir: string, events: number, bench: string): Pro
       const jobId = randomUUID();
       const now = new Date(base + jobs * 1000).toISOString();
       const exitCode = jobs % 10 === 9 ? 1 : 0;
+      const submit: JobCommand = { type: 'SubmitJob', data: { jobId, owner, spec: HISTORY_SPEC, now } };
+      // The last openJobs jobs (two events each) are only submitted: queued, open in the lifecycle.
+      const open = events - stored <= openJobs * 2;
       stored += await storeHistory(
         store,
         jobId,
-        [
-          { type: 'SubmitJob', data: { jobId, owner: 'history', spec: HISTORY_SPEC, now } },
-          { type: 'DispatchJob', data: { attempt: 1, executorId: 'local', now } },
-          { type: 'RecordStarted', data: { attempt: 1, executorId: 'local', startedAt: now, sandbox: 'none' } },
-          { type: 'RecordFinished', data: { attempt: 1, exitCode, signal: null, oomKilled: false, durationMs: 2, finishedAt: now, usage: null, logBytes: 0 } },
-        ],
+        open
+          ? [submit]
+          : [
+              submit,
+              { type: 'DispatchJob', data: { attempt: 1, executorId: 'local', now } },
+              { type: 'RecordStarted', data: { attempt: 1, executorId: 'local', startedAt: now, sandbox: 'none' } },
+              { type: 'RecordFinished', data: { attempt: 1, exitCode, signal: null, oomKilled: false, durationMs: 2, finishedAt: now, usage: null, logBytes: 0 } },
+            ],
         now,
       );
       jobs++;

@@ -9,16 +9,13 @@
  * median of five). The relay's checkpoint is set to the head first, as if it had published the
  * history (the benchmark is of start-up, not of publishing a million events).
  */
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { loadConfig } from '../libs/config/src';
-import { parseJobSpec } from '../libs/contracts/src';
-import type { JobCommand } from '../libs/domain/src';
-import { SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore } from '../libs/event-store/src';
+import { SqliteEventStore, SqliteSnapshotStore } from '../libs/event-store/src';
 import { startNatsServer } from '../libs/testing/src';
 import { tempDir } from '../libs/testing/src/temp-dir';
 import { startOrchestrator } from '../apps/orchestrator/src/start-orchestrator';
-import { perSecond, progress, roundMs, storeHistory, withDefaults } from './bench-kit';
+import { fillStore, perSecond, progress, roundMs, withDefaults } from './bench-kit';
 
 export interface StartupBenchOptions {
   /** Stored events of each run (default 1,000 and 1,000,000; the last job may add a few more). */
@@ -54,31 +51,8 @@ export async function runStartupBench(options: Partial<StartupBenchOptions> = {}
 }
 
 async function runOne(size: number, dataDir: string, natsUrl: string) {
-  const store = new SqliteEventStore({ path: join(dataDir, 'events.db') });
-  let events = 0;
-  let jobs = 0;
-  const fill0 = performance.now();
-  try {
-    progress(BENCH, `storing ${size} events`);
-    const base = Date.UTC(2026, 0, 1);
-    let lastReport = 0;
-    while (events < size) {
-      const open = size - events <= OPEN_JOBS * 2;
-      events += await storeJob(store, open, new Date(base + jobs * 1000).toISOString());
-      jobs++;
-      if (events - lastReport >= 100_000) {
-        lastReport = events;
-        progress(BENCH, `${events} events stored`);
-      }
-    }
-    // As if the relay had published all of it.
-    const checkpoints = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
-    await checkpoints.save('relay', await store.headPosition());
-    await checkpoints.close();
-  } finally {
-    await store.close();
-  }
-  const fillMs = performance.now() - fill0;
+  progress(BENCH, `storing ${size} events`);
+  const { events, jobs, fillMs } = await fillStore(dataDir, size, BENCH, { openJobs: OPEN_JOBS, owner: 'bench' });
   const config = loadConfig({
     JOBLINE_NATS_URL: natsUrl,
     JOBLINE_DATA_DIR: dataDir,
@@ -113,25 +87,4 @@ async function runOne(size: number, dataDir: string, natsUrl: string) {
     snapshotPosition: snapshot?.position ?? null,
     fill: { eventsPerSec: perSecond(events, fillMs), totalMs: roundMs(fillMs) },
   };
-}
-
-const SPEC = (() => {
-  const parsed = parseJobSpec({ command: ['true'] });
-  if (!parsed.ok) throw new Error(`bad bench spec: ${JSON.stringify(parsed.issues)}`);
-  return parsed.value;
-})();
-
-/** One job's life (or only its submission, for an open one), decided command by command on the folded state, appended at once. */
-async function storeJob(store: SqliteEventStore, open: boolean, now: string): Promise<number> {
-  const jobId = randomUUID();
-  const submit: JobCommand = { type: 'SubmitJob', data: { jobId, owner: 'bench', spec: SPEC, now } };
-  const commands: JobCommand[] = open
-    ? [submit]
-    : [
-        submit,
-        { type: 'DispatchJob', data: { attempt: 1, executorId: 'local', now } },
-        { type: 'RecordStarted', data: { attempt: 1, executorId: 'local', startedAt: now, sandbox: 'none' } },
-        { type: 'RecordFinished', data: { attempt: 1, exitCode: 0, signal: null, oomKilled: false, durationMs: 2, finishedAt: now, usage: null, logBytes: 0 } },
-      ];
-  return storeHistory(store, jobId, commands, now);
 }

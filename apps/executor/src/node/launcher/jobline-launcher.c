@@ -1004,16 +1004,8 @@ static void frames(void) {
       fprintf(stderr, "jobline-launcher: frame not NUL-terminated\n");
       shutdown_all(5);
     }
-    int nf = 0;
-    for (size_t k = 0; k < len; k++)
-      if (body[k] == 0) nf++;
-    char **f = calloc(nf + 1, sizeof *f);
-    if (!f) _exit(4);
-    char *p = body;
-    for (int k = 0; k < nf; k++) {
-      f[k] = p;
-      p += strlen(p) + 1;
-    }
+    int nf;
+    char **f = split_fields(body, len, &nf);
     handle(f, nf);
     free(f);
     off += 8 + len;
