@@ -115,7 +115,14 @@ export class JetStreamExceptionFilter implements RpcExceptionFilter<unknown> {
   }
 }
 
-export const CONSUMER_DEFAULTS = { ackWaitMs: 30_000, maxDeliver: 20, concurrency: 64, maxAckPending: 1000 } as const;
+/**
+ * `pullExpiresMs`: how long each pull request stays open on the server. A frozen (SIGSTOPped)
+ * instance cannot renew its pulls, so once they expire the server stops handing it messages: what
+ * it already held comes back after the ack wait and goes to a live instance, not into the frozen
+ * one's still-open pull again (with the client's default of 30 s, a redelivery could, a second
+ * ack wait later).
+ */
+export const CONSUMER_DEFAULTS = { ackWaitMs: 30_000, maxDeliver: 20, concurrency: 64, maxAckPending: 1000, pullExpiresMs: 5_000 } as const;
 
 /** The server-side config of a spec's durable pull consumer. */
 export function consumerConfigFor(spec: JetStreamConsumerSpec): Partial<ConsumerConfig> & { durable_name: string } {
@@ -258,7 +265,7 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
       const consumer = await js.consumers.get(spec.stream, spec.durable);
       const concurrency = Math.max(1, spec.concurrency ?? CONSUMER_DEFAULTS.concurrency);
       // Buffered messages age against the ack wait too, so fetch no more than can run soon.
-      const messages = await consumer.consume({ max_messages: concurrency });
+      const messages = await consumer.consume({ max_messages: concurrency, expires: CONSUMER_DEFAULTS.pullExpiresMs });
       this.running.push({ messages, loop: this.dispatch(spec, handlers[i], messages, concurrency) });
     }
   }
