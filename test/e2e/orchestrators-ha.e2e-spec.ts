@@ -37,6 +37,11 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
   let others: ManagedProcess[];
   let rest: RestClient;
   const jobs: string[] = [];
+  /** Submits answered 503 (on the bus, not recorded yet). */
+  const unrecorded: string[] = [];
+  const tags = new Map<string, string>();
+  /** The SIGSTOP case's marks (wall clock), and the jobs submitted during the pause, for its timeline. */
+  const pause: { stoppedAt: number; ledAt: number; submittedAt: number; quarterAt: number; wokenAt: number; ids: string[] } = { stoppedAt: 0, ledAt: 0, submittedAt: 0, quarterAt: 0, wokenAt: 0, ids: [] };
 
   const leading = async (i: 0 | 1): Promise<boolean | null> => {
     try {
@@ -64,11 +69,15 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
         const res = await rest.request('/v1/jobs', { method: 'POST', body: JSON.stringify({ command: `sleep 0.2; echo ${tag}-${i}` }) });
         const body = (await res.json()) as { id?: string; jobId?: string };
         if (res.status === 201 && body.id) return body.id;
-        if (res.status === 503 && body.jobId) return body.jobId;
+        if (res.status === 503 && body.jobId) {
+          unrecorded.push(body.jobId);
+          return body.jobId;
+        }
         throw new Error(`submit: ${res.status} ${JSON.stringify(body)}`);
       }),
     );
     jobs.push(...ids);
+    for (const id of ids) tags.set(id, tag);
     return ids;
   };
   const status = async (id: string): Promise<string | null> => {
@@ -171,19 +180,29 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
     const ids = await submitBatch('pause');
     await eventually(async () => (await succeeded(ids)) >= BATCH / 4, 60_000, 'a quarter of the batch', 100);
     orch[from].signal('SIGSTOP');
+    pause.stoppedAt = Date.now();
     try {
       await eventually(() => leading(to), LEADER_LEASE_MS + 3000, `orchestrator-${to + 1} to lead`, 50);
+      pause.ledAt = Date.now();
       // The new leader schedules while the old one is frozen.
       const more = await submitBatch('while-paused');
+      pause.submittedAt = Date.now();
+      pause.ids = more;
       await eventually(async () => (await succeeded(more)) >= BATCH / 4, 60_000, 'a quarter of the jobs submitted during the pause', 100);
+      pause.quarterAt = Date.now();
+      console.log(`orchestrators-ha (${kind}): SIGSTOP → the other led after ${pause.ledAt - pause.stoppedAt} ms; ${BATCH} submitted after ${pause.submittedAt - pause.stoppedAt} ms; a quarter succeeded after ${pause.quarterAt - pause.stoppedAt} ms`);
     } finally {
       orch[from].signal('SIGCONT');
     }
     // Woken, it stands by at once (its clock says its lease ran out), and says so.
     await eventually(async () => (await leading(from)) === false, 3000, 'the woken one to stand by', 50);
-    expect(readFileSync(orch[from].logFile, 'utf8')).toMatch(/no longer the leader/);
+    // Its clock fences it at once; the log line follows its first failed renewal (a round trip after it woke, behind what it held).
+    await eventually(() => /no longer the leader/.test(readFileSync(orch[from].logFile, 'utf8')), 3000, 'the woken one to say it stands by', 50);
     expect(await leaderIndex()).toBe(to);
+    const woken = Date.now();
+    pause.wokenAt = woken;
     await allSucceeded(jobs, 120_000, 'every job');
+    console.log(`orchestrators-ha (${kind}): after the SIGCONT (${woken - pause.stoppedAt} ms after the SIGSTOP) every job succeeded within ${Date.now() - woken} ms; ${unrecorded.length} submits so far answered 503`);
   }, 240_000);
 
   it('every history is whole: each job dispatched, started and completed once', async () => {
@@ -200,6 +219,21 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
     }
     try {
       const streams = await readJobStreams(store);
+      // The SIGSTOP case's jobs, each event's time after the SIGSTOP (what held them up).
+      const at = (e: { recordedAt: string } | undefined) => (e ? `${Date.parse(e.recordedAt) - pause.stoppedAt}` : '-');
+      const timeline = pause.ids.map((id) => {
+        const events = streams.get(id) ?? [];
+        const first = (t: string) => events.find((e) => e.type === t);
+        return { id, submitted: at(first('JobSubmitted')), dispatched: at(first('JobDispatched')), started: at(first('JobStarted')), completed: at(first('JobCompleted')) };
+      });
+      timeline.sort((a, b) => Number(a.completed) - Number(b.completed));
+      if (process.env.JOBLINE_HA_TRACE) {
+        const all = [...streams.values()].flat().filter((e) => Date.parse(e.recordedAt) >= pause.stoppedAt - 1500 && Date.parse(e.recordedAt) <= pause.wokenAt + 500);
+        all.sort((a, b) => a.position - b.position);
+        const m = (e: (typeof all)[number]) => e.metadata as { jobId: string; occurredAt: string; actor: string };
+        console.log(`orchestrators-ha (${kind}): events around the pause (recorded, occurred, ms after the SIGSTOP):\n${all.map((e) => `  ${at(e)} ${Date.parse(m(e).occurredAt) - pause.stoppedAt} ${e.type} ${tags.get(m(e).jobId)} ${m(e).jobId.slice(0, 8)} ${m(e).actor}`).join('\n')}`);
+      }
+      console.log(`orchestrators-ha (${kind}): jobs submitted during the pause, ms after the SIGSTOP (submitted/dispatched/started/completed):\n${timeline.map((t) => `  ${t.id} ${t.submitted} ${t.dispatched} ${t.started} ${t.completed}`).join('\n')}`);
       const problems: string[] = [];
       for (const id of jobs) {
         const events = streams.get(id) ?? [];

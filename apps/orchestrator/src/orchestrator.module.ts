@@ -2,7 +2,7 @@ import { Module, type DynamicModule, type INestMicroservice } from '@nestjs/comm
 import { NestFactory } from '@nestjs/core';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { STREAMS, subjects } from '../../../libs/contracts/src';
-import { JetStreamExceptionFilter, JetStreamServer } from '../../../libs/messaging/src/jetstream.transport';
+import { CONSUMER_DEFAULTS, JetStreamExceptionFilter, JetStreamServer } from '../../../libs/messaging/src/jetstream.transport';
 import type { StreamOptions } from '../../../libs/messaging/src/streams';
 import { CommandOutcomes } from './command-outcomes';
 import { CommandsController, ORCHESTRATOR } from './commands.controller';
@@ -34,6 +34,21 @@ async function removeConsumers(jsm: JetStreamManager, stream: string, durables: 
   }
 }
 
+/**
+ * The ack wait and pull expiry of the orchestrator's consumers. With a leader lease, what a frozen
+ * (SIGSTOP, a paused VM) or dead orchestrator had taken (commands, executor reports) comes back to
+ * another one within about a lease, as the leadership does: ack wait = the lease (1..30 s), and
+ * pulls expire after at most that (5 s at most), so a frozen one stops being handed messages about
+ * as soon and a redelivery cannot land in its open pull again. With the transport's 30 s, the
+ * reports a frozen leader had taken kept the executors' slots taken for 30 s after the take-over.
+ * Alone (`single`), the transport's defaults.
+ */
+export function orchestratorConsumerTimings(leadership?: { leaseMs: number }): { ackWaitMs: number; pullExpiresMs: number } {
+  if (!leadership) return { ackWaitMs: CONSUMER_DEFAULTS.ackWaitMs, pullExpiresMs: CONSUMER_DEFAULTS.pullExpiresMs };
+  const ackWaitMs = Math.min(CONSUMER_DEFAULTS.ackWaitMs, Math.max(1000, Math.round(leadership.leaseMs)));
+  return { ackWaitMs, pullExpiresMs: Math.min(CONSUMER_DEFAULTS.pullExpiresMs, ackWaitMs) };
+}
+
 export interface OrchestratorAppOptions extends OrchestratorOptions {
   streams?: StreamOptions;
   /** Handlers running at once per consumer (default 256). */
@@ -48,6 +63,7 @@ export interface OrchestratorAppOptions extends OrchestratorOptions {
 export async function createOrchestratorApp(options: OrchestratorAppOptions): Promise<{ app: INestMicroservice; orchestrator: Orchestrator }> {
   const orchestrator = new Orchestrator(options);
   const concurrency = options.concurrency ?? 256;
+  const timings = orchestratorConsumerTimings(options.leadership);
   const outcomes = new CommandOutcomes(options.nc, options.logger);
   // One consumer for every verb replaces one per verb (a work-queue stream refuses overlapping filters).
   await removeConsumers(await jetstreamManager(options.nc), STREAMS.commands, LEGACY_COMMAND_DURABLES);
@@ -55,10 +71,10 @@ export async function createOrchestratorApp(options: OrchestratorAppOptions): Pr
     connection: options.nc,
     streams: options.streams,
     consumers: [
-      { pattern: subjects.commandsAll, stream: STREAMS.commands, durable: COMMANDS_DURABLE, concurrency, onSettled: outcomes.settled },
-      { pattern: subjects.adminCommandsAll, stream: STREAMS.commands, durable: ADMIN_COMMANDS_DURABLE, concurrency, onSettled: outcomes.settled },
-      { pattern: 'jobline.report.*', stream: STREAMS.reports, durable: 'orchestrator-reports', concurrency },
-      { pattern: 'jobline.pkg.done.*', stream: STREAMS.packages, durable: 'orchestrator-packaged', concurrency },
+      { pattern: subjects.commandsAll, stream: STREAMS.commands, durable: COMMANDS_DURABLE, concurrency, ...timings, onSettled: outcomes.settled },
+      { pattern: subjects.adminCommandsAll, stream: STREAMS.commands, durable: ADMIN_COMMANDS_DURABLE, concurrency, ...timings, onSettled: outcomes.settled },
+      { pattern: 'jobline.report.*', stream: STREAMS.reports, durable: 'orchestrator-reports', concurrency, ...timings },
+      { pattern: 'jobline.pkg.done.*', stream: STREAMS.packages, durable: 'orchestrator-packaged', concurrency, ...timings },
     ],
   });
   const app = await NestFactory.createMicroservice(OrchestratorModule.forRoot(orchestrator), {

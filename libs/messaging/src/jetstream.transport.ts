@@ -29,8 +29,18 @@ export interface JetStreamConsumerSpec {
   stream: string;
   /** Durable name: instances sharing it share the work; it survives restarts. */
   durable: string;
-  /** Time the server waits for an ack before redelivering (default 30 s; a running handler keeps extending it). */
+  /**
+   * Time the server waits for an ack before redelivering (default 30 s; a running handler keeps
+   * extending it, every quarter of it). What a frozen or dead instance had taken comes back to
+   * another one after this.
+   */
   ackWaitMs?: number;
+  /**
+   * How long each pull request stays open on the server (default 5 s, at least 1 s): a frozen
+   * instance is still handed messages until its open pulls expire. Keep it at most the ack wait,
+   * so a message redelivered from a frozen instance cannot land in its open pull again.
+   */
+  pullExpiresMs?: number;
   /** Deliveries of a failing message before it is terminated (default 20). */
   maxDeliver?: number;
   /** Unacked messages the server lets this consumer hold (default max(1000, concurrency)). */
@@ -265,7 +275,7 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
       const consumer = await js.consumers.get(spec.stream, spec.durable);
       const concurrency = Math.max(1, spec.concurrency ?? CONSUMER_DEFAULTS.concurrency);
       // Buffered messages age against the ack wait too, so fetch no more than can run soon.
-      const messages = await consumer.consume({ max_messages: concurrency, expires: CONSUMER_DEFAULTS.pullExpiresMs });
+      const messages = await consumer.consume({ max_messages: concurrency, expires: Math.max(1000, spec.pullExpiresMs ?? CONSUMER_DEFAULTS.pullExpiresMs) });
       this.running.push({ messages, loop: this.dispatch(spec, handlers[i], messages, concurrency) });
     }
   }
@@ -301,8 +311,9 @@ export class JetStreamServer extends Server<JetStreamServerEvents, JetStreamServ
       return;
     }
     const ackWaitMs = spec.ackWaitMs ?? CONSUMER_DEFAULTS.ackWaitMs;
-    // A handler that outlives the ack wait must not see its message redelivered meanwhile.
-    const keepAlive = setInterval(() => msg.working(), Math.max(500, ackWaitMs / 2));
+    // A handler that outlives the ack wait must not see its message redelivered meanwhile (a
+    // quarter of it: a short ack wait still survives a busy event loop of most of it).
+    const keepAlive = setInterval(() => msg.working(), Math.max(250, ackWaitMs / 4));
     let outcome: HandlerOutcome;
     // The sender's trace (W3C traceparent header) continues in the handler: what it stores and publishes carries it.
     const parent = tracingActive() ? contextFromHeaders(msg.headers) : null;

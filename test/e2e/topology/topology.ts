@@ -71,7 +71,8 @@ export const TEST_ONLY_VARIABLES: Readonly<Record<string, string>> = {
 /**
  * The longest any service waits on something that an outage interrupts: the lease, the
  * cancel confirmation, the api's submit wait, the JetStream consumers' ack waits (30 s for the
- * orchestrator's and the executors' consumers, 60 s for the packager's; neither configurable),
+ * orchestrator's and the executors' consumers, the orchestrator's with a leader lease the lease
+ * up to 30 s; 60 s for the packager's; none configurable of its own),
  * the SSH connect and command timeouts and its keepalive. A "long outage" lasts longer than all.
  */
 export function longestTimeoutMs(t: Timings = TEST_TIMINGS): number {
