@@ -222,6 +222,24 @@ describe('LogBatcher through a bus outage', () => {
     expect(tries).toBe(2);
   });
 
+  it('stops waiting through an outage once told (the executor stopping): the chunk gets its retries only', async () => {
+    let tries = 0;
+    const stop = new AbortController();
+    stop.abort();
+    const b = new LogBatcher({
+      sink: async () => {
+        tries++;
+        throw new TimeoutError();
+      },
+      retries: 2,
+      retryDelayMs: 1,
+      stopWaiting: stop.signal,
+    });
+    b.write('stdout', bytes(1));
+    await expect(b.flush()).rejects.toBeInstanceOf(TimeoutError);
+    expect(tries).toBe(3);
+  });
+
   it('tells an outage (timeout, no responders while JetStream starts, a disconnection) from a refusal', () => {
     expect(busUnavailable(new TimeoutError())).toBe(true);
     // What nats.js throws for a JetStream publish that no server answers (JetStreamNotEnabled, caused by the no-responders RequestError).

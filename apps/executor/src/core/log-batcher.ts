@@ -35,6 +35,8 @@ export interface LogBatcherOptions {
   outageMs?: number;
   /** Whether a publish error means the bus is down or restarting (default busUnavailable). */
   isOutage?: (err: unknown) => boolean;
+  /** Once aborted (the executor stopping), chunks no longer wait through an outage: they get their retries only, so a stop is not held for outageMs. */
+  stopWaiting?: AbortSignal;
   /** Fed every chunk as it is emitted (offset order): the digest of exactly the bytes the log stream holds. */
   hasher?: LogHasher;
 }
@@ -70,7 +72,7 @@ interface Pending {
  * Binary-safe: bytes are never decoded.
  */
 export class LogBatcher {
-  private readonly o: Required<Omit<LogBatcherOptions, 'sink' | 'hasher' | 'isOutage'>> & { sink: ChunkSink; hasher?: LogHasher; isOutage: (err: unknown) => boolean };
+  private readonly o: Required<Omit<LogBatcherOptions, 'sink' | 'hasher' | 'isOutage' | 'stopWaiting'>> & { sink: ChunkSink; hasher?: LogHasher; isOutage: (err: unknown) => boolean; stopWaiting?: AbortSignal };
   private readonly pending: Record<LogStream, Pending> = { stdout: { parts: [], size: 0 }, stderr: { parts: [], size: 0 } };
   private emitted = 0;
   private inFlight = 0;
@@ -206,7 +208,7 @@ export class LogBatcher {
         return;
       } catch (err) {
         // Through an outage the chunk waits for the bus (within outageMs); a refusal gets `retries` tries.
-        const waiting = this.o.isOutage(err) && performance.now() - first < this.o.outageMs;
+        const waiting = this.o.isOutage(err) && performance.now() - first < this.o.outageMs && !this.o.stopWaiting?.aborted;
         if (!waiting && tries >= this.o.retries) {
           this.failure ??= err;
           return;
