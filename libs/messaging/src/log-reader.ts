@@ -99,7 +99,7 @@ export interface ReadAttemptOptions {
   attempt: number;
   /** Byte offset within the attempt (default 0); a chunk straddling it is cut. */
   offset?: number;
-  /** Stored bytes, then live ones until the attempt's log is complete (default false: what is stored now). */
+  /** Stored bytes, then live ones until the attempt's log is complete (default false: what is stored now; DATA_LOSS when that is short of a length the history recorded). */
   follow?: boolean;
   signal?: AbortSignal;
 }
