@@ -286,6 +286,36 @@ describe('LogReader (real nats-server, SQLite history)', () => {
     await expect(collect(r.attempt(missingTail, { attempt: 1, follow: true }))).rejects.toMatchObject({ code: 'data_loss', message: expect.stringContaining('bytes 200–500') });
   });
 
+  it('a plain read (no follow) of a finished attempt whose stream lacks bytes its history counts: DATA_LOSS, not a short log that looks whole', async () => {
+    const r = reader();
+    // Nothing stored at all (its only chunk lost while nats-server was down): the case that once read as an empty log of a succeeded job.
+    const empty = await submitAndStart();
+    await finish(empty, 1, 27);
+    await expect(collect(r.attempt(empty, { attempt: 1 }))).rejects.toMatchObject({ code: 'data_loss', message: expect.stringContaining('bytes 0–27') });
+    await expect(collect(r.job(empty))).rejects.toMatchObject({ code: 'data_loss' });
+    // The tail missing, and a hole.
+    const short = await submitAndStart();
+    const cs = chunks(short, 1, 0, 4, 100);
+    await write([cs[0], cs[1]]);
+    await finish(short, 1, 400);
+    await expect(collect(r.attempt(short, { attempt: 1, offset: 50 }), 50)).rejects.toMatchObject({ code: 'data_loss', message: expect.stringContaining('bytes 200–400') });
+    const holed = await submitAndStart();
+    const hs = chunks(holed, 1, 0, 3, 100);
+    await write([hs[0], hs[2]]);
+    await finish(holed, 1, 300);
+    await expect(collect(r.attempt(holed, { attempt: 1 }))).rejects.toMatchObject({ code: 'data_loss' });
+    // Whole, or from past its end: no error; a live attempt is what is stored now.
+    const whole = await submitAndStart();
+    await write(chunks(whole, 1, 0, 2, 100));
+    await finish(whole, 1, 200);
+    expect((await collect(r.attempt(whole, { attempt: 1 }))).end).toEqual({ reason: 'complete', bytes: 200 });
+    expect((await collect(r.job(whole))).bytes.equals(expected(1, 0, 200))).toBe(true);
+    expect((await collect(r.attempt(whole, { attempt: 1, offset: 200 }), 200)).end).toEqual({ reason: 'complete', bytes: 200 });
+    const live = await submitAndStart();
+    await write(chunks(live, 1, 0, 1, 100));
+    expect((await collect(r.attempt(live, { attempt: 1 }))).end).toEqual({ reason: 'complete', bytes: 100 });
+  });
+
   it('a purged job ends at once; an attempt past the last one of a finished job is empty', async () => {
     const jobId = await submitAndStart();
     await write(chunks(jobId, 1, 0, 2, 100));

@@ -99,7 +99,7 @@ export interface ReadAttemptOptions {
   attempt: number;
   /** Byte offset within the attempt (default 0); a chunk straddling it is cut. */
   offset?: number;
-  /** Stored bytes, then live ones until the attempt's log is complete (default false: what is stored now). */
+  /** Stored bytes, then live ones until the attempt's log is complete (default false: what is stored now; DATA_LOSS when that is short of a length the history recorded). */
   follow?: boolean;
   signal?: AbortSignal;
 }
@@ -188,7 +188,11 @@ export class LogReader {
    * stored then live until the attempt's log is complete (see the class comment).
    */
   async *attempt(jobId: string, opts: ReadAttemptOptions): AsyncGenerator<AttemptPiece, AttemptReadEnd> {
-    if (!opts.follow) return yield* this.snapshot(jobId, opts.attempt, opts.offset ?? 0, opts.signal);
+    if (!opts.follow) {
+      // The history before the stream: a length recorded by then was stored (acknowledged) before it was recorded.
+      const recorded = attemptLogEnd(await this.o.history.read(jobId), opts.attempt).recordedBytes;
+      return yield* this.snapshot(jobId, opts.attempt, opts.offset ?? 0, recorded, opts.signal);
+    }
     const tail = this.acquire(jobId);
     try {
       return yield* this.follow(tail, opts.attempt, opts.offset ?? 0, opts.signal);
@@ -216,7 +220,7 @@ export class LogReader {
         // Purged: nothing is served, even while the deletion that follows JobPurged is under way.
         if (view.purged) return view;
         if (!opts.follow && attempt > Math.max(1, view.attempt)) return view;
-        const end = opts.follow ? yield* this.follow(tail, attempt, offset, opts.signal) : yield* this.snapshot(tail.jobId, attempt, offset, opts.signal);
+        const end = opts.follow ? yield* this.follow(tail, attempt, offset, opts.signal) : yield* this.snapshot(tail.jobId, attempt, offset, tail.end(attempt).recordedBytes, opts.signal);
         if (end.reason === 'aborted') return null;
         if (end.reason === 'purged') return tail.view;
         // Which attempt comes next, or whether the job is over: its history decides.
@@ -252,8 +256,12 @@ export class LogReader {
     if (this.tails.get(t.jobId) === t) this.tails.delete(t.jobId);
   }
 
-  /** What the stream holds of the attempt now, from offset. */
-  private async *snapshot(jobId: string, attempt: number, offset: number, signal?: AbortSignal): AsyncGenerator<AttemptPiece, AttemptReadEnd> {
+  /**
+   * What the stream holds of the attempt now, from offset. `recorded`: the attempt's length as
+   * its history told before the stream was read (null: none recorded yet); fewer bytes than
+   * that is data loss, never a short log that looks whole.
+   */
+  private async *snapshot(jobId: string, attempt: number, offset: number, recorded: number | null, signal?: AbortSignal): AsyncGenerator<AttemptPiece, AttemptReadEnd> {
     const asm = new LogAssembler(offset);
     const gaps = new GapCheck(this.o, attempt);
     const own = await OwnRead.open(this.o, jobId, 1, signal);
@@ -273,6 +281,12 @@ export class LogReader {
           this.delivered += p.data.byteLength;
           yield asPiece(p, attempt);
         }
+      }
+      if (recorded !== null && asm.position < recorded) {
+        throw new DataLossError(
+          `bytes ${asm.position}–${recorded} of attempt ${attempt} of job ${jobId} are not in the logs stream (never stored, or discarded by its retention)`,
+          { attempt, from: asm.position, to: recorded },
+        );
       }
       // A live attempt may have a chunk stored late after a gap: what is contiguous is what exists now.
       return { reason: 'complete', bytes: asm.position };

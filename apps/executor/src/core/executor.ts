@@ -460,6 +460,7 @@ export class Executor {
       ...this.o.logs,
       sink: jetStreamLogSink(this.js, msg.jobId, msg.attempt, { nc: this.o.nc, owner: msg.owner }, a.trace),
       hasher: (this.o.logHasher ?? portableLogHasher)(),
+      stopWaiting: this.stopping.signal,
     });
     const staged = token ? this.stepTracker(msg, token, batcher, a.trace, gate ? proc : null) : null;
     const tracker = staged?.tracker ?? null;

@@ -1,4 +1,5 @@
-import { LogBatcher, type OutChunk } from './log-batcher';
+import { NoRespondersError, RequestError, TimeoutError } from '@nats-io/nats-core';
+import { busUnavailable, LogBatcher, type OutChunk } from './log-batcher';
 import { portableLogHasher } from './log-hasher';
 
 /** A sink that records every publish and acks it when told (or at once). */
@@ -176,6 +177,76 @@ describe('LogBatcher', () => {
     b.write('stdout', bytes(1));
     await expect(b.flush()).rejects.toThrow('no responders');
     expect(tries).toBe(3);
+  });
+});
+
+describe('LogBatcher through a bus outage', () => {
+  it('keeps trying a chunk whose publish times out, past its retries, until the bus answers (the same offset each time)', async () => {
+    const offsets: number[] = [];
+    let down = 12;
+    const sink = async (c: OutChunk) => {
+      offsets.push(c.offset);
+      if (down-- > 0) throw new TimeoutError();
+    };
+    const b = new LogBatcher({ sink, retries: 2, retryDelayMs: 1 });
+    b.write('stdout', bytes(1, 2, 3));
+    await b.flush();
+    expect(offsets).toEqual(Array(13).fill(0));
+  });
+
+  it('gives a chunk up once the outage outlasts outageMs, and a refusal after its retries', async () => {
+    let tries = 0;
+    const timingOut = new LogBatcher({
+      sink: async () => {
+        tries++;
+        throw new TimeoutError();
+      },
+      retries: 1,
+      retryDelayMs: 1,
+      outageMs: 30,
+    });
+    timingOut.write('stdout', bytes(1));
+    await expect(timingOut.flush()).rejects.toBeInstanceOf(TimeoutError);
+    expect(tries).toBeGreaterThan(2);
+    const refused = new LogBatcher({
+      sink: async () => {
+        tries++;
+        throw new Error('maximum payload exceeded');
+      },
+      retries: 1,
+      retryDelayMs: 1,
+    });
+    tries = 0;
+    refused.write('stdout', bytes(1));
+    await expect(refused.flush()).rejects.toThrow('maximum payload');
+    expect(tries).toBe(2);
+  });
+
+  it('stops waiting through an outage once told (the executor stopping): the chunk gets its retries only', async () => {
+    let tries = 0;
+    const stop = new AbortController();
+    stop.abort();
+    const b = new LogBatcher({
+      sink: async () => {
+        tries++;
+        throw new TimeoutError();
+      },
+      retries: 2,
+      retryDelayMs: 1,
+      stopWaiting: stop.signal,
+    });
+    b.write('stdout', bytes(1));
+    await expect(b.flush()).rejects.toBeInstanceOf(TimeoutError);
+    expect(tries).toBe(3);
+  });
+
+  it('tells an outage (timeout, no responders while JetStream starts, a disconnection) from a refusal', () => {
+    expect(busUnavailable(new TimeoutError())).toBe(true);
+    // What nats.js throws for a JetStream publish that no server answers (JetStreamNotEnabled, caused by the no-responders RequestError).
+    expect(busUnavailable(new Error('jetstream is not enabled', { cause: new RequestError('no responders', { cause: new NoRespondersError('jobline.logs.x') }) }))).toBe(true);
+    expect(busUnavailable(new RequestError('connection disconnected'))).toBe(true);
+    expect(busUnavailable(new Error('maximum payload exceeded'))).toBe(false);
+    expect(busUnavailable('timeout')).toBe(false);
   });
 });
 

@@ -1,4 +1,4 @@
-import { createInbox, headers } from '@nats-io/nats-core';
+import { createInbox, headers, NoRespondersError, RequestError, TimeoutError } from '@nats-io/nats-core';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import { encodeLogChunk, subjects, type LogStream } from '../../../../libs/contracts/src';
@@ -23,14 +23,42 @@ export interface LogBatcherOptions {
   flushMs?: number;
   /** Chunks awaiting their ack before writers are held back (default 32): bounds memory to about maxInFlight × chunkBytes. */
   maxInFlight?: number;
-  /** Extra tries of a chunk whose publish failed (default 3), spaced by retryDelayMs × try (default 100 ms). */
+  /** Extra tries of a chunk whose publish failed (default 3), spaced by retryDelayMs × try (default 100 ms, at most 1 s). */
   retries?: number;
   retryDelayMs?: number;
+  /**
+   * A chunk whose publish failed because the bus did not answer (`isOutage`: a timeout, no
+   * responders while JetStream starts again) is tried again for this long after its first try
+   * (default 5 min), however many tries that takes: a nats-server restart must not cost the log.
+   * Meanwhile the writers are held back (maxInFlight), so the job's output waits in its pipes.
+   */
+  outageMs?: number;
+  /** Whether a publish error means the bus is down or restarting (default busUnavailable). */
+  isOutage?: (err: unknown) => boolean;
+  /** Once aborted (the executor stopping), chunks no longer wait through an outage: they get their retries only, so a stop is not held for outageMs. */
+  stopWaiting?: AbortSignal;
   /** Fed every chunk as it is emitted (offset order): the digest of exactly the bytes the log stream holds. */
   hasher?: LogHasher;
 }
 
-export const LOG_BATCHER_DEFAULTS = { chunkBytes: 128 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100 } as const;
+export const LOG_BATCHER_DEFAULTS = { chunkBytes: 128 * 1024, flushMs: 10, maxInFlight: 32, retries: 3, retryDelayMs: 100, outageMs: 300_000 } as const;
+
+/** The longest pause between two tries of a chunk. */
+const MAX_RETRY_DELAY_MS = 1000;
+
+/**
+ * A publish error that says the bus is down or not back yet, not that it refused the chunk: a
+ * request timeout (the connection is down, or the server died with the request unanswered:
+ * nats.js drops what it buffered while disconnected), no responders (the server is up and
+ * JetStream is not yet), a disconnection. Looked for in the error and its causes.
+ */
+export function busUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof TimeoutError || e instanceof NoRespondersError) return true;
+    if (e instanceof RequestError && (e.isNoResponders() || /disconnect/i.test(e.message))) return true;
+  }
+  return false;
+}
 
 interface Pending {
   parts: Uint8Array[];
@@ -44,7 +72,7 @@ interface Pending {
  * Binary-safe: bytes are never decoded.
  */
 export class LogBatcher {
-  private readonly o: Required<Omit<LogBatcherOptions, 'sink' | 'hasher'>> & { sink: ChunkSink; hasher?: LogHasher };
+  private readonly o: Required<Omit<LogBatcherOptions, 'sink' | 'hasher' | 'isOutage' | 'stopWaiting'>> & { sink: ChunkSink; hasher?: LogHasher; isOutage: (err: unknown) => boolean; stopWaiting?: AbortSignal };
   private readonly pending: Record<LogStream, Pending> = { stdout: { parts: [], size: 0 }, stderr: { parts: [], size: 0 } };
   private emitted = 0;
   private inFlight = 0;
@@ -55,7 +83,7 @@ export class LogBatcher {
   private digest: string | undefined;
 
   constructor(options: LogBatcherOptions) {
-    this.o = { ...LOG_BATCHER_DEFAULTS, ...options };
+    this.o = { ...LOG_BATCHER_DEFAULTS, isOutage: busUnavailable, ...options };
     if (!(this.o.chunkBytes > 0) || !(this.o.maxInFlight > 0)) throw new Error('chunkBytes and maxInFlight must be positive');
   }
 
@@ -169,19 +197,24 @@ export class LogBatcher {
     this.o.hasher?.update(data);
     this.emitted += data.length;
     this.inFlight++;
-    this.publish(chunk, 0).finally(() => this.settled());
+    this.publish(chunk).finally(() => this.settled());
   }
 
-  private async publish(chunk: OutChunk, tries: number): Promise<void> {
-    try {
-      await this.o.sink(chunk);
-    } catch (err) {
-      if (tries >= this.o.retries) {
-        this.failure ??= err;
+  private async publish(chunk: OutChunk): Promise<void> {
+    const first = performance.now();
+    for (let tries = 0; ; tries++) {
+      try {
+        await this.o.sink(chunk);
         return;
+      } catch (err) {
+        // Through an outage the chunk waits for the bus (within outageMs); a refusal gets `retries` tries.
+        const waiting = this.o.isOutage(err) && performance.now() - first < this.o.outageMs && !this.o.stopWaiting?.aborted;
+        if (!waiting && tries >= this.o.retries) {
+          this.failure ??= err;
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(MAX_RETRY_DELAY_MS, this.o.retryDelayMs * (tries + 1))));
       }
-      await new Promise((r) => setTimeout(r, this.o.retryDelayMs * (tries + 1)));
-      await this.publish(chunk, tries + 1);
     }
   }
 
