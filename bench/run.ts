@@ -24,6 +24,7 @@ import { runSandboxBench } from './sandbox.bench';
 import { runSpawnBench } from './spawn.bench';
 import { runWsFollowersBench } from './ws-followers.bench';
 import { runLogConcurrentBench, runLogRateBench } from './logs.bench';
+import { runGrpcSendBench } from './grpc-send.bench';
 
 const Count = (max: number) => z.coerce.number().int().min(1).max(max);
 
@@ -122,6 +123,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     about: '1 GiB of stdout to one WebSocket follower, then to one gRPC Logs stream: MB/s, the api process peak RSS',
     run: (o) => runLogRateBench({ bytes: o.bytes, edges: o.edges, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
   },
+  'grpc-send': {
+    about: 'the api\'s gRPC Logs send path alone: CPU per MiB of protobufjs\'s serializer and the hand-written one, alternated',
+    run: (o) => runGrpcSendBench({ bytes: o.bytes, rounds: o.rounds }),
+  },
   'logs-concurrent': {
     about: '20 jobs printing 50 MB each at once, one WebSocket follower each, twice: every byte (sha256), api RSS before and after',
     run: (o) => runLogConcurrentBench({ rounds: o.rounds, bytesPerJob: o.bytes, nodeArgs: profileArgs(o), plainMemory: o['plain-memory'] }),
@@ -143,8 +148,8 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --history=N,M     jobs: events stored before the stack starts, one run per count (default 0; e.g. 0,1000000)
   --no-reference    skip the BullMQ reference
   --followers=N,M   ws: follower counts, one run each (default 1000,10000)
-  --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB)
-  --rounds=N        logs-concurrent: rounds (default 2); jobs: runs of each topology, the --history order alternating (default 1)
+  --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB); grpc-send: per run (default 256 MiB)
+  --rounds=N        logs-concurrent: rounds (default 2); grpc-send: pairs of runs (default 3); jobs: runs of each topology, the --history order alternating (default 1)
   --edges=ws,grpc   logs-rate: the edges measured (default both)
   --plain-memory    logs-rate, logs-concurrent, ws: run the api without --expose-gc and MALLOC_MMAP_THRESHOLD_ (see README, Memory)
   --cpu-prof-dir=D  logs-rate, logs-concurrent, ws: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D

@@ -10,6 +10,7 @@ import { comparisonToPb, envelopeToPb } from './provenance.grpc-mapping';
 import type { JobChange } from '../projections/jobs.projection';
 import { STATUS_TO_PB, fromTimestamp, jobViewToPb, logStreamFromPb, priorityFromPb, specFromPb, statusFromPb, stepsToPb, toGrpcError, toTimestamp, type PbTimestamp } from './jobs.grpc-mapping';
 import { jobServiceClient } from './jobs.proto-loader';
+import { logsResponseSerializer } from './logs-response.codec';
 import { requestIdOf } from '../http/request-id';
 
 export interface GrpcTlsOptions {
@@ -55,6 +56,13 @@ class Tls13MutualCredentials extends grpc.ServerCredentials {
 }
 
 const toBuffer = (v: string | Buffer) => (typeof v === 'string' ? Buffer.from(v) : v);
+
+/** The generated service, but `Logs` chunks are encoded by hand (see logs-response.codec.ts): one serializer per server. */
+function serviceDefinition(): grpc.ServiceDefinition {
+  const generated = jobServiceClient().service;
+  const logs = generated.Logs as grpc.MethodDefinition<unknown, unknown>;
+  return { ...generated, Logs: { ...logs, responseSerialize: logsResponseSerializer(logs.responseSerialize) } };
+}
 
 /** The caller named by the verified client certificate: CN is the owner, OU=admin an admin. */
 export function callerFromCertificate(cert: PeerCertificate | undefined): Caller {
@@ -127,7 +135,7 @@ export async function startGrpcServer(ctx: ApiContext, jobs: JobsService, option
         .finally(() => streams.delete(stop));
     };
 
-  server.addService(jobServiceClient().service, tracedGrpcService('jobline.v1.JobService', {
+  server.addService(serviceDefinition(), tracedGrpcService('jobline.v1.JobService', {
     Start: unary(async (c, req, requestId) => {
       const { created, job } = await jobs.submit(c, specFromPb(req.spec), req.idempotencyKey || undefined, undefined, requestId);
       return { job: jobViewToPb(job), created };
