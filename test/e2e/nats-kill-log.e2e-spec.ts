@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { startDevStack, type DevStack } from '../../apps/cli/src/dev-stack';
 import { eventually, startNatsServer, tempDir, type RunningNatsServer, type TempDir } from '../../libs/testing/src';
@@ -42,7 +43,6 @@ describe('a job printing while nats-server is killed and down for 25 s', () => {
     const res = await api.request(`/v1/jobs/${job.id}/logs`);
     const body = await res.text();
     expect({ status: res.status, body }).toEqual({ status: 200, body: printed });
-    const { createHash } = await import('node:crypto');
     expect(done.logSha256).toBe(createHash('sha256').update(printed).digest('hex'));
   }, 120_000);
 });
