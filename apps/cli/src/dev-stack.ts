@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfig, type JoblineConfig } from '../../../libs/config/src';
-import { SERVICE_CHECKPOINT_INTERVAL_MS, SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore, openEventStore } from '../../../libs/event-store/src';
+import { SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore, openEventStore } from '../../../libs/event-store/src';
 import type { CheckpointStore, EventStore, SnapshotStore } from '../../../libs/event-store/src/event-store.port';
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { NATS_INSTALL_HINT, findNatsServer, startNatsServer, type RunningNatsServer } from '../../../libs/messaging/src/nats-server';
@@ -166,7 +166,7 @@ export async function startDev(config: JoblineConfig, extras: DevExtras = {}): P
     let checkpoints: CheckpointStore;
     let snapshots: SnapshotStore | undefined;
     if (cfg.eventStore === 'sqlite') {
-      const events = new SqliteEventStore({ path: join(dataDir, 'events.db'), backgroundCheckpointMs: SERVICE_CHECKPOINT_INTERVAL_MS });
+      const events = new SqliteEventStore({ path: join(dataDir, 'events.db') });
       const cps = new SqliteCheckpointStore({ path: join(dataDir, 'checkpoints.db') });
       cleanups.push(() => events.close());
       cleanups.push(() => cps.close());

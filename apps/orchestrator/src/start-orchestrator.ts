@@ -14,7 +14,7 @@ import { Quotas, TERMINAL_PHASES, publicStatus } from '../../../libs/domain/src'
 import type { Orchestrator } from './orchestrator';
 import { createOrchestratorApp } from './orchestrator.module';
 import { ChainCheckpointer } from './chain-checkpointer';
-import { SERVICE_CHECKPOINT_INTERVAL_MS, chainCheckpointStoreFor, loadSigningKey } from '../../../libs/event-store/src';
+import { chainCheckpointStoreFor, loadSigningKey } from '../../../libs/event-store/src';
 import { subjects, type WebhookAttempt } from '../../../libs/contracts/src';
 import { readFileSync } from 'node:fs';
 import { ConfigError, parseQuotasFile, parseWebhooksFile, type WebhooksFile } from '../../../libs/config/src';
@@ -77,7 +77,7 @@ export async function startOrchestrator(config: JoblineConfig, deps: Orchestrato
     let snapshots = deps.snapshots;
     let describe = 'the given event store';
     if (!eventStore || !checkpoints) {
-      const store = openEventStore(config.eventStore, resolve(config.dataDir), { sqliteBackgroundCheckpointMs: SERVICE_CHECKPOINT_INTERVAL_MS });
+      const store = openEventStore(config.eventStore, resolve(config.dataDir));
       eventStore = store.eventStore;
       checkpoints = store.checkpoints;
       snapshots = store.snapshots;

@@ -5,7 +5,6 @@ export * from './esdb.chain';
 export * from './chain-checkpoint';
 export * from './chain-checkpoint.stores';
 export { SqliteEventStore, type SqliteEventStoreOptions } from './sqlite.event-store';
-export { SERVICE_CHECKPOINT_INTERVAL_MS } from './sqlite.checkpointer';
 export { SqliteCheckpointStore, type SqliteCheckpointStoreOptions } from './sqlite.checkpoint-store';
 export { SqliteSnapshotStore, type SqliteSnapshotStoreOptions } from './sqlite.snapshot-store';
 export { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';

@@ -36,8 +36,6 @@ export interface OpenedEventStore {
 export interface OpenEventStoreOptions {
   /** For a `postgres://` store; the URL's `?schema=` wins over `schema` here. */
   postgres?: Omit<PostgresConnectionOptions, 'connectionString'> & PostgresEventStoreTuning;
-  /** For the `sqlite` store: its WAL checkpoints in a worker thread this often (the appending service's; default inline, SQLite's own). */
-  sqliteBackgroundCheckpointMs?: number;
 }
 
 /**
@@ -50,7 +48,7 @@ export function openEventStore(spec: string, dataDir: string, options: OpenEvent
   let opened: Omit<OpenedEventStore, 'checkpoints' | 'close'> & { closeStore(): Promise<void> };
   if (spec === 'sqlite') {
     const path = join(dataDir, 'events.db');
-    const store = new SqliteEventStore({ path, backgroundCheckpointMs: options.sqliteBackgroundCheckpointMs });
+    const store = new SqliteEventStore({ path });
     opened = {
       eventStore: store,
       kind: 'sqlite',

@@ -28,9 +28,6 @@ parentPort.once('message', () => {
 const SAFETY_CHECKPOINT_PAGES = 10_000;
 const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
-/** How often the appending services (orchestrator, `jobline dev`) checkpoint their SQLite event store's WAL from the worker. */
-export const SERVICE_CHECKPOINT_INTERVAL_MS = 1000;
-
 export interface BackgroundCheckpointer {
   stop(): Promise<void>;
 }

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, type TempDir } from '../../testing/src/temp-dir';
 import { describeEventStoreConformance } from './event-store.conformance';
@@ -45,7 +44,7 @@ describe('SqliteEventStore on a file', () => {
   let dir: TempDir;
   let path: string;
   const opened: Array<{ close(): Promise<void> }> = [];
-  const open = (options: { pollIntervalMs?: number; recentRows?: number; recentBytes?: number; backgroundCheckpointMs?: number } = {}): SqliteEventStore => {
+  const open = (options: { pollIntervalMs?: number; recentRows?: number; recentBytes?: number } = {}): SqliteEventStore => {
     const store = new SqliteEventStore({ path, ...options });
     opened.push(store);
     return store;
@@ -198,21 +197,6 @@ describe('SqliteEventStore on a file', () => {
       expect(seen.map((e) => e.type)).toEqual(Array.from({ length: 10 }, (_, i) => `E${i}`));
       expect(seen).toEqual(await store.readAll({ after: start }));
     }
-  });
-
-  it('with backgroundCheckpointMs, a worker copies the WAL into the file (none inline below 10,000 pages), and close() stops it', async () => {
-    const size = () => statSync(path).size;
-    const store = open({ backgroundCheckpointMs: 20 });
-    expect(store.database.pragma('wal_autocheckpoint', { simple: true })).toBe(10_000);
-    const before = size();
-    for (let i = 0; i < 50; i++) await store.appendToStream(`job-${i}`, [event('A', { pad: 'x'.repeat(2000) })], 'no_stream');
-    const deadline = Date.now() + 10_000;
-    while (size() <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(size()).toBeGreaterThan(before);
-    await store.close();
-    // Without it: SQLite's own checkpoint at 1,000 pages, which 50 small appends do not reach.
-    const inline = open();
-    expect(inline.database.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
   });
 
   it('two instances appending to one stream with the same expected revision: exactly one wins', async () => {

@@ -12,7 +12,6 @@ import {
 import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
 import { chainLink, contentHash, streamLink } from './event-chain';
 import { bisectRecordedAt } from './recorded-time';
-import { startBackgroundCheckpointer, type BackgroundCheckpointer } from './sqlite.checkpointer';
 
 export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
   /**
@@ -29,15 +28,6 @@ export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
    */
   recentRows?: number;
   recentBytes?: number;
-  /**
-   * Checkpoint the WAL from a worker thread every this many ms (its own connection, PASSIVE)
-   * instead of inline in the append that crosses 1,000 pages (SQLite's default, kept when
-   * unset or 0, and for ':memory:'). The inline checkpoint copies pages and fsyncs the file on
-   * the appending thread; the worker's, every second, copies each page changed meanwhile once
-   * (a hot page is written many times between two), and SQLite's own stays on at 10,000 pages
-   * as the bound (sqlite.checkpointer.ts).
-   */
-  backgroundCheckpointMs?: number;
 }
 
 /*
@@ -110,7 +100,6 @@ export class SqliteEventStore implements EventStore {
   private readonly waiting = new Map<SqliteSubscription, () => void>();
   private pollTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly checkpointer: BackgroundCheckpointer | undefined;
   /**
    * The rows of this instance's latest appends, at consecutive positions: nobody else inserted
    * between them (a position is the head + 1 under the write lock, so another process's row
@@ -159,10 +148,6 @@ export class SqliteEventStore implements EventStore {
       .raw();
     this.selectHead = this.db.prepare('SELECT COALESCE(MAX(position), -1) FROM events').pluck();
     this.selectFirstFrom = this.db.prepare('SELECT position, recorded_at AS recordedAt FROM events WHERE position >= ? ORDER BY position LIMIT 1');
-    const checkpointMs = Math.trunc(options.backgroundCheckpointMs ?? 0);
-    if (checkpointMs > 0 && options.path !== ':memory:' && !options.path.startsWith('file:')) {
-      this.checkpointer = startBackgroundCheckpointer(this.db, options.path, checkpointMs);
-    }
     this.appendTx = this.db.transaction(
       (streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult =>
         this.appendInTransaction(streamId, events, expected),
@@ -238,7 +223,6 @@ export class SqliteEventStore implements EventStore {
     for (const subscription of [...this.subscriptions]) subscription.end();
     this.closed = true;
     this.stopPolling();
-    await this.checkpointer?.stop();
     this.db.close();
   }
 
