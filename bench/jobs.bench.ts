@@ -18,7 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { chmodSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { SubmitJobMessageSchema, jobStreamName, subjects, type SubmitJobMessage } from '../libs/contracts/src';
@@ -75,6 +75,8 @@ export interface JobsBenchOptions {
   /** Skip the BullMQ reference. */
   noReference?: boolean;
   redisServer?: string;
+  /** With --topology=processes: V8 CPU profiles of the orchestrator, executor and api processes, into DIR/<service>. */
+  cpuProfDir?: string;
 }
 
 export const JOBS_DEFAULTS: JobsBenchOptions = {
@@ -362,6 +364,11 @@ async function startDevSystem(o: JobsBenchOptions, label: string, sandboxMode: '
  * SQLite, shared by the api and the orchestrator as the deploy guide says for one machine; the
  * read model is the api's, asked over REST.
  */
+/** Node options making a service write a V8 CPU profile into its own folder of --cpu-prof-dir when it exits. */
+function profileArgs(o: JobsBenchOptions, service: string): string[] {
+  return o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(o.cpuProfDir, service)}`] : [];
+}
+
 async function startProcessesSystem(o: JobsBenchOptions, sandboxMode: 'none' | 'auto', root: string, fill: StoreFill | null): Promise<SystemUnderTest> {
   const t: Topology<'orchestrator' | 'executor' | 'api'> = await startTopology(
     root,
@@ -370,6 +377,7 @@ async function startProcessesSystem(o: JobsBenchOptions, sandboxMode: 'none' | '
       services: ['orchestrator', 'executor', 'api'],
       timings: DEFAULT_TIMINGS,
       extraEnv: { executor: { JOBLINE_EXECUTOR_CAPACITY: String(o.capacity), JOBLINE_SANDBOX: sandboxMode } },
+      nodeArgs: { orchestrator: profileArgs(o, 'orchestrator'), executor: profileArgs(o, 'executor'), api: profileArgs(o, 'api') },
       beforeStart: (layout) => {
         if (fill) copyStore(fill, layout.dataDirs.orchestrator);
       },

@@ -85,6 +85,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
         rounds: o.rounds,
         noReference: o['no-reference'],
         redisServer: env.redisServer,
+        cpuProfDir: o['cpu-prof-dir'],
       }),
   },
   rebuild: {
@@ -152,7 +153,8 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --rounds=N        logs-concurrent: rounds (default 2); grpc-send: pairs of runs (default 3); jobs: runs of each topology, the --history order alternating (default 1)
   --edges=ws,grpc   logs-rate: the edges measured (default both)
   --plain-memory    logs-rate, logs-concurrent, ws: run the api without --expose-gc and MALLOC_MMAP_THRESHOLD_ (see README, Memory)
-  --cpu-prof-dir=D  logs-rate, logs-concurrent, ws: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D
+  --cpu-prof-dir=D  logs-rate, logs-concurrent, ws: write V8 CPU profiles of the benchmark process (orchestrator, executor) and of the api process into D;
+                    jobs: of the benchmark process, and with --topology=processes of the orchestrator, executor and api into D/<service>
 environment: REDIS_SERVER_BIN  redis-server for the reference (default: found on PATH)
              JOBLINE_BENCH_POSTGRES_URL  PostgreSQL of the event-store benchmark (default postgres://root@127.0.0.1:5432/test)
 ${Object.entries(BENCHMARKS)

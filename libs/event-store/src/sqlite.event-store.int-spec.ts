@@ -152,6 +152,35 @@ describe('SqliteEventStore on a file', () => {
     expect(seen).toEqual(await other.readAll());
   });
 
+  it('a subscription caught up with its own appends (it no longer asks the file) still gets what another instance appends after them, by polling', async () => {
+    const mine = open({ pollIntervalMs: 10 });
+    const other = open();
+    const subscription = mine.subscribeToAll();
+    const iterator = subscription[Symbol.asyncIterator]();
+    const timer = setTimeout(() => void subscription.close(), 10_000);
+    const seen: RecordedEvent[] = [];
+    const take = async (n: number) => {
+      for (let i = 0; i < n; i++) seen.push((await iterator.next()).value as RecordedEvent);
+    };
+    await mine.appendToStream('job-a', [event('Mine1')], 'no_stream');
+    await take(1);
+    // Waiting at its own last row: only the poll can find these, and nothing more comes from this instance meanwhile.
+    const pending = iterator.next();
+    await other.appendToStream('job-b', [event('Other1')], 'no_stream');
+    await other.appendToStream('job-b', [event('Other2')], 0);
+    seen.push((await pending).value as RecordedEvent);
+    await take(1);
+    await mine.appendToStream('job-a', [event('Mine2')], 0);
+    await take(1);
+    await other.appendToStream('job-b', [event('Other3')], 1);
+    await take(1);
+    clearTimeout(timer);
+    await subscription.close();
+
+    expect(seen.map((e) => e.type)).toEqual(['Mine1', 'Other1', 'Other2', 'Mine2', 'Other3']);
+    expect(seen).toEqual(await other.readAll());
+  });
+
   it('a subscription far behind the few recent rows kept (trimmed by count, or by size) reads the rest from the file, in order', async () => {
     for (const limits of [{ recentRows: 4 }, { recentBytes: 300 }]) {
       const store = open(limits);

@@ -112,6 +112,12 @@ export class SqliteEventStore implements EventStore {
   private readonly recentBytes: number;
   /** Rows inserted by the append transaction running now; kept once it has committed. */
   private inserted: EventRow[] = [];
+  /**
+   * The highest position known to be in the file: this instance's latest commit, or the head the
+   * poll last read. While it is the last recent row, a subscription that has read up to it has
+   * nothing new to find in the file (another process's later append is found by the poll).
+   */
+  private knownHead = -1;
 
   constructor(options: SqliteEventStoreOptions) {
     this.pollIntervalMs = options.pollIntervalMs ?? 50;
@@ -171,7 +177,10 @@ export class SqliteEventStore implements EventStore {
     // Committed (not a savepoint of someone's enclosing transaction, which could still roll back): the rows are the file's.
     if (this.inserted.length > 0 && !this.db.inTransaction) this.keepRecent(this.inserted);
     this.inserted = [];
-    if (events.length > 0) this.wake(result.position);
+    if (events.length > 0) {
+      if (result.position > this.knownHead) this.knownHead = result.position;
+      this.wake(result.position);
+    }
     return result;
   }
 
@@ -274,8 +283,11 @@ export class SqliteEventStore implements EventStore {
 
   /**
    * A subscription's read: from the recent rows when `after` falls inside them (each
-   * subscription still parses its own copy of each event), else from the file. Rows after the
-   * recent ones (another process's) are read from the file on the next call.
+   * subscription still parses its own copy of each event), else from the file. At the last
+   * recent row, with no later head known, there is nothing to read: the subscription waits, and
+   * is woken by this instance's next append or by the poll once another process's append is in
+   * the file (the poll's head then sends the next read to the file). Every subscriber asked the
+   * file once more after each append, to find nothing: 5 % of the orchestrator's CPU.
    */
   private readLive(after: number, limit: number): RecordedEvent[] {
     const rows = this.recent;
@@ -286,6 +298,7 @@ export class SqliteEventStore implements EventStore {
         const from = after + 1 - first;
         return toRecordedEvents(rows.slice(from, Math.min(rows.length, from + limit)));
       }
+      if (after === last && this.knownHead <= last) return [];
     }
     return this.readAfter(after, limit);
   }
@@ -342,7 +355,10 @@ export class SqliteEventStore implements EventStore {
     // head (not PRAGMA data_version) means a commit that landed just before the timer
     // started is not missed.
     this.pollTimer = setInterval(() => {
-      if (!this.closed) this.wake(this.selectHead.get() as number);
+      if (this.closed) return;
+      const head = this.selectHead.get() as number;
+      if (head > this.knownHead) this.knownHead = head;
+      this.wake(head);
     }, this.pollIntervalMs);
   }
 

@@ -1,5 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { installQuietRequestCancel } from './request-cancel';
 
 export interface ConnectNatsOptions {
   /** One URL or several (a cluster), e.g. `nats://127.0.0.1:4222`. */
@@ -28,8 +29,12 @@ export const NATS_CONNECTION_DEFAULTS = {
   noAsyncTraces: true,
 } satisfies Partial<NodeConnectionOptions>;
 
-/** Connects to NATS from Node (runtime-neutral code takes a NatsConnection instead). */
+/**
+ * Connects to NATS from Node (runtime-neutral code takes a NatsConnection instead). Also makes
+ * the client's answered requests end without building an Error each (request-cancel.ts).
+ */
 export function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
+  installQuietRequestCancel();
   const { servers, name, user, pass, token, overrides } = options;
   return connect({
     ...NATS_CONNECTION_DEFAULTS,

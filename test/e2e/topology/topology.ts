@@ -343,6 +343,8 @@ export interface TopologyOptions<S extends ServiceName = ServiceName> {
   timings?: Timings;
   /** Documented JOBLINE_* variables set beyond serviceEnvironment's, per service (e.g. a benchmark's executor capacity and sandbox). */
   extraEnv?: Partial<Record<S, Record<string, string>>>;
+  /** Node options put before the CLI, per service (e.g. a benchmark's `--cpu-prof`). */
+  nodeArgs?: Partial<Record<S, readonly string[]>>;
   /** Called once the layout's folders exist, before any process starts (e.g. to put a pre-filled store in place). */
   beforeStart?: (layout: TopologyLayout) => Promise<void> | void;
   /** How long each process may take to be ready (default 60 s; a large store takes the orchestrator longer: its folds start from position 0). */
@@ -353,6 +355,7 @@ export interface TopologyOptions<S extends ServiceName = ServiceName> {
 export async function startTopology<S extends ServiceName = ServiceName>(root: string, store: StoreChoice, options: TopologyOptions<S> = {}): Promise<Topology<S>> {
   const chosen = SERVICES.filter((s): s is S => !options.services || (options.services as readonly ServiceName[]).includes(s));
   const extraEnv: Partial<Record<ServiceName, Record<string, string>>> = options.extraEnv ?? {};
+  const nodeArgs: Partial<Record<ServiceName, readonly string[]>> = options.nodeArgs ?? {};
   for (const [s, vars] of Object.entries(extraEnv)) {
     if (!chosen.includes(s as S)) throw new Error(`extraEnv for ${s}, which is not started`);
     for (const v of Object.keys(vars ?? {})) if (!(v in VARIABLES)) throw new Error(`extraEnv: ${v} is not a documented variable`);
@@ -436,7 +439,7 @@ export async function startTopology<S extends ServiceName = ServiceName>(root: s
   const services = Object.fromEntries(
     chosen.map((name) => [
       name,
-      new ManagedProcess(name, process.execPath, [CLI, name === 'executor-ssh' ? 'executor' : name], { ...base, ...serviceEnvironment(name, layout), ...extraEnv[name] }, join(logs, `${name}.log`), readyUrl[name]),
+      new ManagedProcess(name, process.execPath, [...(nodeArgs[name] ?? []), CLI, name === 'executor-ssh' ? 'executor' : name], { ...base, ...serviceEnvironment(name, layout), ...extraEnv[name] }, join(logs, `${name}.log`), readyUrl[name]),
     ]),
   ) as Record<S, ManagedProcess>;
 

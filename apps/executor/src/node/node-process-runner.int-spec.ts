@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunningProcess } from '../core/process-runner.port';
 import { findLauncher } from './launcher/launcher-build';
 import { LauncherHandle } from './launcher/launcher-client';
-import { ATTEMPT_MARKER, NodeProcessRunner } from './node-process-runner';
+import { ATTEMPT_MARKER, NodeProcessRunner, removeWorkspace } from './node-process-runner';
 import { hasEnvEntry, listProcesses } from './proc-scan';
 
 /** The unsandboxed runner through the real jobline-launcher (built from its source when needed). */
@@ -58,6 +58,29 @@ async function waitFor(what: string, probe: () => boolean, timeoutMs = 10_000): 
     const killed = await runner.launch({ attemptId: id(), argv: ['sh', '-c', 'kill -KILL $$'], env: { PATH } });
     expect((await collect(killed)).status).toMatchObject({ exitCode: 137, signal: 'SIGKILL' });
     await killed.dispose();
+  });
+
+  it('dispose removes the workspace: left empty, left with files and folders, or replaced by a link (whose target stays)', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'jobline-plain-outside-'));
+    writeFileSync(join(outside, 'keep.txt'), 'kept');
+    try {
+      const scripts = ['true', 'mkdir -p a/b && echo x > a/b/f && echo y > g', `cd .. && rm -rf "$OLDPWD" && ln -s ${outside} "$OLDPWD"`];
+      for (const script of scripts) {
+        const a = id();
+        const proc = await runner.launch({ attemptId: a, argv: ['sh', '-c', script], env: { PATH } });
+        expect((await collect(proc)).status).toMatchObject({ exitCode: 0 });
+        await proc.dispose();
+        expect(existsSync(join(root, a))).toBe(false);
+      }
+      expect(readFileSync(join(outside, 'keep.txt'), 'utf8')).toBe('kept');
+      // Already gone: nothing to do.
+      await expect(removeWorkspace(join(root, 'never-made'))).resolves.toBeUndefined();
+      mkdirSync(join(root, 'made-here', 'nested'), { recursive: true });
+      await removeWorkspace(join(root, 'made-here'));
+      expect(existsSync(join(root, 'made-here'))).toBe(false);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
   });
 
   it('a stop right after the launch reaches the job (the launch returns once the job has exec\'d)', async () => {
