@@ -12,9 +12,14 @@
  * closed connection, a failed publish) goes through nats-core's `cancel()` unchanged.
  */
 // nats-core exports RequestOne only from its "./internal" entry, which this project's
-// module resolution (node10) cannot type: required, with the two methods this needs.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const internal = require('@nats-io/nats-core/internal') as { RequestOne?: { prototype: unknown } };
+// module resolution (node10) cannot type: required, with the two methods this needs. Under
+// Deno (the executor runs this file as an ES module there) there is no `require`: nothing is
+// installed, and requests go through nats-core as they are.
+function nodeRequestOne(): { prototype: unknown } | undefined {
+  if (typeof require !== 'function') return undefined;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('@nats-io/nats-core/internal') as { RequestOne?: { prototype: unknown } }).RequestOne;
+}
 
 interface RequestOneInternals {
   timer?: { cancel(): void };
@@ -27,9 +32,9 @@ interface RequestOneInternals {
   joblineQuietCancel?: true;
 }
 
-/** True once installed (false if this nats-core has no RequestOne of the expected shape: it is then left as it is). */
+/** True once installed (false under Deno, or if this nats-core has no RequestOne of the expected shape: it is then left as it is). */
 export function installQuietRequestCancel(): boolean {
-  const proto = internal.RequestOne?.prototype as RequestOneInternals | undefined;
+  const proto = nodeRequestOne()?.prototype as RequestOneInternals | undefined;
   if (!proto || typeof proto.resolver !== 'function' || typeof proto.cancel !== 'function') return false;
   if (proto.joblineQuietCancel) return true;
   const resolver = proto.resolver;
