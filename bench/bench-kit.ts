@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, freemem, release, totalmem, type as osType } from 'node:os';
 import { findNatsServer } from '../libs/messaging/src/nats-server';
@@ -159,6 +159,35 @@ export function procCpuMs(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * CPU time used so far by the living children of a process (Linux /proc), in ms, leaving out the
+ * pids in `except`: the executor's launchers, which fork every job. A child that has already exited
+ * (a job's `true`) is in no figure, as in the reference's.
+ */
+export function childrenCpuMs(pid: number, except: number[] = []): number {
+  let sum = 0;
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return NaN;
+  }
+  for (const tid of tasks) {
+    let children: string;
+    try {
+      children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const child of children.split(' ').filter(Boolean).map(Number)) {
+      if (except.includes(child)) continue;
+      const ms = procCpuMs(child);
+      if (Number.isFinite(ms)) sum += ms;
+    }
+  }
+  return sum;
 }
 
 /** CPU time used so far by this process (user + system), in ms. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { freePort } from '../libs/messaging/src/free-port';
 import { tempDir } from '../libs/testing/src/temp-dir';
-import { binaryVersion, onPath, perSecond, progress, roundMs, within } from './bench-kit';
+import { binaryVersion, onPath, ownCpuMs, perSecond, procCpuMs, progress, roundMs, within } from './bench-kit';
 
 export interface BullmqReferenceOptions {
   jobs: number;
@@ -32,6 +32,9 @@ export type BullmqReferenceResult =
       jobs: number;
       concurrency: number;
       jobsPerSec: number;
+      /** CPU time of this process (queue, worker, spawns) and of redis-server over the throughput run, per job. */
+      cpuMsPerJob: number;
+      cpuMsPerJobByProcess: { bullmq: number; 'redis-server': number };
       totalMs: number;
       addBulkMs: number;
       failed: number;
@@ -85,11 +88,15 @@ export async function runBullmqReference(o: BullmqReferenceOptions): Promise<Bul
     const run = async (n: number, label: string) => {
       completed = 0;
       failed = 0;
+      const cpu0 = { bullmq: ownCpuMs(), redis: procCpuMs(redis!.pid) };
       const t0 = performance.now();
       await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'true', data: { command: ['true'], i } })));
       const addBulkMs = performance.now() - t0;
       await within(allDone(n), Math.max(60_000, n * 100), `BullMQ ${label}`);
-      return { totalMs: performance.now() - t0, addBulkMs, failed };
+      const totalMs = performance.now() - t0;
+      const perJob = (ms: number) => Math.round((ms / n) * 1000) / 1000;
+      const cpu = { bullmq: perJob(ownCpuMs() - cpu0.bullmq), 'redis-server': perJob(procCpuMs(redis!.pid) - cpu0.redis) };
+      return { totalMs, addBulkMs, failed, cpu };
     };
 
     progress(BENCH, `warm-up: ${o.warmupJobs} jobs (${clientName})`);
@@ -104,6 +111,8 @@ export async function runBullmqReference(o: BullmqReferenceOptions): Promise<Bul
       jobs: o.jobs,
       concurrency: o.concurrency,
       jobsPerSec: perSecond(o.jobs, r.totalMs),
+      cpuMsPerJob: Math.round((r.cpu.bullmq + r.cpu['redis-server']) * 1000) / 1000,
+      cpuMsPerJobByProcess: r.cpu,
       totalMs: roundMs(r.totalMs),
       addBulkMs: roundMs(r.addBulkMs),
       failed: r.failed,
@@ -147,6 +156,7 @@ function spawnTrue(): Promise<{ exitCode: number | null; output: number }> {
 
 interface RunningRedis {
   port: number;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -176,7 +186,7 @@ async function startRedis(bin: string, dir: string): Promise<RunningRedis> {
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-  return { port, stop };
+  return { port, pid: child.pid!, stop };
 }
 
 function pings(port: number): Promise<boolean> {
