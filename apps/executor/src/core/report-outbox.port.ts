@@ -3,7 +3,7 @@
  * neither an outage nor its own crash loses one: written whole, synced (the first publish goes
  * once the bytes are written, not waiting for the syncs), removed after JetStream's ack and the
  * write's end, re-sent by the next start. One implementation per
- * runtime (a folder of files under Node and Deno), behind this interface.
+ * runtime (the same append-only journal under Node and Deno: outbox-journal.ts), behind this interface.
  */
 export interface ReportOutbox {
   /**
@@ -18,7 +18,7 @@ export interface ReportOutbox {
   list(): Promise<{ key: string; text: string }[]>;
 }
 
-/** Outbox keys are file names and message ids: `<jobId>.<attempt>.<kind>`. */
+/** Outbox keys name the journal's records and are message ids: `<jobId>.<attempt>.<kind>`. */
 export const OUTBOX_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 
 /** The key, and the Nats-Msg-Id, of a report: a re-sent report is dropped by JetStream's dedupe. */

@@ -30,7 +30,7 @@ export interface ReportSenderOptions {
  */
 export class ReportSender {
   private readonly inflight = new Map<string, Promise<void>>();
-  /** Reports on their way into the outbox (written, not yet synced and renamed into place). */
+  /** Reports on their way into the outbox (written, not yet synced). */
   private readonly storing = new Set<string>();
   private readonly stopping = new AbortController();
 

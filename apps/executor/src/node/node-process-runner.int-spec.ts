@@ -83,6 +83,22 @@ async function waitFor(what: string, probe: () => boolean, timeoutMs = 10_000): 
     }
   });
 
+  it('running.json lists the attempts running, and still parses (a whole JSON text) as the list shrinks', async () => {
+    const recorded = () => JSON.parse(readFileSync(join(root, 'running.json'), 'utf8')).attempts as Record<string, { pgid: number }>;
+    const ids = [id(), id(), id()];
+    const procs: RunningProcess[] = [];
+    for (const a of ids) procs.push(await runner.launch({ attemptId: a, argv: ['sleep', '1000'], env: { PATH } }));
+    await runner.persisted();
+    expect(recorded()).toMatchObject(Object.fromEntries(ids.map((a, i) => [a, { pgid: procs[i].pid }])));
+    for (const [i, proc] of procs.entries()) {
+      await proc.shutdown(2000);
+      await proc.wait();
+      await proc.dispose();
+      await runner.persisted();
+      expect(Object.keys(recorded()).sort()).toEqual(ids.slice(i + 1).sort());
+    }
+  });
+
   it('a stop right after the launch reaches the job (the launch returns once the job has exec\'d)', async () => {
     for (let i = 0; i < 5; i++) {
       const a = id();

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { rm, rmdir } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import type { ResourceUsage } from '../../../../libs/contracts/src';
@@ -66,6 +66,9 @@ export class NodeProcessRunner implements ProcessRunner {
   private readonly records = new Map<string, RunningRecord>();
   private dirty = false;
   private writing: Promise<void> | null = null;
+  /** running.json, kept open and rewritten in place; how many bytes it holds. */
+  private recordFd: number | null = null;
+  private recordBytes = 0;
 
   constructor(private readonly o: NodeProcessRunnerOptions) {
     this.root = resolve(o.workRoot);
@@ -115,6 +118,9 @@ export class NodeProcessRunner implements ProcessRunner {
   /** Closes the launcher (it kills whatever of ours still runs); a later launch starts a new one. */
   async close(): Promise<void> {
     await this.o.launcher?.close();
+    await this.persisted();
+    if (this.recordFd !== null) closeSync(this.recordFd);
+    this.recordFd = null;
   }
 
   private async viaLauncher(handle: LauncherHandle, argv: string[], env: Record<string, string>, cwd: string): Promise<LaunchedProcess> {
@@ -173,24 +179,41 @@ export class NodeProcessRunner implements ProcessRunner {
   }
 
   /**
-   * Writes running.json in the background, coalescing changes that arrive while a write is
-   * in flight (two synchronous writes per attempt were a tenth of the executor's CPU time).
-   * Losing the last change in a crash is safe: cleanupLeftovers also finds an attempt by its
-   * workspace folder and the JOBLINE_ATTEMPT marker of its processes.
+   * Writes running.json once per tick, coalescing the changes of the tick (two synchronous
+   * file replacements per attempt were a tenth of the executor's CPU time; the asynchronous
+   * replacement after them, open, write, close and rename, four rounds of the thread pool).
+   * Now one write at offset 0 of the file kept open: the new text, padded with spaces (JSON
+   * allows them) to the old length. Only a successor after an executor's crash reads it: the
+   * kernel has then done every write the executor made (a machine crash leaves no process to
+   * clean up), and a write cut short by SIGKILL, like a lost last change, leaves a file that
+   * does not parse or misses an attempt, which is safe: cleanupLeftovers also finds an
+   * attempt by its workspace folder and the JOBLINE_ATTEMPT marker of its processes.
    */
   private persist(): void {
     this.dirty = true;
-    this.writing ??= this.flush().finally(() => (this.writing = null));
+    this.writing ??= Promise.resolve()
+      .then(() => this.flush())
+      .finally(() => (this.writing = null));
   }
 
-  private async flush(): Promise<void> {
-    const file = join(this.root, RUNNING_FILE);
-    const tmp = `${file}.${process.pid}.tmp`;
+  private flush(): void {
     while (this.dirty) {
       this.dirty = false;
       try {
-        await writeFile(tmp, encodeRunningRecords(this.records));
-        await rename(tmp, file);
+        const text = encodeRunningRecords(this.records);
+        if (this.recordFd === null) {
+          this.recordFd = openSync(join(this.root, RUNNING_FILE), fsConstants.O_WRONLY | fsConstants.O_CREAT);
+          // A predecessor's longer text is padded over, never left as a tail.
+          this.recordBytes = fstatSync(this.recordFd).size;
+        }
+        const bytes = Buffer.from(text.length < this.recordBytes ? text.padEnd(this.recordBytes, ' ') : text, 'utf8');
+        for (let at = 0; at < bytes.length; ) at += writeSync(this.recordFd, bytes, at, bytes.length - at, at);
+        this.recordBytes = bytes.length;
+        // Shrunk a lot (the attempts ended): cut the padding, after the text is in place.
+        if (bytes.length > 4096 && text.length * 4 < bytes.length) {
+          ftruncateSync(this.recordFd, Buffer.byteLength(text));
+          this.recordBytes = Buffer.byteLength(text);
+        }
       } catch {
         // The folder is being removed (shutdown, tests): nothing left to record.
       }
