@@ -11,6 +11,7 @@ import {
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import type { CheckpointStore, EventStore, RecordedEvent, SnapshotStore, Subscription } from '../../../libs/event-store/src/event-store.port';
 import { encodePayload, type JetStreamPublisher, type PublishItem } from '../../../libs/messaging/src/publisher';
+import { hopMarks } from '../../../libs/messaging/src/hop-marks';
 import { Lifecycle, needsBundle, type OpenJob } from '../../../libs/domain/src';
 import { LifecycleCheckpoint } from './lifecycle-checkpoint';
 import { SpanKind, TRACERS, contextFromRecord, endSpan, injectHeaders, startSpan, tracingActive, withSpanContext, type Context, type Span } from '../../../libs/messaging/src/trace-context';
@@ -211,7 +212,9 @@ export class Relay {
             items.push(derived);
           }
         }
+        if (hopMarks.record) this.mark(changes, 'out');
         await this.o.publisher.publishMany(items);
+        if (hopMarks.record) this.mark(changes, 'acked');
         // Stored first; the owners' copies follow in the same order on this one connection.
         for (const c of copies) {
           const h = natsHeaders();
@@ -232,6 +235,11 @@ export class Relay {
         await new Promise((r) => setTimeout(r, this.retryDelayMs));
       }
     }
+  }
+
+  /** The benchmark's hop marks: `relay.out.<EventType>` when a batch leaves, `relay.acked.<EventType>` when it is stored. */
+  private mark(changes: ({ event: StoredJobEvent } | null)[], what: 'out' | 'acked'): void {
+    for (const c of changes) if (c) hopMarks.record?.(c.event.metadata.jobId, `relay.${what}.${c.event.type}`);
   }
 
   /** `publish <EventType>`: the relay's hop of the job's trace, a child of the span that recorded the event. */
