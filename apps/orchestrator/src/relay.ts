@@ -175,7 +175,10 @@ export class Relay {
         result = await Promise.race([next, new Promise<'idle'>((r) => setImmediate(() => r('idle')))]);
         if (result === 'idle') pendingNext = next;
       }
-      if (result !== 'idle' && !result.done) buffer.push(result.value);
+      if (result !== 'idle' && !result.done) {
+        buffer.push(result.value);
+        if (hopMarks.record && result.value.streamId.startsWith(JOB_STREAM_PREFIX)) hopMarks.record(result.value.streamId.slice(JOB_STREAM_PREFIX.length), `relay.got.${result.value.type}`);
+      }
       const ended = result !== 'idle' && result.done;
       if (buffer.length && (result === 'idle' || ended || buffer.length >= this.batchSize)) {
         const batch = buffer.splice(0, buffer.length);
