@@ -58,7 +58,7 @@ export interface RelayOptions {
  * the scheduler dispatches a queued job at once when a slot is free. The relay waits for that
  * turn to end (setImmediate), so the dispatch and its run order leave in the same batch as the
  * submit. After any other event it waits only until the store has nothing more at hand: a
- * turn's remaining work (other subscribers, other sockets' callbacks) was 0.3-0.7 ms on the
+ * turn's remaining work (other subscribers, other sockets' callbacks) was 0.4-0.7 ms (medians) on the
  * path of every JobStarted and of the dispatch (README "Benchmarks", 3 Dec, latency).
  */
 const FOLLOWED_AT_ONCE: ReadonlySet<string> = new Set(['JobQueued']);
