@@ -24,6 +24,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { SubmitJobMessageSchema, jobStreamName, subjects, type SubmitJobMessage } from '../libs/contracts/src';
 import { SqliteEventStore, type RecordedEvent } from '../libs/event-store/src';
 import { connectNats } from '../libs/messaging/src/connection';
+import { hopMarks } from '../libs/messaging/src/hop-marks';
 import { JetStreamPublisher } from '../libs/messaging/src/publisher';
 import { tempDir } from '../libs/testing/src/temp-dir';
 import { startDevStack, type DevStack } from '../apps/cli/src/dev-stack';
@@ -481,6 +482,8 @@ interface Tracked {
   startedAt?: number;
   finishedAt?: number;
   finishedAs?: string;
+  /** Dev topology, latency run: when each step of the job was first taken in-process (hop-marks.ts). */
+  hops?: Map<string, number>;
 }
 
 /**
@@ -603,6 +606,13 @@ async function pacedRun(
   submitToEvent: Record<string, { p50Ms: number; p99Ms: number }>;
   /** Per-job stages: publish → PubAck of the submit; JobSubmitted → JobDispatched and JobDispatched → JobStarted on the bus (claim and its relay). */
   stages: Record<'commandStored' | 'submittedToDispatched' | 'dispatchedToStarted' | 'startedToCompleted', { p50Ms: number; p99Ms: number }>;
+  /**
+   * Dev topology only (empty otherwise): publish call → each step taken in-process (hop-marks.ts),
+   * in the order of their p50: the command at the orchestrator, its append, the dispatch's append,
+   * each relay batch out and acked by event type, the run order at the executor, its claim, the
+   * claim at the orchestrator, the grant, the launch.
+   */
+  hops: Record<string, { p50Ms: number; p99Ms: number }>;
   /** CPU (user + system) of this process per job over the run, and the event loop's busy share (0–1). */
   processCpuMsPerJob: number;
   eventLoopUtilization: number;
@@ -614,18 +624,26 @@ async function pacedRun(
   const stored: number[] = [];
   const acks: Promise<unknown>[] = [];
   const start = performance.now() + interval;
+  // In the dev topology every service runs here: their steps are timed in-process (none in the processes topology).
+  const byId = new Map<string, Tracked>();
+  hopMarks.record = (jobId, step) => {
+    const hops = byId.get(jobId)?.hops;
+    if (hops && !hops.has(step)) hops.set(step, performance.now());
+  };
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   for (let i = 0; i < total; i++) {
     await sleepUntil(start + i * interval);
     const jobId = randomUUID();
     const t = bus.track(jobId, performance.now());
+    t.hops = new Map();
+    byId.set(jobId, t);
     tracked.push(t);
     acks.push(publisher.publish(subjects.submit(OWNER), submission(jobId), { msgId: jobId }).then(() => void (stored[i] = performance.now() - t.sentAt)));
   }
   const sentMs = tracked[tracked.length - 1].sentAt - tracked[0].sentAt;
   await Promise.all(acks);
-  await within(bus.finishedCount(total), 60_000, 'latency run: jobs to finish');
+  await within(bus.finishedCount(total), 60_000, 'latency run: jobs to finish').finally(() => void (hopMarks.record = null));
   const cpu = process.cpuUsage(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
   const p50p99 = (values: number[]) => {
@@ -648,8 +666,20 @@ async function pacedRun(
       dispatchedToStarted: gap('JobDispatched', 'JobStarted'),
       startedToCompleted: gap('JobStarted', 'JobCompleted'),
     },
+    hops: hopsOf(tracked),
     processCpuMsPerJob: Math.round(((cpu.user + cpu.system) / 1000 / total) * 1000) / 1000,
     eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000,
     failed: tracked.filter((t) => t.finishedAs !== 'JobCompleted').length,
   };
+}
+
+/** Publish call → each in-process step (p50/p99 over the jobs that took it), steps ordered by p50. */
+function hopsOf(tracked: Tracked[]): Record<string, { p50Ms: number; p99Ms: number }> {
+  const steps = new Set<string>();
+  for (const t of tracked) for (const k of t.hops?.keys() ?? []) steps.add(k);
+  const rows = [...steps].map((step) => {
+    const p = percentiles(tracked.map((t) => (t.hops?.get(step) ?? NaN) - t.sentAt).filter(Number.isFinite));
+    return [step, { p50Ms: p.p50Ms, p99Ms: p.p99Ms }] as const;
+  });
+  return Object.fromEntries(rows.sort((a, b) => a[1].p50Ms - b[1].p50Ms));
 }

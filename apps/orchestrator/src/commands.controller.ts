@@ -2,6 +2,7 @@ import { Controller, Inject } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
 import { STREAMS, subjects } from '../../../libs/contracts/src';
 import type { JetStreamContext } from '../../../libs/messaging/src/jetstream.transport';
+import { hopMarks } from '../../../libs/messaging/src/hop-marks';
 import { commandCauseOf, commandVerbOf, replyInboxOf } from './command-outcomes';
 import { Orchestrator } from './orchestrator';
 
@@ -37,6 +38,15 @@ export class CommandsController {
   private async run(payload: unknown, ctx: JetStreamContext): Promise<void> {
     const { owner, verb, admin } = commandVerbOf(ctx.subject);
     replyInboxOf(ctx.msg);
+    const mark = hopMarks.record && verb === 'submit' ? markJob(payload) : null;
+    if (mark) hopMarks.record?.(mark, 'orchestrator.command');
     await this.orchestrator[verb](owner, payload, { admin, causationId: commandCauseOf(ctx.msg, STREAMS.commands) });
+    if (mark) hopMarks.record?.(mark, 'orchestrator.commandDone');
   }
+}
+
+/** The submitted job's id, for the benchmark's hop marks only. */
+function markJob(payload: unknown): string | null {
+  const id = (payload as { jobId?: unknown } | null)?.jobId;
+  return typeof id === 'string' ? id : null;
 }

@@ -27,6 +27,7 @@ import { BundleStore } from '../../../libs/messaging/src/bundle-store';
 import { purgeLogs } from '../../../libs/messaging/src/logs';
 import { JetStreamPublisher } from '../../../libs/messaging/src/publisher';
 import { SpanKind, TRACERS, contextFromHeaders, inSpan, tracingActive } from '../../../libs/messaging/src/trace-context';
+import { hopMarks } from '../../../libs/messaging/src/hop-marks';
 import { Quotas, queuedQuotaRefusal, rerunCommand, type Actor, type Job, type JobCommand } from '../../../libs/domain/src';
 import { JobCommandHandler, type AppendGuard, type CommandMeta, type HandledCommand } from './job-command.handler';
 import { KeyedMutex } from './keyed-mutex';
@@ -321,6 +322,8 @@ export class Orchestrator {
 
   private async answerClaim(msg: Msg): Promise<void> {
     let reply: ClaimReply;
+    const mark = hopMarks.record ? msg.subject.slice(msg.subject.lastIndexOf('.') + 1) : null;
+    if (mark) hopMarks.record?.(mark, 'orchestrator.claim');
     try {
       const claim = () => this.claim(safeJson(msg.data), msg.subject);
       reply = !tracingActive()
@@ -338,6 +341,7 @@ export class Orchestrator {
       return;
     }
     if (!reply.granted) this.o.logger.log(`orchestrator: claim on ${msg.subject} refused (${reply.code}): ${reply.message}`);
+    if (mark) hopMarks.record?.(mark, 'orchestrator.claimAnswered');
     if (msg.reply) msg.respond(JSON.stringify(reply));
   }
 

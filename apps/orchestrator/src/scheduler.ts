@@ -1,6 +1,7 @@
 import { JOB_STREAM_PREFIX, JoblineError, decodeJobEvent, type ExecutorHeartbeat, type JobSpec, type LeaseReply } from '../../../libs/contracts/src';
 import { FairShareQueue, Lifecycle, type JobCommand, type LifecycleChange, type OpenJob, type Quotas } from '../../../libs/domain/src';
 import type { EventStore, SnapshotStore, Subscription } from '../../../libs/event-store/src/event-store.port';
+import { hopMarks } from '../../../libs/messaging/src/hop-marks';
 import { LifecycleCheckpoint } from './lifecycle-checkpoint';
 import type { CommandMeta, JobCommandHandler } from './job-command.handler';
 import type { Logger } from './logger';
@@ -376,8 +377,9 @@ export class Scheduler {
       const { jobId, attempt } = entry;
       target.assigned.add(jobId);
       this.inFlight.set(jobId, { executorId: target.id, attempt });
-      void this.o.handler
-        .execute(jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(jobId), { guard: this.guard })
+      const dispatched = this.o.handler.execute(jobId, { type: 'DispatchJob', data: { attempt, executorId: target.id, now: this.iso() } }, scheduler(jobId), { guard: this.guard });
+      if (hopMarks.record) dispatched.then(() => hopMarks.record?.(jobId, 'scheduler.dispatchAppended'), () => undefined);
+      void dispatched
         .catch((err) => {
           const mine = this.inFlight.get(jobId);
           if (mine?.executorId !== target.id || mine.attempt !== attempt) return;

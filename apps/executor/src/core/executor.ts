@@ -39,6 +39,7 @@ import { ReportSender } from './report-sender';
 import { StepTracker, stepToken } from './step-tracker';
 import { STEP_GATE_VAR, STEP_TOKEN_VAR, stepGateFile } from '../../../../libs/contracts/src/shell-script';
 import { SpanKind, TRACERS, contextFromHeaders, endSpan, startSpan, traceFields, withSpanContext, type Span } from '../../../../libs/messaging/src/trace-context';
+import { hopMarks } from '../../../../libs/messaging/src/hop-marks';
 
 export { EXECUTOR_DEFAULTS, type ExecutorTimings } from './executor-options';
 
@@ -334,6 +335,7 @@ export class Executor {
       return;
     }
     this.remember(key);
+    hopMarks.record?.(msg.jobId, 'executor.run');
     const parent = contextFromHeaders(m.headers);
     const span = startSpan(TRACERS.executor, 'attempt', parent, {
       kind: SpanKind.CONSUMER,
@@ -453,6 +455,7 @@ export class Executor {
     }
     a.proc = proc;
     a.phase = 'running';
+    hopMarks.record?.(a.jobId, 'executor.launched');
     if (a.stopRequested) this.stopAttempt(a, a.stopRequested);
     const startedAt = this.o.clock();
 
@@ -596,12 +599,14 @@ export class Executor {
         continue;
       }
       a.claimSentAt = this.o.monotonic();
+      hopMarks.record?.(a.jobId, 'executor.claimSent');
       try {
         const reply = ClaimReplySchema.safeParse(safeJson(await this.o.nc.request(subjects.claim(msg.jobId), data, { timeout: Math.min(this.o.requestTimeoutMs, left), ...(claimHeaders ? { headers: claimHeaders } : {}) })));
         if (reply.success) {
           if (reply.data.granted) {
             a.grantedAt = this.o.monotonic();
             a.phase = 'granted';
+            hopMarks.record?.(a.jobId, 'executor.granted');
             return 'granted';
           }
           this.o.logger.warn({ jobId: a.jobId, attempt: a.attempt, code: reply.data.code, message: reply.data.message }, 'claim refused: the attempt does not run');
