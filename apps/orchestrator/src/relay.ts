@@ -171,7 +171,10 @@ export class Relay {
       let result: IteratorResult<RecordedEvent> | 'idle';
       if (buffer.length === 0) result = await next;
       else {
-        result = await Promise.race([next, new Promise<'idle'>((r) => setImmediate(() => r('idle')))]);
+        // Two turns: an append decided on these events in this turn (the scheduler's dispatch of a
+        // job just queued) is committed in the next one by a store that commits by the turn (SQLite's
+        // group commit), and still makes this batch.
+        result = await Promise.race([next, new Promise<'idle'>((r) => setImmediate(() => setImmediate(() => r('idle'))))]);
         if (result === 'idle') pendingNext = next;
       }
       if (result !== 'idle' && !result.done) buffer.push(result.value);
