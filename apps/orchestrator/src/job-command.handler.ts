@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { decodeJobEvent, encodeJobEvent, jobStreamName, type JobEvent, type StoredJobEvent } from '../../../libs/contracts/src';
-import { decide, evolve, initialState, type Job, type JobCommand } from '../../../libs/domain/src';
+import { TERMINAL_PHASES, decide, evolve, initialState, type Job, type JobCommand } from '../../../libs/domain/src';
 import { WrongExpectedRevisionError, type EventStore } from '../../../libs/event-store/src/event-store.port';
 import { TRACERS, contextFromRecord, hasSpan, inSpan, traceFields, tracingActive } from '../../../libs/messaging/src/trace-context';
 import { context } from '@opentelemetry/api';
@@ -44,6 +44,12 @@ export interface JobCommandHandlerOptions {
   clock?: () => Date;
   /** Told about every command that appended events (metrics); must not throw. */
   onRecorded?: (handled: HandledCommand) => void;
+  /**
+   * Open jobs whose stream head (fold, revision, the ids a command names) is kept between
+   * commands, so a command's append does not wait for a read of the stream; the least recently
+   * used beyond this many are forgotten (default 4096; 0 reads the stream for every command).
+   */
+  keptStreams?: number;
 }
 
 export interface HandledCommand {
@@ -53,16 +59,40 @@ export interface HandledCommand {
   events: JobEvent[];
 }
 
+/** What a command needs of a job's stream: the fold, its revision and the ids its events name. */
+interface StreamHead {
+  job: Job;
+  /** The stream's last revision, -1 when it has no events. */
+  revision: number;
+  /** The newest event's id ('last-event' causes). */
+  lastId: string | null;
+  /** The newest JobDispatched's id ('dispatched' causes). */
+  lastDispatchedId: string | null;
+  /** The correlationId of the stream's first event, when it has a usable one. */
+  correlationId: string | undefined;
+}
+
 /**
  * The only writer of job streams: read the stream, fold, decide, append with the
  * expected revision; retry on a conflict. Commands for one job run one at a time here,
  * so conflicts only come from another orchestrator process.
+ *
+ * The head of an open job's stream is kept after each command and stands in for the read of
+ * the next one, but only where the store's expected-revision check proves it: a command
+ * appends on the kept head with its revision as the expected one, so the append commits only
+ * if nobody else appended since. Any other outcome on a kept head (a conflict, a decision of
+ * nothing, a refusal by the decider, a precondition or a guard) is decided again on a read of
+ * the stream, as it would have been without it: what is answered without appending is always
+ * answered on the stream as it stands.
  */
 export class JobCommandHandler {
   private readonly mutex = new KeyedMutex();
   private readonly store: EventStore;
   private readonly maxRetries: number;
   private readonly onRecorded: ((handled: HandledCommand) => void) | undefined;
+  /** jobId → its stream's head after this handler's last command on it, least recently used first. */
+  private readonly kept = new Map<string, StreamHead>();
+  private readonly keptStreams: number;
   readonly clock: () => Date;
 
   constructor(options: JobCommandHandlerOptions) {
@@ -70,6 +100,12 @@ export class JobCommandHandler {
     this.maxRetries = options.maxConflictRetries ?? 10;
     this.clock = options.clock ?? (() => new Date());
     this.onRecorded = options.onRecorded;
+    this.keptStreams = Math.max(0, Math.trunc(options.keptStreams ?? 4096));
+  }
+
+  /** Forgets every kept stream head (e.g. on a change of leadership): the next command of each job reads its stream. */
+  forgetKept(): void {
+    this.kept.clear();
   }
 
   /**
@@ -110,40 +146,88 @@ export class JobCommandHandler {
 
   private async decideAndAppend(jobId: string, command: JobCommand, meta: CommandMeta, { guard, precondition }: { guard?: AppendGuard; precondition?: CommandPrecondition }): Promise<HandledCommand> {
     const trace = traceFields();
-    for (let attempt = 0; ; attempt++) {
-      const { job, revision, events } = await this.load(jobId);
-      precondition?.(job);
-      const decided = decide(command, job);
-      if (decided.length === 0) return { job, events: [] };
-      const occurredAt = this.clock().toISOString();
-      const causationId = causationOf(meta.causationId, events);
-      const correlationId = correlationOf(events) ?? meta.correlationId ?? jobId;
-      const records = decided.map((e) => encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId, trace }));
-      guard?.(job);
+    // Taken out while in use: kept again only once this command has an outcome on the stream.
+    let kept = this.kept.get(jobId);
+    this.kept.delete(jobId);
+    for (let attempt = 0; ; ) {
+      const speculative = kept !== undefined;
+      const head = kept ?? (await this.readHead(jobId));
+      kept = undefined;
+      let decided: JobEvent[];
       try {
-        await this.store.appendToStream(jobStreamName(jobId), records, revision < 0 ? 'no_stream' : revision);
-        let after = job;
-        for (const e of decided) after = evolve(after, e);
-        const handled = { job: after, events: decided };
-        this.onRecorded?.(handled);
-        return handled;
+        precondition?.(head.job);
+        decided = decide(command, head.job);
       } catch (err) {
-        if (err instanceof WrongExpectedRevisionError && attempt < this.maxRetries) continue;
+        if (speculative) continue; // refused on the kept head: the stream may say otherwise
         throw err;
       }
+      if (decided.length === 0) {
+        if (speculative) continue; // nothing to append on the kept head: answered on the stream only
+        this.keep(jobId, head);
+        return { job: head.job, events: [] };
+      }
+      const occurredAt = this.clock().toISOString();
+      const causationId = causationOf(meta.causationId, head);
+      const correlationId = head.correlationId ?? meta.correlationId ?? jobId;
+      const records = decided.map((e) => encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId, trace }));
+      try {
+        guard?.(head.job);
+      } catch (err) {
+        if (speculative) continue;
+        throw err;
+      }
+      let revision: number;
+      try {
+        revision = (await this.store.appendToStream(jobStreamName(jobId), records, head.revision < 0 ? 'no_stream' : head.revision)).nextExpectedRevision;
+      } catch (err) {
+        // Another writer appended since the kept head was kept: read the stream (not counted as a retry).
+        if (err instanceof WrongExpectedRevisionError && speculative) continue;
+        if (err instanceof WrongExpectedRevisionError && attempt++ < this.maxRetries) continue;
+        throw err;
+      }
+      let after = head.job;
+      for (const e of decided) after = evolve(after, e);
+      const dispatched = records.findLast((r) => r.type === 'JobDispatched');
+      this.keep(jobId, {
+        job: after,
+        revision,
+        lastId: records[records.length - 1].id,
+        lastDispatchedId: dispatched ? dispatched.id : head.lastDispatchedId,
+        correlationId: head.revision < 0 ? usableCorrelation(records[0].metadata.correlationId) : head.correlationId,
+      });
+      const handled = { job: after, events: decided };
+      this.onRecorded?.(handled);
+      return handled;
     }
+  }
+
+  private async readHead(jobId: string): Promise<StreamHead> {
+    const { job, revision, events } = await this.load(jobId);
+    return {
+      job,
+      revision,
+      lastId: events.at(-1)?.id ?? null,
+      lastDispatchedId: events.findLast((e) => e.type === 'JobDispatched')?.id ?? null,
+      correlationId: usableCorrelation(events[0]?.metadata.correlationId),
+    };
+  }
+
+  /** Keeps an open job's head, as the most recently used; a finished job's is not kept (its later commands are rare). */
+  private keep(jobId: string, head: StreamHead): void {
+    if (this.keptStreams === 0 || TERMINAL_PHASES.has(head.job.phase)) return;
+    this.kept.set(jobId, head);
+    if (this.kept.size > this.keptStreams) this.kept.delete(this.kept.keys().next().value!);
   }
 }
 
 /** The id a command's events name as their cause (null only for a decision on an empty stream, which decides nothing). */
-function causationOf(cause: CommandMeta['causationId'], events: StoredJobEvent[]): string | null {
-  if (cause === 'last-event') return events.at(-1)?.id ?? null;
-  if (cause === 'dispatched') return events.findLast((e) => e.type === 'JobDispatched')?.id ?? events.at(-1)?.id ?? null;
+function causationOf(cause: CommandMeta['causationId'], head: StreamHead): string | null {
+  if (cause === 'last-event') return head.lastId;
+  if (cause === 'dispatched') return head.lastDispatchedId ?? head.lastId;
   return cause;
 }
 
 /** The job's correlation, as its first event recorded it. */
-function correlationOf(events: StoredJobEvent[]): string | undefined {
-  const first = events[0]?.metadata.correlationId;
+function usableCorrelation(first: unknown): string | undefined {
   return typeof first === 'string' && first !== '' ? first : undefined;
 }

@@ -216,6 +216,8 @@ export class Orchestrator {
   private async lead(): Promise<void> {
     if (this.leading || this.stopping) return;
     this.leading = true;
+    // The last leader appended to the streams of the jobs it scheduled: read them, rather than find out by conflicts.
+    this.handler.forgetKept();
     if (this.lease) {
       this.o.logger.log(`orchestrator ${this.o.leadership!.id}: leading (lease revision ${this.lease.term})`);
       this.scheduler.promote();
@@ -243,6 +245,7 @@ export class Orchestrator {
   private async standBy(): Promise<void> {
     if (!this.leading) return;
     this.leading = false;
+    this.handler.forgetKept();
     if (!this.stopping) this.o.logger.warn(`orchestrator ${this.o.leadership?.id ?? ''}: no longer the leader; standing by`);
     this.heartbeats?.unsubscribe();
     this.heartbeats = null;

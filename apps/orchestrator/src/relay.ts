@@ -56,7 +56,7 @@ export interface RelayOptions {
 /**
  * Events this process may follow with an append of its own in the same turn of the event loop:
  * the scheduler dispatches a queued job at once when a slot is free. The relay waits for that
- * turn to end (setImmediate), so the dispatch and its run order leave in the same batch as the
+ * turn to end and for the next (`nextTurn`), so the dispatch and its run order leave in the same batch as the
  * submit. After any other event it waits only until the store has nothing more at hand: a
  * turn's remaining work (other subscribers, other sockets' callbacks) was 0.4-0.7 ms (medians) on the
  * path of every JobStarted and of the dispatch (README "Benchmarks", 3 Dec, latency).
@@ -77,8 +77,13 @@ function drained(): Promise<'idle'> {
   return p.then(() => 'idle' as const);
 }
 
+/**
+ * Two turns: an append decided on these events in this turn (the scheduler's dispatch of a job
+ * just queued) is committed in the next one by a store that commits by the turn (SQLite's group
+ * commit), and still makes this batch.
+ */
 function nextTurn(): Promise<'idle'> {
-  return new Promise((r) => setImmediate(() => r('idle')));
+  return new Promise((r) => setImmediate(() => setImmediate(() => r('idle'))));
 }
 
 /**

@@ -28,7 +28,24 @@ export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
    */
   recentRows?: number;
   recentBytes?: number;
+  /**
+   * Appends made in one turn of the event loop are committed together, in one write
+   * transaction, each in a savepoint of its own (its expected revision checked on its own; one
+   * that fails writes nothing and fails alone), once the turn's other work is done (default
+   * true). False: each append commits before appendToStream returns.
+   */
+  groupCommit?: boolean;
 }
+
+interface PendingAppend {
+  streamId: string;
+  events: readonly NewEvent[];
+  expected: ExpectedRevision;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
+
+type AppendOutcome = { ok: true; result: AppendResult } | { ok: false; error: unknown };
 
 /*
  * `position` is the rowid: SQLite has one writer at a time and assigns it inside the write
@@ -95,6 +112,10 @@ export class SqliteEventStore implements EventStore {
   private readonly lastLink: AnyStatement;
   private readonly nextPosition: AnyStatement;
   private readonly appendTx: ReturnType<SqliteDatabase['transaction']>;
+  private readonly groupTx: ReturnType<SqliteDatabase['transaction']>;
+  private readonly groupCommit: boolean;
+  /** Appends waiting for this turn's group commit, in call order. */
+  private pending: PendingAppend[] = [];
   private readonly subscriptions = new Set<SqliteSubscription>();
   /** Subscriptions that found nothing new, with the resolver that wakes each one. */
   private readonly waiting = new Map<SqliteSubscription, () => void>();
@@ -152,6 +173,21 @@ export class SqliteEventStore implements EventStore {
       (streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult =>
         this.appendInTransaction(streamId, events, expected),
     );
+    // appendTx inside it runs as a SAVEPOINT: a failed append is rolled back alone.
+    this.groupTx = this.db.transaction((group: readonly PendingAppend[]): AppendOutcome[] =>
+      group.map((p): AppendOutcome => {
+        // An error that made SQLite roll back the whole transaction: nothing more runs, and its commit fails them all.
+        if (!this.db.inTransaction) return { ok: false, error: new Error('the group commit was rolled back') };
+        const mark = this.inserted.length;
+        try {
+          return { ok: true, result: this.appendTx(p.streamId, p.events, p.expected) as AppendResult };
+        } catch (error) {
+          this.inserted.length = mark;
+          return { ok: false, error };
+        }
+      }),
+    );
+    this.groupCommit = options.groupCommit ?? true;
   }
 
   /**
@@ -164,6 +200,16 @@ export class SqliteEventStore implements EventStore {
 
   async appendToStream(streamId: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
     this.assertOpen();
+    // Inside a transaction of the caller's (on `database`): at once, as a savepoint of it.
+    if (!this.groupCommit || this.db.inTransaction) return this.appendNow(streamId, events, expected);
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ streamId, events, expected, resolve, reject });
+      // After the turn's other callbacks, so that the appends they make share the commit.
+      if (this.pending.length === 1) setImmediate(() => this.commitPending());
+    });
+  }
+
+  private appendNow(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult {
     // IMMEDIATE takes the write lock before reading the stream's revision, so another
     // process cannot slip an append in between the check and the insert.
     this.inserted = [];
@@ -174,14 +220,62 @@ export class SqliteEventStore implements EventStore {
       this.inserted = [];
       throw err;
     }
+    this.committed(events.length > 0 ? result.position : -1);
+    return result;
+  }
+
+  /** Commits the appends waiting, one write transaction (IMMEDIATE, as a single append) with a savepoint each. */
+  private commitPending(): void {
+    const group = this.pending;
+    this.pending = [];
+    if (group.length === 0) return;
+    if (this.closed) {
+      for (const p of group) p.reject(new Error('SqliteEventStore is closed'));
+      return;
+    }
+    if (group.length === 1) {
+      const [p] = group;
+      let result: AppendResult;
+      try {
+        result = this.appendNow(p.streamId, p.events, p.expected);
+      } catch (err) {
+        p.reject(err);
+        return;
+      }
+      p.resolve(result);
+      return;
+    }
+    this.inserted = [];
+    let outcomes: AppendOutcome[];
+    try {
+      outcomes = this.groupTx.immediate(group) as AppendOutcome[];
+    } catch (err) {
+      // Not committed (the lock, the commit itself): none of them is stored.
+      this.inserted = [];
+      for (const p of group) p.reject(err);
+      return;
+    }
+    let head = -1;
+    for (let i = 0; i < group.length; i++) {
+      const o = outcomes[i];
+      if (o.ok && group[i].events.length > 0 && o.result.position > head) head = o.result.position;
+    }
+    this.committed(head);
+    for (let i = 0; i < group.length; i++) {
+      const o = outcomes[i];
+      if (o.ok) group[i].resolve(o.result);
+      else group[i].reject(o.error);
+    }
+  }
+
+  /** After a commit: its rows become recent rows, and the subscriptions behind `head` (its last position, -1 if it stored nothing) wake. */
+  private committed(head: number): void {
     // Committed (not a savepoint of someone's enclosing transaction, which could still roll back): the rows are the file's.
     if (this.inserted.length > 0 && !this.db.inTransaction) this.keepRecent(this.inserted);
     this.inserted = [];
-    if (events.length > 0) {
-      if (result.position > this.knownHead) this.knownHead = result.position;
-      this.wake(result.position);
-    }
-    return result;
+    if (head < 0) return;
+    if (head > this.knownHead) this.knownHead = head;
+    this.wake(head);
   }
 
   async readStream(streamId: string): Promise<RecordedEvent[]> {
@@ -220,6 +314,8 @@ export class SqliteEventStore implements EventStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Appends already asked for are committed (or fail) before the file closes.
+    this.commitPending();
     for (const subscription of [...this.subscriptions]) subscription.end();
     this.closed = true;
     this.stopPolling();
