@@ -261,6 +261,26 @@ describe('SqliteEventStore on a file', () => {
     expect(live).toEqual(await store.readAll());
   });
 
+  it('the first append of a turn commits at once; the next ones of that turn wait for its end and commit together', async () => {
+    const store = open();
+    // A turn of its own (the store's own set-up is behind us).
+    await new Promise((r) => setImmediate(r));
+    const first = store.appendToStream('job-1', [event('A')], 'no_stream');
+    // Committed before appendToStream returned: in the file, seen by another connection.
+    const other = open();
+    expect((await other.readAll()).map((e) => e.type)).toEqual(['A']);
+    const second = store.appendToStream('job-2', [event('B')], 'no_stream');
+    const third = store.appendToStream('job-3', [event('C')], 'no_stream');
+    expect((await other.readAll()).map((e) => e.type)).toEqual(['A']);
+    await Promise.all([first, second, third]);
+    expect((await other.readAll()).map((e) => e.type)).toEqual(['A', 'B', 'C']);
+    // The next turn's first append is at once again.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    void store.appendToStream('job-4', [event('D')], 'no_stream');
+    expect((await other.readAll()).map((e) => e.type)).toEqual(['A', 'B', 'C', 'D']);
+  });
+
   it('one commit for the appends of one turn: the WAL grows by far fewer pages than with a commit each', async () => {
     const walFrames = async (groupCommit: boolean): Promise<number> => {
       const store = new SqliteEventStore({ path: join(dir.path, `wal-${groupCommit}.db`), groupCommit });

@@ -29,10 +29,11 @@ export interface SqliteEventStoreOptions extends SqliteConnectionOptions {
   recentRows?: number;
   recentBytes?: number;
   /**
-   * Appends made in one turn of the event loop are committed together, in one write
-   * transaction, each in a savepoint of its own (its expected revision checked on its own; one
-   * that fails writes nothing and fails alone), once the turn's other work is done (default
-   * true). False: each append commits before appendToStream returns.
+   * The first append of a turn of the event loop commits at once; the appends made after it in
+   * the same turn are committed together, in one write transaction, each in a savepoint of its
+   * own (its expected revision checked on its own; one that fails writes nothing and fails
+   * alone), once the turn's other work is done (default true). False: each append commits
+   * before appendToStream returns.
    */
   groupCommit?: boolean;
 }
@@ -116,6 +117,8 @@ export class SqliteEventStore implements EventStore {
   private readonly groupCommit: boolean;
   /** Appends waiting for this turn's group commit, in call order. */
   private pending: PendingAppend[] = [];
+  /** An append has committed at once in this turn of the event loop: the next ones join a group commit. */
+  private committedThisTurn = false;
   private readonly subscriptions = new Set<SqliteSubscription>();
   /** Subscriptions that found nothing new, with the resolver that wakes each one. */
   private readonly waiting = new Map<SqliteSubscription, () => void>();
@@ -202,6 +205,13 @@ export class SqliteEventStore implements EventStore {
     this.assertOpen();
     // Inside a transaction of the caller's (on `database`): at once, as a savepoint of it.
     if (!this.groupCommit || this.db.inTransaction) return this.appendNow(streamId, events, expected);
+    // The first append of a turn commits at once: a lone append (a job at a time) waits for
+    // nothing. Those that follow it in the same turn (a burst) share a commit at its end.
+    if (this.pending.length === 0 && !this.committedThisTurn) {
+      this.committedThisTurn = true;
+      setImmediate(() => (this.committedThisTurn = false));
+      return this.appendNow(streamId, events, expected);
+    }
     return new Promise<AppendResult>((resolve, reject) => {
       this.pending.push({ streamId, events, expected, resolve, reject });
       // After the turn's other callbacks, so that the appends they make share the commit.
