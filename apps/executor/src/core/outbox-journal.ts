@@ -173,3 +173,231 @@ export class GroupSync {
     while (this.next ?? this.running) await (this.next ?? this.running)!.catch(() => undefined);
   }
 }
+
+/**
+ * The file calls a JournalOutbox needs, as each runtime makes them; `F` is an open file. Names
+ * are entries of the outbox's folder. Everything but `dataSync` is synchronous: a put's bytes are
+ * written before it returns, and only the sync (the part that waits for the disk) is awaited.
+ */
+export interface JournalFiles<F> {
+  /** The file's bytes, or null when there is none. */
+  read(name: string): Uint8Array | null;
+  /** Opens for appending, creating it (mode 0600); `truncate`: emptied first. */
+  openAppend(name: string, truncate: boolean): F;
+  /** Writes all of `bytes` at the end. */
+  write(file: F, bytes: Uint8Array): void;
+  truncate(file: F, length: number): void;
+  dataSyncNow(file: F): void;
+  dataSync(file: F): Promise<void>;
+  close(file: F): void;
+  /** The names of the folder's files. */
+  list(): string[];
+  /** Removes a file, if it is still there. */
+  remove(name: string): void;
+  rename(from: string, to: string): void;
+  /** Syncs the folder itself (its entries: a created or renamed file). */
+  syncFolder(): void;
+  closeFolder(): void;
+}
+
+export interface JournalOutboxOptions {
+  /** With no report left, the journal is cut to nothing once it has grown to this (default 64 KiB). */
+  truncateBytes?: number;
+  /** With reports left, it is rewritten with only them once it has grown to this and they take less than a quarter (default 1 MiB). */
+  compactBytes?: number;
+}
+
+/**
+ * The report outbox as one append-only journal in its folder, the same under Node and Deno (each
+ * gives its file calls): a put is one append, written before put() returns, and resolves after a
+ * data sync that started after it; the puts of a tick, and those arriving while a sync runs,
+ * share one sync. A removal is an unsynced tombstone. Reading on start ignores a torn or corrupt
+ * tail (cut before the next append), so a crash leaves the whole report or none. One executor
+ * process per folder (its executor id). A folder of the previous format (one `<key>.json` per
+ * report) is moved into the journal on start.
+ */
+export class JournalOutbox<F> {
+  private readonly truncateBytes: number;
+  private readonly compactBytes: number;
+  private file: F | null = null;
+  /** The journal's valid length (where the next record goes). */
+  private size = 0;
+  /** What the journal holds: text and frame size of each live report. */
+  private readonly live = new Map<string, { text: string; bytes: number }>();
+  private liveBytes = 0;
+  /** A sync failed: the journal's bytes cannot be trusted, the next put rewrites it from `live`. */
+  private broken = false;
+  /** Journals replaced by a compaction, closed once no sync runs on them. */
+  private retired: F[] = [];
+  private syncing: F | null = null;
+  private readonly group = new GroupSync(() => this.syncJournal());
+
+  constructor(
+    private readonly fs: JournalFiles<F>,
+    options: JournalOutboxOptions = {},
+  ) {
+    this.truncateBytes = options.truncateBytes ?? 64 * 1024;
+    this.compactBytes = options.compactBytes ?? 1024 * 1024;
+  }
+
+  async put(key: string, text: string): Promise<void> {
+    const record = putRecord(key, text);
+    this.journal();
+    if (this.broken) this.compact();
+    this.append(this.file!, record);
+    this.track(key, text, record.length);
+    try {
+      await this.group.synced();
+    } catch (err) {
+      this.broken = true;
+      throw err;
+    }
+  }
+
+  async remove(key: string): Promise<void> {
+    // Not synced: a removal lost in a crash only makes the next start send a duplicate, which is dropped.
+    const record = removeRecord(key);
+    const file = this.journal();
+    const old = this.live.get(key);
+    if (!old) return;
+    this.append(file, record);
+    this.live.delete(key);
+    this.liveBytes -= old.bytes;
+    if (this.live.size === 0 && this.size >= this.truncateBytes) {
+      // Nothing in it is needed any more: cut, not rewritten (no sync; a crash keeps the old bytes, all removed).
+      this.fs.truncate(file, 0);
+      this.size = 0;
+    } else if (shouldCompact(this.size, this.liveBytes, this.compactBytes)) {
+      this.compact();
+    }
+  }
+
+  async list(): Promise<{ key: string; text: string }[]> {
+    this.journal();
+    return [...this.live].map(([key, { text }]) => ({ key, text }));
+  }
+
+  /** Waits for the syncs under way and closes the files (a later call opens them again). */
+  async close(): Promise<void> {
+    await this.group.idle();
+    for (const f of this.retired) this.fs.close(f);
+    if (this.file !== null) this.fs.close(this.file);
+    this.fs.closeFolder();
+    this.retired = [];
+    this.file = null;
+    this.live.clear();
+    this.liveBytes = this.size = 0;
+  }
+
+  /** The journal, opened on first use: read, its tail cut, a previous format's files moved in. */
+  private journal(): F {
+    if (this.file !== null) return this.file;
+    const bytes = this.fs.read(JOURNAL_FILE) ?? new Uint8Array(0);
+    const { live, validLength } = readJournal(bytes);
+    const file = this.fs.openAppend(JOURNAL_FILE, false);
+    try {
+      if (validLength < bytes.length) this.fs.truncate(file, validLength);
+      this.size = validLength;
+      for (const [key, text] of live) this.track(key, text, putRecord(key, text).length);
+      // The previous format: one <key>.json per report, <key>.json.<pid>.tmp while written (and a
+      // compaction's JOURNAL_TMP a crash left: the journal it was to replace is still whole).
+      const legacy: string[] = [];
+      for (const name of this.fs.list()) {
+        if (name.endsWith('.tmp')) {
+          legacy.push(name);
+          continue;
+        }
+        const key = legacyKey(name);
+        if (key === null) continue;
+        const old = this.fs.read(name);
+        if (old === null) continue; // gone meanwhile
+        if (!this.live.has(key)) {
+          const text = new TextDecoder().decode(old);
+          const record = putRecord(key, text);
+          this.fs.write(file, record);
+          this.size += record.length;
+          this.track(key, text, record.length);
+        }
+        legacy.push(name);
+      }
+      // The journal's own name, and what it took over, durable before the old files go.
+      this.fs.dataSyncNow(file);
+      this.fs.syncFolder();
+      for (const name of legacy) this.fs.remove(name);
+    } catch (err) {
+      this.fs.close(file);
+      this.fs.closeFolder();
+      this.live.clear();
+      this.liveBytes = this.size = 0;
+      throw err;
+    }
+    this.file = file;
+    return file;
+  }
+
+  private track(key: string, text: string, bytes: number): void {
+    const old = this.live.get(key);
+    if (old) this.liveBytes -= old.bytes;
+    this.live.set(key, { text, bytes });
+    this.liveBytes += bytes;
+  }
+
+  /** One record at the end; a write that fails half-way is cut off again, or the journal is rewritten by the next put. */
+  private append(file: F, record: Uint8Array): void {
+    try {
+      this.fs.write(file, record);
+    } catch (err) {
+      try {
+        this.fs.truncate(file, this.size);
+      } catch {
+        this.broken = true;
+      }
+      throw err;
+    }
+    this.size += record.length;
+  }
+
+  /**
+   * Rewrites the journal with only the live reports: written to JOURNAL_TMP, synced, renamed over
+   * it, the folder synced, all before it returns (rare: once the live reports are a quarter of a
+   * journal of compactBytes; a put's sync on the old file may still run, it is closed after).
+   */
+  private compact(): void {
+    // Appending, as the journal it replaces (a later cut to nothing must move the writes back to 0).
+    const file = this.fs.openAppend(JOURNAL_TMP, true);
+    try {
+      const bytes = journalOf(new Map([...this.live].map(([key, { text }]) => [key, text])));
+      this.fs.write(file, bytes);
+      this.fs.dataSyncNow(file);
+      this.fs.rename(JOURNAL_TMP, JOURNAL_FILE);
+      this.fs.syncFolder();
+      this.size = bytes.length;
+    } catch (err) {
+      this.fs.close(file);
+      throw err;
+    }
+    if (this.file !== null) this.retired.push(this.file);
+    this.file = file;
+    this.broken = false;
+    this.closeRetired();
+  }
+
+  private async syncJournal(): Promise<void> {
+    const file = this.file!;
+    this.syncing = file;
+    try {
+      await this.fs.dataSync(file);
+    } finally {
+      this.syncing = null;
+      this.closeRetired();
+    }
+  }
+
+  private closeRetired(): void {
+    this.retired = this.retired.filter((f) => {
+      if (f === this.syncing) return true;
+      this.fs.close(f);
+      return false;
+    });
+  }
+}
