@@ -27,8 +27,7 @@ import { connectNats } from '../libs/messaging/src/connection';
 import { hopMarks } from '../libs/messaging/src/hop-marks';
 import { JetStreamPublisher } from '../libs/messaging/src/publisher';
 import { tempDir } from '../libs/testing/src/temp-dir';
-import { startDevStack, type DevStack } from '../apps/cli/src/dev-stack';
-import { startNodeExecutor, type NodeExecutorHandle } from '../apps/executor/src/node/main';
+import { startDevStack } from '../apps/cli/src/dev-stack';
 import { DEFAULT_TIMINGS, startTopology, topologyUnavailable, type Topology } from '../test/e2e/topology/topology';
 import { runBullmqReference, type BullmqReferenceResult } from './bullmq.reference';
 import {
@@ -337,8 +336,9 @@ async function measureJobline(o: JobsBenchOptions, topology: JobsTopology, sandb
 }
 
 /**
- * The dev stack without its own executor, plus the same local executor it would start
- * (startNodeExecutor, id 'local', work root in the data dir) with the sandbox mode chosen here.
+ * `jobline dev` as it runs: startDevStack with the capacity and sandbox mode as
+ * JOBLINE_EXECUTOR_CAPACITY and JOBLINE_SANDBOX (the local executor on its thread, id 'local',
+ * work root in the data dir), no api.
  */
 async function startDevSystem(o: JobsBenchOptions, label: string, sandboxMode: 'none' | 'auto', root: string, fill: StoreFill | null): Promise<SystemUnderTest> {
   const logger = quietLogger(label);
@@ -347,31 +347,9 @@ async function startDevSystem(o: JobsBenchOptions, label: string, sandboxMode: '
   chmodSync(root, 0o711);
   const dataDir = join(root, 'data');
   if (fill) copyStore(fill, dataDir);
-  let stack: DevStack | null = null;
-  let executor: NodeExecutorHandle | null = null;
-  try {
-    stack = await startDevStack({ dataDir, apiPort: false, executorCapacity: 0, logger });
-    executor = await startNodeExecutor({
-      nc: stack.nc,
-      executorId: 'local',
-      capacity: o.capacity,
-      workRoot: join(dataDir, 'work'),
-      ensureStreams: false,
-      sandbox: sandboxMode,
-      logger: {
-        info: () => undefined,
-        warn: (_fields, message) => logger.warn(`executor: ${message}`),
-        error: (_fields, message) => logger.error(`executor: ${message}`),
-      },
-    });
-  } catch (err) {
-    await executor?.stop();
-    await stack?.stop();
-    throw err;
-  }
-  progress(label, `executor sandbox: ${executor.sandbox.kind}`);
+  const stack = await startDevStack({ dataDir, apiPort: false, executorCapacity: o.capacity, env: { JOBLINE_SANDBOX: sandboxMode }, logger });
+  progress(label, `executor sandbox: ${stack.executors?.sandbox?.kind}`);
   const s = stack;
-  const ex = executor;
   const natsPid = Number(readFileSync(join(dataDir, 'nats-server.pid'), 'utf8').trim());
   return {
     connect: () => connectNats({ servers: s.natsUrl, name: 'jobline-bench' }),
@@ -383,10 +361,7 @@ async function startDevSystem(o: JobsBenchOptions, label: string, sandboxMode: '
     },
     cpuMs: () => ({ bench: ownCpuMs(), 'nats-server': procCpuMs(natsPid), launcher: childrenCpuMs(process.pid, [natsPid]) }),
     problems: () => ({ warnings: logger.warnings, errors: logger.errors }),
-    stop: async () => {
-      await ex.stop();
-      await s.stop();
-    },
+    stop: () => s.stop(),
   };
 }
 

@@ -9,12 +9,11 @@ import type { CheckpointStore, EventStore, SnapshotStore } from '../../../libs/e
 import { connectNats } from '../../../libs/messaging/src/connection';
 import { NATS_INSTALL_HINT, findNatsServer, startNatsServer, type RunningNatsServer } from '../../../libs/messaging/src/nats-server';
 import { ensureStreams } from '../../../libs/messaging/src/streams';
-import { createLogger, loggerTo, streamOptions, type ServiceLogger } from '../../../libs/service/src';
+import { busClosedForGood, createLogger, loggerTo, streamOptions, type ServiceLogger } from '../../../libs/service/src';
 import type { ApiToken } from '../../api/src/api-tokens';
 import { JobsProjection } from '../../api/src/projections/jobs.projection';
 import { startApi } from '../../api/src/start-api';
-import type { NodeExecutorHandle } from '../../executor/src/node/main';
-import { startExecutor, type ExecutorServiceHandle } from '../../executor/src/node/start-executor';
+import { startExecutorThread, type ExecutorThreadHandle } from '../../executor/src/node/executor-thread';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator';
 import { startOrchestrator } from '../../orchestrator/src/start-orchestrator';
 import { startPackager } from '../../packager/src/start-packager';
@@ -68,9 +67,8 @@ export interface DevStack {
   /** The jobs read model (the api's; without an api, one dev keeps for tools and benchmarks). */
   projection: JobsProjection;
   orchestrator: Orchestrator;
-  /** The local executor, if one runs. */
-  executor: NodeExecutorHandle | null;
-  executors: ExecutorServiceHandle | null;
+  /** The executors (local, and SSH hosts of JOBLINE_SSH_INVENTORY) on their thread, if any run. */
+  executors: ExecutorThreadHandle | null;
   /** Stops everything, in the order that loses nothing: intake first, the bus last. */
   stop(): Promise<void>;
 }
@@ -115,13 +113,16 @@ export interface DevExtras {
   api?: boolean;
   extraTokens?: readonly ApiToken[];
   logger?: DevLogger;
+  /** The executor thread ended without being asked to (`jobline dev` stops, exit 1). */
+  onExecutorLost?: (why: string) => void;
 }
 
 /**
  * The whole system in one process on the embedded defaults, from the same start functions and
  * configuration as the separate services: a nats-server child (unless JOBLINE_NATS_URL), the
  * orchestrator, a packager (unless JOBLINE_PACKAGER=false), a local executor (unless capacity
- * 0) and the SSH hosts of JOBLINE_SSH_INVENTORY, and the api with a dev token. In one process
+ * 0) and the SSH hosts of JOBLINE_SSH_INVENTORY on a worker thread of their own, and the api
+ * with a dev token. In one process
  * the api and the orchestrator share one event store instance, so the read model follows
  * appends at once instead of by polling.
  */
@@ -189,15 +190,24 @@ export async function startDev(config: JoblineConfig, extras: DevExtras = {}): P
       cleanups.push(() => packager.stop());
       registries.push(packager.registry);
     }
-    let executors: ExecutorServiceHandle | null = null;
+    let executors: ExecutorThreadHandle | null = null;
     if (cfg.executor.capacity > 0 || cfg.executor.sshInventory) {
-      executors = await startExecutor(cfg, { logger: loggerFor('executor'), local: true, streamsReady: true });
+      // On a thread of its own (startExecutor there, the same configuration): its work does not
+      // wait for the orchestrator's and the api's turns on this event loop.
+      executors = await startExecutorThread(cfg, {
+        ...(extras.logger ? { logger: extras.logger } : {}),
+        onBusClosedForGood: busClosedForGood,
+        onUnexpectedExit: (why) => {
+          log.error({}, `dev: ${why}; its attempts are lost at their lease, no more run here`);
+          extras.onExecutorLost?.(why);
+        },
+      });
       const ex = executors;
       cleanups.push(() => ex.stop());
       registries.push(ex.registry);
-      const sb = ex.local?.sandbox;
-      if (sb) log.info({ sandbox: sb.kind }, `dev: local executor with ${cfg.executor.capacity} slots, sandbox ${sb.kind}${sb.note ? ` (${sb.note})` : ''}`);
-      if (ex.ssh) log.info({ hosts: [...ex.ssh.executors.keys()] }, `dev: SSH executors for ${[...ex.ssh.executors.keys()].join(', ')}`);
+      const sb = ex.sandbox;
+      if (sb) log.info({ sandbox: sb.kind }, `dev: local executor with ${cfg.executor.capacity} slots, sandbox ${sb.kind}${sb.note ? ` (${sb.note})` : ''}, on thread ${ex.threadId}`);
+      if (ex.sshHosts.length) log.info({ hosts: ex.sshHosts }, `dev: SSH executors for ${ex.sshHosts.join(', ')}`);
     }
 
     const token = devToken(dataDir);
@@ -233,7 +243,6 @@ export async function startDev(config: JoblineConfig, extras: DevExtras = {}): P
       eventStore,
       projection,
       orchestrator: orchestrator.orchestrator,
-      executor: executors?.local ?? null,
       executors,
       stop: stopAll,
     };

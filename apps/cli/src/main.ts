@@ -139,11 +139,17 @@ export function buildProgram(): Command {
       const env = { ...process.env, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
       const config = configOrExit(env, 'dev');
       const logger = createLogger({ service: 'dev', ...config.log });
+      let running: DevStack | null = null;
       await runService({
         name: 'dev',
         logger,
-        start: async () => (await import('./dev-stack')).startDev(config),
+        start: async () =>
+          (await import('./dev-stack')).startDev(config, {
+            // Never a dev process that looks alive with no executor: stop, exit 1.
+            onExecutorLost: () => void (running?.stop() ?? Promise.resolve()).finally(() => process.exit(1)),
+          }),
         started: async (stack) => {
+          running = stack;
           process.stdout.write(devBanner(stack));
           let code = 0;
           if (o.firstJob) {

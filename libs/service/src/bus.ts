@@ -28,6 +28,11 @@ export function onBusClosedForGood(handler: ((why: string) => void) | null): voi
   onLostForGood = handler;
 }
 
+/** Reports a connection closed for good that this thread cannot see (a worker thread's: the dev executor's). */
+export function busClosedForGood(why: string): void {
+  onLostForGood?.(why);
+}
+
 /**
  * Connects a service to NATS with the reconnect-forever defaults (a service never lives on
  * with a dead connection: it keeps trying, and says so in its log and its readiness).
