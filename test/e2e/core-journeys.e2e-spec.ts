@@ -105,6 +105,12 @@ describe('core journeys over REST (jobline dev stack in-process)', () => {
     expect(await stack.eventStore.headPosition()).toBe(head);
   });
 
+  it("the api's /metrics has the executor thread's slots, asked of it at the scrape", async () => {
+    const metrics = await (await fetch(`${stack.apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^jobline_executor_slots 4$/m);
+    expect(metrics).toMatch(/^jobline_executor_slots_busy \d+$/m);
+  });
+
   it('the live read model equals one rebuilt from position 0', async () => {
     const { JobsProjection } = await import('../../apps/api/src/projections/jobs.projection');
     const head = await stack.eventStore.headPosition();
