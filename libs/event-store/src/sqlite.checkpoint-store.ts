@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { CheckpointStore } from './event-store.port';
-import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
+import { openSqliteWriter, type OwnedSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
 
 /**
  * Either a file of its own (`{ path }`, closed by `close()`), or a handle shared with
@@ -12,13 +12,14 @@ export type SqliteCheckpointStoreOptions = SqliteConnectionOptions | { db: Sqlit
 
 export class SqliteCheckpointStore implements CheckpointStore {
   private readonly db: SqliteDatabase;
-  private readonly ownsDb: boolean;
+  /** Its own file (`{ path }`), or null on a handle shared with other tables. */
+  private readonly owned: OwnedSqlite | null;
   private readonly selectOne: Statement<unknown[], unknown>;
   private readonly upsert: Statement<unknown[], unknown>;
 
   constructor(options: SqliteCheckpointStoreOptions) {
-    this.ownsDb = !('db' in options);
-    this.db = 'db' in options ? options.db : openSqlite(options);
+    this.owned = 'db' in options ? null : openSqliteWriter(options);
+    this.db = 'db' in options ? options.db : this.owned!.db;
     this.db.exec(
       'CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID',
     );
@@ -39,6 +40,6 @@ export class SqliteCheckpointStore implements CheckpointStore {
 
   /** Closes the file if this store opened it; a shared `{ db }` is left to its owner. */
   async close(): Promise<void> {
-    if (this.ownsDb && this.db.open) this.db.close();
+    await this.owned?.close();
   }
 }

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { checkpointInBackground, type BackgroundCheckpoints } from './sqlite.checkpointer';
 
 export type SqliteDatabase = Database.Database;
 
@@ -12,6 +13,11 @@ export interface SqliteConnectionOptions {
    * failing with SQLITE_BUSY. Default 5000.
    */
   busyTimeoutMs?: number;
+  /**
+   * Whether the WAL checkpoints of a file this process writes run on the process's
+   * checkpoint thread (sqlite.checkpointer.ts) instead of inside the commits. Default true.
+   */
+  backgroundCheckpoints?: boolean;
 }
 
 /**
@@ -28,4 +34,29 @@ export function openSqlite(options: SqliteConnectionOptions): SqliteDatabase {
   db.pragma('synchronous = NORMAL');
   db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
   return db;
+}
+
+/** A connection its opener closes, with its WAL checkpoints handed to the process's checkpoint thread. */
+export interface OwnedSqlite {
+  readonly db: SqliteDatabase;
+  readonly checkpoints: BackgroundCheckpoints;
+  /** Gives the file back to the checkpoint thread, then closes the connection. */
+  close(): Promise<void>;
+}
+
+/** openSqlite for a connection that writes the file: its checkpoints run off the calling thread (unless `backgroundCheckpoints: false`). */
+export function openSqliteWriter(options: SqliteConnectionOptions): OwnedSqlite {
+  const db = openSqlite(options);
+  const checkpoints: BackgroundCheckpoints =
+    options.backgroundCheckpoints === false ? { background: false, release: async () => 0 } : checkpointInBackground(db, options.path);
+  let closing: Promise<void> | undefined;
+  return {
+    db,
+    checkpoints,
+    close: () =>
+      (closing ??= (async () => {
+        await checkpoints.release();
+        if (db.open) db.close();
+      })()),
+  };
 }

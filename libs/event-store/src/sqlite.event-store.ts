@@ -9,7 +9,7 @@ import {
   type RecordedEvent,
   type Subscription,
 } from './event-store.port';
-import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
+import { openSqliteWriter, type OwnedSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
 import { chainLink, contentHash, streamLink } from './event-chain';
 import { bisectRecordedAt } from './recorded-time';
 
@@ -100,6 +100,7 @@ export class SqliteEventStore implements EventStore {
   /** Both links are written in the append, under the lock that orders it. */
   readonly globalChain = 'stored' as const;
   private readonly db: SqliteDatabase;
+  private readonly file: OwnedSqlite;
   private readonly pollIntervalMs: number;
   private readonly readBatchSize: number;
   private readonly lastOfStream: AnyStatement;
@@ -148,7 +149,8 @@ export class SqliteEventStore implements EventStore {
     this.readBatchSize = Math.max(1, options.readBatchSize ?? 1000);
     this.recentRows = Math.max(0, Math.trunc(options.recentRows ?? 1024));
     this.recentBytes = Math.max(0, options.recentBytes ?? 4 * 1024 * 1024);
-    this.db = openSqlite(options);
+    this.file = openSqliteWriter(options);
+    this.db = this.file.db;
     this.db.exec(SCHEMA);
     addChainColumns(this.db);
     this.lastOfStream = this.db
@@ -329,7 +331,7 @@ export class SqliteEventStore implements EventStore {
     for (const subscription of [...this.subscriptions]) subscription.end();
     this.closed = true;
     this.stopPolling();
-    this.db.close();
+    await this.file.close();
   }
 
   private appendInTransaction(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): AppendResult {

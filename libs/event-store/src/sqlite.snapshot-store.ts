@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Snapshot, SnapshotStore } from './event-store.port';
-import { openSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
+import { openSqliteWriter, type OwnedSqlite, type SqliteConnectionOptions, type SqliteDatabase } from './sqlite.connection';
 
 /**
  * Either a file of its own (`{ path }`, closed by `close()`), or a handle shared with other
@@ -11,14 +11,15 @@ export type SqliteSnapshotStoreOptions = SqliteConnectionOptions | { db: SqliteD
 /** Snapshots in SQLite (`snapshots`: key, position, state as JSON text); a save keeps the later position. */
 export class SqliteSnapshotStore implements SnapshotStore {
   private readonly db: SqliteDatabase;
-  private readonly ownsDb: boolean;
+  /** Its own file (`{ path }`), or null on a handle shared with other tables. */
+  private readonly owned: OwnedSqlite | null;
   private readonly selectOne: Statement<unknown[], unknown>;
   private readonly upsert: Statement<unknown[], unknown>;
   private readonly remove: Statement<unknown[], unknown>;
 
   constructor(options: SqliteSnapshotStoreOptions) {
-    this.ownsDb = !('db' in options);
-    this.db = 'db' in options ? options.db : openSqlite(options);
+    this.owned = 'db' in options ? null : openSqliteWriter(options);
+    this.db = 'db' in options ? options.db : this.owned!.db;
     this.db.exec(
       `CREATE TABLE IF NOT EXISTS snapshots (
          key TEXT PRIMARY KEY, position INTEGER NOT NULL, state TEXT NOT NULL, saved_at TEXT NOT NULL
@@ -54,6 +55,6 @@ export class SqliteSnapshotStore implements SnapshotStore {
 
   /** Closes the file if this store opened it; a shared `{ db }` is left to its owner. */
   async close(): Promise<void> {
-    if (this.ownsDb && this.db.open) this.db.close();
+    await this.owned?.close();
   }
 }
