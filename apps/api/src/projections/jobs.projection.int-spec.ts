@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { ValidationError, type JobStatus, type Priority } from '../../../../libs/contracts/src';
 import { SqliteEventStore } from '../../../../libs/event-store/src';
+import { SAFETY_CHECKPOINT_PAGES } from '../../../../libs/event-store/src/sqlite.checkpointer';
 import { tempDir, type TempDir } from '../../../../libs/testing/src';
 import { recordCommand, recordJob } from '../testing/job-history';
 import { JOB_ORDERS, JobsProjection, type JobOrder, type ListJobsQuery } from './jobs.projection';
@@ -67,6 +68,19 @@ describe('JobsProjection (real SQLite event store)', () => {
 
       await expect(p.waitFor('00000000-0000-4000-8000-00000000dead', 50)).resolves.toBeNull();
       await expect(p.waitForPosition(head + 1000, 50)).resolves.toBe(false);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('leaves its WAL checkpoints on the checkpoint thread after its catch-up (the catch-up raises the bound for itself only)', async () => {
+    await recordJob(store, { jobId: '00000000-0000-4000-8000-0000000000c1', owner: 'alice', spec: { command: ['true'] } });
+    const p = new JobsProjection({ path: join(dir.path, 'read.sqlite') });
+    p.start(store);
+    try {
+      await expect(p.waitForPosition(await store.headPosition(), 10_000)).resolves.toBe(true);
+      expect(p['db'].pragma('wal_autocheckpoint', { simple: true })).toBe(SAFETY_CHECKPOINT_PAGES);
+      expect(p['checkpoints'].background).toBe(true);
     } finally {
       await p.close();
     }

@@ -304,6 +304,8 @@ export class JobsProjection {
     let read = 0;
     // Checkpointing the WAL costs an fsync; during a bulk catch-up doing it every 64 MiB
     // instead of every 4 MiB triples the rebuild rate, at no cost in durability.
+    // Given back as it was after: the checkpoint thread's bound (sqlite.checkpointer.ts), or SQLite's 1,000 without it.
+    const autocheckpoint = this.db.pragma('wal_autocheckpoint', { simple: true }) as number;
     this.db.pragma('wal_autocheckpoint = 16384');
     try {
       for (;;) {
@@ -316,7 +318,8 @@ export class JobsProjection {
         if (upTo.length < this.readBatchSize) return read;
       }
     } finally {
-      if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+      // Unless it was changed meanwhile (the checkpoint thread ended: SQLite's inline checkpoint again).
+      if (this.db.open && this.db.pragma('wal_autocheckpoint', { simple: true }) === 16384) this.db.pragma(`wal_autocheckpoint = ${autocheckpoint}`);
     }
   }
 
