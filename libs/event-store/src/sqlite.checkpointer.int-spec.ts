@@ -42,6 +42,18 @@ describe('WAL checkpoints on the checkpoint thread', () => {
     expect(existsSync(`${path}-wal`)).toBe(false);
   });
 
+  it('checkpoints a file opened again while its previous writer is still being handed back', async () => {
+    const first = new SqliteEventStore({ path });
+    const closing = first.close();
+    const again = new SqliteEventStore({ path });
+    await closing;
+    const before = statSync(path).size;
+    await appendSome(again);
+    expect(await until(() => statSync(path).size > before + 20 * 4096, 5000)).toBe(true);
+    await again.close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+  });
+
   it('without it (backgroundCheckpoints: false) the commits stay in the WAL', async () => {
     const store = new SqliteEventStore({ path, backgroundCheckpoints: false });
     expect(store.database.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);

@@ -31,7 +31,6 @@ function tick() {
       const [row] = f.db.pragma('wal_checkpoint(PASSIVE)');
       // Busy (another process's checkpoint): look again next tick.
       f.version = row && row.busy === 0 ? version : -1;
-      f.runs++;
     } catch {
       f.version = -1;
     }
@@ -43,16 +42,16 @@ parentPort.on('message', (m) => {
     try {
       const db = new Database(m.path, { fileMustExist: true });
       db.pragma('busy_timeout = 0');
-      files.set(m.path, { db, version: -1, runs: 0 });
+      files.set(m.key, { db, version: -1 });
       parentPort.postMessage({ id: m.id, ok: true });
-    } catch (err) {
-      parentPort.postMessage({ id: m.id, ok: false, message: String((err && err.message) || err) });
+    } catch {
+      parentPort.postMessage({ id: m.id, ok: false });
     }
   } else if (m.op === 'remove') {
-    const f = files.get(m.path);
-    files.delete(m.path);
+    const f = files.get(m.key);
+    files.delete(m.key);
     try { if (f) f.db.close(); } catch {}
-    parentPort.postMessage({ id: m.id, ok: true, runs: f ? f.runs : 0 });
+    parentPort.postMessage({ id: m.id, ok: true });
   } else if (m.op === 'stop') {
     clearInterval(timer);
     for (const f of files.values()) { try { f.db.close(); } catch {} }
@@ -78,22 +77,19 @@ const REPLY_TIMEOUT_MS = 5_000;
 export interface BackgroundCheckpoints {
   /** Whether the thread checkpoints this file (false: SQLite's inline checkpoint, as without one). */
   readonly background: boolean;
-  /** Hands the file back (the thread closes its connection first); call before closing `db`. Resolves to the checkpoints the thread ran on it. */
-  release(): Promise<number>;
+  /** Hands the file back (the thread closes its connection first); call before closing `db`. */
+  release(): Promise<void>;
 }
 
 interface Reply {
   id: number;
   ok: boolean;
-  message?: string;
-  runs?: number;
 }
 
+/** One file's writers in this process, and the thread's connection to it (by `key`: a file handed back and registered again gets a connection of its own, whatever order the thread's replies come in). */
 interface Registered {
-  count: number;
+  key: number;
   dbs: Set<SqliteDatabase>;
-  /** The thread's answer to this file's add: whether it checkpoints it. */
-  added: Promise<boolean>;
 }
 
 class CheckpointThread {
@@ -101,6 +97,7 @@ class CheckpointThread {
   private readonly waiting = new Map<number, (reply: Reply | null) => void>();
   private readonly files = new Map<string, Registered>();
   private nextId = 0;
+  private nextKey = 0;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private ended = false;
 
@@ -130,20 +127,18 @@ class CheckpointThread {
     }
     let entry = this.files.get(path);
     if (!entry) {
-      const added = this.ask({ op: 'add', path }).then((r) => {
-        if (r?.ok) return true;
-        for (const d of this.files.get(path)?.dbs ?? []) inline(d);
-        return false;
+      const added: Registered = { key: this.nextKey++, dbs: new Set() };
+      void this.ask({ op: 'add', key: added.key, path }).then((r) => {
+        if (!r?.ok) for (const d of added.dbs) inline(d);
       });
-      entry = { count: 0, dbs: new Set(), added };
+      entry = added;
       this.files.set(path, entry);
     }
-    entry.count++;
     entry.dbs.add(db);
     db.pragma(`wal_autocheckpoint = ${SAFETY_CHECKPOINT_PAGES}`);
     db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`);
     const registered = entry;
-    let released: Promise<number> | undefined;
+    let released: Promise<void> | undefined;
     const handle: BackgroundCheckpoints = {
       get background() {
         return !released && registered.dbs.has(db) && db.open && db.pragma('wal_autocheckpoint', { simple: true }) === SAFETY_CHECKPOINT_PAGES;
@@ -153,20 +148,18 @@ class CheckpointThread {
     return handle;
   }
 
-  private async release(db: SqliteDatabase, path: string, entry: Registered): Promise<number> {
+  private async release(db: SqliteDatabase, path: string, entry: Registered): Promise<void> {
     entry.dbs.delete(db);
-    if (--entry.count > 0) return 0;
-    this.files.delete(path);
-    await entry.added;
-    const reply = await this.ask({ op: 'remove', path });
+    if (entry.dbs.size > 0) return;
+    if (this.files.get(path) === entry) this.files.delete(path);
+    await this.ask({ op: 'remove', key: entry.key });
     if (this.files.size === 0 && !this.ended) {
       this.idleTimer = setTimeout(() => this.stop(), IDLE_STOP_MS);
       this.idleTimer.unref();
     }
-    return reply?.runs ?? 0;
   }
 
-  private ask(message: { op: 'add' | 'remove'; path: string }): Promise<Reply | null> {
+  private ask(message: { op: 'add'; key: number; path: string } | { op: 'remove'; key: number }): Promise<Reply | null> {
     if (this.ended) return Promise.resolve(null);
     const id = this.nextId++;
     return new Promise<Reply | null>((resolve) => {
@@ -215,7 +208,7 @@ let thread: CheckpointThread | null = null;
  * process's checkpoint thread. A memory database (or a `file:` URI) is left as it is.
  */
 export function checkpointInBackground(db: SqliteDatabase, path: string, intervalMs = CHECKPOINT_INTERVAL_MS): BackgroundCheckpoints {
-  if (db.memory || path === ':memory:' || path.startsWith('file:')) return { background: false, release: async () => 0 };
+  if (db.memory || path === ':memory:' || path.startsWith('file:')) return { background: false, release: async () => undefined };
   if (!thread?.alive) {
     thread = new CheckpointThread(intervalMs, (ended) => {
       if (thread === ended) thread = null;

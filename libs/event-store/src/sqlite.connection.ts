@@ -48,7 +48,7 @@ export interface OwnedSqlite {
 export function openSqliteWriter(options: SqliteConnectionOptions): OwnedSqlite {
   const db = openSqlite(options);
   const checkpoints: BackgroundCheckpoints =
-    options.backgroundCheckpoints === false ? { background: false, release: async () => 0 } : checkpointInBackground(db, options.path);
+    options.backgroundCheckpoints === false ? { background: false, release: async () => undefined } : checkpointInBackground(db, options.path);
   let closing: Promise<void> | undefined;
   return {
     db,
