@@ -130,6 +130,9 @@ describe('REST api against real NATS, SQLite store, orchestrator and projection'
       expect(job).toMatchObject({ owner: 'alice', priority: 'high', spec: { command: ['echo', 'hi'], env: { A: '1' } } });
       expect(['pending', 'queued']).toContain(job.status);
       expect(res.headers.location).toBe(`/v1/jobs/${job.id}`);
+      // Made up by the api: a UUIDv7, its first 48 bits the time of the submit.
+      expect(job.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(Math.abs(parseInt(job.id.slice(0, 8) + job.id.slice(9, 13), 16) - Date.parse(job.submittedAt))).toBeLessThan(60_000);
       const got = await http().get(res.headers.location).set(auth(ALICE)).expect(200);
       expect(got.body).toMatchObject({ id: job.id, owner: 'alice', submittedAt: job.submittedAt });
       expect(await storedTypes(job.id)).toEqual(['JobSubmitted', 'JobQueued']);

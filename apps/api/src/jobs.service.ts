@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
   ExecutorIdSchema,
+  newTimeOrderedId,
   IllegalStateError,
   JOB_STATUSES,
   JoblineError,
@@ -181,7 +182,7 @@ export class JobsService {
       const wantsArchive = spec.source !== undefined && 'archive' in spec.source;
       if (wantsArchive && !archive) throw new ValidationError('source.archive needs the archive: submit multipart/form-data with spec and archive parts', [{ path: 'source.archive', message: 'no archive part' }]);
       if (archive && !wantsArchive) throw new ValidationError('an archive was uploaded but the spec does not say source: {archive: true}', [{ path: 'source', message: 'must be {archive: true} with an archive part' }]);
-      const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
+      const jobId = key === undefined ? newTimeOrderedId() : jobIdForKey(caller.owner, key);
       if (key !== undefined) {
         const existing = this.ctx.projection.get(jobId);
         if (existing) return { created: false, job: sameSubmission(existing, caller, key, spec) };
@@ -272,7 +273,7 @@ export class JobsService {
   async rerun(caller: Caller, id: string, idempotencyKeyHeader: string | string[] | undefined, requestId: string = randomUUID()): Promise<SubmitResult> {
     const key = parseIdempotencyKey(idempotencyKeyHeader);
     const original = this.visible(caller, id);
-    const jobId = key === undefined ? randomUUID() : jobIdForKey(caller.owner, key);
+    const jobId = key === undefined ? newTimeOrderedId() : jobIdForKey(caller.owner, key);
     if (key !== undefined) {
       const existing = this.ctx.projection.get(jobId);
       if (existing) return { created: false, job: sameRerun(existing, original.id, key) };

@@ -61,6 +61,10 @@ describe('JobCommandHandler: kept stream heads (SQLite)', () => {
     expect(dispatched.metadata.causationId).toBe(queued.id);
     expect(started.metadata.causationId).toBe(dispatched.id);
     expect(completed.metadata.causationId).toBe('report-1');
+    // Event ids are UUIDv7: recorded later, sorted later (the store's unique index appends at its end).
+    const ids = [submitted, queued, dispatched, started, completed].map((e) => e.id);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(ids.slice(1).every((id, i) => id.slice(0, 13) >= ids[i].slice(0, 13))).toBe(true);
     expect(new Set([submitted, dispatched, started, completed].map((e) => e.metadata.correlationId))).toEqual(new Set(['flow-1']));
   });
 

@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { decodeJobEvent, encodeJobEvent, jobStreamName, type JobEvent, type StoredJobEvent } from '../../../libs/contracts/src';
+import { decodeJobEvent, encodeJobEvent, jobStreamName, newTimeOrderedId, type JobEvent, type StoredJobEvent } from '../../../libs/contracts/src';
 import { TERMINAL_PHASES, decide, evolve, initialState, type Job, type JobCommand } from '../../../libs/domain/src';
 import { WrongExpectedRevisionError, type EventStore } from '../../../libs/event-store/src/event-store.port';
 import { TRACERS, contextFromRecord, hasSpan, inSpan, traceFields, tracingActive } from '../../../libs/messaging/src/trace-context';
@@ -169,7 +168,7 @@ export class JobCommandHandler {
       const occurredAt = this.clock().toISOString();
       const causationId = causationOf(meta.causationId, head);
       const correlationId = head.correlationId ?? meta.correlationId ?? jobId;
-      const records = decided.map((e) => encodeJobEvent(e, { id: randomUUID(), jobId, occurredAt, actor: meta.actor, causationId, correlationId, trace }));
+      const records = decided.map((e) => encodeJobEvent(e, { id: newTimeOrderedId(), jobId, occurredAt, actor: meta.actor, causationId, correlationId, trace }));
       try {
         guard?.(head.job);
       } catch (err) {
