@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { cpus, freemem, release, totalmem, type as osType } from 'node:os';
 import { findNatsServer } from '../libs/messaging/src/nats-server';
 import type { Logger } from '../apps/orchestrator/src/logger';
-import { encodeJobEvent, jobStreamName, type JobEvent } from '../libs/contracts/src';
+import { encodeJobEvent, jobStreamName, newTimeOrderedId, type JobEvent } from '../libs/contracts/src';
 import { parseJobSpec } from '../libs/contracts/src';
 import { decide, evolve, initialState, type Job, type JobCommand } from '../libs/domain/src';
 import { SqliteCheckpointStore, SqliteEventStore } from '../libs/event-store/src';
@@ -143,7 +143,7 @@ export async function storeHistory(store: EventStore, jobId: string, commands: J
   const envelope = { jobId, occurredAt: now, actor: 'bench', causationId: 'bench', correlationId: jobId };
   await store.appendToStream(
     jobStreamName(jobId),
-    history.map((e) => encodeJobEvent(e, { ...envelope, id: randomUUID() })),
+    history.map((e) => encodeJobEvent(e, { ...envelope, id: newTimeOrderedId() })),
     'no_stream',
   );
   return history.length;

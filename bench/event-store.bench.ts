@@ -1,31 +1,35 @@
 /**
  * Event store throughput, SQLite and PostgreSQL side by side: appends (one transaction per
  * job of 5 events) from 1 appender and from 8 concurrent ones, readAll over the whole log,
- * and a subscribeToAll catch-up from the start.
+ * and a subscribeToAll catch-up of what they appended. SQLite also on a file pre-filled with
+ * `--history` events (fillStore: real decider histories; not timed), to show what a large log costs
+ * an append; event ids are the orchestrator's (UUIDv7) unless `--event-ids=random` (UUIDv4, the
+ * ids before 8 Dec), job ids random as an integration may choose them.
  *
- *   npm run bench -- event-store [--store-jobs=N]
+ *   npm run bench -- event-store [--store-jobs=N] [--history=0,1000000] [--event-ids=random]
  *   node dist/bench/event-store.bench.js [jobs]      (alone; prints one JSON line)
  *
  * PostgreSQL: JOBLINE_BENCH_POSTGRES_URL (default postgres://root@127.0.0.1:5432/test), in a
  * schema of its own that is dropped after; without a server its entry says why it was skipped.
  */
 import { randomUUID } from 'node:crypto';
+import { newTimeOrderedId } from '../libs/contracts/src';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { PostgresEventStore, SqliteEventStore, maskPostgresUrl, type EventStore, type NewEvent } from '../libs/event-store/src';
 import { DEFAULT_TEST_POSTGRES_URL, dropSchema, randomSchemaName } from '../libs/testing/src/postgres';
 import { tempDir } from '../libs/testing/src/temp-dir';
-import { progress, withDefaults } from './bench-kit';
+import { fillStore, progress, withDefaults } from './bench-kit';
 
 const EVENTS_PER_JOB = 5;
 const READ_PAGE = 10_000;
 const CONCURRENT_APPENDERS = 8;
 
-function jobEvents(jobId: string, at: string): NewEvent[] {
+function jobEvents(jobId: string, at: string, newId: () => string): NewEvent[] {
   const metadata = { actor: 'bench', correlationId: jobId, causationId: jobId };
   const types = ['JobSubmitted', 'JobQueued', 'JobDispatched', 'JobStarted', 'JobCompleted'];
   return types.map((type, i) => ({
-    id: randomUUID(),
+    id: newId(),
     type,
     data: {
       jobId,
@@ -53,9 +57,13 @@ export interface EventStoreBenchOptions {
   jobs: number;
   /** PostgreSQL to measure; undefined skips it. */
   postgresUrl: string | undefined;
+  /** SQLite: one run per count, on a file holding that many events first (default [0]); PostgreSQL runs on an empty schema only. */
+  historyEvents: number[];
+  /** The appended events' ids: 'time-ordered' (UUIDv7, as the orchestrator makes them) or 'random' (UUIDv4). */
+  eventIds: 'time-ordered' | 'random';
 }
 
-export const EVENT_STORE_DEFAULTS: EventStoreBenchOptions = { jobs: 20_000, postgresUrl: DEFAULT_TEST_POSTGRES_URL };
+export const EVENT_STORE_DEFAULTS: EventStoreBenchOptions = { jobs: 20_000, postgresUrl: DEFAULT_TEST_POSTGRES_URL, historyEvents: [0], eventIds: 'time-ordered' };
 
 interface AdapterUnderTest {
   adapter: string;
@@ -66,10 +74,10 @@ interface AdapterUnderTest {
 
 type Batch = { streamId: string; events: NewEvent[] };
 
-function makeBatches(jobs: number): Batch[] {
+function makeBatches(jobs: number, newId: () => string): Batch[] {
   return Array.from({ length: jobs }, () => {
     const jobId = randomUUID();
-    return { streamId: `job-${jobId}`, events: jobEvents(jobId, new Date().toISOString()) };
+    return { streamId: `job-${jobId}`, events: jobEvents(jobId, new Date().toISOString(), newId) };
   });
 }
 
@@ -92,19 +100,20 @@ async function appendAll(store: EventStore, batches: Batch[], appenders: number)
   return { jobsPerSec, latencies };
 }
 
-async function measure(subject: AdapterUnderTest, jobs: number) {
+async function measure(subject: AdapterUnderTest, jobs: number, newId: () => string) {
   const { store } = subject;
   const bench = `event-store ${subject.adapter}`;
+  const head = await store.headPosition();
   progress(bench, `${jobs} jobs from 1 appender`);
-  const one = await appendAll(store, makeBatches(jobs), 1);
+  const one = await appendAll(store, makeBatches(jobs, newId), 1);
   progress(bench, `${jobs} jobs from ${CONCURRENT_APPENDERS} appenders`);
-  const many = await appendAll(store, makeBatches(jobs), CONCURRENT_APPENDERS);
+  const many = await appendAll(store, makeBatches(jobs, newId), CONCURRENT_APPENDERS);
 
   const total = 2 * jobs * EVENTS_PER_JOB;
   progress(bench, `readAll of ${total} events`);
   const readStarted = process.hrtime.bigint();
   let read = 0;
-  for (let after = -1; ; ) {
+  for (let after = head; ; ) {
     const page = await store.readAll({ after, maxCount: READ_PAGE });
     if (page.length === 0) break;
     read += page.length;
@@ -114,7 +123,7 @@ async function measure(subject: AdapterUnderTest, jobs: number) {
 
   progress(bench, 'subscribe catch-up');
   const subscribeStarted = process.hrtime.bigint();
-  const subscription = store.subscribeToAll();
+  const subscription = store.subscribeToAll({ after: head });
   let received = 0;
   for await (const _event of subscription) {
     if (++received === total) break;
@@ -141,12 +150,19 @@ async function measure(subject: AdapterUnderTest, jobs: number) {
   };
 }
 
-function openSqlite(): AdapterUnderTest {
+async function openSqlite(historyEvents: number): Promise<AdapterUnderTest> {
   const dir = tempDir('jobline-bench-event-store-');
+  let about: Record<string, unknown> = { historyEvents: 0 };
+  if (historyEvents > 0) {
+    progress('event-store sqlite', `filling the file with ${historyEvents} events (not measured)`);
+    const fill = await fillStore(dir.path, historyEvents, 'event-store sqlite');
+    about = { historyEvents: fill.events, fillMs: fill.fillMs };
+  }
   const store = new SqliteEventStore({ path: join(dir.path, 'events.db') });
   return {
     adapter: 'sqlite',
     store,
+    about,
     dispose: async () => {
       await store.close();
       dir.remove();
@@ -174,7 +190,7 @@ async function openPostgres(url: string): Promise<AdapterUnderTest | { skipped: 
   return {
     adapter: 'postgres',
     store,
-    about,
+    about: { historyEvents: 0, ...about },
     dispose: async () => {
       await store.close();
       await dropSchema(url, schema);
@@ -183,21 +199,26 @@ async function openPostgres(url: string): Promise<AdapterUnderTest | { skipped: 
 }
 
 export async function runEventStoreBench(options: Partial<EventStoreBenchOptions> = {}) {
-  const { jobs, postgresUrl } = withDefaults(EVENT_STORE_DEFAULTS, options);
+  const { jobs, postgresUrl, historyEvents, eventIds } = withDefaults(EVENT_STORE_DEFAULTS, options);
+  const newId = eventIds === 'random' ? randomUUID : () => newTimeOrderedId();
   const results: object[] = [];
-  for (const open of [async () => openSqlite(), async () => (postgresUrl ? openPostgres(postgresUrl) : { skipped: 'no PostgreSQL URL' })]) {
+  const subjects = [
+    ...historyEvents.map((n) => () => openSqlite(n)),
+    async () => (postgresUrl ? openPostgres(postgresUrl) : { skipped: 'no PostgreSQL URL' }),
+  ];
+  for (const open of subjects) {
     const subject = await open();
     if ('skipped' in subject) {
       results.push({ adapter: 'postgres', skipped: subject.skipped });
       continue;
     }
     try {
-      results.push(await measure(subject, jobs));
+      results.push(await measure(subject, jobs, newId));
     } finally {
       await subject.dispose();
     }
   }
-  return { jobs, eventsPerJob: EVENTS_PER_JOB, results };
+  return { jobs, eventsPerJob: EVENTS_PER_JOB, eventIds, results };
 }
 
 if (require.main === module) {

@@ -44,6 +44,7 @@ const OptionsSchema = z.strictObject({
     .transform((v) => [...new Set(v.split(',').map(Number))])
     .pipe(z.array(z.number().int().min(0).max(10_000_000, 'at most 10000000 events')))
     .optional(),
+  'event-ids': z.enum(['time-ordered', 'random'], { error: 'must be time-ordered or random' }).optional(),
   'no-reference': z.boolean().optional(),
   followers: z
     .string()
@@ -98,7 +99,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   },
   'event-store': {
     about: 'SQLite and PostgreSQL event stores: appends (1 and 8 appenders), readAll and subscribe catch-up',
-    run: (o) => runEventStoreBench({ jobs: o['store-jobs'], postgresUrl: process.env.JOBLINE_BENCH_POSTGRES_URL || undefined }),
+    run: (o) => runEventStoreBench({ jobs: o['store-jobs'], postgresUrl: process.env.JOBLINE_BENCH_POSTGRES_URL || undefined, historyEvents: o.history, eventIds: o['event-ids'] }),
   },
   spawn: {
     about: 'the executor alone against bare child_process.spawn',
@@ -146,7 +147,9 @@ const USAGE = `usage: npm run bench -- [${Object.keys(BENCHMARKS).join('|')} ...
   --startup-events=N  startup: the larger store's events (default 1000000; the smaller has 1000)
   --sandbox=MODE    jobs: executor sandbox none, auto or both (default both)
   --topology=T      jobs: dev (one process), processes (api, orchestrator, executor apart) or both (default dev)
-  --history=N,M     jobs: events stored before the stack starts, one run per count (default 0; e.g. 0,1000000)
+  --history=N,M     jobs: events stored before the stack starts, one run per count (default 0; e.g. 0,1000000);
+                    event-store: the SQLite file's events before the appends, one run per count
+  --event-ids=K     event-store: time-ordered (UUIDv7, the orchestrator's; default) or random (UUIDv4) event ids
   --no-reference    skip the BullMQ reference
   --followers=N,M   ws: follower counts, one run each (default 1000,10000)
   --bytes=N         logs-rate: bytes per job (default 1 GiB); logs-concurrent: per job (default 50 MB); grpc-send: per run (default 256 MiB)
@@ -182,6 +185,7 @@ function parseCommandLine(argv: string[]): { names: string[]; options: Options; 
       sandbox: { type: 'string' },
       topology: { type: 'string' },
       history: { type: 'string' },
+      'event-ids': { type: 'string' },
       'no-reference': { type: 'boolean' },
       followers: { type: 'string' },
       bytes: { type: 'string' },
