@@ -4,7 +4,7 @@
  * and a subscribeToAll catch-up of what they appended. SQLite also on a file pre-filled with
  * `--history` events (fillStore: real decider histories; not timed), to show what a large log costs
  * an append; event ids are the orchestrator's (UUIDv7) unless `--event-ids=random` (UUIDv4, the
- * ids before 8 Dec), job ids random as an integration may choose them.
+ * ids before 8 Dec; the pre-filled events keep UUIDv7 ids), job ids random as an integration may choose them.
  *
  *   npm run bench -- event-store [--store-jobs=N] [--history=0,1000000] [--event-ids=random]
  *   node dist/bench/event-store.bench.js [jobs]      (alone; prints one JSON line)
@@ -13,9 +13,9 @@
  * schema of its own that is dropped after; without a server its entry says why it was skipped.
  */
 import { randomUUID } from 'node:crypto';
-import { newTimeOrderedId } from '../libs/contracts/src';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { newTimeOrderedId } from '../libs/contracts/src';
 import { PostgresEventStore, SqliteEventStore, maskPostgresUrl, type EventStore, type NewEvent } from '../libs/event-store/src';
 import { DEFAULT_TEST_POSTGRES_URL, dropSchema, randomSchemaName } from '../libs/testing/src/postgres';
 import { tempDir } from '../libs/testing/src/temp-dir';
