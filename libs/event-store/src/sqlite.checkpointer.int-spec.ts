@@ -80,9 +80,17 @@ describe('WAL checkpoints on the checkpoint thread', () => {
 
   it('gives a writer the inline checkpoint back when the thread cannot open its file', async () => {
     const db = openSqlite({ path });
-    const checkpoints = checkpointInBackground(db, join(dir.path, 'not-there', 'x.db'));
+    const missing = join(dir.path, 'not-there', 'x.db');
+    const checkpoints = checkpointInBackground(db, missing);
     expect(await until(() => db.pragma('wal_autocheckpoint', { simple: true }) === 1000, 2000)).toBe(true);
     expect(checkpoints.background).toBe(false);
+    // A writer of the same file registered after the refusal is asked for again, and gets the inline checkpoint too.
+    const later = openSqlite({ path });
+    const laterCheckpoints = checkpointInBackground(later, missing);
+    expect(await until(() => later.pragma('wal_autocheckpoint', { simple: true }) === 1000, 2000)).toBe(true);
+    expect(laterCheckpoints.background).toBe(false);
+    await laterCheckpoints.release();
+    later.close();
     await checkpoints.release();
     db.close();
   });

@@ -81,6 +81,9 @@ export interface BackgroundCheckpoints {
   release(): Promise<void>;
 }
 
+/** A writer whose checkpoints stay SQLite's own, inline (a memory database, or `backgroundCheckpoints: false`). */
+export const INLINE_CHECKPOINTS: BackgroundCheckpoints = { background: false, release: async () => undefined };
+
 interface Reply {
   id: number;
   ok: boolean;
@@ -129,7 +132,10 @@ class CheckpointThread {
     if (!entry) {
       const added: Registered = { key: this.nextKey++, dbs: new Set() };
       void this.ask({ op: 'add', key: added.key, path }).then((r) => {
-        if (!r?.ok) for (const d of added.dbs) inline(d);
+        if (r?.ok) return;
+        // Refused (or no answer): its writers checkpoint inline, and the next writer of the file asks again.
+        if (this.files.get(path) === added) this.files.delete(path);
+        for (const d of added.dbs) inline(d);
       });
       entry = added;
       this.files.set(path, entry);
@@ -208,7 +214,7 @@ let thread: CheckpointThread | null = null;
  * process's checkpoint thread. A memory database (or a `file:` URI) is left as it is.
  */
 export function checkpointInBackground(db: SqliteDatabase, path: string, intervalMs = CHECKPOINT_INTERVAL_MS): BackgroundCheckpoints {
-  if (db.memory || path === ':memory:' || path.startsWith('file:')) return { background: false, release: async () => undefined };
+  if (db.memory || path === ':memory:' || path.startsWith('file:')) return INLINE_CHECKPOINTS;
   if (!thread?.alive) {
     thread = new CheckpointThread(intervalMs, (ended) => {
       if (thread === ended) thread = null;

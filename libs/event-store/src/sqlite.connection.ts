@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { checkpointInBackground, type BackgroundCheckpoints } from './sqlite.checkpointer';
+import { INLINE_CHECKPOINTS, checkpointInBackground, type BackgroundCheckpoints } from './sqlite.checkpointer';
 
 export type SqliteDatabase = Database.Database;
 
@@ -48,7 +48,7 @@ export interface OwnedSqlite {
 export function openSqliteWriter(options: SqliteConnectionOptions): OwnedSqlite {
   const db = openSqlite(options);
   const checkpoints: BackgroundCheckpoints =
-    options.backgroundCheckpoints === false ? { background: false, release: async () => undefined } : checkpointInBackground(db, options.path);
+    options.backgroundCheckpoints === false ? INLINE_CHECKPOINTS : checkpointInBackground(db, options.path);
   let closing: Promise<void> | undefined;
   return {
     db,
