@@ -73,8 +73,15 @@ export function verifyHistory(jobId: string, events: readonly RecordedEvent[]): 
       const e = decodeJobEvent(r);
       const before = job?.phase;
       // After a failure (an exit code, a lost attempt) the job may be retried, or closed as
-      // failed; after anything else terminal, only a purge may follow.
-      const allowedAfter = before === 'failed' ? ['JobRetryScheduled', 'JobFailed', 'JobPurged'] : ['JobPurged'];
+      // failed; after a timeout or a forced cancel, the executor's late report of the stopped
+      // attempt (JobAttemptStopped, once: the decider's stoppedLate); after anything else
+      // terminal, only a purge may follow.
+      const allowedAfter =
+        before === 'failed'
+          ? ['JobRetryScheduled', 'JobFailed', 'JobPurged']
+          : (before === 'cancelled' || before === 'timed_out') && !types.slice(0, i).includes('JobAttemptStopped')
+            ? ['JobAttemptStopped', 'JobPurged']
+            : ['JobPurged'];
       if (before && TERMINAL_PHASES.has(before) && !allowedAfter.includes(e.type)) {
         problems.push(`job ${jobId}: ${e.type} at revision ${i} after it was ${before} (${said()})`);
       }
